@@ -1,0 +1,28 @@
+"""rl_platform: multi-agent reinforcement learning on Ray.
+
+The library API mirrors the ``rlp`` commands::
+
+    import rl_platform
+    result = rl_platform.train("experiments/quickstart.yaml", ["stop.training_iteration=5"])
+    print(result.run_dir, result.best_checkpoint)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["load_experiment", "train", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Keep `import rl_platform` free of Ray and torch; load them on first use.
+    if name == "train":
+        from rl_platform.training import train
+
+        return train
+    if name == "load_experiment":
+        from rl_platform.config import load_experiment
+
+        return load_experiment
+    raise AttributeError(f"module 'rl_platform' has no attribute {name!r}")

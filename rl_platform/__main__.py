@@ -1,0 +1,5 @@
+"""``python -m rl_platform`` is ``rlp``."""
+
+from rl_platform.cli import main
+
+main()

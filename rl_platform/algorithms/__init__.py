@@ -1,0 +1,1 @@
+"""Algorithms: each module defines `Hyperparams` and `build(experiment, env_cls)`."""

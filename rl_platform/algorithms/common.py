@@ -1,0 +1,88 @@
+"""The part of every algorithm's RLlib config that comes from the experiment, not the algorithm.
+
+Env, env runners, learners, policy mapping, network, seed, fault tolerance and evaluation
+are set here once; each algorithm module only adds its own hyperparameters and modules.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    from rl_platform.config import ExperimentConfig
+
+SHARED_MODULE_ID = "shared"
+
+
+def map_to_shared(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
+    """Policy mapping for parameter sharing: every agent uses one module."""
+    return SHARED_MODULE_ID
+
+
+def map_to_self(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
+    """Policy mapping for per-agent parameters: each agent has a module named after it."""
+    return agent_id
+
+
+def env_config_of(experiment: ExperimentConfig) -> dict[str, Any]:
+    """The env constructor's config: the env section plus the experiment's reward weights."""
+    config = dict(experiment.env.config)
+    config["reward_weights"] = {**config.get("reward_weights", {}), **experiment.rewards.weights}
+    return config
+
+
+def module_ids(experiment: ExperimentConfig, env_cls: type) -> list[str]:
+    """The RLModule ids a run trains, in a stable order."""
+    if experiment.algorithm.shared_policy:
+        return [SHARED_MODULE_ID]
+    return list(env_cls(env_config_of(experiment)).possible_agents)
+
+
+def apply_experiment(
+    config: AlgorithmConfig, experiment: ExperimentConfig, env_cls: type
+) -> AlgorithmConfig:
+    """Set everything an experiment decides on an algorithm's (new-stack) RLlib config."""
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    res = experiment.resources
+    shared = experiment.algorithm.shared_policy
+    network = experiment.algorithm.network
+    config = (
+        config.api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
+        .environment(env=env_cls, env_config=env_config_of(experiment))
+        .env_runners(
+            num_env_runners=res.num_env_runners,
+            num_envs_per_env_runner=res.num_envs_per_env_runner,
+            num_cpus_per_env_runner=res.num_cpus_per_env_runner,
+            rollout_fragment_length=res.rollout_fragment_length,
+        )
+        .learners(num_learners=res.num_learners, num_gpus_per_learner=res.num_gpus_per_learner)
+        .multi_agent(
+            policies=set(module_ids(experiment, env_cls)),
+            policy_mapping_fn=map_to_shared if shared else map_to_self,
+        )
+        .rl_module(
+            model_config=DefaultModelConfig(
+                fcnet_hiddens=list(network.hidden_sizes),
+                fcnet_activation=network.activation,
+                vf_share_layers=False,
+            )
+        )
+        .debugging(seed=experiment.seed)
+        .fault_tolerance(
+            restart_failed_env_runners=True,
+            max_num_env_runner_restarts=res.max_env_runner_restarts,
+            delay_between_env_runner_restarts_s=1.0,
+        )
+    )
+    if experiment.evaluation.every > 0:
+        config = config.evaluation(
+            evaluation_interval=experiment.evaluation.every,
+            evaluation_duration=experiment.evaluation.episodes,
+            evaluation_duration_unit="episodes",
+            evaluation_num_env_runners=0,
+            evaluation_config={"explore": False},
+        )
+    return config

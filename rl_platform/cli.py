@@ -1,0 +1,335 @@
+"""The ``rlp`` command line: parses arguments, calls the library, renders progress.
+
+Exit codes: 0 success; 1 a run failed (or a command is not available yet); 2 bad input
+(an invalid experiment, override or run directory), reported in one paragraph with no
+traceback; 130 interrupted (the run can be resumed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+app = typer.Typer(
+    name="rlp",
+    help="Multi-agent reinforcement learning on Ray: train, sweep, submit, evaluate, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+envs_app = typer.Typer(help="List the registered envs and check them.", no_args_is_help=True)
+app.add_typer(envs_app, name="envs")
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _not_yet(command: str, step: str) -> NoReturn:
+    _fail(
+        f"`rlp {command}` is not available yet: it lands with the roadmap's {step}. "
+        "`rlp train` works today.",
+        EXIT_FAILED,
+    )
+
+
+# --------------------------------------------------------------------------- train
+
+
+class _ProgressTable:
+    """Prints one aligned row per training iteration."""
+
+    header = f"{'iter':>5} {'env steps':>11} {'return mean':>12} {'steps/s':>9} {'time':>8}"
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def __call__(self, row) -> None:  # row: training.IterationRow
+        if not self.started:
+            console.print(f"[bold]{self.header}[/]", highlight=False)
+            self.started = True
+        ret = "—" if math.isnan(row.episode_return_mean) else f"{row.episode_return_mean:.3f}"
+        console.print(
+            f"{row.iteration:>5} {row.env_steps:>11,} {ret:>12} "
+            f"{row.env_steps_per_s:>9,.0f} {row.time_total_s:>7.1f}s",
+            highlight=False,
+        )
+
+
+def _print_summary(result) -> None:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("status", result.status)
+    table.add_row("run directory", str(result.run_dir))
+    table.add_row("iterations", str(result.iterations))
+    table.add_row("env steps", f"{result.env_steps:,}")
+    if result.episode_return_mean is not None:
+        table.add_row("return mean", f"{result.episode_return_mean:.3f}")
+    best = str(result.best_checkpoint) if result.best_checkpoint else "none"
+    if result.best_metric is not None:
+        best += f"  ({result.metric} = {result.best_metric:.3f})"
+    table.add_row("best checkpoint", best)
+    table.add_row("wall time", f"{result.wall_time_s:.1f} s")
+    table.add_row("env steps/s", f"{result.env_steps_per_s:,.0f} (sampled, mean over iterations)")
+    if result.status == "interrupted":
+        table.add_row("resume with", f"rlp train --resume {result.run_dir}")
+    console.print(Panel(table, title="rlp train", expand=False))
+
+
+@app.command()
+def train(
+    experiment: Annotated[
+        Path | None, typer.Argument(help="Experiment YAML (not needed with --resume).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="Override a field: key.path=value (YAML value)."),
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Parent folder of run directories.")] = Path("runs"),
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address; default: a private local Ray.")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue an interrupted run from its last checkpoint.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option(help="Show Ray's and the workers' logs.")] = False,
+) -> None:
+    """Train one experiment on Ray and summarise it.
+
+    [bold]Examples[/]
+
+      rlp train experiments/quickstart.yaml
+
+      rlp train experiments/quickstart.yaml --set stop.training_iteration=5 --set seed=1
+
+      rlp train --resume runs/quickstart/20261125-101500
+    """
+    from rl_platform.config import ConfigError
+    from rl_platform.training import ResumeError, TrainingError
+    from rl_platform.training import train as run_training
+
+    if experiment is None and resume is None:
+        _fail("give an experiment YAML, or --resume RUN_DIR to continue a run.")
+    if experiment is not None and resume is not None:
+        _fail("give either an experiment YAML or --resume RUN_DIR, not both.")
+    if resume is not None and set_:
+        _fail("--set cannot change a resumed run; it continues with its config.yaml.")
+    try:
+        result = run_training(
+            experiment,
+            set_ or [],
+            output=output,
+            address=address,
+            resume=resume,
+            progress=_ProgressTable(),
+            verbose=verbose,
+        )
+    except (ConfigError, ResumeError) as err:
+        _fail(str(err))
+    except TrainingError as err:
+        _fail(str(err), EXIT_FAILED)
+    _print_summary(result)
+    if result.status == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+# --------------------------------------------------------------------------- envs, schema
+
+
+@envs_app.command("list")
+def envs_list() -> None:
+    """List registered env and algorithm ids.
+
+    [bold]Example[/]
+
+      rlp envs list
+    """
+    from rl_platform import registry
+
+    table = Table(title="envs")
+    table.add_column("id", style="bold")
+    table.add_column("description")
+    for entry in registry.ENVS.values():
+        table.add_row(entry.id, entry.description)
+    console.print(table)
+    algos = Table(title="algorithms")
+    algos.add_column("id", style="bold")
+    algos.add_column("description")
+    for entry in registry.ALGORITHMS.values():
+        algos.add_row(entry.id, entry.description)
+    console.print(algos)
+
+
+@envs_app.command("check")
+def envs_check(
+    env_id: Annotated[str, typer.Argument(help="A registered env id.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Env config: key=value.")
+    ] = None,
+) -> None:
+    """Run the RLlib and PettingZoo conformance checks on an env.
+
+    [bold]Examples[/]
+
+      rlp envs check rendezvous
+
+      rlp envs check rendezvous --set discrete=true --set num_agents=5
+    """
+    from rl_platform import registry
+    from rl_platform.config import ConfigError, apply_overrides
+
+    if env_id not in registry.ENVS:
+        _fail(f"unknown env {env_id!r}; expected one of: {', '.join(sorted(registry.ENVS))}.")
+    try:
+        config = apply_overrides({}, set_ or [], "--set")
+        registry.ENVS[env_id].load().config_model.model_validate(config)
+    except ConfigError as err:
+        _fail(str(err))
+    except ValueError as err:  # pydantic's ValidationError
+        _fail(f"env {env_id!r}: invalid config {config}: {err}")
+    from rl_platform.envs.checks import check_env
+
+    results = check_env(env_id, config)
+    for result in results:
+        mark = "[green]pass[/]" if result.passed else "[red]FAIL[/]"
+        console.print(f"{mark}  {result.name}  {result.detail}", highlight=False)
+    if not all(r.passed for r in results):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option(help="Write to this file, not stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of the experiment YAML (for editor completion and checks).
+
+    [bold]Example[/]
+
+      rlp schema --output experiments/experiment.schema.json
+    """
+    from rl_platform.config import experiment_json_schema
+
+    text = json.dumps(experiment_json_schema(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        console.print(f"wrote {output}")
+
+
+# --------------------------------------------------------------------------- later steps
+
+
+@app.command()
+def tune(
+    sweep: Annotated[Path, typer.Argument(help="Sweep YAML: an experiment plus `tune:`.")],
+    num_samples: Annotated[int | None, typer.Option(help="Trials in all.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a killed sweep.")] = False,
+    output: Annotated[Path, typer.Option()] = Path("runs"),
+    address: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Sweep hyperparameters with Tune, Optuna and ASHA.
+
+    [bold]Example[/]
+
+      rlp tune experiments/sweeps/quickstart_sweep.yaml --num-samples 20
+    """
+    _not_yet("tune", "step 6 (hyperparameter search)")
+
+
+@app.command()
+def submit(
+    experiment: Annotated[Path, typer.Argument(help="Experiment or sweep YAML.")],
+    address: Annotated[str, typer.Option(help="Ray Jobs address, http://HOST:8265.")] = "",
+    follow: Annotated[bool, typer.Option(help="Stream logs until the job ends.")] = False,
+) -> None:
+    """Submit an experiment to a Ray cluster through the Jobs API.
+
+    [bold]Example[/]
+
+      rlp submit experiments/quickstart.yaml --address http://127.0.0.1:8265 --follow
+    """
+    _not_yet("submit", "step 8 (Ray cluster)")
+
+
+@app.command()
+def jobs(
+    action: Annotated[str, typer.Argument(help="list, status, logs or stop.")],
+    job_id: Annotated[str | None, typer.Argument()] = None,
+    address: Annotated[str, typer.Option()] = "",
+) -> None:
+    """List, inspect, follow or stop cluster jobs.
+
+    [bold]Example[/]
+
+      rlp jobs list --address http://127.0.0.1:8265
+    """
+    _not_yet("jobs", "step 8 (Ray cluster)")
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint or run directory.")],
+    episodes: Annotated[int, typer.Option()] = 100,
+    report: Annotated[Path | None, typer.Option()] = None,
+    baselines: Annotated[bool, typer.Option()] = True,
+) -> None:
+    """Score a checkpoint on the five evaluation dimensions against baselines.
+
+    [bold]Example[/]
+
+      rlp evaluate runs/quickstart/20261125-101500 --episodes 50
+    """
+    _not_yet("evaluate", "step 7 (evaluation suite)")
+
+
+@app.command()
+def serve(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint or run directory.")],
+    port: Annotated[int, typer.Option()] = 8000,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    challenger: Annotated[Path | None, typer.Option()] = None,
+    split: Annotated[float, typer.Option()] = 0.1,
+) -> None:
+    """Serve a trained policy over HTTP with Ray Serve.
+
+    [bold]Example[/]
+
+      rlp serve runs/quickstart/20261125-101500 --port 8000
+    """
+    _not_yet("serve", "step 10 (serving)")
+
+
+@app.command()
+def monitor(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    follow: Annotated[bool, typer.Option()] = False,
+) -> None:
+    """Render a run's dashboard and anomalies.
+
+    [bold]Example[/]
+
+      rlp monitor runs/quickstart/20261125-101500 --follow
+    """
+    _not_yet("monitor", "step 9 (monitoring)")
+
+
+def main() -> None:
+    """Entry point for ``python -m rl_platform``."""
+    app()

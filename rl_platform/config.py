@@ -1,0 +1,475 @@
+"""The experiment YAML as pydantic models, and loading it with overrides.
+
+An experiment file is validated twice: first against the models below (shape, types,
+ranges, unknown keys), then against what the registry knows about the chosen env and
+algorithm (the env's own config model, its reward components and task levels, the
+algorithm's hyperparameters). Both stages raise :class:`ConfigError`, whose message names
+the file, the field path, the value and what was expected.
+
+The loaded :class:`ExperimentConfig` is frozen and *resolved*: every default of the env
+and the algorithm is filled in, so dumping it gives a file that re-runs the experiment
+exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+
+class ConfigError(ValueError):
+    """An experiment file, dict or override that cannot be used.
+
+    The message is meant for people: one paragraph naming the source, the field path,
+    the offending value and what was expected.
+    """
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EnvSpec(_Model):
+    """Which environment to train on and its constructor arguments."""
+
+    id: str = Field(description="A registered env id (`rlp envs list`).")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="Arguments of the env, checked against its model."
+    )
+
+
+class NetworkSpec(_Model):
+    """The policy and value networks' hidden layers."""
+
+    hidden_sizes: tuple[PositiveInt, ...] = Field(
+        default=(64, 64), min_length=1, description="Width of each hidden layer."
+    )
+    activation: Literal["tanh", "relu", "silu", "elu"] = "tanh"
+
+
+class AlgorithmSpec(_Model):
+    """Which algorithm trains the agents, and how policies map to agents."""
+
+    id: str = Field(description="A registered algorithm id (`rlp envs list` shows them too).")
+    shared_policy: bool = Field(
+        default=True,
+        description="One module for all agents (parameter sharing) or one module per agent.",
+    )
+    hyperparams: dict[str, Any] = Field(
+        default_factory=dict, description="Algorithm hyperparameters, checked per algorithm."
+    )
+    network: NetworkSpec = Field(default_factory=NetworkSpec)
+
+
+class RewardsSpec(_Model):
+    """Weights of the env's reward components (the env declares which exist)."""
+
+    weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Component name -> weight; components left out keep the env's default.",
+    )
+
+    @model_validator(mode="after")
+    def _finite(self) -> RewardsSpec:
+        for name, weight in self.weights.items():
+            if not math.isfinite(weight):
+                raise ValueError(f"weight of {name!r} must be a finite number, got {weight}")
+        return self
+
+
+class PromotionRule(_Model):
+    """When to advance to the next curriculum level."""
+
+    min_episodes: PositiveInt = Field(default=100, description="Episodes played at a level first.")
+    window: PositiveInt = Field(default=50, description="Recent episodes averaged.")
+    threshold: float = Field(default=0.8, description="Normalized score to pass, in [0, 1].")
+
+
+class CurriculumSpec(_Model):
+    """Task levels to move through and the rule that promotes."""
+
+    levels: list[str] = Field(min_length=1, description="Levels in order; the env declares them.")
+    promote: PromotionRule = Field(default_factory=PromotionRule)
+
+
+class ResourcesSpec(_Model):
+    """How much of the Ray cluster one run uses, and fault tolerance."""
+
+    num_env_runners: NonNegativeInt = Field(
+        default=1, description="Remote sampling workers; 0 samples in the driver's process."
+    )
+    num_envs_per_env_runner: PositiveInt = 1
+    num_cpus_per_env_runner: PositiveFloat = 1
+    num_learners: NonNegativeInt = Field(
+        default=0, description="Remote learner workers; 0 trains in the algorithm's process."
+    )
+    num_gpus_per_learner: NonNegativeFloat = 0
+    rollout_fragment_length: PositiveInt | Literal["auto"] = "auto"
+    max_env_runner_restarts: NonNegativeInt = Field(
+        default=100, description="Crashed env runners are restarted this many times in all."
+    )
+    max_failures: NonNegativeInt = Field(
+        default=0, description="Times Tune restarts the whole trial from its last checkpoint."
+    )
+
+
+class StopSpec(_Model):
+    """When training ends: the first criterion reached stops it."""
+
+    training_iteration: PositiveInt | None = None
+    env_steps: PositiveInt | None = Field(default=None, description="Env steps sampled in all.")
+    episode_return_mean: float | None = Field(
+        default=None, description="Mean episode return (summed over agents) to reach."
+    )
+    time_total_s: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> StopSpec:
+        if all(v is None for v in self.model_dump().values()):
+            raise ValueError(
+                "no stop criterion set: give one of training_iteration, env_steps, "
+                "episode_return_mean, time_total_s"
+            )
+        return self
+
+
+class CheckpointSpec(_Model):
+    """How often to checkpoint, how many to keep and how to rank them."""
+
+    every: NonNegativeInt = Field(
+        default=10, description="Checkpoint every N iterations; 0 = only at the end."
+    )
+    keep: PositiveInt | None = Field(default=3, description="Best checkpoints kept; null = all.")
+    metric: str = Field(
+        default="env_runners/episode_return_mean", description="Result key that ranks them."
+    )
+    mode: Literal["max", "min"] = "max"
+
+
+class EvaluationSpec(_Model):
+    """Periodic greedy evaluation during training."""
+
+    every: NonNegativeInt = Field(default=0, description="Evaluate every N iterations; 0 = off.")
+    episodes: PositiveInt = 10
+
+
+class TuneSpec(_Model):
+    """The sweep section of a sweep YAML (used by `rlp tune`, ignored by `rlp train`)."""
+
+    search_space: dict[str, Any] = Field(default_factory=dict)
+    num_samples: PositiveInt = 10
+    max_concurrent: PositiveInt | None = None
+    searcher: Literal["optuna", "random"] = "optuna"
+    scheduler: Literal["asha", "none"] = "asha"
+    metric: str = "env_runners/episode_return_mean"
+    mode: Literal["max", "min"] = "max"
+    storage: str | None = Field(default=None, description="Optuna storage URL; default sqlite.")
+
+
+class ExperimentConfig(_Model):
+    """One experiment: an env, an algorithm, and how to run, stop and checkpoint."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        max_length=100,
+        description="Run name; runs go to runs/<name>/<timestamp>/.",
+    )
+    seed: NonNegativeInt = 0
+    env: EnvSpec
+    algorithm: AlgorithmSpec
+    rewards: RewardsSpec = Field(default_factory=RewardsSpec)
+    curriculum: CurriculumSpec | None = None
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    stop: StopSpec = Field(default_factory=lambda: StopSpec(training_iteration=50))
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    tune: TuneSpec | None = None
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML text that `load_experiment` reads back unchanged."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_experiment(
+    source: str | Path | dict[str, Any] | ExperimentConfig,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> ExperimentConfig:
+    """Load, override and fully validate an experiment.
+
+    Args:
+        source: a YAML path, a dict with the YAML's content, or a config to re-validate.
+        overrides: `key.path=value` strings (values parsed as YAML) or a flat dict of
+            `key.path -> value`, applied before validation.
+
+    Returns:
+        The resolved, frozen config (env and algorithm defaults filled in).
+
+    Raises:
+        ConfigError: the source cannot be read or any field is invalid.
+    """
+    if isinstance(source, ExperimentConfig):
+        where, raw = "<config>", source.model_dump(mode="json")
+    elif isinstance(source, dict):
+        where, raw = "<dict>", source
+    else:
+        where, raw = str(source), _read_yaml(Path(source))
+    raw = apply_overrides(raw, overrides or [], where)
+    try:
+        config = ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(where, err, ExperimentConfig)) from None
+    return _resolve_against_registry(config, where)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such experiment file.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{path}: not valid YAML{at}: {problem}.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of experiment fields (name, env, algorithm, ...), "
+            f"got {type(data).__name__}."
+        )
+    return data
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: list[str] | dict[str, Any], where: str = "<config>"
+) -> dict[str, Any]:
+    """Return a deep copy of `raw` with `key.path=value` overrides applied.
+
+    Values in strings are parsed as YAML, so `--set algorithm.network.hidden_sizes=[32,32]`
+    and `--set algorithm.hyperparams.lr=1e-3` do what they look like.
+    """
+    pairs: list[tuple[str, Any]] = []
+    if isinstance(overrides, dict):
+        pairs = list(overrides.items())
+    else:
+        for item in overrides:
+            key, sep, text = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(
+                    f"{where}: override {item!r} is not of the form key.path=value "
+                    "(e.g. --set stop.training_iteration=5)."
+                )
+            try:
+                value = yaml.safe_load(text) if text.strip() else ""
+            except yaml.YAMLError:
+                value = text
+            pairs.append((key.strip(), value))
+
+    result = _deep_copy(raw)
+    for key, value in pairs:
+        parts = key.split(".")
+        if any(not p for p in parts):
+            raise ConfigError(f"{where}: override key {key!r} has an empty part.")
+        node = result
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                prefix = ".".join(parts[: depth + 1])
+                raise ConfigError(
+                    f"{where}: override {key}={value!r}: {prefix} holds {child!r}, "
+                    f"not a mapping with key {parts[depth + 1]!r}."
+                )
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def _resolve_against_registry(config: ExperimentConfig, where: str) -> ExperimentConfig:
+    """Check the env and algorithm parts against their registered models; fill defaults."""
+    from rl_platform import registry
+
+    env_entry = registry.ENVS.get(config.env.id)
+    if env_entry is None:
+        raise ConfigError(
+            f"{where}: env.id = {config.env.id!r} is not a registered env; "
+            f"expected one of: {', '.join(sorted(registry.ENVS))}."
+        )
+    algo_entry = registry.ALGORITHMS.get(config.algorithm.id)
+    if algo_entry is None:
+        raise ConfigError(
+            f"{where}: algorithm.id = {config.algorithm.id!r} is not a registered algorithm; "
+            f"expected one of: {', '.join(sorted(registry.ALGORITHMS))}."
+        )
+
+    env_cls = env_entry.load()
+    env_config = _validate_part(env_cls.config_model, config.env.config, where, ("env", "config"))
+    components = tuple(env_cls.reward_components)
+    for name in config.rewards.weights:
+        if name not in components:
+            raise ConfigError(
+                f"{where}: rewards.weights.{name}: env {config.env.id!r} has no reward "
+                f"component {name!r}; expected one of: {', '.join(components)}."
+            )
+    if config.curriculum is not None:
+        levels = tuple(env_cls.task_levels)
+        for i, level in enumerate(config.curriculum.levels):
+            if level not in levels:
+                raise ConfigError(
+                    f"{where}: curriculum.levels[{i}] = {level!r}: env {config.env.id!r} has "
+                    f"no task level {level!r}; expected levels from: {', '.join(levels)}."
+                )
+        if not 0.0 <= config.curriculum.promote.threshold <= 1.0:
+            raise ConfigError(
+                f"{where}: curriculum.promote.threshold = {config.curriculum.promote.threshold}: "
+                "expected a normalized score in [0, 1]."
+            )
+
+    hyperparams = _validate_part(
+        algo_entry.load().Hyperparams,
+        config.algorithm.hyperparams,
+        where,
+        ("algorithm", "hyperparams"),
+    )
+    return config.model_copy(
+        update={
+            "env": config.env.model_copy(update={"config": env_config}),
+            "algorithm": config.algorithm.model_copy(update={"hyperparams": hyperparams}),
+        }
+    )
+
+
+def _validate_part(
+    model: type[BaseModel], data: dict[str, Any], where: str, prefix: tuple[str, ...]
+) -> dict[str, Any]:
+    try:
+        return model.model_validate(data).model_dump(mode="json")
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(where, err, model, prefix)) from None
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def format_validation_error(
+    where: str,
+    err: ValidationError,
+    model: type[BaseModel],
+    prefix: tuple[str, ...] = (),
+) -> str:
+    """Turn a pydantic error into one paragraph: source, field path, value, expectation."""
+    problems = []
+    for item in err.errors(include_url=False):
+        loc = tuple(str(p) for p in item["loc"])
+        # Union members add their type name to the path; keep only real field names.
+        loc = tuple(p for p in loc if not _is_type_tag(p))
+        path = _dotted(prefix + loc) or "(top level)"
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(model, loc[:-1])
+            expected = (
+                f"unknown key; expected one of: {', '.join(allowed)}"
+                if allowed
+                else ("unknown key")
+            )
+            problems.append(f"{path}: {expected}")
+        elif kind == "missing":
+            problems.append(f"{path}: required field is missing")
+        else:
+            value = item.get("input")
+            problems.append(f"{path} = {_short(value)}: {_expectation(item)}")
+    return f"{where}: invalid experiment config: " + "; ".join(problems) + "."
+
+
+def _is_type_tag(part: str) -> bool:
+    return part.startswith(("literal[", "function-")) or part in {
+        "int",
+        "float",
+        "str",
+        "bool",
+        "dict",
+        "list",
+        "tuple",
+        "constrained-int",
+        "constrained-float",
+        "is-instance",
+        "none",
+    }
+
+
+def _dotted(parts: tuple[str, ...]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
+    return out
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _expectation(item: dict[str, Any]) -> str:
+    msg = item["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if msg.startswith("Input should be "):
+        return "expected " + msg[len("Input should be ") :]
+    if msg.startswith("Input should "):
+        return "expected the value to " + msg[len("Input should ") :]
+    return msg
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
+    """The field names of the sub-model at `loc`, or [] when `loc` is not a model."""
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        current = _model_of(fields[part].annotation)
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def _model_of(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def experiment_json_schema() -> dict[str, Any]:
+    """JSON Schema of the experiment YAML, for editors (yaml-language-server)."""
+    schema = ExperimentConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "rl_platform experiment"
+    return schema

@@ -1,0 +1,1 @@
+"""Multi-agent environments: batched numpy cores with RLlib and PettingZoo views."""

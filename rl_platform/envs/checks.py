@@ -1,0 +1,125 @@
+"""Conformance checks every registered env must pass (``rlp envs check`` and the tests).
+
+* RLlib's own multi-agent env check;
+* PettingZoo's parallel API test and seed test on the ``parallel_env`` view;
+* determinism: two instances with the same seed and actions give the same trajectory;
+* bad input: a NaN action is refused with a ValueError naming the agent;
+* task levels: ``set_task`` to each declared level keeps the spaces unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rl_platform import registry
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One named check and whether it passed (with the reason when not)."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+def check_env(env_id: str, config: dict[str, Any] | None = None) -> list[CheckResult]:
+    """Run every conformance check on a registered env; never raises for a failing check."""
+    env_cls = registry.ENVS[env_id].load()
+    config = dict(config or {})
+    checks: list[tuple[str, Callable[[], None]]] = [
+        ("rllib multi-agent env check", lambda: _rllib_check(env_cls, config)),
+        ("pettingzoo parallel_api_test", lambda: _pz_api(env_cls, config)),
+        ("pettingzoo parallel_seed_test", lambda: _pz_seed(env_cls, config)),
+        ("same seed, same trajectory", lambda: _determinism(env_cls, config)),
+        ("NaN action refused", lambda: _nan_refused(env_cls, config)),
+        ("task levels keep spaces", lambda: _task_levels(env_cls, config)),
+    ]
+    results = []
+    for name, check in checks:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                check()
+        except Exception as err:  # noqa: BLE001 (a check reports any failure)
+            results.append(CheckResult(name, False, f"{type(err).__name__}: {err}"))
+        else:
+            results.append(CheckResult(name, True))
+    return results
+
+
+def _rllib_check(env_cls: type, config: dict[str, Any]) -> None:
+    from ray.rllib.utils.pre_checks.env import check_multiagent_environments
+
+    check_multiagent_environments(env_cls(config))
+
+
+def _pz_api(env_cls: type, config: dict[str, Any]) -> None:
+    from pettingzoo.test import parallel_api_test
+
+    parallel_api_test(env_cls.parallel_env(**config), num_cycles=200)
+
+
+def _pz_seed(env_cls: type, config: dict[str, Any]) -> None:
+    from pettingzoo.test import parallel_seed_test
+
+    parallel_seed_test(lambda: env_cls.parallel_env(**config))
+
+
+def rollout(env: Any, seed: int, steps: int, action_seed: int = 0) -> list[Any]:
+    """Observations and rewards of `steps` random-action steps (resetting at episode ends)."""
+    obs, _ = env.reset(seed=seed)
+    spaces = {a: env.action_spaces[a] for a in env.possible_agents}
+    for i, space in enumerate(spaces.values()):
+        space.seed(action_seed + i)
+    trace = [obs]
+    for _ in range(steps):
+        obs, rewards, terms, truncs, _ = env.step({a: s.sample() for a, s in spaces.items()})
+        trace += [obs, rewards]
+        if terms["__all__"] or truncs["__all__"]:
+            obs, _ = env.reset()
+            trace.append(obs)
+    return trace
+
+
+def _determinism(env_cls: type, config: dict[str, Any]) -> None:
+    first = rollout(env_cls(config), seed=7, steps=60)
+    second = rollout(env_cls(config), seed=7, steps=60)
+    for a, b in zip(first, second, strict=True):
+        for key in a:
+            if not np.array_equal(np.asarray(a[key]), np.asarray(b[key])):
+                raise AssertionError(f"trajectories differ at {key!r}")
+
+
+def _nan_refused(env_cls: type, config: dict[str, Any]) -> None:
+    env = env_cls(config)
+    env.reset(seed=0)
+    actions = {a: env.action_spaces[a].sample() for a in env.possible_agents}
+    victim = env.possible_agents[-1]
+    actions[victim] = np.full(np.shape(actions[victim]) or (), np.nan)
+    try:
+        env.step(actions)
+    except ValueError as err:
+        if victim not in str(err):
+            raise AssertionError(f"the error does not name the agent: {err}") from None
+        return
+    raise AssertionError("a NaN action was accepted")
+
+
+def _task_levels(env_cls: type, config: dict[str, Any]) -> None:
+    env = env_cls(config)
+    spaces = (env.observation_spaces, env.action_spaces, env.state_space)
+    for level in env_cls.task_levels:
+        env.set_task(level)
+        env.reset(seed=0)
+        if env.get_task() != level:
+            raise AssertionError(f"set_task({level!r}) then get_task() gave {env.get_task()!r}")
+        if (env.observation_spaces, env.action_spaces, env.state_space) != spaces:
+            raise AssertionError(f"spaces changed at level {level!r}")
+        if not env.state_space.contains(env.state()):
+            raise AssertionError(f"state() is outside state_space at level {level!r}")

@@ -1,0 +1,148 @@
+"""Rendezvous: N agents on a plane meet without a leader.
+
+Each agent sees its own position, the others' positions relative to it and the time
+left, and moves with a bounded velocity (continuous 2-d action, or 5 discrete moves with
+``discrete: true``). Every step each agent is rewarded for closeness to the others'
+centroid (``proximity``) and charged for moving (``effort``). The team does best by
+agreeing on a meeting point quickly, which nobody dictates: the classic consensus task of
+multi-robot coordination (and MPE's ``simple_spread`` without landmarks).
+
+Task levels set how far apart the agents start: ``easy`` (within 0.3 of the origin),
+``medium`` (0.6) and ``hard`` (1.0, the whole arena). The heuristic baseline moves each
+agent straight to the centroid of the others it sees.
+
+Random policy return per agent over 25 steps is about -11 at ``medium``; the heuristic
+reaches about -2.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import gymnasium as gym
+import numpy as np
+from pydantic import Field
+
+from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv, StepResult
+
+SPAWN_RADIUS = {"easy": 0.3, "medium": 0.6, "hard": 1.0}
+# Discrete moves: stay, +x, -x, +y, -y.
+MOVES = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.float32)
+
+
+class RendezvousConfig(CoreEnvConfig):
+    """Constructor arguments of the rendezvous env."""
+
+    num_agents: int = Field(default=3, ge=2, le=64)
+    episode_length: int = Field(default=25, ge=1, le=100_000)
+    discrete: bool = Field(default=False, description="5 discrete moves instead of a velocity.")
+    max_speed: float = Field(default=0.1, gt=0, le=1, description="Distance moved per step.")
+    task: Literal["easy", "medium", "hard"] = "medium"
+
+
+class RendezvousCore(BatchedCore):
+    """B copies of the rendezvous dynamics."""
+
+    reward_components: ClassVar[tuple[str, ...]] = ("proximity", "effort")
+    default_reward_weights: ClassVar[dict[str, float]] = {"proximity": 1.0, "effort": 0.05}
+    task_levels: ClassVar[tuple[str, ...]] = tuple(SPAWN_RADIUS)
+
+    def __init__(self, config: RendezvousConfig, batch_size: int) -> None:
+        super().__init__(config, batch_size)
+        n = config.num_agents
+        self._n = n
+        self._task = config.task
+        self._pos = np.zeros((batch_size, n, 2), dtype=np.float32)
+        self._t = np.zeros(batch_size, dtype=np.int64)
+        # For each agent i, the indices of the other agents in order: (N, N-1).
+        others = np.array([[j for j in range(n) if j != i] for i in range(n)])
+        self._rows = np.repeat(np.arange(n)[:, None], n - 1, axis=1)
+        self._others = others
+        obs_dim = 2 + 2 * (n - 1) + 1
+        self.observation_space = gym.spaces.Box(-2.0, 2.0, (obs_dim,), np.float32)
+        self.state_space = gym.spaces.Box(-1.0, 1.0, (2 * n + 1,), np.float32)
+        self.action_space = (
+            gym.spaces.Discrete(len(MOVES))
+            if config.discrete
+            else gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        )
+
+    @property
+    def num_agents(self) -> int:  # noqa: D102
+        return self._n
+
+    def reset(self, rng: np.random.Generator, mask: np.ndarray | None = None) -> None:  # noqa: D102
+        rows = np.arange(self.batch_size) if mask is None else np.flatnonzero(mask)
+        radius = SPAWN_RADIUS[self._task]
+        self._pos[rows] = rng.uniform(-radius, radius, size=(len(rows), self._n, 2))
+        self._t[rows] = 0
+
+    def _time_left(self) -> np.ndarray:
+        return (1.0 - self._t / self.config.episode_length).astype(np.float32)
+
+    def observe(self) -> np.ndarray:  # noqa: D102
+        # rel[b, i, k] = position of the k-th other agent minus agent i's position.
+        rel = self._pos[:, self._others] - self._pos[:, self._rows]
+        time_left = np.broadcast_to(self._time_left()[:, None, None], (self.batch_size, self._n, 1))
+        return np.concatenate(
+            [self._pos, rel.reshape(self.batch_size, self._n, -1), time_left], axis=-1
+        ).astype(np.float32)
+
+    def global_state(self) -> np.ndarray:  # noqa: D102
+        flat = self._pos.reshape(self.batch_size, -1)
+        return np.concatenate([flat, self._time_left()[:, None]], axis=-1).astype(np.float32)
+
+    def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepResult:  # noqa: D102
+        speed = self.config.max_speed
+        if self.config.discrete:
+            actions = actions.astype(np.int64)
+            velocity = MOVES[actions] * speed
+            effort = (actions != 0).astype(np.float32)
+        else:
+            clipped = np.clip(actions, -1.0, 1.0)
+            velocity = clipped * speed
+            effort = np.square(clipped).sum(-1)
+        np.clip(self._pos + velocity, -1.0, 1.0, out=self._pos)
+        self._t += 1
+
+        total = self._pos.sum(axis=1, keepdims=True)
+        centroid_of_others = (total - self._pos) / (self._n - 1)
+        proximity = -np.linalg.norm(self._pos - centroid_of_others, axis=-1)
+        components = {"proximity": proximity.astype(np.float32), "effort": -effort}
+        return StepResult(
+            rewards=self.weigh(components),
+            components=components,
+            terminated=np.zeros(self.batch_size, dtype=bool),
+            truncated=self._t >= self.config.episode_length,
+        )
+
+    def heuristic_actions(self, obs: np.ndarray) -> np.ndarray:  # noqa: D102
+        rel = obs[..., 2 : 2 + 2 * (self._n - 1)].reshape(*obs.shape[:-1], self._n - 1, 2)
+        direction = rel.mean(axis=-2)  # toward the centroid of the others
+        if not self.config.discrete:
+            return np.clip(direction / self.config.max_speed, -1.0, 1.0).astype(np.float32)
+        axis = np.abs(direction).argmax(-1)
+        sign = np.take_along_axis(direction, axis[..., None], -1)[..., 0] > 0
+        move = np.where(axis == 0, np.where(sign, 1, 2), np.where(sign, 3, 4))
+        close = np.abs(direction).max(-1) < self.config.max_speed / 2
+        return np.where(close, 0, move).astype(np.int64)
+
+    def set_task(self, level: str) -> None:  # noqa: D102
+        if level not in SPAWN_RADIUS:
+            raise ValueError(f"unknown task level {level!r}; expected one of {self.task_levels}")
+        self._task = level
+
+    def get_task(self) -> str:  # noqa: D102
+        return self._task
+
+
+class RendezvousEnv(CoreMultiAgentEnv):
+    """RLlib ``MultiAgentEnv`` of one rendezvous copy (PettingZoo: ``parallel_env``)."""
+
+    core_cls = RendezvousCore
+    config_model = RendezvousConfig
+
+
+def parallel_env(**config: object):
+    """PettingZoo ``ParallelEnv`` of the rendezvous env."""
+    return RendezvousEnv.parallel_env(**config)

@@ -1,0 +1,80 @@
+"""Name -> env class and name -> algorithm module: the platform's only lookup tables.
+
+Entries name their implementation by import path so that listing ids (`rlp envs list`)
+and reading the schema never import Ray or torch. Adding an env or an algorithm is one
+line here plus its own file.
+
+An env class registered here is an RLlib ``MultiAgentEnv`` that also declares
+``config_model`` (a pydantic model of its constructor arguments), ``reward_components``
+and ``task_levels``, and offers ``parallel_env(**config)`` for PettingZoo.
+
+An algorithm module registered here defines ``Hyperparams`` (a pydantic model) and
+``build(experiment, env_cls) -> AlgorithmConfig``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """A registered environment: its id, a one-line description, where the class lives."""
+
+    id: str
+    description: str
+    target: str | type  # "package.module:ClassName", or the class itself (plugins, tests)
+
+    def load(self) -> Any:
+        """Import and return the env class."""
+        if not isinstance(self.target, str):
+            return self.target
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class AlgorithmEntry:
+    """A registered algorithm: its id, a one-line description, its module."""
+
+    id: str
+    description: str
+    module: str
+
+    def load(self) -> ModuleType:
+        """Import and return the algorithm module (with ``Hyperparams`` and ``build``)."""
+        return importlib.import_module(self.module)
+
+
+ENVS: dict[str, EnvEntry] = {}
+ALGORITHMS: dict[str, AlgorithmEntry] = {}
+
+
+def register_env(entry: EnvEntry) -> None:
+    """Add an env (plugins and tests use this; the built-ins are registered below)."""
+    ENVS[entry.id] = entry
+
+
+def register_algorithm(entry: AlgorithmEntry) -> None:
+    """Add an algorithm."""
+    ALGORITHMS[entry.id] = entry
+
+
+register_env(
+    EnvEntry(
+        "rendezvous",
+        "N agents on a plane meet without a leader (cooperative; continuous or discrete moves)",
+        "rl_platform.envs.rendezvous:RendezvousEnv",
+    )
+)
+
+register_algorithm(
+    AlgorithmEntry(
+        "ppo",
+        "RLlib PPO with independent actor-critics (shared or per-agent parameters)",
+        "rl_platform.algorithms.ppo",
+    )
+)

@@ -1,0 +1,424 @@
+"""Train one experiment: ExperimentConfig -> RLlib AlgorithmConfig -> a one-trial Tune run.
+
+Training goes through Tune even for a single run so that ``rlp train`` and ``rlp tune``
+share one path (checkpointing, loggers, failure handling, restore). A run directory
+``<output>/<name>/<timestamp>/`` holds:
+
+* ``config.yaml``: the resolved experiment (re-runs it exactly);
+* ``metrics.csv``: one compact row per iteration (the trial folder has Tune's full
+  ``progress.csv``, ``result.json`` and TensorBoard event files);
+* ``trial/checkpoint_*``: RLlib checkpoints (every N iterations, the best K kept);
+* Tune's experiment state (what ``--resume`` restores from);
+* ``summary.json``: status, best and last checkpoint, figures, written at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rl_platform import registry
+from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
+
+if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
+METRICS_FILE = "metrics.csv"
+TRIAL_DIR = "trial"
+RETURN_KEY = "env_runners/episode_return_mean"
+ENV_STEPS_KEY = "num_env_steps_sampled_lifetime"
+
+
+class ResumeError(ValueError):
+    """A run directory that cannot be resumed (missing, corrupt or already finished)."""
+
+
+class TrainingError(RuntimeError):
+    """The trial failed after its retries; the message points at Tune's error file."""
+
+
+@dataclass(frozen=True)
+class IterationRow:
+    """What the progress display shows for one training iteration."""
+
+    iteration: int
+    env_steps: int
+    episode_return_mean: float
+    env_steps_per_s: float
+    time_total_s: float
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`train`: where everything is and the headline figures."""
+
+    run_dir: Path
+    status: str  # "finished", "interrupted" or "error"
+    iterations: int = 0
+    env_steps: int = 0
+    episode_return_mean: float | None = None
+    best_checkpoint: Path | None = None
+    best_metric: float | None = None
+    last_checkpoint: Path | None = None
+    wall_time_s: float = 0.0
+    env_steps_per_s: float = 0.0
+    metric: str = RETURN_KEY
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready summary (paths as strings, the full last result left out)."""
+        data = asdict(self)
+        data.pop("metrics")
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
+
+
+# --------------------------------------------------------------------------- builder
+
+
+def build_algorithm_config(experiment: ExperimentConfig) -> AlgorithmConfig:
+    """The one builder train, tune and submit share: experiment -> RLlib config.
+
+    Raises:
+        ConfigError: RLlib refuses the combination of settings (e.g. a minibatch larger
+            than the train batch).
+    """
+    env_cls = registry.ENVS[experiment.env.id].load()
+    algorithm = registry.ALGORITHMS[experiment.algorithm.id].load()
+    config = algorithm.build(experiment, env_cls)
+    try:
+        config.validate()
+    except (ValueError, TypeError, KeyError) as err:
+        raise ConfigError(f"{experiment.name}: RLlib refused the algorithm config: {err}") from None
+    return config
+
+
+def stop_criteria(experiment: ExperimentConfig) -> dict[str, float]:
+    """Tune stop criteria from the experiment's ``stop`` section."""
+    keys = {
+        "training_iteration": "training_iteration",
+        "env_steps": ENV_STEPS_KEY,
+        "episode_return_mean": RETURN_KEY,
+        "time_total_s": "time_total_s",
+    }
+    return {keys[k]: v for k, v in experiment.stop.model_dump().items() if v is not None}
+
+
+# --------------------------------------------------------------------------- ray
+
+
+def quiet_logs(verbose: bool) -> None:
+    """Keep Ray's driver-side chatter out of the progress display unless asked for."""
+    # Tune's console output would interleave with ours; ours shows the same figures.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if not verbose:
+        for name in ("ray.rllib", "ray.tune", "ray.train"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def init_ray(address: str | None = None, verbose: bool = False) -> None:
+    """Connect to a cluster at `address`, or start a private local Ray on 127.0.0.1.
+
+    A local Ray has no dashboard and listens on the loopback address only. Token
+    authentication stays as Ray configures it (on by default in Ray 2.60).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {
+        "log_to_driver": verbose,
+        "logging_level": logging.INFO if verbose else logging.ERROR,
+    }
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **kwargs)
+
+
+# --------------------------------------------------------------------------- progress
+
+_progress_sink: Callable[[IterationRow], None] | None = None
+
+
+def _make_progress_callback(run_dir: Path):
+    from ray.tune import Callback
+
+    class ProgressCallback(Callback):
+        """Writes metrics.csv and feeds the progress display, in the driver process."""
+
+        def __init__(self, run_dir: Path) -> None:
+            self.run_dir = run_dir
+            self._last: tuple[float, float] | None = None
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: D102
+            row = iteration_row(result, self._last)
+            self._last = (row.env_steps, row.time_total_s)
+            _append_metrics(self.run_dir / METRICS_FILE, row)
+            if _progress_sink is not None:
+                _progress_sink(row)
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {"run_dir": self.run_dir, "_last": None}
+
+    return ProgressCallback(run_dir)
+
+
+def iteration_row(result: dict[str, Any], last: tuple[float, float] | None) -> IterationRow:
+    """Pick the displayed figures out of a (nested) RLlib result dict."""
+    runners = result.get("env_runners", {})
+    env_steps = int(result.get(ENV_STEPS_KEY, runners.get(ENV_STEPS_KEY, 0)) or 0)
+    total = float(result.get("time_total_s", 0.0))
+    prev_steps, prev_time = last or (0.0, total - float(result.get("time_this_iter_s", total)))
+    elapsed = total - prev_time
+    rate = (env_steps - prev_steps) / elapsed if elapsed > 0 else 0.0
+    ret = runners.get("episode_return_mean", math.nan)
+    return IterationRow(
+        iteration=int(result.get("training_iteration", 0)),
+        env_steps=env_steps,
+        episode_return_mean=float(ret) if ret is not None else math.nan,
+        env_steps_per_s=rate,
+        time_total_s=total,
+    )
+
+
+def _append_metrics(path: Path, row: IterationRow) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(asdict(row)))
+        if new:
+            writer.writeheader()
+        writer.writerow(asdict(row))
+
+
+# --------------------------------------------------------------------------- train
+
+
+def train(
+    source: str | Path | dict[str, Any] | ExperimentConfig,
+    overrides: list[str] | dict[str, Any] | None = None,
+    *,
+    output: str | Path = "runs",
+    address: str | None = None,
+    resume: str | Path | None = None,
+    progress: Callable[[IterationRow], None] | None = None,
+    verbose: bool = False,
+) -> TrainResult:
+    """Train an experiment (or resume an interrupted run) and summarise it.
+
+    Args:
+        source: experiment YAML path, dict or config (ignored when resuming).
+        overrides: ``key.path=value`` overrides, validated like the file.
+        output: parent of the run directories (``<output>/<name>/<timestamp>``).
+        address: a Ray cluster address; a private local Ray is started when None.
+        resume: a run directory to continue from its last checkpoint.
+        progress: called with each iteration's figures (in the calling process).
+        verbose: let Ray's and the workers' logs through.
+
+    Raises:
+        ConfigError: the experiment is invalid; nothing was started or written.
+        ResumeError: `resume` is not a resumable run directory.
+        TrainingError: the trial failed beyond its retries.
+    """
+    quiet_logs(verbose)
+    if resume is not None:
+        run_dir = Path(resume)
+        experiment = _check_resumable(run_dir)
+    else:
+        experiment = load_experiment(source, overrides)
+    algo_config = build_algorithm_config(experiment)
+
+    init_ray(address, verbose)
+    from ray import tune
+
+    if resume is None:
+        run_dir = _new_run_dir(Path(output), experiment.name)
+        (run_dir / CONFIG_FILE).write_text(experiment.to_yaml())
+
+    global _progress_sink
+    _progress_sink = progress
+    started = time.monotonic()
+    try:
+        if resume is not None:
+            tuner = tune.Tuner.restore(
+                str(run_dir.resolve()),
+                trainable=algo_config.algo_class,
+                param_space=algo_config,
+                resume_unfinished=True,
+                resume_errored=True,
+            )
+        else:
+            tuner = tune.Tuner(
+                algo_config.algo_class,
+                param_space=algo_config,
+                tune_config=tune.TuneConfig(num_samples=1, trial_dirname_creator=_trial_dirname),
+                run_config=_run_config(experiment, run_dir),
+            )
+        results = tuner.fit()
+    finally:
+        _progress_sink = None
+    summary = _summarize(experiment, run_dir, results, time.monotonic() - started)
+    previous = _read_summary(run_dir)
+    if previous and previous.get("wall_time_s"):
+        summary.wall_time_s += float(previous["wall_time_s"])
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    if summary.status == "error":
+        raise TrainingError(summary.error or "the trial failed")
+    return summary
+
+
+def _trial_dirname(trial: Any) -> str:
+    return TRIAL_DIR
+
+
+def _run_config(experiment: ExperimentConfig, run_dir: Path):
+    from ray import tune
+
+    ckpt = experiment.checkpoint
+    return tune.RunConfig(
+        name=run_dir.name,
+        storage_path=str(run_dir.parent.resolve()),
+        stop=stop_criteria(experiment),
+        verbose=0,
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=ckpt.keep,
+            checkpoint_score_attribute=ckpt.metric,
+            checkpoint_score_order=ckpt.mode,
+            checkpoint_frequency=ckpt.every,
+            checkpoint_at_end=True,
+        ),
+        failure_config=tune.FailureConfig(max_failures=experiment.resources.max_failures),
+        callbacks=[_make_progress_callback(run_dir.resolve())],
+    )
+
+
+def _new_run_dir(output: Path, name: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = output / name / stamp
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = output / name / f"{stamp}-{suffix}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _read_summary(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / SUMMARY_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def _check_resumable(run_dir: Path) -> ExperimentConfig:
+    if not run_dir.is_dir():
+        raise ResumeError(f"{run_dir}: no such run directory.")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ResumeError(f"{run_dir}: not a run directory (no {CONFIG_FILE}).")
+    if not list(run_dir.glob("experiment_state-*.json")) or not (run_dir / "tuner.pkl").is_file():
+        raise ResumeError(
+            f"{run_dir}: holds no Tune experiment state to resume from "
+            "(the run was stopped before its first iteration); start it again instead."
+        )
+    summary = _read_summary(run_dir)
+    if summary and summary.get("status") == "finished":
+        raise ResumeError(
+            f"{run_dir}: the run already finished ({summary.get('iterations')} iterations); "
+            "nothing to resume. Start a new run to train longer."
+        )
+    try:
+        return load_experiment(run_dir / CONFIG_FILE)
+    except ConfigError as err:
+        raise ResumeError(f"{run_dir}: its {CONFIG_FILE} no longer validates: {err}") from None
+
+
+def _summarize(
+    experiment: ExperimentConfig, run_dir: Path, results: Any, wall_time_s: float
+) -> TrainResult:
+    result = results[0]
+    metrics = result.metrics or {}
+    ckpt = experiment.checkpoint
+    best_path, best_value = None, None
+    try:
+        best = result.get_best_checkpoint(ckpt.metric, ckpt.mode)
+    except (RuntimeError, KeyError, ValueError):
+        best = None
+    if best is not None:
+        best_path = Path(best.path)
+        for checkpoint, ckpt_metrics in result.best_checkpoints:
+            if checkpoint.path == best.path:
+                best_value = _lookup(ckpt_metrics, ckpt.metric)
+    last_path = Path(result.checkpoint.path) if result.checkpoint else None
+    if best_path is None:
+        best_path = last_path
+
+    if result.error is not None:
+        status = "error"
+    elif results.num_terminated == len(results):
+        status = "finished"
+    else:
+        status = "interrupted"
+    rows = _read_metrics(run_dir / METRICS_FILE)
+    rates = [r["env_steps_per_s"] for r in rows if r["env_steps_per_s"] > 0]
+    ret = _lookup(metrics, RETURN_KEY)
+    error = None
+    if result.error is not None:
+        error = (
+            f"the trial failed: {type(result.error).__name__}: {result.error}. "
+            f"Details in {run_dir / TRIAL_DIR / 'error.txt'}."
+        )
+    return TrainResult(
+        run_dir=run_dir,
+        status=status,
+        iterations=int(metrics.get("training_iteration", 0)),
+        env_steps=int(metrics.get(ENV_STEPS_KEY, 0) or 0),
+        episode_return_mean=ret,
+        best_checkpoint=best_path,
+        best_metric=best_value,
+        last_checkpoint=last_path,
+        wall_time_s=wall_time_s,
+        env_steps_per_s=sum(rates) / len(rates) if rates else 0.0,
+        metric=ckpt.metric,
+        error=error,
+        metrics=metrics,
+    )
+
+
+def _lookup(metrics: dict[str, Any], key: str) -> float | None:
+    """A result value by its Tune key (``a/b`` for nested ``{"a": {"b": ...}}``)."""
+    node: Any = metrics
+    if key in metrics:
+        node = metrics[key]
+    else:
+        for part in key.split("/"):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+    try:
+        value = float(node)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _read_metrics(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with path.open() as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]

@@ -1,0 +1,234 @@
+"""The experiment YAML: good files load resolved, bad ones are refused with a clear message."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from rl_platform.config import (
+    ConfigError,
+    ExperimentConfig,
+    apply_overrides,
+    experiment_json_schema,
+    load_experiment,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD = {
+    "name": "t",
+    "env": {"id": "rendezvous", "config": {"num_agents": 3}},
+    "algorithm": {"id": "ppo"},
+    "stop": {"training_iteration": 2},
+}
+
+
+def with_(path: str, value, base=GOOD):
+    return apply_overrides(base, {path: value})
+
+
+def without(key: str) -> dict:
+    return {k: v for k, v in GOOD.items() if k != key}
+
+
+# (case id, raw config or text, expected fragments of the message)
+BAD_CONFIGS = [
+    ("missing name", without("name"), ["name: required field is missing"]),
+    ("name with a space", with_("name", "my run"), ["name = 'my run'", "pattern"]),
+    ("unknown top-level key", with_("epochs", 3), ["epochs: unknown key", "algorithm, checkpoint"]),
+    ("missing env", without("env"), ["env: required field is missing"]),
+    ("unknown env id", with_("env.id", "nope"), ["env.id = 'nope'", "rendezvous"]),
+    (
+        "unknown env config key",
+        with_("env.config.bogus", 1),
+        ["env.config.bogus: unknown key", "num_agents"],
+    ),
+    (
+        "too few agents",
+        with_("env.config.num_agents", 1),
+        ["env.config.num_agents = 1", "greater than or equal to 2"],
+    ),
+    (
+        "agents not a number",
+        with_("env.config.num_agents", "many"),
+        ["env.config.num_agents = 'many'", "valid integer"],
+    ),
+    ("unknown task", with_("env.config.task", "expert"), ["env.config.task = 'expert'", "'easy'"]),
+    ("unknown algorithm", with_("algorithm.id", "dqn2"), ["algorithm.id = 'dqn2'", "ppo"]),
+    (
+        "negative lr",
+        with_("algorithm.hyperparams.lr", -1),
+        ["algorithm.hyperparams.lr = -1", "greater than 0"],
+    ),
+    (
+        "gamma above 1",
+        with_("algorithm.hyperparams.gamma", 1.5),
+        ["algorithm.hyperparams.gamma = 1.5", "less than or equal to 1"],
+    ),
+    (
+        "misspelled hyperparameter",
+        with_("algorithm.hyperparams.learning_rate", 0.1),
+        ["algorithm.hyperparams.learning_rate: unknown key", "lr"],
+    ),
+    (
+        "empty network",
+        with_("algorithm.network.hidden_sizes", []),
+        ["algorithm.network.hidden_sizes", "at least 1"],
+    ),
+    (
+        "zero-width layer",
+        with_("algorithm.network.hidden_sizes", [64, 0]),
+        ["algorithm.network.hidden_sizes[1] = 0", "greater than 0"],
+    ),
+    (
+        "unknown activation",
+        with_("algorithm.network.activation", "sigmoid"),
+        ["algorithm.network.activation = 'sigmoid'", "'tanh'"],
+    ),
+    (
+        "shared_policy not a bool",
+        with_("algorithm.shared_policy", "maybe"),
+        ["algorithm.shared_policy = 'maybe'", "boolean"],
+    ),
+    (
+        "unknown reward component",
+        with_("rewards.weights.profit", 1.0),
+        ["rewards.weights.profit", "no reward component 'profit'", "proximity, effort"],
+    ),
+    (
+        "non-finite reward weight",
+        with_("rewards.weights.proximity", math.inf),
+        ["rewards", "finite"],
+    ),
+    (
+        "unknown curriculum level",
+        with_("curriculum", {"levels": ["easy", "expert"]}),
+        ["curriculum.levels[1] = 'expert'", "easy, medium, hard"],
+    ),
+    ("empty curriculum", with_("curriculum", {"levels": []}), ["curriculum.levels", "at least 1"]),
+    (
+        "threshold out of [0, 1]",
+        with_("curriculum", {"levels": ["easy"], "promote": {"threshold": 1.5}}),
+        ["curriculum.promote.threshold = 1.5", "[0, 1]"],
+    ),
+    (
+        "negative env runners",
+        with_("resources.num_env_runners", -1),
+        ["resources.num_env_runners = -1", "greater than or equal to 0"],
+    ),
+    (
+        "zero envs per runner",
+        with_("resources.num_envs_per_env_runner", 0),
+        ["resources.num_envs_per_env_runner = 0", "greater than 0"],
+    ),
+    ("no stop criterion", with_("stop", {}), ["stop", "no stop criterion set"]),
+    (
+        "zero iterations",
+        with_("stop.training_iteration", 0),
+        ["stop.training_iteration = 0", "greater than 0"],
+    ),
+    (
+        "unknown stop key",
+        with_("stop.iterations", 3),
+        ["stop.iterations: unknown key", "training_iteration"],
+    ),
+    (
+        "bad checkpoint mode",
+        with_("checkpoint.mode", "best"),
+        ["checkpoint.mode = 'best'", "'max' or 'min'"],
+    ),
+    (
+        "negative evaluation interval",
+        with_("evaluation.every", -5),
+        ["evaluation.every = -5", "greater than or equal to 0"],
+    ),
+    ("negative seed", with_("seed", -1), ["seed = -1", "greater than or equal to 0"]),
+    (
+        "unknown searcher",
+        with_("tune", {"searcher": "grid"}),
+        ["tune.searcher = 'grid'", "'optuna' or 'random'"],
+    ),
+    ("top level is a list", "- name: x\n", ["expected a mapping of experiment fields"]),
+    ("not YAML", "name: [unclosed\n", ["not valid YAML at line"]),
+]
+
+
+@pytest.mark.parametrize(("case", "raw", "fragments"), BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config_is_refused_with_a_clear_message(tmp_path, case, raw, fragments):
+    path = tmp_path / "bad.yaml"
+    path.write_text(raw if isinstance(raw, str) else yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path)
+    message = str(info.value)
+    assert message.startswith(str(path)), message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in: {message}"
+    assert "\n" not in message and "Traceback" not in message
+
+
+def test_table_has_at_least_twenty_cases():
+    assert len(BAD_CONFIGS) >= 20
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="no such experiment file"):
+        load_experiment(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("seed", "is not of the form key.path=value"),
+        ("=3", "is not of the form key.path=value"),
+        ("stop.training_iteration.x=1", "stop.training_iteration holds 2, not a mapping"),
+        ("stop..x=1", "empty part"),
+        ("stop.iters=3", "stop.iters: unknown key"),
+        ("algorithm.hyperparams.lr=-0.5", "algorithm.hyperparams.lr = -0.5"),
+    ],
+)
+def test_bad_override_is_refused(override, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_experiment(GOOD, [override])
+    assert fragment in str(info.value)
+
+
+def test_overrides_parse_yaml_values():
+    config = load_experiment(
+        GOOD,
+        [
+            "stop.training_iteration=7",
+            "algorithm.hyperparams.lr=1e-3",
+            "algorithm.network.hidden_sizes=[32, 16]",
+            "env.config.discrete=true",
+        ],
+    )
+    assert config.stop.training_iteration == 7
+    assert config.algorithm.hyperparams["lr"] == pytest.approx(1e-3)
+    assert config.algorithm.network.hidden_sizes == (32, 16)
+    assert config.env.config["discrete"] is True
+
+
+def test_loaded_config_is_resolved_frozen_and_round_trips(tmp_path):
+    config = load_experiment(GOOD)
+    # env and algorithm defaults are filled in, so the dump re-runs the experiment exactly
+    assert config.env.config["episode_length"] == 25
+    assert config.algorithm.hyperparams["gamma"] == 0.99
+    with pytest.raises(ValidationError):
+        config.seed = 3  # type: ignore[misc]
+    path = tmp_path / "resolved.yaml"
+    path.write_text(config.to_yaml())
+    assert load_experiment(path) == config
+
+
+def test_shipped_experiments_validate():
+    for path in sorted((ROOT / "experiments").glob("**/*.yaml")):
+        assert isinstance(load_experiment(path), ExperimentConfig), path
+
+
+def test_shipped_schema_is_current():
+    shipped = json.loads((ROOT / "experiments" / "experiment.schema.json").read_text())
+    hint = "regenerate: rlp schema --output experiments/experiment.schema.json"
+    assert shipped == experiment_json_schema(), hint

@@ -1,0 +1,100 @@
+"""Every registered env passes the conformance checks; the rendezvous dynamics behave."""
+
+import numpy as np
+import pytest
+
+from rl_platform import registry
+from rl_platform.envs.checks import check_env
+from rl_platform.envs.rendezvous import RendezvousConfig, RendezvousCore, RendezvousEnv
+
+VARIANTS = [{}, {"discrete": True}, {"num_agents": 5, "task": "hard"}]
+
+
+@pytest.mark.parametrize("env_id", sorted(registry.ENVS))
+@pytest.mark.parametrize("config", VARIANTS, ids=["default", "discrete", "five_agents"])
+def test_registered_env_passes_conformance_checks(env_id, config):
+    failures = [r for r in check_env(env_id, config) if not r.passed]
+    assert not failures, failures
+
+
+def episode_return(env, policy, seed):
+    obs, _ = env.reset(seed=seed)
+    total, done = 0.0, False
+    while not done:
+        obs, rewards, terms, truncs, _ = env.step(policy(env, obs))
+        total += sum(rewards.values())
+        done = terms["__all__"] or truncs["__all__"]
+    return total
+
+
+def random_policy(env, obs):
+    return {a: env.action_spaces[a].sample() for a in env.possible_agents}
+
+
+def heuristic_policy(env, obs):
+    return env.heuristic_actions(obs)
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_heuristic_beats_random_by_a_wide_margin(discrete):
+    env = RendezvousEnv({"discrete": discrete})
+    for space in env.action_spaces.values():
+        space.seed(0)
+    rand = np.mean([episode_return(env, random_policy, s) for s in range(20)])
+    heur = np.mean([episode_return(env, heuristic_policy, s) for s in range(20)])
+    assert heur > rand + 20, (rand, heur)
+
+
+def test_batched_core_matches_single_copies():
+    config = RendezvousConfig(num_agents=4)
+    batched = RendezvousCore(config, batch_size=3)
+    batched.reset(np.random.default_rng(0))
+    singles = []
+    for b in range(3):
+        core = RendezvousCore(config, batch_size=1)
+        core.reset(np.random.default_rng(1))
+        core._pos[:] = batched._pos[b]
+        singles.append(core)
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        actions = rng.uniform(-1, 1, size=(3, 4, 2)).astype(np.float32)
+        result = batched.step(actions, rng)
+        for b, core in enumerate(singles):
+            single = core.step(actions[b : b + 1], rng)
+            np.testing.assert_allclose(single.rewards[0], result.rewards[b], rtol=1e-6)
+            np.testing.assert_allclose(core.observe()[0], batched.observe()[b], rtol=1e-6)
+
+
+def test_reward_components_are_reported_and_weighted():
+    env = RendezvousEnv({"reward_weights": {"proximity": 2.0, "effort": 0.0}})
+    env.reset(seed=0)
+    actions = {a: np.ones(2, dtype=np.float32) for a in env.possible_agents}
+    _, rewards, _, _, infos = env.step(actions)
+    for agent, reward in rewards.items():
+        parts = infos[agent]["reward_components"]
+        assert set(parts) == {"proximity", "effort"}
+        assert reward == pytest.approx(2.0 * parts["proximity"], rel=1e-5)
+        assert parts["effort"] == pytest.approx(-2.0)
+
+
+def test_time_limit_truncates_and_never_terminates():
+    env = RendezvousEnv({"episode_length": 3})
+    env.reset(seed=0)
+    for step in range(3):
+        _, _, terms, truncs, _ = env.step(random_policy(env, None))
+        assert not terms["__all__"]
+        assert truncs["__all__"] == (step == 2)
+
+
+def test_bad_actions_name_the_agent():
+    env = RendezvousEnv({"discrete": True})
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="agent_1: action 9 out of range"):
+        env.step({"agent_0": 0, "agent_1": 9, "agent_2": 0})
+    with pytest.raises(ValueError, match="no action for agent"):
+        env.step({"agent_0": 0})
+
+
+def test_unknown_env_option_is_refused():
+    with pytest.raises(ValueError, match="bogus"):
+        RendezvousEnv({"bogus": 1})
