@@ -117,6 +117,15 @@ def stop_criteria(experiment: ExperimentConfig) -> dict[str, float]:
     return {keys[k]: v for k, v in experiment.stop.model_dump().items() if v is not None}
 
 
+def stop_reached(experiment: ExperimentConfig, metrics: dict[str, Any]) -> bool:
+    """Whether a result meets any of the experiment's stop criteria."""
+    for key, threshold in stop_criteria(experiment).items():
+        value = _lookup(metrics, key)
+        if value is not None and value >= threshold:
+            return True
+    return False
+
+
 # --------------------------------------------------------------------------- ray
 
 
@@ -124,16 +133,19 @@ def quiet_logs(verbose: bool) -> None:
     """Keep Ray's driver-side chatter out of the progress display unless asked for."""
     # Tune's console output would interleave with ours; ours shows the same figures.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import ray.rllib  # noqa: F401 (its import configures its loggers; quiet them after)
+
     if not verbose:
         for name in ("ray.rllib", "ray.tune", "ray.train"):
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def init_ray(address: str | None = None, verbose: bool = False) -> None:
-    """Connect to a cluster at `address`, or start a private local Ray on 127.0.0.1.
+    """Connect to a cluster at `address`, or start a private local Ray.
 
-    A local Ray has no dashboard and listens on the loopback address only. Token
-    authentication stays as Ray configures it (on by default in Ray 2.60).
+    A local Ray has no dashboard. Ray 2.60 binds its GCS and raylet ports to every
+    interface whatever address it is given (checked with ``ss -ltn``), so what protects
+    them is Ray's token authentication, which stays on (its default in Ray 2.60).
     """
     import ray
 
@@ -146,7 +158,7 @@ def init_ray(address: str | None = None, verbose: bool = False) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **kwargs)
+        ray.init(include_dashboard=False, **kwargs)
 
 
 # --------------------------------------------------------------------------- progress
@@ -370,9 +382,9 @@ def _summarize(
 
     if result.error is not None:
         status = "error"
-    elif results.num_terminated == len(results):
+    elif stop_reached(experiment, metrics):
         status = "finished"
-    else:
+    else:  # Ctrl-C: Tune saved its state and the trial can be restored
         status = "interrupted"
     rows = _read_metrics(run_dir / METRICS_FILE)
     rates = [r["env_steps_per_s"] for r in rows if r["env_steps_per_s"] > 0]

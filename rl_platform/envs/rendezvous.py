@@ -11,8 +11,8 @@ Task levels set how far apart the agents start: ``easy`` (within 0.3 of the orig
 ``medium`` (0.6) and ``hard`` (1.0, the whole arena). The heuristic baseline moves each
 agent straight to the centroid of the others it sees.
 
-Random policy return per agent over 25 steps is about -11 at ``medium``; the heuristic
-reaches about -2.
+Return per agent over 25 steps at ``medium``: about -17 for random moves, about -1.1 for
+the heuristic (-2.8 with discrete moves).
 """
 
 from __future__ import annotations

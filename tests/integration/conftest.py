@@ -1,0 +1,23 @@
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """One local Ray per test module; CLI runs join it with --address.
+
+    Workers get this folder on their path so that test-only envs (flaky_env.py) import.
+    """
+    import ray
+
+    ray.init(
+        include_dashboard=False,
+        num_cpus=2,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(HERE)}},
+    )
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

@@ -1,0 +1,38 @@
+"""A crashing env runner is restarted by RLlib and the run goes on."""
+
+import pytest
+from flaky_env import FlakyRendezvousEnv
+
+from rl_platform import registry
+from rl_platform.training import train
+
+
+@pytest.fixture
+def flaky_env():
+    registry.register_env(registry.EnvEntry("flaky_rendezvous", "test only", FlakyRendezvousEnv))
+    yield "flaky_rendezvous"
+    registry.ENVS.pop("flaky_rendezvous")
+
+
+def test_crashed_env_runner_is_restarted_and_training_goes_on(tmp_path, flaky_env, ray_address):
+    marker = tmp_path / "crashed"
+    experiment = {
+        "name": "flaky",
+        "env": {"id": flaky_env, "config": {"crash_marker": str(marker)}},
+        "algorithm": {
+            "id": "ppo",
+            "hyperparams": {
+                "train_batch_size_per_learner": 200,
+                "minibatch_size": 100,
+                "num_epochs": 1,
+            },
+        },
+        "resources": {"num_env_runners": 1},
+        "stop": {"training_iteration": 4},
+        "checkpoint": {"every": 0},
+    }
+    result = train(experiment, output=tmp_path / "runs")
+    assert marker.exists(), "the env never crashed: the test proves nothing"
+    assert result.status == "finished"
+    assert result.iterations == 4
+    assert result.metrics["fault_tolerance"]["num_remote_worker_restarts"] >= 1
