@@ -169,8 +169,8 @@ _progress_sink: Callable[[IterationRow], None] | None = None
 def _make_progress_callback(run_dir: Path):
     from ray.tune import Callback
 
-    class ProgressCallback(Callback):
-        """Writes metrics.csv and feeds the progress display, in the driver process."""
+    class RunCallback(Callback):
+        """In the driver: writes metrics.csv, feeds the progress display, exports policies."""
 
         def __init__(self, run_dir: Path) -> None:
             self.run_dir = run_dir
@@ -183,10 +183,18 @@ def _make_progress_callback(run_dir: Path):
             if _progress_sink is not None:
                 _progress_sink(row)
 
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):  # noqa: D102
+            from rl_platform.checkpoints import export_for_run
+
+            try:
+                export_for_run(checkpoint.path, self.run_dir)
+            except Exception as err:  # noqa: BLE001 (an export must never stop training)
+                log.warning("could not export policies of %s: %s", checkpoint.path, err)
+
         def __getstate__(self) -> dict[str, Any]:
             return {"run_dir": self.run_dir, "_last": None}
 
-    return ProgressCallback(run_dir)
+    return RunCallback(run_dir)
 
 
 def iteration_row(result: dict[str, Any], last: tuple[float, float] | None) -> IterationRow:

@@ -14,6 +14,7 @@ into components in ``infos[agent]["reward_components"]``.
 
 from __future__ import annotations
 
+import copy
 import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -51,13 +52,21 @@ class BatchedCore(ABC):
     """Dynamics of B independent copies of an N-agent env, as arrays.
 
     Subclasses set ``observation_space``, ``action_space`` (per agent, the same for all
-    agents) and ``state_space`` in ``__init__``, and draw randomness only from the
-    generator passed to :meth:`reset`.
+    agents) and ``state_space`` in ``__init__``, keep every piece of per-copy dynamic
+    state in the attributes named by ``state_fields`` (so snapshots and counterfactual
+    steps work), and draw randomness only from the generator passed to :meth:`reset`
+    and :meth:`step`.
+
+    Actions reach :meth:`step` validated by the views (finite, right shape, discrete
+    indices in range); continuous actions may lie outside the Box and are clipped by the
+    core (policies sample from unbounded Gaussians).
     """
 
     reward_components: ClassVar[tuple[str, ...]]
     default_reward_weights: ClassVar[dict[str, float]]
-    task_levels: ClassVar[tuple[str, ...]]
+    task_levels: ClassVar[tuple[str, ...]] = ("easy", "medium", "hard", "expert")
+    baselines: ClassVar[tuple[str, ...]]  # the first is the default heuristic
+    state_fields: ClassVar[tuple[str, ...]]
 
     observation_space: gym.spaces.Box
     action_space: gym.Space
@@ -68,6 +77,7 @@ class BatchedCore(ABC):
         self.batch_size = batch_size
         weights = {**self.default_reward_weights, **config.reward_weights}
         self.reward_weights = {n: float(weights.get(n, 0.0)) for n in self.reward_components}
+        self._task = getattr(config, "task", self.task_levels[0])
 
     @property
     @abstractmethod
@@ -88,19 +98,54 @@ class BatchedCore(ABC):
 
     @abstractmethod
     def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepResult:
-        """Apply actions, (B, N, *action_shape), already validated; advance one step."""
+        """Apply actions, (B, N, *action_shape); advance every copy one step."""
 
     @abstractmethod
-    def heuristic_actions(self, obs: np.ndarray) -> np.ndarray:
-        """A hand-written baseline policy's actions for observations (B, N, obs_dim)."""
+    def default_action(self) -> np.ndarray:
+        """One agent's "do nothing" action (for counterfactual / difference rewards)."""
 
     @abstractmethod
+    def baseline_actions(self, name: str, obs: np.ndarray) -> np.ndarray:
+        """Actions (B, N, *action_shape) of the baseline `name` for obs (B, N, obs_dim).
+
+        `name` is one of ``baselines``; baselines see only observations, like policies.
+        """
+
     def set_task(self, level: str) -> None:
         """Switch difficulty; takes effect at the next reset. Spaces never change."""
+        if level not in self.task_levels:
+            raise ValueError(f"unknown task level {level!r}; expected one of {self.task_levels}")
+        self._task = level
 
-    @abstractmethod
     def get_task(self) -> str:
         """The current difficulty level."""
+        return self._task
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """A copy of all per-copy dynamic state."""
+        return {name: np.copy(getattr(self, name)) for name in self.state_fields}
+
+    def restore(self, snapshot: dict[str, np.ndarray]) -> None:
+        """Put back state taken by :meth:`snapshot`."""
+        for name, value in snapshot.items():
+            getattr(self, name)[...] = value
+
+    def counterfactual_rewards(
+        self, actions: np.ndarray, rng: np.random.Generator, agent: int
+    ) -> np.ndarray:
+        """Rewards (B, N) of this step with `agent`'s action replaced by the default.
+
+        Leaves the state and the generator as they were, so the real step that follows
+        sees the same random draws (difference rewards need that).
+        """
+        saved, rng_state = self.snapshot(), copy.deepcopy(rng.bit_generator.state)
+        replaced = np.array(actions, copy=True)
+        replaced[:, agent] = self.default_action()
+        try:
+            return self.step(replaced, rng).rewards
+        finally:
+            self.restore(saved)
+            rng.bit_generator.state = rng_state
 
     def weigh(self, components: dict[str, np.ndarray]) -> np.ndarray:
         """Weighted sum of reward components, (B, N) float32."""
@@ -118,35 +163,49 @@ def agent_ids(num_agents: int) -> list[str]:
 
 
 def validate_actions(actions: dict[str, Any], agents: list[str], space: gym.Space) -> np.ndarray:
-    """Stack per-agent actions into (1, N, *shape), refusing missing or non-finite ones.
+    """Stack per-agent actions into (1, N, *shape), refusing what cannot be an action.
 
-    Continuous actions outside the Box are clipped by the core (policies sample from
-    unbounded Gaussians); discrete actions outside the range are an error.
+    Missing or unknown agent ids, wrong shapes, NaN/inf values and discrete indices out of
+    range raise ValueError naming the agent. Continuous values outside the Box pass (the
+    core clips them).
     """
-    missing = [a for a in agents if a not in actions]
-    if missing:
-        raise ValueError(f"no action for agent(s) {', '.join(missing)}")
-    stacked = []
-    for agent in agents:
-        value = np.asarray(actions[agent])
-        if isinstance(space, gym.spaces.Discrete):
-            if value.size != 1 or not np.isfinite(value).all():
-                raise ValueError(f"agent {agent}: action {actions[agent]!r} is not an integer")
-            index = int(value.reshape(()))
-            if not 0 <= index < space.n:
+    try:
+        values = [actions[a] for a in agents]
+    except KeyError:
+        missing = [a for a in agents if a not in actions]
+        raise ValueError(f"no action for agent(s) {', '.join(missing)}") from None
+    if len(actions) != len(agents):
+        unknown = [str(a) for a in actions if a not in set(agents)]
+        raise ValueError(f"unknown agent id(s) {', '.join(unknown)}; agents are {agents}")
+    discrete = isinstance(space, gym.spaces.Discrete)
+    try:
+        stacked = np.asarray(values, dtype=np.float64 if discrete else np.float32)
+    except (TypeError, ValueError):
+        stacked = None
+    expected = (len(agents),) if discrete else (len(agents), *space.shape)
+    if stacked is None or stacked.shape != expected:
+        for agent, value in zip(agents, values, strict=True):
+            shape = np.shape(value)
+            if shape != (() if discrete else space.shape):
                 raise ValueError(
-                    f"agent {agent}: action {index} out of range, expected 0..{space.n - 1}"
-                )
-            stacked.append(index)
-        else:
-            if value.shape != space.shape:
-                raise ValueError(
-                    f"agent {agent}: action shape {value.shape}, expected {space.shape}"
-                )
-            if not np.isfinite(value).all():
-                raise ValueError(f"agent {agent}: action {value.tolist()} is not finite")
-            stacked.append(value.astype(np.float32))
-    return np.asarray(stacked)[None]
+                    f"agent {agent}: action of shape {shape}, expected {space.shape}"
+                ) from None
+        raise ValueError(f"actions {values!r} are not numbers")
+    finite = np.isfinite(stacked).reshape(len(agents), -1).all(axis=1)
+    if not finite.all():
+        agent = agents[int(np.argmin(finite))]
+        raise ValueError(f"agent {agent}: action {actions[agent]!r} is not finite")
+    if discrete:
+        index = stacked.astype(np.int64)
+        bad = (index != stacked) | (index < 0) | (index >= space.n)
+        if bad.any():
+            agent = agents[int(np.argmax(bad))]
+            raise ValueError(
+                f"agent {agent}: action {actions[agent]!r} out of range, "
+                f"expected an integer in 0..{space.n - 1}"
+            )
+        return index[None]
+    return stacked[None]
 
 
 class CoreMultiAgentEnv(MultiAgentEnv):
@@ -171,15 +230,18 @@ class CoreMultiAgentEnv(MultiAgentEnv):
         self.action_space = gym.spaces.Dict(self.action_spaces)
         self.state_space = self.core.state_space
         self._rng = np.random.default_rng()
+        self._episode_over = True
 
     reward_components: ClassVar[tuple[str, ...]] = ()
     task_levels: ClassVar[tuple[str, ...]] = ()
+    baselines: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "core_cls" in cls.__dict__:
             cls.reward_components = cls.core_cls.reward_components
             cls.task_levels = cls.core_cls.task_levels
+            cls.baselines = cls.core_cls.baselines
 
     @classmethod
     def parallel_env(cls, **config: Any) -> CoreParallelEnv:
@@ -194,23 +256,28 @@ class CoreMultiAgentEnv(MultiAgentEnv):
             self._rng = np.random.default_rng(seed)
         self.agents = list(self.possible_agents)
         self.core.reset(self._rng)
+        self._episode_over = False
         obs = self.core.observe()[0]
-        return {a: obs[i] for i, a in enumerate(self.agents)}, {a: {} for a in self.agents}
+        return dict(zip(self.agents, obs)), {a: {} for a in self.agents}
 
     def step(self, action_dict: dict[str, Any]):  # noqa: D102 (MultiAgentEnv.step)
-        actions = validate_actions(action_dict, self.possible_agents, self.core.action_space)
+        if self._episode_over:
+            raise RuntimeError("step() after the episode ended; call reset() first")
+        ids = self.possible_agents
+        actions = validate_actions(action_dict, ids, self.core.action_space)
         result = self.core.step(actions, self._rng)
         obs = self.core.observe()[0]
-        ids = self.possible_agents
-        rewards = {a: float(result.rewards[0, i]) for i, a in enumerate(ids)}
-        infos = {
-            a: {"reward_components": {k: float(v[0, i]) for k, v in result.components.items()}}
-            for i, a in enumerate(ids)
-        }
+        names = tuple(result.components)
+        parts = np.stack([result.components[k][0] for k in names], axis=-1).tolist()
+        infos = {a: {"reward_components": dict(zip(names, row))} for a, row in zip(ids, parts)}
+        rewards = dict(zip(ids, result.rewards[0].tolist()))
         term, trunc = bool(result.terminated[0]), bool(result.truncated[0])
-        terminateds = {a: term for a in ids} | {"__all__": term}
-        truncateds = {a: trunc for a in ids} | {"__all__": trunc}
-        return {a: obs[i] for i, a in enumerate(ids)}, rewards, terminateds, truncateds, infos
+        self._episode_over = term or trunc
+        terminateds = dict.fromkeys(ids, term)
+        terminateds["__all__"] = term
+        truncateds = dict.fromkeys(ids, trunc)
+        truncateds["__all__"] = trunc
+        return dict(zip(ids, obs)), rewards, terminateds, truncateds, infos
 
     def state(self) -> np.ndarray:
         """Global state, (state_dim,) float32."""
@@ -224,11 +291,30 @@ class CoreMultiAgentEnv(MultiAgentEnv):
         """Current difficulty level."""
         return self.core.get_task()
 
-    def heuristic_actions(self, obs: dict[str, np.ndarray]) -> dict[str, Any]:
-        """The env's hand-written baseline policy for one step's observations."""
+    def counterfactual_rewards(self, action_dict: dict[str, Any], agent: str) -> dict[str, float]:
+        """Each agent's reward for this step had `agent` taken the default action.
+
+        Call it before :meth:`step` with the same actions; the env's state and random
+        generator are left untouched, so the difference with the real step's rewards is
+        `agent`'s contribution (difference rewards).
+        """
+        ids = self.possible_agents
+        actions = validate_actions(action_dict, ids, self.core.action_space)
+        rewards = self.core.counterfactual_rewards(actions, self._rng, ids.index(agent))
+        return dict(zip(ids, rewards[0].tolist()))
+
+    def baseline_actions(self, obs: dict[str, np.ndarray], name: str | None = None) -> dict:
+        """Actions of a hand-written baseline (default: the env's first) for one step."""
+        name = name or self.core.baselines[0]
+        if name not in self.core.baselines:
+            raise ValueError(f"unknown baseline {name!r}; expected one of {self.core.baselines}")
         stacked = np.stack([obs[a] for a in self.possible_agents])[None]
-        actions = self.core.heuristic_actions(stacked)[0]
-        return {a: actions[i] for i, a in enumerate(self.possible_agents)}
+        actions = self.core.baseline_actions(name, stacked)[0]
+        return dict(zip(self.possible_agents, actions))
+
+    def heuristic_actions(self, obs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The env's default baseline policy for one step's observations."""
+        return self.baseline_actions(obs)
 
 
 class CoreParallelEnv(ParallelEnv):

@@ -3,7 +3,9 @@
 * RLlib's own multi-agent env check;
 * PettingZoo's parallel API test and seed test on the ``parallel_env`` view;
 * determinism: two instances with the same seed and actions give the same trajectory;
-* bad input: a NaN action is refused with a ValueError naming the agent;
+* bad input: a NaN action is refused with a ValueError naming the agent, and so is an
+  unknown agent id; a step after the episode ended is refused;
+* counterfactual rewards leave the env as it was (the real step is unchanged);
 * task levels: ``set_task`` to each declared level keeps the spaces unchanged.
 """
 
@@ -39,6 +41,8 @@ def check_env(env_id: str, config: dict[str, Any] | None = None) -> list[CheckRe
         ("pettingzoo parallel_seed_test", lambda: _pz_seed(env_cls, config)),
         ("same seed, same trajectory", lambda: _determinism(env_cls, config)),
         ("NaN action refused", lambda: _nan_refused(env_cls, config)),
+        ("unknown agent and step after end refused", lambda: _misuse(env_cls, config)),
+        ("counterfactual step leaves no trace", lambda: _counterfactual(env_cls, config)),
         ("task levels keep spaces", lambda: _task_levels(env_cls, config)),
     ]
     results = []
@@ -123,3 +127,42 @@ def _task_levels(env_cls: type, config: dict[str, Any]) -> None:
             raise AssertionError(f"spaces changed at level {level!r}")
         if not env.state_space.contains(env.state()):
             raise AssertionError(f"state() is outside state_space at level {level!r}")
+
+
+def _misuse(env_cls: type, config: dict[str, Any]) -> None:
+    env = env_cls(config)
+    env.reset(seed=0)
+    actions = {a: env.action_spaces[a].sample() for a in env.possible_agents}
+    try:
+        env.step({**actions, "intruder": actions[env.possible_agents[0]]})
+    except ValueError as err:
+        if "intruder" not in str(err):
+            raise AssertionError(f"the error does not name the unknown agent: {err}") from None
+    else:
+        raise AssertionError("an unknown agent id was accepted")
+    done = False
+    while not done:
+        _, _, terms, truncs, _ = env.step(actions)
+        done = terms["__all__"] or truncs["__all__"]
+    try:
+        env.step(actions)
+    except RuntimeError:
+        return
+    raise AssertionError("step() after the end of the episode was accepted")
+
+
+def _counterfactual(env_cls: type, config: dict[str, Any]) -> None:
+    plain, probed = env_cls(config), env_cls(config)
+    plain.reset(seed=3)
+    probed.reset(seed=3)
+    for space in plain.action_spaces.values():
+        space.seed(0)
+    for _ in range(5):
+        actions = {a: s.sample() for a, s in plain.action_spaces.items()}
+        for agent in probed.possible_agents:
+            probed.counterfactual_rewards(actions, agent)
+        first, second = plain.step(actions), probed.step(actions)
+        for a, b in zip(first[:2], second[:2], strict=True):
+            for key in a:
+                if not np.array_equal(np.asarray(a[key]), np.asarray(b[key])):
+                    raise AssertionError(f"a counterfactual probe changed the step ({key!r})")

@@ -7,9 +7,10 @@ centroid (``proximity``) and charged for moving (``effort``). The team does best
 agreeing on a meeting point quickly, which nobody dictates: the classic consensus task of
 multi-robot coordination (and MPE's ``simple_spread`` without landmarks).
 
-Task levels set how far apart the agents start: ``easy`` (within 0.3 of the origin),
-``medium`` (0.6) and ``hard`` (1.0, the whole arena). The heuristic baseline moves each
-agent straight to the centroid of the others it sees.
+Task levels set how far apart the agents start: within 0.25 of the origin (``easy``),
+0.5 (``medium``), 0.75 (``hard``) or anywhere in the arena (``expert``). Baselines:
+``centroid`` moves each agent straight to the centroid of the others it sees; ``still``
+never moves.
 
 Return per agent over 25 steps at ``medium``: about -17 for random moves, about -1.1 for
 the heuristic (-2.8 with discrete moves).
@@ -25,7 +26,7 @@ from pydantic import Field
 
 from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv, StepResult
 
-SPAWN_RADIUS = {"easy": 0.3, "medium": 0.6, "hard": 1.0}
+SPAWN_RADIUS = {"easy": 0.25, "medium": 0.5, "hard": 0.75, "expert": 1.0}
 # Discrete moves: stay, +x, -x, +y, -y.
 MOVES = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.float32)
 
@@ -37,7 +38,7 @@ class RendezvousConfig(CoreEnvConfig):
     episode_length: int = Field(default=25, ge=1, le=100_000)
     discrete: bool = Field(default=False, description="5 discrete moves instead of a velocity.")
     max_speed: float = Field(default=0.1, gt=0, le=1, description="Distance moved per step.")
-    task: Literal["easy", "medium", "hard"] = "medium"
+    task: Literal["easy", "medium", "hard", "expert"] = "medium"
 
 
 class RendezvousCore(BatchedCore):
@@ -46,12 +47,13 @@ class RendezvousCore(BatchedCore):
     reward_components: ClassVar[tuple[str, ...]] = ("proximity", "effort")
     default_reward_weights: ClassVar[dict[str, float]] = {"proximity": 1.0, "effort": 0.05}
     task_levels: ClassVar[tuple[str, ...]] = tuple(SPAWN_RADIUS)
+    baselines: ClassVar[tuple[str, ...]] = ("centroid", "still")
+    state_fields: ClassVar[tuple[str, ...]] = ("_pos", "_t")
 
     def __init__(self, config: RendezvousConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
         n = config.num_agents
         self._n = n
-        self._task = config.task
         self._pos = np.zeros((batch_size, n, 2), dtype=np.float32)
         self._t = np.zeros(batch_size, dtype=np.int64)
         # For each agent i, the indices of the other agents in order: (N, N-1).
@@ -73,7 +75,7 @@ class RendezvousCore(BatchedCore):
 
     def reset(self, rng: np.random.Generator, mask: np.ndarray | None = None) -> None:  # noqa: D102
         rows = np.arange(self.batch_size) if mask is None else np.flatnonzero(mask)
-        radius = SPAWN_RADIUS[self._task]
+        radius = SPAWN_RADIUS[self.get_task()]
         self._pos[rows] = rng.uniform(-radius, radius, size=(len(rows), self._n, 2))
         self._t[rows] = 0
 
@@ -116,7 +118,12 @@ class RendezvousCore(BatchedCore):
             truncated=self._t >= self.config.episode_length,
         )
 
-    def heuristic_actions(self, obs: np.ndarray) -> np.ndarray:  # noqa: D102
+    def default_action(self) -> np.ndarray:  # noqa: D102
+        return np.int64(0) if self.config.discrete else np.zeros(2, dtype=np.float32)
+
+    def baseline_actions(self, name: str, obs: np.ndarray) -> np.ndarray:  # noqa: D102
+        if name == "still":
+            return np.broadcast_to(self.default_action(), self._action_shape(obs)).copy()
         rel = obs[..., 2 : 2 + 2 * (self._n - 1)].reshape(*obs.shape[:-1], self._n - 1, 2)
         direction = rel.mean(axis=-2)  # toward the centroid of the others
         if not self.config.discrete:
@@ -127,13 +134,8 @@ class RendezvousCore(BatchedCore):
         close = np.abs(direction).max(-1) < self.config.max_speed / 2
         return np.where(close, 0, move).astype(np.int64)
 
-    def set_task(self, level: str) -> None:  # noqa: D102
-        if level not in SPAWN_RADIUS:
-            raise ValueError(f"unknown task level {level!r}; expected one of {self.task_levels}")
-        self._task = level
-
-    def get_task(self) -> str:  # noqa: D102
-        return self._task
+    def _action_shape(self, obs: np.ndarray) -> tuple[int, ...]:
+        return obs.shape[:-1] + self.action_space.shape
 
 
 class RendezvousEnv(CoreMultiAgentEnv):

@@ -82,10 +82,16 @@ def test_cli_train_writes_a_run_directory_with_a_checkpoint_that_restores(
         assert algo.iteration in (1, 2)
         import torch
 
+        from rl_platform.checkpoints import load_policy
+
         module = algo.get_module("shared")
-        obs = torch.zeros((4, module.observation_space.shape[0]))
-        out = module.forward_inference({"obs": obs})
-        assert out["action_dist_inputs"].shape[0] == 4
+        obs = torch.linspace(-1, 1, 4 * module.observation_space.shape[0]).reshape(4, -1)
+        with torch.no_grad():
+            expected = module.forward_inference({"obs": obs})["action_dist_inputs"]
+            # the weights-only export beside the checkpoint is the same policy
+            exported = load_policy(best, "shared").forward_inference({"obs": obs})
+        assert expected.shape[0] == 4
+        torch.testing.assert_close(exported["action_dist_inputs"], expected)
     finally:
         algo.stop()
 

@@ -56,7 +56,7 @@ BAD_CONFIGS = [
         with_("env.config.num_agents", "many"),
         ["env.config.num_agents = 'many'", "valid integer"],
     ),
-    ("unknown task", with_("env.config.task", "expert"), ["env.config.task = 'expert'", "'easy'"]),
+    ("unknown task", with_("env.config.task", "legendary"), ["env.config.task = 'legendary'", "'easy'"]),
     ("unknown algorithm", with_("algorithm.id", "dqn2"), ["algorithm.id = 'dqn2'", "ppo"]),
     (
         "negative lr",
@@ -105,8 +105,8 @@ BAD_CONFIGS = [
     ),
     (
         "unknown curriculum level",
-        with_("curriculum", {"levels": ["easy", "expert"]}),
-        ["curriculum.levels[1] = 'expert'", "easy, medium, hard"],
+        with_("curriculum", {"levels": ["easy", "legendary"]}),
+        ["curriculum.levels[1] = 'legendary'", "easy, medium, hard, expert"],
     ),
     ("empty curriculum", with_("curriculum", {"levels": []}), ["curriculum.levels", "at least 1"]),
     (
