@@ -82,8 +82,9 @@ def export_policies(checkpoint_dir: str | Path, experiment: dict[str, Any]) -> P
         }
 
     env_id = experiment["env"]["id"]
-    env_cls = registry.ENVS[env_id].load()
-    agents = env_cls(experiment["env"]["config"]).possible_agents
+    entry = registry.get_env(env_id)
+    env_cls = entry.load()
+    agents = env_cls({**experiment["env"]["config"], **entry.bound_config}).possible_agents
     shared = experiment["algorithm"]["shared_policy"]
     manifest = {
         "format_version": FORMAT_VERSION,

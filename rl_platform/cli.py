@@ -194,16 +194,24 @@ def envs_check(
     from rl_platform import registry
     from rl_platform.config import ConfigError, apply_overrides
 
-    if env_id not in registry.ENVS:
-        _fail(f"unknown env {env_id!r}; expected one of: {', '.join(sorted(registry.ENVS))}.")
+    entry = registry.get_env(env_id)
+    if entry is None:
+        _fail(
+            f"unknown env {env_id!r}; expected one of: {', '.join(sorted(registry.ENVS))}, "
+            "or pettingzoo:<module>:<factory>."
+        )
+    config: dict = {}
     try:
         config = apply_overrides({}, set_ or [], "--set")
-        registry.ENVS[env_id].load().config_model.model_validate(config)
+        env_cls = entry.load()
+        env_cls.config_model.model_validate({**config, **entry.bound_config})
+        if hasattr(env_cls, "probe_config"):
+            env_cls.probe_config({**config, **entry.bound_config})
     except ConfigError as err:
         _fail(str(err))
     except ValueError as err:  # pydantic's ValidationError
         _fail(f"env {env_id!r}: invalid config {config}: {err}")
-    from rl_platform.envs.checks import check_env
+    from rl_platform.envs.checks import check_env, view_steps_per_second
 
     results = check_env(env_id, config)
     for result in results:
@@ -211,6 +219,8 @@ def envs_check(
         console.print(f"{mark}  {result.name}  {result.detail}", highlight=False)
     if not all(r.passed for r in results):
         raise typer.Exit(EXIT_FAILED)
+    rate = view_steps_per_second(env_id, config, seconds=1.0)
+    console.print(f"throughput: {rate:,.0f} env steps/s (RLlib view, one copy, random actions)")
 
 
 @app.command()

@@ -314,11 +314,12 @@ def _resolve_against_registry(config: ExperimentConfig, where: str) -> Experimen
     """Check the env and algorithm parts against their registered models; fill defaults."""
     from rl_platform import registry
 
-    env_entry = registry.ENVS.get(config.env.id)
+    env_entry = registry.get_env(config.env.id)
     if env_entry is None:
         raise ConfigError(
             f"{where}: env.id = {config.env.id!r} is not a registered env; "
-            f"expected one of: {', '.join(sorted(registry.ENVS))}."
+            f"expected one of: {', '.join(sorted(registry.ENVS))}, "
+            "or pettingzoo:<module>:<factory> for any PettingZoo env."
         )
     algo_entry = registry.ALGORITHMS.get(config.algorithm.id)
     if algo_entry is None:
@@ -328,7 +329,19 @@ def _resolve_against_registry(config: ExperimentConfig, where: str) -> Experimen
         )
 
     env_cls = env_entry.load()
-    env_config = _validate_part(env_cls.config_model, config.env.config, where, ("env", "config"))
+    bound = env_entry.bound_config
+    env_config = _validate_part(
+        env_cls.config_model, {**config.env.config, **bound}, where, ("env", "config")
+    )
+    if hasattr(env_cls, "probe_config"):
+        try:
+            env_cls.probe_config({**config.env.config, **bound})
+        except Exception as err:  # noqa: BLE001 (any failure to build is a config error)
+            raise ConfigError(
+                f"{where}: env {config.env.id!r} cannot be built with env.config = "
+                f"{config.env.config!r}: {type(err).__name__}: {err}"
+            ) from None
+    env_config = {k: v for k, v in env_config.items() if k not in bound}
     components = tuple(env_cls.reward_components)
     for name in config.rewards.weights:
         if name not in components:

@@ -15,7 +15,7 @@ An algorithm module registered here defines ``Hyperparams`` (a pydantic model) a
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -27,6 +27,8 @@ class EnvEntry:
     id: str
     description: str
     target: str | type  # "package.module:ClassName", or the class itself (plugins, tests)
+    # Constructor config the entry fixes (not the user's): merged under env.config.
+    bound_config: dict[str, Any] = field(default_factory=dict)
 
     def load(self) -> Any:
         """Import and return the env class."""
@@ -58,6 +60,21 @@ def register_env(entry: EnvEntry) -> None:
     ENVS[entry.id] = entry
 
 
+PETTINGZOO_PREFIX = "pettingzoo:"
+
+
+def get_env(env_id: str) -> EnvEntry | None:
+    """The entry of a registered env id or of a ``pettingzoo:<module>:<factory>`` id."""
+    if env_id.startswith(PETTINGZOO_PREFIX):
+        return EnvEntry(
+            env_id,
+            "a PettingZoo env through the adapter",
+            "rl_platform.envs.pettingzoo:PettingZooEnv",
+            bound_config={"source": env_id},
+        )
+    return ENVS.get(env_id)
+
+
 def register_algorithm(entry: AlgorithmEntry) -> None:
     """Add an algorithm."""
     ALGORITHMS[entry.id] = entry
@@ -68,6 +85,14 @@ register_env(
         "rendezvous",
         "N agents on a plane meet without a leader (cooperative; continuous or discrete moves)",
         "rl_platform.envs.rendezvous:RendezvousEnv",
+    )
+)
+
+register_env(
+    EnvEntry(
+        "resource_allocation",
+        "N agents with changing needs share R scarce resources (satisfaction vs fairness)",
+        "rl_platform.envs.resource_allocation:ResourceAllocationEnv",
     )
 )
 

@@ -96,7 +96,7 @@ def build_algorithm_config(experiment: ExperimentConfig) -> AlgorithmConfig:
         ConfigError: RLlib refuses the combination of settings (e.g. a minibatch larger
             than the train batch).
     """
-    env_cls = registry.ENVS[experiment.env.id].load()
+    env_cls = registry.get_env(experiment.env.id).load()
     algorithm = registry.ALGORITHMS[experiment.algorithm.id].load()
     config = algorithm.build(experiment, env_cls)
     try:

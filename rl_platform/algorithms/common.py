@@ -28,16 +28,36 @@ def map_to_self(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
 
 def env_config_of(experiment: ExperimentConfig) -> dict[str, Any]:
     """The env constructor's config: the env section plus the experiment's reward weights."""
-    config = dict(experiment.env.config)
+    from rl_platform import registry
+
+    config = {**experiment.env.config, **registry.get_env(experiment.env.id).bound_config}
     config["reward_weights"] = {**config.get("reward_weights", {}), **experiment.rewards.weights}
     return config
 
 
 def module_ids(experiment: ExperimentConfig, env_cls: type) -> list[str]:
-    """The RLModule ids a run trains, in a stable order."""
-    if experiment.algorithm.shared_policy:
-        return [SHARED_MODULE_ID]
-    return list(env_cls(env_config_of(experiment)).possible_agents)
+    """The RLModule ids a run trains, in a stable order.
+
+    Raises:
+        ConfigError: a shared policy is asked for agents whose spaces differ.
+    """
+    from rl_platform.config import ConfigError
+
+    env = env_cls(env_config_of(experiment))
+    if not experiment.algorithm.shared_policy:
+        return list(env.possible_agents)
+    first = env.possible_agents[0]
+    for agent in env.possible_agents[1:]:
+        if (env.observation_spaces[agent], env.action_spaces[agent]) != (
+            env.observation_spaces[first],
+            env.action_spaces[first],
+        ):
+            raise ConfigError(
+                f"{experiment.name}: algorithm.shared_policy is true but agents {first} and "
+                f"{agent} of env {experiment.env.id!r} have different observation or action "
+                "spaces; set algorithm.shared_policy: false."
+            )
+    return [SHARED_MODULE_ID]
 
 
 def apply_experiment(

@@ -149,12 +149,15 @@ class BatchedCore(ABC):
 
     def weigh(self, components: dict[str, np.ndarray]) -> np.ndarray:
         """Weighted sum of reward components, (B, N) float32."""
-        total = np.zeros((self.batch_size, self.num_agents), dtype=np.float32)
+        total = None
         for name, value in components.items():
             weight = self.reward_weights[name]
             if weight:
-                total += np.float32(weight) * value
-        return total
+                term = np.float32(weight) * value
+                total = term if total is None else total + term
+        if total is None:
+            return np.zeros((self.batch_size, self.num_agents), dtype=np.float32)
+        return total.astype(np.float32, copy=False)
 
 
 def agent_ids(num_agents: int) -> list[str]:

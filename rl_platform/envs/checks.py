@@ -33,18 +33,26 @@ class CheckResult:
 
 def check_env(env_id: str, config: dict[str, Any] | None = None) -> list[CheckResult]:
     """Run every conformance check on a registered env; never raises for a failing check."""
-    env_cls = registry.ENVS[env_id].load()
-    config = dict(config or {})
+    entry = registry.get_env(env_id)
+    if entry is None:
+        raise KeyError(f"unknown env {env_id!r}")
+    env_cls = entry.load()
+    config = {**(config or {}), **entry.bound_config}
+    from rl_platform.envs.base import CoreMultiAgentEnv
+
     checks: list[tuple[str, Callable[[], None]]] = [
         ("rllib multi-agent env check", lambda: _rllib_check(env_cls, config)),
-        ("pettingzoo parallel_api_test", lambda: _pz_api(env_cls, config)),
-        ("pettingzoo parallel_seed_test", lambda: _pz_seed(env_cls, config)),
         ("same seed, same trajectory", lambda: _determinism(env_cls, config)),
         ("NaN action refused", lambda: _nan_refused(env_cls, config)),
         ("unknown agent and step after end refused", lambda: _misuse(env_cls, config)),
-        ("counterfactual step leaves no trace", lambda: _counterfactual(env_cls, config)),
-        ("task levels keep spaces", lambda: _task_levels(env_cls, config)),
     ]
+    if issubclass(env_cls, CoreMultiAgentEnv):  # the platform's own envs promise more
+        checks += [
+            ("pettingzoo parallel_api_test", lambda: _pz_api(env_cls, config)),
+            ("pettingzoo parallel_seed_test", lambda: _pz_seed(env_cls, config)),
+            ("counterfactual step leaves no trace", lambda: _counterfactual(env_cls, config)),
+            ("task levels keep spaces", lambda: _task_levels(env_cls, config)),
+        ]
     results = []
     for name, check in checks:
         try:
@@ -83,7 +91,8 @@ def rollout(env: Any, seed: int, steps: int, action_seed: int = 0) -> list[Any]:
         space.seed(action_seed + i)
     trace = [obs]
     for _ in range(steps):
-        obs, rewards, terms, truncs, _ = env.step({a: s.sample() for a, s in spaces.items()})
+        actions = {a: spaces[a].sample() for a in env.agents}
+        obs, rewards, terms, truncs, _ = env.step(actions)
         trace += [obs, rewards]
         if terms["__all__"] or truncs["__all__"]:
             obs, _ = env.reset()
@@ -96,15 +105,21 @@ def _determinism(env_cls: type, config: dict[str, Any]) -> None:
     second = rollout(env_cls(config), seed=7, steps=60)
     for a, b in zip(first, second, strict=True):
         for key in a:
-            if not np.array_equal(np.asarray(a[key]), np.asarray(b[key])):
+            if not _equal(a[key], b[key]):
                 raise AssertionError(f"trajectories differ at {key!r}")
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    return np.array_equal(np.asarray(a), np.asarray(b))
 
 
 def _nan_refused(env_cls: type, config: dict[str, Any]) -> None:
     env = env_cls(config)
     env.reset(seed=0)
-    actions = {a: env.action_spaces[a].sample() for a in env.possible_agents}
-    victim = env.possible_agents[-1]
+    actions = {a: env.action_spaces[a].sample() for a in env.agents}
+    victim = env.agents[-1]
     actions[victim] = np.full(np.shape(actions[victim]) or (), np.nan)
     try:
         env.step(actions)
@@ -132,18 +147,19 @@ def _task_levels(env_cls: type, config: dict[str, Any]) -> None:
 def _misuse(env_cls: type, config: dict[str, Any]) -> None:
     env = env_cls(config)
     env.reset(seed=0)
-    actions = {a: env.action_spaces[a].sample() for a in env.possible_agents}
+    actions = {a: env.action_spaces[a].sample() for a in env.agents}
     try:
-        env.step({**actions, "intruder": actions[env.possible_agents[0]]})
+        env.step({**actions, "intruder": actions[env.agents[0]]})
     except ValueError as err:
         if "intruder" not in str(err):
             raise AssertionError(f"the error does not name the unknown agent: {err}") from None
     else:
         raise AssertionError("an unknown agent id was accepted")
-    done = False
-    while not done:
+    done, steps = False, 0
+    while not done and steps < 100_000:
+        actions = {a: env.action_spaces[a].sample() for a in env.agents}
         _, _, terms, truncs, _ = env.step(actions)
-        done = terms["__all__"] or truncs["__all__"]
+        done, steps = terms["__all__"] or truncs["__all__"], steps + 1
     try:
         env.step(actions)
     except RuntimeError:
@@ -166,3 +182,53 @@ def _counterfactual(env_cls: type, config: dict[str, Any]) -> None:
             for key in a:
                 if not np.array_equal(np.asarray(a[key]), np.asarray(b[key])):
                     raise AssertionError(f"a counterfactual probe changed the step ({key!r})")
+
+
+# --------------------------------------------------------------------------- throughput
+
+
+def view_steps_per_second(env_id: str, config: dict[str, Any] | None = None, seconds=1.0) -> float:
+    """Env steps/s of the single-copy RLlib view, stepping pre-sampled random actions."""
+    import time
+
+    entry = registry.get_env(env_id)
+    env = entry.load()({**(config or {}), **entry.bound_config})
+    env.reset(seed=0)
+    for i, space in enumerate(env.action_spaces.values()):
+        space.seed(i)
+    pool = [{a: env.action_spaces[a].sample() for a in env.possible_agents} for _ in range(256)]
+    steps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        actions = pool[steps % len(pool)]
+        _, _, terms, truncs, _ = env.step({a: actions[a] for a in env.agents})
+        steps += 1
+        if terms["__all__"] or truncs["__all__"]:
+            env.reset()
+    return steps / (time.perf_counter() - started)
+
+
+def core_agent_steps_per_second(
+    env_id: str, config: dict[str, Any] | None = None, batch_size: int = 1024, seconds=1.0
+) -> float:
+    """Agent steps/s of an env's batched core over `batch_size` copies (step + observe)."""
+    import time
+
+    env_cls = registry.get_env(env_id).load()
+    core = env_cls.core_cls(env_cls.config_model.model_validate(config or {}), batch_size)
+    rng = np.random.default_rng(0)
+    core.reset(rng)
+    space = core.action_space
+    shape = (batch_size, core.num_agents, *space.shape)
+    if isinstance(space, __import__("gymnasium").spaces.Discrete):
+        pool = rng.integers(0, space.n, size=(8, batch_size, core.num_agents))
+    else:
+        pool = rng.uniform(space.low, space.high, size=(8, *shape)).astype(space.dtype)
+    steps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        result = core.step(pool[steps % len(pool)], rng)
+        core.observe()
+        done = result.terminated | result.truncated
+        if done.any():
+            core.reset(rng, done)
+        steps += 1
+    return steps * batch_size * core.num_agents / (time.perf_counter() - started)

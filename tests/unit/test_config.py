@@ -56,7 +56,11 @@ BAD_CONFIGS = [
         with_("env.config.num_agents", "many"),
         ["env.config.num_agents = 'many'", "valid integer"],
     ),
-    ("unknown task", with_("env.config.task", "legendary"), ["env.config.task = 'legendary'", "'easy'"]),
+    (
+        "unknown task",
+        with_("env.config.task", "legendary"),
+        ["env.config.task = 'legendary'", "'easy'"],
+    ),
     ("unknown algorithm", with_("algorithm.id", "dqn2"), ["algorithm.id = 'dqn2'", "ppo"]),
     (
         "negative lr",

@@ -1,0 +1,207 @@
+"""Any PettingZoo env as an RLlib ``MultiAgentEnv``, with no user code.
+
+Name it in an experiment as ``env.id: pettingzoo:<module>:<factory>``, e.g.
+``pettingzoo:mpe2.simple_spread_v3:parallel_env`` or
+``pettingzoo:pettingzoo.classic.rps_v2:env``; ``env.config`` holds the factory's
+keyword arguments. AEC envs are converted with PettingZoo's ``aec_to_parallel`` (which
+needs them to be parallelizable, as PettingZoo requires).
+
+What the adapter adds over the PettingZoo env:
+
+* agents that leave mid-episode drop out of the returned dicts, and an episode ends
+  (``__all__``) when no agent is left or every agent is done;
+* action masks: an env whose observation is a ``Dict`` with an ``action_mask`` entry is
+  passed on as ``{"observations": ..., "action_mask": ...}``, RLlib's masking convention;
+* a global state: the env's own ``state()`` where it has one, else every agent's latest
+  observation flattened and joined (zeros for agents that have left);
+* bad input: unknown agent ids and NaN/inf actions raise ValueError naming the agent,
+  out-of-range continuous actions are clipped to the Box.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+PREFIX = "pettingzoo:"
+
+
+class PettingZooConfig(BaseModel):
+    """``source`` names the env; every other key is a keyword argument of its factory."""
+
+    model_config = ConfigDict(extra="allow")
+
+    source: str = Field(description="pettingzoo:<module>:<factory>")
+    reward_weights: dict[str, float] = Field(
+        default_factory=dict, description="PettingZoo envs have no reward components."
+    )
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The factory's keyword arguments."""
+        return dict(self.model_extra or {})
+
+
+def load_factory(source: str):
+    """The callable that `source` (``pettingzoo:<module>:<factory>``) names."""
+    body = source.removeprefix(PREFIX)
+    module_name, sep, attr = body.partition(":")
+    if not source.startswith(PREFIX) or not sep or not module_name or not attr:
+        raise ValueError(
+            f"{source!r} is not of the form pettingzoo:<module>:<factory>, "
+            "e.g. pettingzoo:mpe2.simple_spread_v3:parallel_env"
+        )
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"{source!r}: cannot import {module_name!r}: {err}") from None
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise ValueError(f"{source!r}: {module_name!r} has no attribute {attr!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise ValueError(f"{source!r}: {attr!r} is not callable")
+    return target
+
+
+def make_parallel_env(source: str, kwargs: dict[str, Any]):
+    """Build the PettingZoo env and return it as a ``ParallelEnv``."""
+    from pettingzoo import AECEnv, ParallelEnv
+    from pettingzoo.utils.conversions import aec_to_parallel
+
+    env = load_factory(source)(**kwargs)
+    if isinstance(env, ParallelEnv):
+        return env
+    if isinstance(env, AECEnv) or hasattr(env, "agent_selection"):
+        if not env.metadata.get("is_parallelizable", False):
+            raise ValueError(
+                f"{source!r} is a turn-based AEC env that PettingZoo cannot convert to a "
+                "parallel env (metadata is_parallelizable is not true)"
+            )
+        return aec_to_parallel(env)
+    raise ValueError(f"{source!r} built a {type(env).__name__}, not a PettingZoo env")
+
+
+def _has_mask(space: gym.Space) -> bool:
+    return isinstance(space, gym.spaces.Dict) and "action_mask" in space.spaces
+
+
+class PettingZooEnv(MultiAgentEnv):
+    """RLlib view of a PettingZoo parallel env (see the module docstring)."""
+
+    config_model: ClassVar[type[BaseModel]] = PettingZooConfig
+    reward_components: ClassVar[tuple[str, ...]] = ()
+    task_levels: ClassVar[tuple[str, ...]] = ()
+    baselines: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.env_config = PettingZooConfig.model_validate(dict(config or {}))
+        self.par_env = make_parallel_env(self.env_config.source, self.env_config.kwargs)
+        self.possible_agents = list(self.par_env.possible_agents)
+        self.agents = list(self.possible_agents)
+        raw_spaces = {a: self.par_env.observation_space(a) for a in self.possible_agents}
+        self._masked = {a: _has_mask(s) for a, s in raw_spaces.items()}
+        self.observation_spaces = {
+            a: self._convert_space(s) if self._masked[a] else s for a, s in raw_spaces.items()
+        }
+        self.action_spaces = {a: self.par_env.action_space(a) for a in self.possible_agents}
+        self.observation_space = gym.spaces.Dict(self.observation_spaces)
+        self.action_space = gym.spaces.Dict(self.action_spaces)
+        own_state = getattr(self.par_env, "state_space", None)
+        self._own_state = isinstance(own_state, gym.Space) and callable(
+            getattr(self.par_env, "state", None)
+        )
+        self._raw_obs = {
+            a: s.spaces["observation"] if self._masked[a] else s for a, s in raw_spaces.items()
+        }
+        self._flat_spaces = {a: gym.spaces.flatten_space(s) for a, s in self._raw_obs.items()}
+        if self._own_state:
+            self.state_space = own_state
+        else:
+            size = sum(s.shape[0] for s in self._flat_spaces.values())
+            self.state_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
+        self._latest: dict[str, np.ndarray] = {}
+        self._episode_over = True
+
+    @classmethod
+    def probe_config(cls, config: dict[str, Any]) -> None:
+        """Build the env once so a bad source or bad kwargs fail at config time."""
+        cls(config).close()
+
+    @staticmethod
+    def _convert_space(space: gym.spaces.Dict) -> gym.spaces.Dict:
+        return gym.spaces.Dict(
+            {
+                "observations": space.spaces["observation"],
+                "action_mask": space.spaces["action_mask"],
+            }
+        )
+
+    def _convert_obs(self, obs: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for agent, value in obs.items():
+            raw = value["observation"] if self._masked[agent] else value
+            self._latest[agent] = gym.spaces.flatten(self._raw_obs[agent], raw)
+            out[agent] = (
+                {"observations": raw, "action_mask": value["action_mask"]}
+                if self._masked[agent]
+                else value
+            )
+        return out
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # noqa: D102
+        obs, infos = self.par_env.reset(seed=seed, options=options)
+        self.agents = list(self.par_env.agents)
+        self._latest = {}
+        self._episode_over = False
+        return self._convert_obs(obs), {a: infos.get(a, {}) for a in obs}
+
+    def step(self, action_dict: dict[str, Any]):  # noqa: D102
+        if self._episode_over:
+            raise RuntimeError("step() after the episode ended; call reset() first")
+        live = set(self.par_env.agents)
+        unknown = [str(a) for a in action_dict if a not in live]
+        if unknown:
+            raise ValueError(f"unknown or departed agent id(s) {', '.join(unknown)}")
+        actions = {a: self._check_action(a, v) for a, v in action_dict.items()}
+        obs, rewards, terms, truncs, infos = self.par_env.step(actions)
+        self.agents = list(self.par_env.agents)
+        done_all = not self.agents or all(terms.get(a, False) or truncs.get(a, False) for a in obs)
+        terminateds = dict(terms)
+        truncateds = dict(truncs)
+        terminateds["__all__"] = done_all and all(terms.get(a, False) for a in terms)
+        truncateds["__all__"] = done_all and not terminateds["__all__"]
+        self._episode_over = done_all
+        rewards = {a: float(r) for a, r in rewards.items()}
+        return self._convert_obs(obs), rewards, terminateds, truncateds, infos
+
+    def _check_action(self, agent: str, value: Any) -> Any:
+        space = self.action_spaces[agent]
+        array = np.asarray(value)
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise ValueError(f"agent {agent}: action {value!r} is not finite")
+        if isinstance(space, gym.spaces.Box):
+            return np.clip(array, space.low, space.high).astype(space.dtype)
+        if isinstance(space, gym.spaces.Discrete) and not space.contains(
+            np.int64(array) if array.size == 1 else array
+        ):
+            raise ValueError(f"agent {agent}: action {value!r} is not in {space}")
+        return int(array) if isinstance(space, gym.spaces.Discrete) else value
+
+    def state(self) -> np.ndarray:
+        """The env's global state, or every agent's latest observation joined."""
+        if self._own_state:
+            return self.par_env.state()
+        parts = [
+            self._latest.get(a, np.zeros(s.shape, np.float32)) for a, s in self._flat_spaces.items()
+        ]
+        return np.concatenate(parts).astype(np.float32)
+
+    def close(self) -> None:  # noqa: D102
+        self.par_env.close()

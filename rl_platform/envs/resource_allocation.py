@@ -1,0 +1,222 @@
+"""Resource allocation: N agents with changing needs share R limited resources.
+
+Every step each agent requests an amount of every resource. The allocator grants all
+requests when a resource has capacity for them, and scales every request down in
+proportion when it is over-subscribed. A grant beyond the agent's need is wasted, so an
+agent that over-requests takes from the others and loses the team fairness bonus: the
+social dilemma of shared compute, bandwidth or budget.
+
+Needs follow a mean-reverting random walk around per-agent means drawn at reset;
+capacities fluctuate around 1. Levels set scarcity (total mean need / capacity), need
+volatility, capacity volatility and, at ``expert``, sudden need bursts:
+
+=========  ========  ===========  ============  ==========
+level      scarcity  need noise   capacity vol  burst prob
+=========  ========  ===========  ============  ==========
+easy       0.6       0.05         0.0           0
+medium     0.9       0.10         0.05          0
+hard       1.2       0.20         0.10          0
+expert     1.6       0.30         0.20          0.05
+=========  ========  ===========  ============  ==========
+
+Observation (4R + 2): own needs (R), capacities (R), own grant last step (R),
+all requests last step / capacity (R), own satisfaction last step, time left.
+Action: ``Box(0, 1, (R,))``, the request per resource as a fraction of its capacity
+(values outside are clipped); with ``discrete: true`` one of 5 requests proportional to
+the agent's own needs: 0, 0.5, 1, 1.5 or 2 times its needs.
+
+Reward components: ``satisfaction`` (share of the agent's needs met, in [0, 1]),
+``fairness`` (1 - Gini of grant/need across agents, shared), ``waste`` (minus the grant
+beyond need, per unit of capacity). Default weights: 0.7, 0.3 and 0.1.
+
+Baselines: ``proportional`` (request exactly one's needs, so over-subscription splits in
+proportion to stated need), ``equal_share`` (request capacity / N), ``greedy`` (request
+everything).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import gymnasium as gym
+import numpy as np
+from pydantic import Field
+
+from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv, StepResult
+
+# level -> (scarcity, need noise, capacity volatility, burst probability)
+LEVELS = {
+    "easy": (0.6, 0.05, 0.0, 0.0),
+    "medium": (0.9, 0.10, 0.05, 0.0),
+    "hard": (1.2, 0.20, 0.10, 0.0),
+    "expert": (1.6, 0.30, 0.20, 0.05),
+}
+DISCRETE_REQUESTS = np.array([0.0, 0.5, 1.0, 1.5, 2.0], dtype=np.float32)  # x own needs
+NEED_PERSISTENCE = 0.9  # AR(1) coefficient of needs around their means
+EPS = 1e-6
+
+
+class ResourceAllocationConfig(CoreEnvConfig):
+    """Constructor arguments of the resource allocation env."""
+
+    num_agents: int = Field(default=4, ge=2, le=64)
+    num_resources: int = Field(default=3, ge=1, le=32)
+    episode_length: int = Field(default=50, ge=1, le=100_000)
+    discrete: bool = Field(default=False, description="5 need-proportional requests.")
+    task: Literal["easy", "medium", "hard", "expert"] = "easy"
+
+
+def gini(values: np.ndarray) -> np.ndarray:
+    """Gini coefficient over the last axis of non-negative values; 0 when all are 0."""
+    n = values.shape[-1]
+    diffs = np.abs(values[..., :, None] - values[..., None, :]).sum(axis=(-1, -2))
+    return diffs / (2.0 * n * values.sum(axis=-1) + EPS)
+
+
+class ResourceAllocationCore(BatchedCore):
+    """B copies of the resource allocation dynamics."""
+
+    reward_components: ClassVar[tuple[str, ...]] = ("satisfaction", "fairness", "waste")
+    default_reward_weights: ClassVar[dict[str, float]] = {
+        "satisfaction": 0.7,
+        "fairness": 0.3,
+        "waste": 0.1,
+    }
+    baselines: ClassVar[tuple[str, ...]] = ("proportional", "equal_share", "greedy")
+    state_fields: ClassVar[tuple[str, ...]] = (
+        "_mean_need", "_need", "_capacity", "_grant", "_requested", "_satisfaction", "_t",
+    )  # fmt: skip
+
+    def __init__(self, config: ResourceAllocationConfig, batch_size: int) -> None:
+        super().__init__(config, batch_size)
+        b, n, r = batch_size, config.num_agents, config.num_resources
+        self._n, self._r = n, r
+        self._mean_need = np.zeros((b, n, r), dtype=np.float32)
+        self._need = np.zeros((b, n, r), dtype=np.float32)
+        self._capacity = np.ones((b, r), dtype=np.float32)
+        self._grant = np.zeros((b, n, r), dtype=np.float32)
+        self._requested = np.zeros((b, r), dtype=np.float32)
+        self._satisfaction = np.zeros((b, n), dtype=np.float32)
+        self._t = np.zeros(b, dtype=np.int64)
+        self._obs = np.zeros((b, n, 4 * r + 2), dtype=np.float32)
+        # Needs are kept below 4x capacity, grants below capacity (1.5 at most).
+        self.observation_space = gym.spaces.Box(0.0, 8.0, (4 * r + 2,), np.float32)
+        self.state_space = gym.spaces.Box(0.0, 8.0, (2 * n * r + r + 1,), np.float32)
+        self.action_space = (
+            gym.spaces.Discrete(len(DISCRETE_REQUESTS))
+            if config.discrete
+            else gym.spaces.Box(0.0, 1.0, (r,), np.float32)
+        )
+
+    @property
+    def num_agents(self) -> int:  # noqa: D102
+        return self._n
+
+    def reset(self, rng: np.random.Generator, mask: np.ndarray | None = None) -> None:  # noqa: D102
+        rows = np.arange(self.batch_size) if mask is None else np.flatnonzero(mask)
+        k, n, r = len(rows), self._n, self._r
+        scarcity = LEVELS[self.get_task()][0]
+        # Heterogeneous agents whose mean needs add up to `scarcity` x capacity.
+        shares = rng.dirichlet(np.full(n, 2.0), size=(k, r)).transpose(0, 2, 1)
+        self._mean_need[rows] = scarcity * shares
+        self._need[rows] = self._mean_need[rows]
+        self._capacity[rows] = 1.0
+        self._grant[rows] = 0.0
+        self._requested[rows] = 0.0
+        self._satisfaction[rows] = 0.0
+        self._t[rows] = 0
+
+    def observe(self) -> np.ndarray:  # noqa: D102
+        r, obs = self._r, self._obs
+        obs[..., :r] = self._need
+        obs[..., r : 2 * r] = self._capacity[:, None, :]
+        obs[..., 2 * r : 3 * r] = self._grant
+        obs[..., 3 * r : 4 * r] = (self._requested / self._capacity)[:, None, :]
+        obs[..., 4 * r] = self._satisfaction
+        obs[..., 4 * r + 1] = (1.0 - self._t / self.config.episode_length)[:, None]
+        return np.clip(obs, 0.0, 8.0)
+
+    def global_state(self) -> np.ndarray:  # noqa: D102
+        b = self.batch_size
+        time_left = (1.0 - self._t / self.config.episode_length)[:, None]
+        state = np.concatenate(
+            [self._need.reshape(b, -1), self._grant.reshape(b, -1), self._capacity, time_left],
+            axis=-1,
+        )
+        return np.clip(state, 0.0, 8.0).astype(np.float32)
+
+    def _requests(self, actions: np.ndarray) -> np.ndarray:
+        if self.config.discrete:
+            return DISCRETE_REQUESTS[actions.astype(np.int64)][..., None] * self._need
+        return np.clip(actions, 0.0, 1.0) * self._capacity[:, None, :]
+
+    def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepResult:  # noqa: D102
+        # float32 throughout; at B=1 the cost is numpy call overhead, so ops are few.
+        _, noise, cap_vol, burst = LEVELS[self.get_task()]
+        need, capacity = self._need, self._capacity
+        request = self._requests(actions)
+        total = request.sum(axis=1)  # (B, R)
+        scale = np.minimum(capacity / np.maximum(total, EPS), 1.0)
+        grant = request * scale[:, None, :]
+        useful = np.minimum(grant, need)
+        need_total = need.sum(-1) + EPS
+        satisfaction = np.minimum(useful.sum(-1) / need_total, 1.0)
+        waste = (grant.sum(-1) - useful.sum(-1)) / capacity.sum(-1, keepdims=True)
+        ratio = np.minimum(grant.sum(-1) / need_total, 1.0)
+        fairness = np.repeat(1.0 - gini(ratio)[:, None], self._n, axis=1)
+        components = {"satisfaction": satisfaction, "fairness": fairness, "waste": -waste}
+        self._grant[...] = grant
+        self._requested[...] = total
+        self._satisfaction[...] = satisfaction
+
+        # Needs drift back to their means with noise (and bursts at expert).
+        mean = self._mean_need
+        shock = rng.standard_normal(need.shape, dtype=np.float32) * (noise * mean)
+        drifted = mean + NEED_PERSISTENCE * (need - mean) + shock
+        if burst > 0:
+            drifted = np.where(rng.random(need.shape) < burst, 2.0 * drifted, drifted)
+        np.clip(drifted, 0.0, 4.0, out=need)
+        if cap_vol > 0:
+            wobble = 1.0 + cap_vol * rng.standard_normal(capacity.shape, dtype=np.float32)
+            np.clip(wobble, 0.5, 1.5, out=capacity)
+        self._t += 1
+        return StepResult(
+            rewards=self.weigh(components),
+            components=components,
+            terminated=np.zeros(self.batch_size, dtype=bool),
+            truncated=self._t >= self.config.episode_length,
+        )
+
+    def default_action(self) -> np.ndarray:  # noqa: D102
+        # Requesting nothing: the counterfactual of "this agent is absent".
+        return np.int64(0) if self.config.discrete else np.zeros(self._r, dtype=np.float32)
+
+    def baseline_actions(self, name: str, obs: np.ndarray) -> np.ndarray:  # noqa: D102
+        r = self._r
+        need, capacity = obs[..., :r], obs[..., r : 2 * r]
+        if name == "proportional":
+            fraction = need / np.maximum(capacity, EPS)
+            index = 2  # request 1 x needs
+        elif name == "equal_share":
+            fraction = np.full_like(need, 1.0 / self._n)
+            index = 1
+        elif name == "greedy":
+            fraction = np.ones_like(need)
+            index = len(DISCRETE_REQUESTS) - 1
+        else:
+            raise ValueError(f"unknown baseline {name!r}; expected one of {self.baselines}")
+        if self.config.discrete:
+            return np.full(obs.shape[:-1], index, dtype=np.int64)
+        return np.clip(fraction, 0.0, 1.0).astype(np.float32)
+
+
+class ResourceAllocationEnv(CoreMultiAgentEnv):
+    """RLlib ``MultiAgentEnv`` of one copy (PettingZoo: ``parallel_env``)."""
+
+    core_cls = ResourceAllocationCore
+    config_model = ResourceAllocationConfig
+
+
+def parallel_env(**config: object):
+    """PettingZoo ``ParallelEnv`` of the resource allocation env."""
+    return ResourceAllocationEnv.parallel_env(**config)

@@ -1,0 +1,1 @@
+"""Evaluation: baselines, scoring suites and reports."""
