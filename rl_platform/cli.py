@@ -167,6 +167,10 @@ def envs_list() -> None:
     table.add_column("description")
     for entry in registry.ENVS.values():
         table.add_row(entry.id, entry.description)
+    table.add_row(
+        f"{registry.PETTINGZOO_PREFIX}<module>:<factory>",
+        "any PettingZoo env, e.g. pettingzoo:mpe2.simple_spread_v3:parallel_env",
+    )
     console.print(table)
     algos = Table(title="algorithms")
     algos.add_column("id", style="bold")
