@@ -271,8 +271,8 @@ class CoreMultiAgentEnv(MultiAgentEnv):
         result = self.core.step(actions, self._rng)
         obs = self.core.observe()[0]
         names = tuple(result.components)
-        parts = np.stack([result.components[k][0] for k in names], axis=-1).tolist()
-        infos = {a: {"reward_components": dict(zip(names, row))} for a, row in zip(ids, parts)}
+        columns = zip(*(value[0].tolist() for value in result.components.values()))
+        infos = {a: {"reward_components": dict(zip(names, row))} for a, row in zip(ids, columns)}
         rewards = dict(zip(ids, result.rewards[0].tolist()))
         term, trunc = bool(result.terminated[0]), bool(result.truncated[0])
         self._episode_over = term or trunc

@@ -61,6 +61,7 @@ class RendezvousCore(BatchedCore):
         self._rows = np.repeat(np.arange(n)[:, None], n - 1, axis=1)
         self._others = others
         obs_dim = 2 + 2 * (n - 1) + 1
+        self._obs = np.zeros((batch_size, n, obs_dim), dtype=np.float32)
         self.observation_space = gym.spaces.Box(-2.0, 2.0, (obs_dim,), np.float32)
         self.state_space = gym.spaces.Box(-1.0, 1.0, (2 * n + 1,), np.float32)
         self.action_space = (
@@ -80,15 +81,16 @@ class RendezvousCore(BatchedCore):
         self._t[rows] = 0
 
     def _time_left(self) -> np.ndarray:
-        return (1.0 - self._t / self.config.episode_length).astype(np.float32)
+        return np.float32(1.0) - self._t.astype(np.float32) / self.config.episode_length
 
     def observe(self) -> np.ndarray:  # noqa: D102
+        obs, n = self._obs, self._n
+        obs[..., :2] = self._pos
         # rel[b, i, k] = position of the k-th other agent minus agent i's position.
         rel = self._pos[:, self._others] - self._pos[:, self._rows]
-        time_left = np.broadcast_to(self._time_left()[:, None, None], (self.batch_size, self._n, 1))
-        return np.concatenate(
-            [self._pos, rel.reshape(self.batch_size, self._n, -1), time_left], axis=-1
-        ).astype(np.float32)
+        obs[..., 2 : 2 * n] = rel.reshape(self.batch_size, n, -1)
+        obs[..., -1] = self._time_left()[:, None]
+        return obs.copy()  # the views hand rows to RLlib, which keeps them
 
     def global_state(self) -> np.ndarray:  # noqa: D102
         flat = self._pos.reshape(self.batch_size, -1)
@@ -109,8 +111,8 @@ class RendezvousCore(BatchedCore):
 
         total = self._pos.sum(axis=1, keepdims=True)
         centroid_of_others = (total - self._pos) / (self._n - 1)
-        proximity = -np.linalg.norm(self._pos - centroid_of_others, axis=-1)
-        components = {"proximity": proximity.astype(np.float32), "effort": -effort}
+        proximity = -np.sqrt(np.square(self._pos - centroid_of_others).sum(-1))
+        components = {"proximity": proximity, "effort": -effort}
         return StepResult(
             rewards=self.weigh(components),
             components=components,

@@ -134,7 +134,7 @@ class ResourceAllocationCore(BatchedCore):
         obs[..., 3 * r : 4 * r] = (self._requested / self._capacity)[:, None, :]
         obs[..., 4 * r] = self._satisfaction
         obs[..., 4 * r + 1] = (1.0 - self._t / self.config.episode_length)[:, None]
-        return np.clip(obs, 0.0, 8.0)
+        return np.clip(obs, 0.0, 8.0)  # a new array: the views hand rows to RLlib
 
     def global_state(self) -> np.ndarray:  # noqa: D102
         b = self.batch_size
