@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 
@@ -46,9 +45,11 @@ class AlgorithmEntry:
     description: str
     module: str
 
-    def load(self) -> ModuleType:
-        """Import and return the algorithm module (with ``Hyperparams`` and ``build``)."""
-        return importlib.import_module(self.module)
+    def load(self) -> Any:
+        """Import what defines ``Hyperparams`` and ``build``: ``pkg.mod`` or ``pkg.mod:Name``."""
+        module, _, name = self.module.partition(":")
+        loaded = importlib.import_module(module)
+        return getattr(loaded, name) if name else loaded
 
 
 ENVS: dict[str, EnvEntry] = {}
@@ -101,5 +102,20 @@ register_algorithm(
         "ppo",
         "RLlib PPO with independent actor-critics (shared or per-agent parameters)",
         "rl_platform.algorithms.ppo",
+    )
+)
+
+register_algorithm(
+    AlgorithmEntry(
+        "mappo",
+        "MAPPO: decentralized actors, centralized critics on the global state, value norm",
+        "rl_platform.algorithms.mappo:MAPPO",
+    )
+)
+register_algorithm(
+    AlgorithmEntry(
+        "ippo",
+        "IPPO: the MAPPO actor-critics with critics on each agent's own observation",
+        "rl_platform.algorithms.mappo:IPPO",
     )
 )

@@ -15,7 +15,7 @@ def ray_address():
 
     ray.init(
         include_dashboard=False,
-        num_cpus=2,
+        num_cpus=4,  # logical: lets a test use 2 env runners and a remote learner
         log_to_driver=False,
         runtime_env={"env_vars": {"PYTHONPATH": str(HERE)}},
     )

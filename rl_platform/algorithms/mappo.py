@@ -1,0 +1,419 @@
+"""MAPPO and IPPO: PPO with actor-critics whose critic sees the global state (or not).
+
+``mappo``: each agent's actor reads only its own observation; its critic reads the env's
+global state (``GlobalStateEnv`` puts both into a Dict observation). ``ippo``: the same
+with critics on the local observation. Shared parameters (one module, agent one-hot in
+the input) or one module per agent, from ``algorithm.shared_policy``. Built on RLlib's
+extension points: a ``TorchRLModule`` with the ``ValueFunctionAPI`` and a
+``PPOTorchLearner`` whose only override is ``compute_loss_for_module``; PPO's sampling,
+GAE connector and loss are RLlib's own.
+
+Implementation details from Yu et al. 2022, "The Surprising Effectiveness of PPO in
+Cooperative Multi-Agent Games" (the MAPPO paper), and what is done here:
+
+* value normalization (their ``ValueNorm``): a running debiased mean/variance of value
+  targets; the critic learns normalized targets, GAE gets de-normalized values;
+* agent-specific global state and agent ids with parameter sharing: the agent's one-hot
+  index is appended to the actor's observation and to the critic's state;
+* orthogonal initialization (gain 0.01 on the policy head, 1 on the value head);
+* separate actor and critic networks (no shared trunk), a state-independent log-std for
+  continuous actions;
+* PPO clipping 0.2, few epochs (5) over large minibatches, entropy bonus 0.01, gradient
+  clipping 10, value clipping on the normalized scale: the paper's defaults as this
+  algorithm's hyperparameter defaults.
+
+Not done: recurrent policies and death masking (agents that leave simply stop
+producing data), and PopArt's output-layer rescaling (plain ValueNorm, as the paper's
+code uses by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+from pydantic import Field, PositiveFloat, PositiveInt
+from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.distribution.torch.torch_distribution import (
+    TorchCategorical,
+    TorchDiagGaussian,
+)
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
+from ray.rllib.core.rl_module.rl_module import RLModule
+from ray.rllib.core.rl_module.torch import TorchRLModule
+from ray.rllib.evaluation.postprocessing import Postprocessing
+from ray.rllib.utils.annotations import override
+
+from rl_platform.algorithms import ppo
+from rl_platform.algorithms.common import apply_experiment, env_config_of, module_ids
+
+if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    from rl_platform.config import ExperimentConfig
+
+
+class ValueNorm(nn.Module):
+    """Running, debiased mean and variance of value targets (MAPPO's ``valuenorm.py``).
+
+    Kept as buffers, so the statistics are part of the module's state and checkpoint.
+    """
+
+    def __init__(self, beta: float = 0.99999, epsilon: float = 1e-5, min_var=1e-2):
+        super().__init__()
+        self.beta = beta
+        self.epsilon = epsilon
+        self.min_var = min_var
+        # Buffers -> in state_dict -> in RLModule.get_state() -> checkpointed.
+        self.register_buffer("running_mean", torch.zeros(()))
+        self.register_buffer("running_mean_sq", torch.zeros(()))
+        self.register_buffer("debiasing_term", torch.zeros(()))
+
+    def mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Debiased running mean and variance (variance floored at ``min_var``)."""
+        d = self.debiasing_term.clamp(min=self.epsilon)
+        mean = self.running_mean / d
+        mean_sq = self.running_mean_sq / d
+        var = (mean_sq - mean**2).clamp(min=self.min_var)
+        return mean, var
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Fold a batch of value targets into the running statistics."""
+        x = x.detach().float().reshape(-1)
+        if x.numel() == 0:
+            return
+        w = self.beta
+        self.running_mean.mul_(w).add_(x.mean() * (1.0 - w))
+        self.running_mean_sq.mul_(w).add_((x**2).mean() * (1.0 - w))
+        self.debiasing_term.mul_(w).add_(1.0 - w)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw scale -> normalized scale."""
+        mean, var = self.mean_var()
+        return (x - mean) / torch.sqrt(var)
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalized scale -> raw scale."""
+        mean, var = self.mean_var()
+        return x * torch.sqrt(var) + mean
+
+
+def _mlp(in_dim, hiddens, act_name, ortho, layernorm_input):
+    act_cls = {"tanh": nn.Tanh, "relu": nn.ReLU}[act_name]
+    gain = nn.init.calculate_gain(act_name)
+    layers: list[nn.Module] = []
+    if layernorm_input:
+        layers.append(nn.LayerNorm(in_dim))
+    d = in_dim
+    for h in hiddens:
+        lin = nn.Linear(d, h)
+        if ortho:
+            nn.init.orthogonal_(lin.weight, gain=gain)
+            nn.init.zeros_(lin.bias)
+        layers += [lin, act_cls()]
+        d = h
+    return nn.Sequential(*layers), d
+
+
+def _head(in_dim, out_dim, ortho, gain):
+    lin = nn.Linear(in_dim, out_dim)
+    if ortho:
+        nn.init.orthogonal_(lin.weight, gain=gain)
+        nn.init.zeros_(lin.bias)
+    return lin
+
+
+def _flat_dim(space: gym.spaces.Box) -> int:
+    return int(np.prod(space.shape))
+
+
+class ActorCriticModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
+    """Actor on ``obs["obs"]``, critic on ``obs[critic_obs_key]`` ("state": MAPPO, "obs": IPPO).
+
+    model_config: ``actor_hiddens``, ``critic_hiddens``, ``activation`` (tanh or relu),
+    ``use_orthogonal_init``, ``input_layernorm``, ``free_log_std``, ``log_std_init``,
+    ``use_value_norm``, ``value_norm_beta``, ``actor_obs_key``, ``critic_obs_key``.
+    Env runners build it inference-only: the critic and its statistics stay on learners.
+    """
+
+    @override(RLModule)
+    def setup(self):  # noqa: D102
+        cfg = self.model_config or {}
+        self._actor_key = cfg.get("actor_obs_key", "obs")
+        self._critic_key = cfg.get("critic_obs_key", "state")
+        act = cfg.get("activation", "tanh")
+        ortho = cfg.get("use_orthogonal_init", True)
+        ln = cfg.get("input_layernorm", False)
+        self._use_value_norm = cfg.get("use_value_norm", True)
+
+        if not isinstance(self.observation_space, gym.spaces.Dict):
+            raise ValueError(f"expected a Dict observation space, got {self.observation_space}")
+        actor_space = self.observation_space[self._actor_key]
+        critic_space = self.observation_space[self._critic_key]
+        self._actor_obs_shape = actor_space.shape
+        self._critic_obs_shape = critic_space.shape
+
+        # --- actor ---
+        self.actor_body, d = _mlp(
+            _flat_dim(actor_space), cfg.get("actor_hiddens", [64, 64]), act, ortho, ln
+        )
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            self._is_box = False
+            self.pi_head = _head(d, int(self.action_space.n), ortho, 0.01)
+        elif isinstance(self.action_space, gym.spaces.Box):
+            self._is_box = True
+            a_dim = _flat_dim(self.action_space)
+            self._free_log_std = cfg.get("free_log_std", True)
+            if self._free_log_std:
+                self.pi_head = _head(d, a_dim, ortho, 0.01)
+                self.log_std = nn.Parameter(
+                    torch.full((a_dim,), float(cfg.get("log_std_init", 0.0)))
+                )
+            else:
+                self.pi_head = _head(d, 2 * a_dim, ortho, 0.01)
+        else:
+            raise ValueError(f"unsupported action space {self.action_space}")
+
+        # --- critic (+ value norm); not built for inference-only (EnvRunner) copies.
+        # (TorchRLModule.__init__ would also delete them via
+        # get_non_inference_attributes(); skipping here just saves the work.)
+        if not self.inference_only:
+            self.critic_body, d = _mlp(
+                _flat_dim(critic_space),
+                cfg.get("critic_hiddens", [64, 64]),
+                act,
+                ortho,
+                ln,
+            )
+            self.vf_head = _head(d, 1, ortho, 1.0)
+            if self._use_value_norm:
+                self.value_norm = ValueNorm(beta=cfg.get("value_norm_beta", 0.99999))
+        # Toggled by the learner (see `normalized_values()`).
+        self._return_normalized_values = False
+
+    # ---------------- action distribution classes ----------------
+    # TorchRLModule's defaults would also pick Categorical/DiagGaussian from the
+    # action space (or the catalog's choice if a catalog got built); being
+    # explicit makes this independent of whether PPO's default PPOCatalog could
+    # be constructed for a Dict obs space.
+    @override(TorchRLModule)
+    def get_inference_action_dist_cls(self):  # noqa: D102
+        return TorchDiagGaussian if self._is_box else TorchCategorical
+
+    @override(TorchRLModule)
+    def get_exploration_action_dist_cls(self):  # noqa: D102
+        return self.get_inference_action_dist_cls()
+
+    @override(TorchRLModule)
+    def get_train_action_dist_cls(self):  # noqa: D102
+        return self.get_inference_action_dist_cls()
+
+    # ---------------- actor ----------------
+    def _actor_input(self, batch) -> torch.Tensor:
+        obs = batch[Columns.OBS]
+        x = obs[self._actor_key] if isinstance(obs, dict) else obs
+        lead = x.shape[: x.dim() - len(self._actor_obs_shape)]
+        return x.reshape(*lead, -1).float()
+
+    def _pi(self, batch) -> dict[str, Any]:
+        h = self.actor_body(self._actor_input(batch))
+        out = self.pi_head(h)
+        if self._is_box and self._free_log_std:
+            out = torch.cat([out, self.log_std.expand_as(out)], dim=-1)
+        return {Columns.ACTION_DIST_INPUTS: out}
+
+    @override(RLModule)
+    def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:  # noqa: D102
+        return self._pi(batch)
+
+    @override(TorchRLModule)
+    def _forward_inference(self, batch, **kwargs):  # noqa: D102
+        with torch.no_grad():
+            return self._pi(batch)
+
+    @override(TorchRLModule)
+    def _forward_exploration(self, batch, **kwargs):  # noqa: D102
+        with torch.no_grad():
+            return self._pi(batch)
+
+    @override(RLModule)
+    def _forward_train(self, batch, **kwargs):  # noqa: D102
+        # No Columns.EMBEDDINGS: the critic does not share the actor trunk, so
+        # PPO calls compute_values(batch, embeddings=None).
+        return self._pi(batch)
+
+    # ---------------- critic ----------------
+    def _critic_input(self, batch) -> torch.Tensor:
+        obs = batch[Columns.OBS]
+        x = obs[self._critic_key] if isinstance(obs, dict) else obs
+        lead = x.shape[: x.dim() - len(self._critic_obs_shape)]
+        return x.reshape(*lead, -1).float()
+
+    def compute_normalized_values(self, batch) -> torch.Tensor:
+        """Raw critic output (normalized space if value-norm is on)."""
+        return self.vf_head(self.critic_body(self._critic_input(batch))).squeeze(-1)
+
+    @override(ValueFunctionAPI)
+    def compute_values(self, batch: dict[str, Any], embeddings: Any | None = None) -> torch.Tensor:
+        """Values on the raw return scale (what GAE needs); normalized inside the learner."""
+        v = self.compute_normalized_values(batch)
+        if self._use_value_norm and not self._return_normalized_values:
+            # GAE (GeneralAdvantageEstimation connector) needs raw-scale values.
+            v = self.value_norm.denormalize(v)
+        return v
+
+    @contextlib.contextmanager
+    def normalized_values(self):
+        """Inside this context, `compute_values` returns normalized predictions."""
+        prev = self._return_normalized_values
+        self._return_normalized_values = True
+        try:
+            yield
+        finally:
+            self._return_normalized_values = prev
+
+    # ---------------- InferenceOnlyAPI ----------------
+    @override(InferenceOnlyAPI)
+    def get_non_inference_attributes(self) -> list[str]:  # noqa: D102
+        return ["critic_body", "vf_head", "value_norm"]
+
+
+class ValueNormPPOLearner(PPOTorchLearner):
+    """PPO learner + MAPPO value normalization.
+
+    Hook: `compute_loss_for_module` only (called once per minibatch from
+    `TorchLearner._update` -> `Learner.compute_losses`). Per minibatch (as in
+    the MAPPO reference code, `cal_value_loss`): update the running stats from
+    the valid (LOSS_MASK) value targets, then run PPO's unchanged loss with
+      * VALUE_TARGETS replaced by normalized targets (shallow batch copy), and
+      * module.compute_values() returning normalized predictions.
+    => vf_loss = (v_norm_pred - normalize(target))^2, everything else untouched.
+    """
+
+    @override(PPOTorchLearner)
+    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):  # noqa: D102
+        module = self.module[module_id].unwrapped()
+        if not (
+            config.use_critic
+            and getattr(module, "_use_value_norm", False)
+            and hasattr(module, "value_norm")
+        ):
+            return super().compute_loss_for_module(
+                module_id=module_id, config=config, batch=batch, fwd_out=fwd_out
+            )
+
+        targets = batch[Postprocessing.VALUE_TARGETS]
+        if Columns.LOSS_MASK in batch:
+            # Exclude the artificial bootstrap timestep added by
+            # AddOneTsToEpisodesAndTruncate (its "target" is meaningless).
+            module.value_norm.update(targets[batch[Columns.LOSS_MASK]])
+        else:
+            module.value_norm.update(targets)
+
+        norm_batch = dict(batch)  # shallow copy; do not mutate the learner's batch
+        norm_batch[Postprocessing.VALUE_TARGETS] = module.value_norm.normalize(targets).detach()
+        with module.normalized_values():
+            return super().compute_loss_for_module(
+                module_id=module_id, config=config, batch=norm_batch, fwd_out=fwd_out
+            )
+
+
+# --------------------------------------------------------------------------- config
+
+
+class Hyperparams(ppo.Hyperparams):
+    """PPO's hyperparameters with the MAPPO paper's defaults, plus the MAPPO switches."""
+
+    lr: PositiveFloat = 5e-4
+    num_epochs: PositiveInt = 5
+    minibatch_size: PositiveInt = 1000
+    entropy_coeff: float = Field(default=0.01, ge=0)
+    vf_clip_param: PositiveFloat = Field(default=10.0, description="On the normalized scale.")
+    grad_clip: PositiveFloat | None = 10.0
+    use_value_norm: bool = True
+    orthogonal_init: bool = True
+    input_layernorm: bool = False
+    agent_id_in_obs: bool = Field(
+        default=True, description="Append the agent's one-hot index (shared policy only)."
+    )
+    critic_hidden_sizes: tuple[PositiveInt, ...] | None = Field(
+        default=None, description="Critic layers; default: algorithm.network.hidden_sizes."
+    )
+    log_std_init: float = 0.0
+
+
+MAPPO_ONLY = {
+    "use_value_norm", "orthogonal_init", "input_layernorm", "agent_id_in_obs",
+    "critic_hidden_sizes", "log_std_init",
+}  # fmt: skip
+
+
+def _build(experiment: ExperimentConfig, env_cls: type, critic_obs_key: str) -> AlgorithmConfig:
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from rl_platform.envs.wrappers import GlobalStateEnv
+
+    hp = Hyperparams.model_validate(experiment.algorithm.hyperparams)
+    network = experiment.algorithm.network
+    if network.activation not in ("tanh", "relu"):
+        from rl_platform.config import ConfigError
+
+        raise ConfigError(
+            f"{experiment.name}: algorithm.network.activation = {network.activation!r}: "
+            f"{experiment.algorithm.id} supports 'tanh' or 'relu'."
+        )
+    module_ids(experiment, env_cls)  # refuses a shared policy over unlike agents
+    config = apply_experiment(PPOConfig(), experiment, env_cls)
+    config = config.environment(
+        env=GlobalStateEnv,
+        env_config={
+            "env_id": experiment.env.id,
+            "env_config": env_config_of(experiment),
+            "agent_id": hp.agent_id_in_obs and experiment.algorithm.shared_policy,
+        },
+    )
+    model_config = {
+        "actor_hiddens": list(network.hidden_sizes),
+        "critic_hiddens": list(hp.critic_hidden_sizes or network.hidden_sizes),
+        "activation": network.activation,
+        "use_orthogonal_init": hp.orthogonal_init,
+        "input_layernorm": hp.input_layernorm,
+        "use_value_norm": hp.use_value_norm,
+        "log_std_init": hp.log_std_init,
+        "actor_obs_key": "obs",
+        "critic_obs_key": critic_obs_key,
+    }
+    config = config.rl_module(
+        rl_module_spec=RLModuleSpec(module_class=ActorCriticModule, model_config=model_config)
+    )
+    config = config.learners(learner_class=ValueNormPPOLearner)
+    return config.training(**hp.model_dump(exclude=MAPPO_ONLY))
+
+
+class MAPPO:
+    """``algorithm.id: mappo``: centralized critics on the global state."""
+
+    Hyperparams: ClassVar[type[Hyperparams]] = Hyperparams
+
+    @staticmethod
+    def build(experiment: ExperimentConfig, env_cls: type) -> AlgorithmConfig:
+        """The RLlib config of a MAPPO experiment."""
+        return _build(experiment, env_cls, critic_obs_key="state")
+
+
+class IPPO:
+    """``algorithm.id: ippo``: the same actor-critics with critics on local observations."""
+
+    Hyperparams: ClassVar[type[Hyperparams]] = Hyperparams
+
+    @staticmethod
+    def build(experiment: ExperimentConfig, env_cls: type) -> AlgorithmConfig:
+        """The RLlib config of an IPPO experiment."""
+        return _build(experiment, env_cls, critic_obs_key="obs")

@@ -1,0 +1,40 @@
+"""Every registered algorithm builds a valid RLlib config for every registered env."""
+
+import pytest
+
+from rl_platform import registry
+from rl_platform.config import ConfigError, load_experiment
+from rl_platform.training import build_algorithm_config
+
+
+@pytest.mark.parametrize("algo", sorted(registry.ALGORITHMS))
+@pytest.mark.parametrize("env_id", sorted(registry.ENVS))
+@pytest.mark.parametrize("shared", [True, False])
+def test_algorithm_builds_for_env(algo, env_id, shared):
+    experiment = load_experiment(
+        {
+            "name": "t",
+            "env": {"id": env_id},
+            "algorithm": {"id": algo, "shared_policy": shared},
+            "resources": {"num_env_runners": 2, "num_envs_per_env_runner": 2},
+        }
+    )
+    config = build_algorithm_config(experiment)
+    assert config.num_env_runners == 2
+    expected = {"shared"} if shared else set(registry.ENVS[env_id].load()({}).possible_agents)
+    assert set(config.policies) == expected
+
+
+def test_rllib_refusal_is_a_config_error():
+    experiment = load_experiment(
+        {
+            "name": "t",
+            "env": {"id": "rendezvous"},
+            "algorithm": {
+                "id": "ppo",
+                "hyperparams": {"train_batch_size_per_learner": 100, "minibatch_size": 500},
+            },
+        }
+    )
+    with pytest.raises(ConfigError, match="RLlib refused"):
+        build_algorithm_config(experiment)
