@@ -91,6 +91,13 @@ register_env(
 
 register_env(
     EnvEntry(
+        "trading",
+        "N traders in one market with impact, costs and background traders (seed: trading)",
+        "rl_platform.envs.trading:TradingEnv",
+    )
+)
+register_env(
+    EnvEntry(
         "resource_allocation",
         "N agents with changing needs share R scarce resources (satisfaction vs fairness)",
         "rl_platform.envs.resource_allocation:ResourceAllocationEnv",

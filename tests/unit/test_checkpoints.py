@@ -103,3 +103,13 @@ def test_corrupt_weights_are_refused(checkpoint, tmp_path):
     (copy / "shared.pt").write_bytes(b"garbage")
     with pytest.raises(PolicyExportError, match="cannot load module 'shared'"):
         load_policy(copy, "shared")
+
+
+def test_exported_policy_plays_episodes_on_the_batched_core(checkpoint):
+    from rl_platform.evaluation.policy import TrainedPolicy, policy_scores
+
+    policy = TrainedPolicy(checkpoint[0])
+    obs = np.zeros((4, 3, 7), dtype=np.float32)
+    assert policy.actions(obs).shape == (4, 3, 2)
+    scores = policy_scores(checkpoint[0], episodes=5)
+    assert scores.shape == (5,) and np.isfinite(scores).all()
