@@ -85,7 +85,8 @@ def test_cli_train_writes_a_run_directory_with_a_checkpoint_that_restores(
         from rl_platform.checkpoints import load_policy
 
         module = algo.get_module("shared")
-        obs = torch.linspace(-1, 1, 4 * module.observation_space.shape[0]).reshape(4, -1)
+        size = module.observation_space["obs"].shape[0]  # MAPPO: Dict(obs=local, state=...)
+        obs = {"obs": torch.linspace(-1, 1, 4 * size).reshape(4, -1)}
         with torch.no_grad():
             expected = module.forward_inference({"obs": obs})["action_dist_inputs"]
             # the weights-only export beside the checkpoint is the same policy
@@ -155,8 +156,9 @@ def test_quickstart_learns(tmp_path, quickstart_path, ray_address):
         quickstart_path, ["stop.training_iteration=15"], output=tmp_path, progress=rows.append
     )
     assert result.status == "finished"
-    first = np.mean([r.episode_return_mean for r in rows[:2]])
-    last = np.mean([r.episode_return_mean for r in rows[-2:]])
-    # random moves score about -50 (3 agents x 25 steps); learning must clearly beat that
-    assert last > first + 15, (first, last)
-    assert last > -30, last
+    first = np.mean([r.episode_return_mean for r in rows[:3]])
+    last = np.mean([r.episode_return_mean for r in rows[-3:]])
+    # returns are summed over 5 traders; random trading loses about 12 per episode, and
+    # 15 iterations of MAPPO reliably reach a profit (about +1 per agent by iteration 25)
+    assert last > first + 5, (first, last)
+    assert last > 0, last

@@ -27,7 +27,7 @@ def rlp(*args, cwd=None):
 
 def test_bad_experiment_exits_2_without_traceback_or_run_dir(tmp_path, quickstart_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(quickstart_path.read_text().replace("lr: 1.0e-3", "lr: -1"))
+    bad.write_text(quickstart_path.read_text().replace("lr: 5.0e-4", "lr: -1"))
     out = tmp_path / "runs"
     proc = rlp("train", str(bad), "--output", str(out))
     assert proc.returncode == 2, proc.stderr
