@@ -98,6 +98,13 @@ register_env(
 )
 register_env(
     EnvEntry(
+        "supply_chain",
+        "echelons of a serial supply chain (beer game) with lead times, modes, disruptions",
+        "rl_platform.envs.supply_chain:SupplyChainEnv",
+    )
+)
+register_env(
+    EnvEntry(
         "resource_allocation",
         "N agents with changing needs share R scarce resources (satisfaction vs fairness)",
         "rl_platform.envs.resource_allocation:ResourceAllocationEnv",
