@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import functools
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -146,6 +147,23 @@ class BatchedCore(ABC):
         finally:
             self.restore(saved)
             rng.bit_generator.state = rng_state
+
+    def play_episodes(
+        self, act: Callable[[np.ndarray], np.ndarray], rng: np.random.Generator
+    ) -> np.ndarray:
+        """Reset every copy and play one episode in each with ``act(obs) -> actions``.
+
+        Returns:
+            (B,) float64: each copy's mean per-agent return over its first episode.
+        """
+        self.reset(rng)
+        returns = np.zeros(self.batch_size)
+        running = np.ones(self.batch_size, dtype=bool)
+        while running.any():
+            result = self.step(act(self.observe()), rng)
+            returns += np.where(running, result.rewards.mean(axis=1), 0.0)
+            running &= ~(result.terminated | result.truncated)
+        return returns
 
     def weigh(self, components: dict[str, np.ndarray]) -> np.ndarray:
         """Weighted sum of reward components, (B, N) float32."""

@@ -332,14 +332,9 @@ def tune_base_stock(
     scores = {}
     for factor in factors:
         core = SupplyChainCore(config, episodes)
-        rng = np.random.default_rng(seed)
-        core.reset(rng)
-        total = np.zeros(episodes)
-        done = np.zeros(episodes, dtype=bool)
-        while not done.all():
-            orders = core.baseline_orders("base_stock", core.observe(), factor)
-            result = core.step(core._orders_to_actions(orders), rng)
-            total += np.where(done, 0.0, result.rewards.mean(axis=1))
-            done |= result.truncated | result.terminated
-        scores[factor] = float(total.mean())
+
+        def act(obs: np.ndarray, core=core, factor=factor) -> np.ndarray:
+            return core._orders_to_actions(core.baseline_orders("base_stock", obs, factor))
+
+        scores[factor] = float(core.play_episodes(act, np.random.default_rng(seed)).mean())
     return scores

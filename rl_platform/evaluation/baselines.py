@@ -30,21 +30,15 @@ def episode_scores(
     """
     env_cls = registry.get_env(env_id).load()
     core = env_cls.core_cls(env_cls.config_model.model_validate(config or {}), episodes)
-    rng = np.random.default_rng(seed)
     action_rng = np.random.default_rng(seed + 1)
-    core.reset(rng)
-    returns = np.zeros(episodes)
-    running = np.ones(episodes, dtype=bool)
-    space = core.action_space
-    while running.any():
+    lead = (episodes, core.num_agents)
+
+    def act(obs: np.ndarray) -> np.ndarray:
         if policy == RANDOM:
-            actions = _random_actions(space, (episodes, core.num_agents), action_rng)
-        else:
-            actions = core.baseline_actions(policy, core.observe())
-        result = core.step(actions, rng)
-        returns += np.where(running, result.rewards.mean(axis=1), 0.0)
-        running &= ~(result.terminated | result.truncated)
-    return returns
+            return _random_actions(core.action_space, lead, action_rng)
+        return core.baseline_actions(policy, obs)
+
+    return core.play_episodes(act, np.random.default_rng(seed))
 
 
 def _random_actions(space: gym.Space, lead: tuple[int, ...], rng: np.random.Generator):

@@ -70,12 +70,4 @@ def policy_scores(
         raise ValueError(f"{env_id!r} has no batched core to evaluate on")
     merged = {**policy.manifest["env"]["config"], **(config or {})}
     core = env_cls.core_cls(env_cls.config_model.model_validate(merged), episodes)
-    rng = np.random.default_rng(seed)
-    core.reset(rng)
-    returns = np.zeros(episodes)
-    running = np.ones(episodes, dtype=bool)
-    while running.any():
-        result = core.step(policy.actions(core.observe()), rng)
-        returns += np.where(running, result.rewards.mean(axis=1), 0.0)
-        running &= ~(result.terminated | result.truncated)
-    return returns
+    return core.play_episodes(policy.actions, np.random.default_rng(seed))
