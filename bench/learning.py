@@ -69,8 +69,11 @@ def main() -> None:
             runs.setdefault(algo, []).append(curve)
             score = policy_scores(result.best_checkpoint, episodes=args.episodes, seed=1000)
             evaluations.setdefault(algo, []).append(float(score.mean()))
-            print(f"{algo:>8} seed {seed}: final train return/agent {curve[-1][1]:8.3f}, "
-                  f"greedy eval {score.mean():8.3f}  ({result.wall_time_s:.0f} s)", flush=True)
+            print(
+                f"{algo:>8} seed {seed}: final train return/agent {curve[-1][1]:8.3f}, "
+                f"greedy eval {score.mean():8.3f}  ({result.wall_time_s:.0f} s)",
+                flush=True,
+            )
 
     env_config = experiment.env.config
     baselines = {
@@ -106,8 +109,15 @@ def plot(runs, baselines, path, title):
         values = np.array([np.interp(grid, *zip(*c, strict=True)) for c in curves])
         ax.plot(grid, values.mean(0), label=algo)
         ax.fill_between(grid, values.min(0), values.max(0), alpha=0.2)
+    styles = ["--", ":", "-.", (0, (5, 1, 1, 1, 1, 1))]
     for i, (name, score) in enumerate(baselines.items()):
-        ax.axhline(score, ls="--", lw=1, color=f"C{i + len(runs)}", label=f"{name} (baseline)")
+        ax.axhline(
+            score,
+            ls=styles[i % len(styles)],
+            lw=1.2,
+            color="grey" if name == RANDOM else f"C{i + len(runs) + 1}",
+            label=f"{name} (baseline)",
+        )
     ax.set_xlabel("env steps")
     ax.set_ylabel("episode return per agent")
     ax.set_title(title)
