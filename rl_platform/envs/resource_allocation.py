@@ -1,10 +1,12 @@
 """Resource allocation: N agents with changing needs share R limited resources.
 
-Every step each agent requests an amount of every resource. The allocator grants all
-requests when a resource has capacity for them, and scales every request down in
-proportion when it is over-subscribed. A grant beyond the agent's need is wasted, so an
-agent that over-requests takes from the others and loses the team fairness bonus: the
-social dilemma of shared compute, bandwidth or budget.
+Every step each agent requests an amount of every resource for the coming step. The
+allocator grants all requests when a resource has capacity for them, and scales every
+request down in proportion when it is over-subscribed. Needs move on between the request
+and its use (provisioning ahead, as with cloud capacity), so a request must anticipate
+the coming need: too little leaves it unmet, too much is wasted and, when the resource
+is over-subscribed, taken from the others, who lose satisfaction and the team its
+fairness bonus: the social dilemma of shared compute, bandwidth or budget.
 
 Needs follow a mean-reverting random walk around per-agent means drawn at reset;
 capacities fluctuate around 1. Levels set scarcity (total mean need / capacity), need
@@ -29,7 +31,7 @@ Reward components: ``satisfaction`` (share of the agent's needs met, in [0, 1]),
 ``fairness`` (1 - Gini of grant/need across agents, shared), ``waste`` (minus the grant
 beyond need, per unit of capacity). Default weights: 0.7, 0.3 and 0.1.
 
-Baselines: ``proportional`` (request exactly one's needs, so over-subscription splits in
+Baselines: ``proportional`` (request one's current needs, so over-subscription splits in
 proportion to stated need), ``equal_share`` (request capacity / N), ``greedy`` (request
 everything).
 """
@@ -158,6 +160,16 @@ class ResourceAllocationCore(BatchedCore):
         total = request.sum(axis=1)  # (B, R)
         scale = np.minimum(capacity / np.maximum(total, EPS), 1.0)
         grant = request * scale[:, None, :]
+
+        # Needs move on before the grant is used: they drift back to their means with
+        # noise (and bursts at expert), so a request must anticipate the coming need.
+        mean = self._mean_need
+        shock = rng.standard_normal(need.shape, dtype=np.float32) * (noise * mean)
+        drifted = mean + NEED_PERSISTENCE * (need - mean) + shock
+        if burst > 0:
+            drifted = np.where(rng.random(need.shape) < burst, 2.0 * drifted, drifted)
+        np.clip(drifted, 0.0, 4.0, out=need)
+
         useful = np.minimum(grant, need)
         need_total = need.sum(-1) + EPS
         satisfaction = np.minimum(useful.sum(-1) / need_total, 1.0)
@@ -168,14 +180,6 @@ class ResourceAllocationCore(BatchedCore):
         self._grant[...] = grant
         self._requested[...] = total
         self._satisfaction[...] = satisfaction
-
-        # Needs drift back to their means with noise (and bursts at expert).
-        mean = self._mean_need
-        shock = rng.standard_normal(need.shape, dtype=np.float32) * (noise * mean)
-        drifted = mean + NEED_PERSISTENCE * (need - mean) + shock
-        if burst > 0:
-            drifted = np.where(rng.random(need.shape) < burst, 2.0 * drifted, drifted)
-        np.clip(drifted, 0.0, 4.0, out=need)
         if cap_vol > 0:
             wobble = 1.0 + cap_vol * rng.standard_normal(capacity.shape, dtype=np.float32)
             np.clip(wobble, 0.5, 1.5, out=capacity)
