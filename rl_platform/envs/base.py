@@ -165,6 +165,17 @@ class BatchedCore(ABC):
             running &= ~(result.terminated | result.truncated)
         return returns
 
+    def time_limit_result(
+        self, components: dict[str, np.ndarray], steps: np.ndarray, limit: int
+    ) -> StepResult:
+        """The step result of an env that never terminates and truncates at `limit` steps."""
+        return StepResult(
+            rewards=self.weigh(components),
+            components=components,
+            terminated=np.zeros(self.batch_size, dtype=bool),
+            truncated=steps >= limit,
+        )
+
     def weigh(self, components: dict[str, np.ndarray]) -> np.ndarray:
         """Weighted sum of reward components, (B, N) float32."""
         total = None

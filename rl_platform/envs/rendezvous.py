@@ -113,12 +113,7 @@ class RendezvousCore(BatchedCore):
         centroid_of_others = (total - self._pos) / (self._n - 1)
         proximity = -np.sqrt(np.square(self._pos - centroid_of_others).sum(-1))
         components = {"proximity": proximity, "effort": -effort}
-        return StepResult(
-            rewards=self.weigh(components),
-            components=components,
-            terminated=np.zeros(self.batch_size, dtype=bool),
-            truncated=self._t >= self.config.episode_length,
-        )
+        return self.time_limit_result(components, self._t, self.config.episode_length)
 
     def default_action(self) -> np.ndarray:  # noqa: D102
         return np.int64(0) if self.config.discrete else np.zeros(2, dtype=np.float32)

@@ -184,12 +184,7 @@ class ResourceAllocationCore(BatchedCore):
             wobble = 1.0 + cap_vol * rng.standard_normal(capacity.shape, dtype=np.float32)
             np.clip(wobble, 0.5, 1.5, out=capacity)
         self._t += 1
-        return StepResult(
-            rewards=self.weigh(components),
-            components=components,
-            terminated=np.zeros(self.batch_size, dtype=bool),
-            truncated=self._t >= self.config.episode_length,
-        )
+        return self.time_limit_result(components, self._t, self.config.episode_length)
 
     def default_action(self) -> np.ndarray:  # noqa: D102
         # Requesting nothing: the counterfactual of "this agent is absent".

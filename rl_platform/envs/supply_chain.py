@@ -268,12 +268,7 @@ class SupplyChainCore(BatchedCore):
         np.clip(self._backlog, 0.0, CLIP * mu, out=self._backlog)
         np.clip(self._stock, 0.0, CLIP * mu, out=self._stock)
         self._t += 1
-        return StepResult(
-            rewards=self.weigh(components),
-            components=components,
-            terminated=np.zeros(b, dtype=bool),
-            truncated=self._t >= self.config.episode_length,
-        )
+        return self.time_limit_result(components, self._t, self.config.episode_length)
 
     def default_action(self) -> np.ndarray:  # noqa: D102
         # Order the mean demand by the slow mode, no discount: a neutral echelon.
