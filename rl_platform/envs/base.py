@@ -112,6 +112,11 @@ class BatchedCore(ABC):
         `name` is one of ``baselines``; baselines see only observations, like policies.
         """
 
+    def default_actions(self, obs: np.ndarray) -> np.ndarray:
+        """The default action for every agent of observations (B, N, obs_dim)."""
+        shape = obs.shape[:-1] + self.action_space.shape
+        return np.broadcast_to(self.default_action(), shape).copy()
+
     def set_task(self, level: str) -> None:
         """Switch difficulty; takes effect at the next reset. Spaces never change."""
         if level not in self.task_levels:

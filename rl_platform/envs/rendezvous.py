@@ -120,7 +120,7 @@ class RendezvousCore(BatchedCore):
 
     def baseline_actions(self, name: str, obs: np.ndarray) -> np.ndarray:  # noqa: D102
         if name == "still":
-            return np.broadcast_to(self.default_action(), self._action_shape(obs)).copy()
+            return self.default_actions(obs)
         rel = obs[..., 2 : 2 + 2 * (self._n - 1)].reshape(*obs.shape[:-1], self._n - 1, 2)
         direction = rel.mean(axis=-2)  # toward the centroid of the others
         if not self.config.discrete:
@@ -130,9 +130,6 @@ class RendezvousCore(BatchedCore):
         move = np.where(axis == 0, np.where(sign, 1, 2), np.where(sign, 3, 4))
         close = np.abs(direction).max(-1) < self.config.max_speed / 2
         return np.where(close, 0, move).astype(np.int64)
-
-    def _action_shape(self, obs: np.ndarray) -> tuple[int, ...]:
-        return obs.shape[:-1] + self.action_space.shape
 
 
 class RendezvousEnv(CoreMultiAgentEnv):

@@ -535,7 +535,7 @@ class TradingCore(BatchedCore):
         elif name == "mean_reversion":
             target = -np.clip(feature["bollinger"], -1.0, 1.0)
         elif name == "flat":
-            return np.broadcast_to(self.default_action(), self._action_shape(obs)).copy()
+            return self.default_actions(obs)
         else:
             raise ValueError(f"unknown baseline {name!r}; expected one of {self.baselines}")
         target = np.round(target * 2.0) / 2.0  # steps of 0.5: fewer small, costly trades
@@ -544,9 +544,6 @@ class TradingCore(BatchedCore):
         actions = np.ones((*obs.shape[:-1], 3), dtype=np.float32)  # widest stops
         actions[..., 0] = target
         return actions
-
-    def _action_shape(self, obs: np.ndarray) -> tuple[int, ...]:
-        return obs.shape[:-1] + self.action_space.shape
 
 
 class TradingEnv(CoreMultiAgentEnv):
