@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rl_platform import registry
+from rl_platform.algorithms.common import env_config_of
 from rl_platform.config import load_experiment
 from rl_platform.evaluation.baselines import RANDOM, episode_scores
 from rl_platform.evaluation.policy import policy_scores
@@ -62,7 +63,7 @@ def main() -> None:
     for algo in args.algos:
         for seed in range(args.seeds):
             experiment = experiment_for(args.env, algo, seed, args.env_steps, args.set)
-            n_agents = len(env_cls(experiment.env.config).possible_agents)
+            n_agents = len(env_cls(env_config_of(experiment)).possible_agents)
             rows = []
             result = train(experiment, output=args.output / "runs", progress=rows.append)
             curve = [(r.env_steps, r.episode_return_mean / n_agents) for r in rows]
@@ -78,7 +79,7 @@ def main() -> None:
     env_config = experiment.env.config
     baselines = {
         name: float(episode_scores(args.env, name, env_config, args.episodes, seed=1000).mean())
-        for name in (RANDOM, *env_cls.baselines)
+        for name in (RANDOM, *getattr(env_cls, "baselines", ()))
     }
     print("\nper-agent episode return (greedy evaluation, mean over seeds):")
     for algo, scores in evaluations.items():

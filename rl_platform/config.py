@@ -82,6 +82,13 @@ class RewardsSpec(_Model):
         default_factory=dict,
         description="Component name -> weight; components left out keep the env's default.",
     )
+    team: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of each agent's reward replaced by the mean over agents: 0 keeps "
+        "individual rewards, 1 makes every agent maximize the team's (cooperative training).",
+    )
 
     @model_validator(mode="after")
     def _finite(self) -> RewardsSpec:

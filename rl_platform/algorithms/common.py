@@ -27,11 +27,13 @@ def map_to_self(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
 
 
 def env_config_of(experiment: ExperimentConfig) -> dict[str, Any]:
-    """The env constructor's config: the env section plus the experiment's reward weights."""
+    """The env constructor's config: the env section plus the experiment's reward settings."""
     from rl_platform import registry
 
     config = {**experiment.env.config, **registry.get_env(experiment.env.id).bound_config}
     config["reward_weights"] = {**config.get("reward_weights", {}), **experiment.rewards.weights}
+    if experiment.rewards.team:
+        config["team_reward"] = experiment.rewards.team
     return config
 
 

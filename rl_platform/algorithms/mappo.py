@@ -18,6 +18,10 @@ Cooperative Multi-Agent Games" (the MAPPO paper), and what is done here:
 * orthogonal initialization (gain 0.01 on the policy head, 1 on the value head);
 * separate actor and critic networks (no shared trunk), a state-independent log-std for
   continuous actions;
+* for bounded Box actions the Gaussian's mean is squashed into the box (``low + (high -
+  low) (tanh(x) + 1) / 2``; Andrychowicz et al. 2021, "What Matters in On-Policy RL",
+  found squashing matters): a mean outside the box gets no gradient once every sample
+  is clipped, which left policies stuck at a bound;
 * PPO clipping 0.2, few epochs (5) over large minibatches, entropy bonus 0.01, gradient
   clipping 10, value clipping on the normalized scale: the paper's defaults as this
   algorithm's hyperparameter defaults.
@@ -138,6 +142,7 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     model_config: ``actor_hiddens``, ``critic_hiddens``, ``activation`` (tanh or relu),
     ``use_orthogonal_init``, ``input_layernorm``, ``free_log_std``, ``log_std_init``,
+    ``bounded_mean``,
     ``use_value_norm``, ``value_norm_beta``, ``actor_obs_key``, ``critic_obs_key``.
     Env runners build it inference-only: the critic and its statistics stay on learners.
     """
@@ -169,6 +174,14 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         elif isinstance(self.action_space, gym.spaces.Box):
             self._is_box = True
             a_dim = _flat_dim(self.action_space)
+            low = torch.as_tensor(self.action_space.low, dtype=torch.float32).reshape(-1)
+            high = torch.as_tensor(self.action_space.high, dtype=torch.float32).reshape(-1)
+            self._bounded = bool(cfg.get("bounded_mean", True)) and bool(
+                torch.isfinite(low).all() and torch.isfinite(high).all()
+            )
+            # mean = center + half_width * tanh(x); buffers so they follow the device
+            self.register_buffer("_center", (low + high) / 2, persistent=False)
+            self.register_buffer("_half_width", (high - low) / 2, persistent=False)
             self._free_log_std = cfg.get("free_log_std", True)
             if self._free_log_std:
                 self.pi_head = _head(d, a_dim, ortho, 0.01)
@@ -224,8 +237,13 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     def _pi(self, batch) -> dict[str, Any]:
         h = self.actor_body(self._actor_input(batch))
         out = self.pi_head(h)
-        if self._is_box and self._free_log_std:
-            out = torch.cat([out, self.log_std.expand_as(out)], dim=-1)
+        if self._is_box:
+            mean, log_std = (
+                (out, self.log_std.expand_as(out)) if self._free_log_std else out.chunk(2, -1)
+            )
+            if self._bounded:
+                mean = self._center + self._half_width * torch.tanh(mean)
+            out = torch.cat([mean, log_std], dim=-1)
         return {Columns.ACTION_DIST_INPUTS: out}
 
     @override(RLModule)
@@ -346,11 +364,14 @@ class Hyperparams(ppo.Hyperparams):
         default=None, description="Critic layers; default: algorithm.network.hidden_sizes."
     )
     log_std_init: float = 0.0
+    bounded_mean: bool = Field(
+        default=True, description="Squash the Gaussian's mean into a bounded Box action space."
+    )
 
 
 MAPPO_ONLY = {
     "use_value_norm", "orthogonal_init", "input_layernorm", "agent_id_in_obs",
-    "critic_hidden_sizes", "log_std_init",
+    "critic_hidden_sizes", "log_std_init", "bounded_mean",
 }  # fmt: skip
 
 
@@ -387,6 +408,7 @@ def _build(experiment: ExperimentConfig, env_cls: type, critic_obs_key: str) -> 
         "input_layernorm": hp.input_layernorm,
         "use_value_norm": hp.use_value_norm,
         "log_std_init": hp.log_std_init,
+        "bounded_mean": hp.bounded_mean,
         "actor_obs_key": "obs",
         "critic_obs_key": critic_obs_key,
     }

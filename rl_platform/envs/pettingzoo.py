@@ -40,6 +40,9 @@ class PettingZooConfig(BaseModel):
     reward_weights: dict[str, float] = Field(
         default_factory=dict, description="PettingZoo envs have no reward components."
     )
+    team_reward: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Share of each reward replaced by the mean."
+    )
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -179,6 +182,10 @@ class PettingZooEnv(MultiAgentEnv):
         truncateds["__all__"] = done_all and not terminateds["__all__"]
         self._episode_over = done_all
         rewards = {a: float(r) for a, r in rewards.items()}
+        share = self.env_config.team_reward
+        if share and rewards:
+            team = sum(rewards.values()) / len(rewards)
+            rewards = {a: r + share * (team - r) for a, r in rewards.items()}
         return self._convert_obs(obs), rewards, terminateds, truncateds, infos
 
     def _check_action(self, agent: str, value: Any) -> Any:

@@ -44,7 +44,13 @@ import gymnasium as gym
 import numpy as np
 from pydantic import Field
 
-from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv, StepResult
+from rl_platform.envs.base import (
+    BatchedCore,
+    CoreEnvConfig,
+    CoreMultiAgentEnv,
+    StepResult,
+    clip,
+)
 
 # level -> (scarcity, need noise, capacity volatility, burst probability)
 LEVELS = {
@@ -69,10 +75,14 @@ class ResourceAllocationConfig(CoreEnvConfig):
 
 
 def gini(values: np.ndarray) -> np.ndarray:
-    """Gini coefficient over the last axis of non-negative values; 0 when all are 0."""
+    """Gini coefficient over the last axis of non-negative values; 0 when all are 0.
+
+    sum_ij |x_i - x_j| / (2 n sum_i x_i), computed from the sorted values:
+    sum_i (2i - n - 1) x_(i) / (n sum_i x_i), i = 1..n.
+    """
     n = values.shape[-1]
-    diffs = np.abs(values[..., :, None] - values[..., None, :]).sum(axis=(-1, -2))
-    return diffs / (2.0 * n * values.sum(axis=-1) + EPS)
+    weights = (2.0 * np.arange(1, n + 1) - n - 1) / n
+    return (np.sort(values, axis=-1) @ weights) / (values.sum(axis=-1) + EPS / (2 * n))
 
 
 class ResourceAllocationCore(BatchedCore):
@@ -101,6 +111,7 @@ class ResourceAllocationCore(BatchedCore):
         self._satisfaction = np.zeros((b, n), dtype=np.float32)
         self._t = np.zeros(b, dtype=np.int64)
         self._obs = np.zeros((b, n, 4 * r + 2), dtype=np.float32)
+        self._ones = np.ones((b, n), dtype=np.float32)
         # Needs are kept below 4x capacity, grants below capacity (1.5 at most).
         self.observation_space = gym.spaces.Box(0.0, 8.0, (4 * r + 2,), np.float32)
         self.state_space = gym.spaces.Box(0.0, 8.0, (2 * n * r + r + 1,), np.float32)
@@ -135,8 +146,8 @@ class ResourceAllocationCore(BatchedCore):
         obs[..., 2 * r : 3 * r] = self._grant
         obs[..., 3 * r : 4 * r] = (self._requested / self._capacity)[:, None, :]
         obs[..., 4 * r] = self._satisfaction
-        obs[..., 4 * r + 1] = (1.0 - self._t / self.config.episode_length)[:, None]
-        return np.clip(obs, 0.0, 8.0)  # a new array: the views hand rows to RLlib
+        obs[..., 4 * r + 1] = (self._t * (-1.0 / self.config.episode_length) + 1.0)[:, None]
+        return clip(obs, 0.0, 8.0)  # a new array: the views hand rows to RLlib
 
     def global_state(self) -> np.ndarray:  # noqa: D102
         b = self.batch_size
@@ -150,7 +161,7 @@ class ResourceAllocationCore(BatchedCore):
     def _requests(self, actions: np.ndarray) -> np.ndarray:
         if self.config.discrete:
             return DISCRETE_REQUESTS[actions.astype(np.int64)][..., None] * self._need
-        return np.clip(actions, 0.0, 1.0) * self._capacity[:, None, :]
+        return clip(actions, 0.0, 1.0) * self._capacity[:, None, :]
 
     def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepResult:  # noqa: D102
         # float32 throughout; at B=1 the cost is numpy call overhead, so ops are few.
@@ -158,7 +169,7 @@ class ResourceAllocationCore(BatchedCore):
         need, capacity = self._need, self._capacity
         request = self._requests(actions)
         total = request.sum(axis=1)  # (B, R)
-        scale = np.minimum(capacity / np.maximum(total, EPS), 1.0)
+        scale = np.minimum(capacity / (total + EPS), 1.0)
         grant = request * scale[:, None, :]
 
         # Needs move on before the grant is used: they drift back to their means with
@@ -168,21 +179,22 @@ class ResourceAllocationCore(BatchedCore):
         drifted = mean + NEED_PERSISTENCE * (need - mean) + shock
         if burst > 0:
             drifted = np.where(rng.random(need.shape) < burst, 2.0 * drifted, drifted)
-        np.clip(drifted, 0.0, 4.0, out=need)
+        clip(drifted, 0.0, 4.0, out=need)
 
-        useful = np.minimum(grant, need)
+        useful = np.minimum(grant, need).sum(-1)
+        granted = grant.sum(-1)
         need_total = need.sum(-1) + EPS
-        satisfaction = np.minimum(useful.sum(-1) / need_total, 1.0)
-        waste = (grant.sum(-1) - useful.sum(-1)) / capacity.sum(-1, keepdims=True)
-        ratio = np.minimum(grant.sum(-1) / need_total, 1.0)
-        fairness = np.repeat(1.0 - gini(ratio)[:, None], self._n, axis=1)
-        components = {"satisfaction": satisfaction, "fairness": fairness, "waste": -waste}
+        satisfaction = np.minimum(useful / need_total, 1.0)
+        waste = (useful - granted) / capacity.sum(-1, keepdims=True)  # <= 0
+        ratio = np.minimum(granted / need_total, 1.0)
+        fairness = self._ones - gini(ratio)[:, None]
+        components = {"satisfaction": satisfaction, "fairness": fairness, "waste": waste}
         self._grant[...] = grant
         self._requested[...] = total
         self._satisfaction[...] = satisfaction
         if cap_vol > 0:
             wobble = 1.0 + cap_vol * rng.standard_normal(capacity.shape, dtype=np.float32)
-            np.clip(wobble, 0.5, 1.5, out=capacity)
+            clip(wobble, 0.5, 1.5, out=capacity)
         self._t += 1
         return self.time_limit_result(components, self._t, self.config.episode_length)
 

@@ -62,7 +62,14 @@ import gymnasium as gym
 import numpy as np
 from pydantic import Field
 
-from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv, StepResult
+from rl_platform.envs.base import (
+    BatchedCore,
+    CoreEnvConfig,
+    CoreMultiAgentEnv,
+    StepResult,
+    clip,
+    poisson,
+)
 
 LEVELS = {"easy": (0.1, 5), "medium": (0.3, 15), "hard": (0.5, 30), "expert": (0.7, 50)}
 MAX_LEAD = 8
@@ -111,8 +118,8 @@ class SupplyChainCore(BatchedCore):
     }
     baselines: ClassVar[tuple[str, ...]] = ("base_stock", "s_S", "order_demand")
     state_fields: ClassVar[tuple[str, ...]] = (
-        "_stock", "_backlog", "_pipeline", "_demand_seen", "_forecast", "_outage",
-        "_shock", "_phase", "_t",
+        "_stock", "_backlog", "_pipeline", "_demand_seen", "_forecast", "_disruption",
+        "_phase", "_t",
     )  # fmt: skip
 
     def __init__(self, config: SupplyChainConfig, batch_size: int) -> None:
@@ -120,21 +127,28 @@ class SupplyChainCore(BatchedCore):
         b, n = batch_size, config.num_agents
         self._n = n
         self._mu = float(config.mean_demand)
+        # Quantities are kept in units of mean demand (the dynamics are linear in it;
+        # only customer demand is drawn in goods).
         self._stock = np.zeros((b, n), dtype=np.float32)
         self._backlog = np.zeros((b, n), dtype=np.float32)
-        self._pipeline = np.zeros((b, n, MAX_LEAD), dtype=np.float32)
+        self._pipeline = np.zeros((b, MAX_LEAD, n), dtype=np.float32)  # (copy, slot, echelon)
         self._demand_seen = np.zeros((b, n), dtype=np.float32)
         self._forecast = np.zeros((b, n), dtype=np.float32)
-        self._outage = np.zeros(b, dtype=np.int64)  # steps of supplier outage left
-        self._shock = np.zeros(b, dtype=np.int64)  # steps of lead-time shock left
+        # steps left of a supplier outage (column 0) and of a lead-time shock (column 1)
+        self._disruption = np.zeros((b, 2), dtype=np.int64)
+        self._outage, self._shock = self._disruption[:, 0], self._disruption[:, 1]
         self._phase = np.zeros(b, dtype=np.float32)
         self._t = np.zeros(b, dtype=np.int64)
         self._rows = np.arange(b)
+        self._inbound = np.zeros((b, n), dtype=np.float32)
+        # decoded action = clipped action x scale + offset: order, fast share, discount
+        self._action_scale = np.array([MAX_ORDER / 2, 0.5, MAX_DISCOUNT / 2], np.float32)
         obs_dim = 14 + n
         self._obs = np.zeros((b, n, obs_dim), dtype=np.float32)
         self._obs[..., 14:] = np.eye(n, dtype=np.float32)
         self._obs[..., 7] = SLOW_COST
         self._obs[..., 8] = FAST_COST
+        self._obs[..., 10] = FAST_LEAD / MAX_LEAD
         self.observation_space = gym.spaces.Box(0.0, CLIP, (obs_dim,), np.float32)
         self.state_space = gym.spaces.Box(0.0, CLIP, (n * (4 + MAX_LEAD) + 4,), np.float32)
         self.action_space = (
@@ -149,48 +163,45 @@ class SupplyChainCore(BatchedCore):
 
     def reset(self, rng: np.random.Generator, mask: np.ndarray | None = None) -> None:  # noqa: D102
         rows = self._rows if mask is None else np.flatnonzero(mask)
-        mu = self._mu
         # Start in a steady state: safety stock of two steps' demand, slow pipes full.
-        self._stock[rows] = 2.0 * mu
+        self._stock[rows] = 2.0
         self._backlog[rows] = 0.0
         self._pipeline[rows] = 0.0
-        self._pipeline[rows, :, :SLOW_LEAD] = mu
-        self._demand_seen[rows] = mu
-        self._forecast[rows] = mu
-        self._outage[rows] = 0
-        self._shock[rows] = 0
+        self._pipeline[rows, :SLOW_LEAD] = 1.0
+        self._demand_seen[rows] = 1.0
+        self._forecast[rows] = 1.0
+        self._disruption[rows] = 0
         self._phase[rows] = rng.uniform(0, 2 * np.pi, size=len(rows))
         self._t[rows] = 0
 
-    def _slow_lead(self) -> np.ndarray:
-        return SLOW_LEAD + SHOCK_DELAY * (self._shock > 0)
+    def _slow_slot(self) -> np.ndarray:
+        """(B,) pipeline slot of a slow shipment sent now (lead time - 1)."""
+        return np.where(self._shock > 0, SLOW_LEAD + SHOCK_DELAY - 1, SLOW_LEAD - 1)
 
     def observe(self) -> np.ndarray:  # noqa: D102
-        mu, obs = self._mu, self._obs
-        obs[..., 0] = self._stock / mu
-        obs[..., 1] = self._backlog / mu
-        obs[..., 2] = self._pipeline[..., 1:].sum(-1) / mu
-        obs[..., 3] = self._pipeline[..., 0] / mu
-        obs[..., 4] = self._demand_seen / mu
-        obs[..., 5] = self._forecast / mu
-        capacity = self.config.supplier_capacity * (self._outage == 0)
-        obs[..., :-1, 6] = self._stock[:, 1:] / mu
-        obs[..., -1, 6] = capacity
-        obs[..., 9] = (self._slow_lead() / MAX_LEAD)[:, None]
-        obs[..., 10] = FAST_LEAD / MAX_LEAD
-        obs[..., 11] = ((self._outage > 0) | (self._shock > 0))[:, None]
-        obs[..., 12] = (1.0 - self._t / self.config.episode_length)[:, None]
-        obs[..., :-1, 13] = self._backlog[:, 1:] / mu  # ordered, not yet shipped upstream
-        return np.clip(obs, 0.0, CLIP)  # a new array: the views hand rows to RLlib
+        obs = self._obs
+        obs[..., 0] = self._stock
+        obs[..., 1] = self._backlog
+        obs[..., 2] = self._pipeline[:, 1:].sum(1)
+        obs[..., 3] = self._pipeline[:, 0]
+        obs[..., 4] = self._demand_seen
+        obs[..., 5] = self._forecast
+        obs[:, :-1, 6] = self._stock[:, 1:]
+        obs[:, -1, 6] = self.config.supplier_capacity * (self._outage == 0)
+        obs[..., 9] = ((self._slow_slot() + 1) * (1.0 / MAX_LEAD))[:, None]
+        obs[..., 11] = (np.maximum(self._outage, self._shock) > 0)[:, None]
+        obs[..., 12] = (self._t * (-1.0 / self.config.episode_length) + 1.0)[:, None]
+        obs[:, :-1, 13] = self._backlog[:, 1:]  # ordered, not yet shipped upstream
+        return clip(obs, 0.0, CLIP)  # a new array: the views hand rows to RLlib
 
     def global_state(self) -> np.ndarray:  # noqa: D102
-        b, mu = self.batch_size, self._mu
+        b = self.batch_size
         parts = [
-            self._stock / mu,
-            self._backlog / mu,
-            self._demand_seen / mu,
-            self._forecast / mu,
-            self._pipeline.reshape(b, -1) / mu,
+            self._stock,
+            self._backlog,
+            self._demand_seen,
+            self._forecast,
+            self._pipeline.reshape(b, -1),
             (self._outage > 0)[:, None],
             (self._shock > 0)[:, None],
             (self._phase / (2 * np.pi))[:, None],
@@ -199,74 +210,72 @@ class SupplyChainCore(BatchedCore):
         return np.clip(np.concatenate(parts, axis=-1), 0.0, CLIP).astype(np.float32)
 
     def _decode(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(order units, fast share, discount), each (B, N)."""
+        """(order, fast share, discount), each (B, N); orders in units of mean demand."""
         if self.config.discrete:
             table = DISCRETE_ORDERS[actions.astype(np.int64)]
-            return table[..., 0] * self._mu, table[..., 1], np.zeros(actions.shape, np.float32)
-        a = (np.clip(actions, -1.0, 1.0) + 1.0) * 0.5
-        return a[..., 0] * MAX_ORDER * self._mu, a[..., 1], a[..., 2] * MAX_DISCOUNT
+            return table[..., 0], table[..., 1], np.zeros(actions.shape, np.float32)
+        a = clip(actions, -1.0, 1.0) + 1.0
+        a *= self._action_scale
+        return a[..., 0], a[..., 1], a[..., 2]
 
     def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepResult:  # noqa: D102
-        mu, b = self._mu, self.batch_size
+        # float32 throughout; at B=1 the cost is numpy call overhead, so ops are few.
         rate, complexity = LEVELS[self.get_task()]
         order, fast, discount = self._decode(actions)
-        discount[:, 1:] = 0.0  # only the retailer sets prices
+        retail_discount = discount[:, 0]  # only the retailer sets prices
+        stock, pipeline, demand = self._stock, self._pipeline, self._demand_seen
 
         # 1. arrivals
-        self._stock += self._pipeline[..., 0]
-        self._pipeline[..., :-1] = self._pipeline[..., 1:]
-        self._pipeline[..., -1] = 0.0
+        stock += pipeline[:, 0]
+        pipeline[:, :-1] = pipeline[:, 1:]
+        pipeline[:, -1] = 0.0
 
         # 2. demand: customers at the retailer, orders from downstream elsewhere
-        season = 1.0 + complexity / 100 * np.sin(2 * np.pi * self._t / SEASON_PERIOD + self._phase)
+        angle = self._t * (2 * np.pi / SEASON_PERIOD) + self._phase
+        season = np.sin(angle) * (complexity / 100) + 1.0
         cv = 0.1 + complexity / 100
-        mean = mu * season * (1.0 + 2.0 * discount[:, 0])
-        noisy = mean * np.exp(cv * rng.standard_normal(b) - 0.5 * cv * cv)
-        customers = rng.poisson(np.maximum(noisy, 0.0)).astype(np.float32)
-        demand = np.concatenate([customers[:, None], order[:, :-1]], axis=1)
+        mean = season * (self._mu + 2.0 * self._mu * retail_discount)
+        noisy = mean * np.exp(rng.normal(-0.5 * cv * cv, cv, self.batch_size))
+        demand[:, 0] = poisson(rng, noisy) / self._mu
+        demand[:, 1:] = order[:, :-1]
 
         # 3. ship from stock what is owed
         owed = self._backlog + demand
-        shipped = np.minimum(self._stock, owed)
-        self._stock -= shipped
-        self._backlog = owed - shipped
-        fill = np.where(owed > 0, shipped / np.maximum(owed, 1e-6), 1.0)
+        shipped = np.minimum(stock, owed)
+        stock -= shipped
+        np.subtract(owed, shipped, out=self._backlog)
+        fill = (shipped + 1e-6) / (owed + 1e-6)  # 1 when nothing was owed
 
         # 4. transport downstream (echelon i ships to i-1); the factory's supply arrives
-        capacity = self.config.supplier_capacity * mu * (self._outage == 0)
-        produced = np.minimum(order[:, -1], capacity)
-        inbound = np.concatenate([shipped[:, 1:], produced[:, None]], axis=1)  # to echelon i
+        inbound = self._inbound  # to echelon i
+        inbound[:, :-1] = shipped[:, 1:]
+        capacity = self.config.supplier_capacity * (self._outage == 0)
+        np.minimum(order[:, -1], capacity, out=inbound[:, -1])
         by_fast = inbound * fast
+        pipeline[:, FAST_LEAD - 1] += by_fast
         by_slow = inbound - by_fast
-        self._pipeline[:, :, FAST_LEAD - 1] += by_fast
-        slot = np.minimum(self._slow_lead(), MAX_LEAD) - 1
-        self._pipeline[self._rows, :, slot] += by_slow
+        if self._shock.any():  # a lead-time shock somewhere: per-copy slots
+            pipeline[self._rows, self._slow_slot()] += by_slow
+        else:
+            pipeline[:, SLOW_LEAD - 1] += by_slow
 
-        # costs, service, turnover
-        cost = (
-            HOLDING_COST * self._stock
-            + BACKLOG_COST * self._backlog
-            + SLOW_COST * by_slow
-            + FAST_COST * by_fast
-        )
-        cost[:, 0] += discount[:, 0] * shipped[:, 0]
-        turnover = shipped / (shipped + self._stock + 1e-6)
-        components = {
-            "cost": (-COST_SCALE * cost / mu).astype(np.float32),
-            "service_level": fill.astype(np.float32),
-            "turnover": turnover.astype(np.float32),
-        }
+        # costs (per unit of mean demand), service, turnover
+        cost = HOLDING_COST * stock
+        cost += BACKLOG_COST * self._backlog
+        cost += SLOW_COST * inbound
+        cost += (FAST_COST - SLOW_COST) * by_fast
+        cost[:, 0] += retail_discount * shipped[:, 0]
+        cost *= -COST_SCALE
+        turnover = shipped / (shipped + stock + 1e-6)
+        components = {"cost": cost, "service_level": fill, "turnover": turnover}
 
         # bookkeeping and disruptions for the next step
-        self._demand_seen = demand
         self._forecast += FORECAST_SMOOTHING * (demand - self._forecast)
-        self._outage = np.maximum(self._outage - 1, 0)
-        self._shock = np.maximum(self._shock - 1, 0)
-        starts = rng.random((2, b)) < rate / 20
-        self._outage[starts[0]] = DISRUPTION_STEPS
-        self._shock[starts[1]] = DISRUPTION_STEPS
-        np.clip(self._backlog, 0.0, CLIP * mu, out=self._backlog)
-        np.clip(self._stock, 0.0, CLIP * mu, out=self._stock)
+        left = self._disruption
+        np.maximum(left - 1, 0, out=left)
+        left[rng.random(left.shape) < rate / 20] = DISRUPTION_STEPS
+        clip(self._backlog, 0.0, CLIP, out=self._backlog)
+        clip(stock, 0.0, CLIP, out=stock)
         self._t += 1
         return self.time_limit_result(components, self._t, self.config.episode_length)
 

@@ -102,7 +102,13 @@ import gymnasium as gym
 import numpy as np
 from pydantic import Field, model_validator
 
-from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv, StepResult
+from rl_platform.envs.base import (
+    BatchedCore,
+    CoreEnvConfig,
+    CoreMultiAgentEnv,
+    StepResult,
+    clip,
+)
 
 # level -> (annualized volatility, number of background traders)
 LEVELS = {"easy": (0.1, 2), "medium": (0.3, 5), "hard": (0.5, 10), "expert": (0.8, 20)}
@@ -416,7 +422,7 @@ class TradingCore(BatchedCore):
         own = np.matmul(self._observed_rows, self._observed_agent)
         obs[..., width : width + len(AGENT_FEATURES)] = own
         # A new array: the views hand rows to RLlib, which keeps them.
-        return np.minimum(np.maximum(obs, -OBS_LIMIT), OBS_LIMIT)
+        return clip(obs, -OBS_LIMIT, OBS_LIMIT)
 
     def global_state(self) -> np.ndarray:  # noqa: D102
         state = self._state
@@ -424,15 +430,14 @@ class TradingCore(BatchedCore):
         state[:, :width] = self._market[:, :width]
         state[:, width:] = self._book[:, :STATE_AGENT_FEATURES].reshape(self.batch_size, -1)
         state *= self._state_scale
-        return np.minimum(np.maximum(state, -OBS_LIMIT), OBS_LIMIT)
+        return clip(state, -OBS_LIMIT, OBS_LIMIT)
 
     def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepResult:  # noqa: D102
         row, m, action = self._row, self._m, self._action
         if self._discrete:
             action[...] = DISCRETE_ACTIONS[actions].transpose(0, 2, 1)
         else:
-            action[...] = actions.transpose(0, 2, 1)
-            np.minimum(np.maximum(action, _MINUS_ONE, out=action), _ONE, out=action)
+            clip(actions.transpose(0, 2, 1), _MINUS_ONE, _ONE, out=action)
         cash, pos, cost = row[CASH], row[POSITION], row[COST]
 
         # A position whose price crossed the stop or take-profit set with it is closed.
@@ -454,7 +459,7 @@ class TradingCore(BatchedCore):
         cash -= notional
         cash -= fee
         # Cost basis: the kept fraction of the old one, plus what was bought at the fill.
-        kept = np.minimum(np.maximum(target / (pos + _TINY), _ZERO), _ONE)
+        kept = clip(target / (pos + _TINY), _ZERO, _ONE)
         cost *= kept
         cost += (target - kept * pos) * fill
         pos[...] = target
@@ -466,7 +471,7 @@ class TradingCore(BatchedCore):
         # one-element views cost numpy more than new arrays do.)
         logp = m["log_price"]
         new_logp = logp * _KEEP_LEVEL + m["drift"] + price_noise + np.log1p(impact)
-        new_logp = np.minimum(np.maximum(new_logp, _LOG_LOW), _LOG_HIGH)
+        new_logp = clip(new_logp, _LOG_LOW, _LOG_HIGH)
         history = self._returns
         history[:, :-1] = history[:, 1:]
         history[:, -1:] = new_logp - logp
@@ -511,7 +516,7 @@ class TradingCore(BatchedCore):
         parts = np.matmul(self._components, self._component_rows)
         parts = parts.astype(np.float32).transpose(1, 0, 2)
         return StepResult(
-            rewards=parts[6],
+            rewards=self.share(parts[6]),
             components=dict(zip(self.reward_components, parts)),
             terminated=np.zeros(self.batch_size, dtype=bool),
             truncated=time_left[:, 0] < self._last_step,

@@ -2,10 +2,13 @@
 
 The batched core runs `episodes` copies at once, so 20 episodes of a baseline cost about
 as much as one. A copy's score is its mean per-agent return over its first episode.
+Envs without a batched core (the PettingZoo adapter) are played episode by episode on
+their RLlib view (:func:`view_episode_scores`); they have no baselines, only random.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -28,9 +31,20 @@ def episode_scores(
     Returns:
         (episodes,) float64, one score per episode (one env copy each).
     """
-    env_cls = registry.get_env(env_id).load()
-    core = env_cls.core_cls(env_cls.config_model.model_validate(config or {}), episodes)
+    entry = registry.get_env(env_id)
+    env_cls = entry.load()
     action_rng = np.random.default_rng(seed + 1)
+    if not hasattr(env_cls, "core_cls"):
+        if policy != RANDOM:
+            raise ValueError(f"{env_id!r} has no baseline {policy!r}; only {RANDOM!r}")
+        env = env_cls({**(config or {}), **entry.bound_config})
+        space = env.action_spaces[env.possible_agents[0]]
+
+        def act_randomly(obs: np.ndarray) -> np.ndarray:
+            return _random_actions(space, obs.shape[:2], action_rng)
+
+        return view_episode_scores(env, act_randomly, episodes, seed)
+    core = env_cls.core_cls(env_cls.config_model.model_validate(config or {}), episodes)
     lead = (episodes, core.num_agents)
 
     def act(obs: np.ndarray) -> np.ndarray:
@@ -39,6 +53,35 @@ def episode_scores(
         return core.baseline_actions(policy, obs)
 
     return core.play_episodes(act, np.random.default_rng(seed))
+
+
+def view_episode_scores(
+    env: Any, act: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int = 0
+) -> np.ndarray:
+    """Mean per-agent episode return of ``act`` on an RLlib ``MultiAgentEnv``, per episode.
+
+    ``act`` maps observations (1, N, obs_dim), all possible agents in order (zeros for
+    agents absent this step), to actions (1, N, ...); absent agents' actions are dropped.
+    Episode k is reset with seed ``seed + k``. Observations must be arrays (envs with
+    action masks need a mask-aware policy).
+    """
+    agents = list(env.possible_agents)
+    scores = np.zeros(episodes)
+    for k in range(episodes):
+        obs, _ = env.reset(seed=seed + k)
+        blank = {a: np.zeros(env.observation_spaces[a].shape, np.float32) for a in agents}
+        done = False
+        while not done:
+            if any(isinstance(o, dict) for o in obs.values()):
+                raise ValueError("observations with action masks need a mask-aware policy")
+            stacked = np.stack([obs.get(a, blank[a]) for a in agents])[None]
+            actions = act(stacked)[0]
+            obs, rewards, terms, truncs, _ = env.step(
+                {a: actions[i] for i, a in enumerate(agents) if a in obs}
+            )
+            scores[k] += sum(rewards.values()) / len(agents)
+            done = terms["__all__"] or truncs["__all__"]
+    return scores
 
 
 def _random_actions(space: gym.Space, lead: tuple[int, ...], rng: np.random.Generator):

@@ -1,5 +1,7 @@
 """Run a trained policy (from its weights-only export) on an env's batched core.
 
+Envs without a batched core (the PettingZoo adapter) are played on their RLlib view.
+
 The exported module is loaded without Ray or pickles (:func:`checkpoints.load_policy`);
 observations are shaped as the module was trained on them (MAPPO/IPPO modules take
 ``{"obs": local [+ agent one-hot]}``), and actions are greedy: the argmax of the logits,
@@ -16,6 +18,7 @@ import numpy as np
 
 from rl_platform import registry
 from rl_platform.checkpoints import load_policy, read_manifest
+from rl_platform.evaluation.baselines import view_episode_scores
 
 
 class TrainedPolicy:
@@ -65,9 +68,11 @@ def policy_scores(
     """Mean per-agent episode return of a trained policy, per episode (one copy each)."""
     policy = TrainedPolicy(checkpoint)
     env_id = policy.manifest["env"]["id"]
-    env_cls = registry.get_env(env_id).load()
-    if not hasattr(env_cls, "core_cls"):
-        raise ValueError(f"{env_id!r} has no batched core to evaluate on")
+    entry = registry.get_env(env_id)
+    env_cls = entry.load()
     merged = {**policy.manifest["env"]["config"], **(config or {})}
+    if not hasattr(env_cls, "core_cls"):
+        env = env_cls({**merged, **entry.bound_config})
+        return view_episode_scores(env, policy.actions, episodes, seed)
     core = env_cls.core_cls(env_cls.config_model.model_validate(merged), episodes)
     return core.play_episodes(policy.actions, np.random.default_rng(seed))

@@ -108,6 +108,11 @@ BAD_CONFIGS = [
         ["rewards", "finite"],
     ),
     (
+        "team reward share above 1",
+        with_("rewards.team", 1.5),
+        ["rewards.team = 1.5", "less than or equal to 1"],
+    ),
+    (
         "unknown curriculum level",
         with_("curriculum", {"levels": ["easy", "legendary"]}),
         ["curriculum.levels[1] = 'legendary'", "easy, medium, hard, expert"],

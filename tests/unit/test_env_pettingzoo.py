@@ -116,7 +116,7 @@ def experiment(env_id, config=None):
 
 def test_experiment_yaml_takes_a_pettingzoo_id_and_its_kwargs():
     config = load_experiment(experiment(THIRD_PARTY[0][0], {"N": 2}))
-    assert config.env.config == {"N": 2, "reward_weights": {}}
+    assert config.env.config == {"N": 2, "reward_weights": {}, "team_reward": 0.0}
 
 
 @pytest.mark.parametrize(
@@ -131,3 +131,30 @@ def test_experiment_yaml_takes_a_pettingzoo_id_and_its_kwargs():
 def test_bad_pettingzoo_ids_are_config_errors(env_id, kwargs, fragment):
     with pytest.raises(ConfigError, match=fragment):
         load_experiment(experiment(env_id, kwargs))
+
+
+def test_random_scores_on_the_view_are_seeded_and_finite():
+    from rl_platform.evaluation.baselines import RANDOM, episode_scores
+
+    env_id = "pettingzoo:mpe2.simple_spread_v3:parallel_env"
+    first = episode_scores(env_id, RANDOM, {"N": 2, "max_cycles": 10}, episodes=3, seed=4)
+    again = episode_scores(env_id, RANDOM, {"N": 2, "max_cycles": 10}, episodes=3, seed=4)
+    assert first.shape == (3,) and np.isfinite(first).all() and (first < 0).all()
+    np.testing.assert_array_equal(first, again)
+    with pytest.raises(ValueError, match="no baseline"):
+        episode_scores(env_id, "greedy", {"N": 2}, episodes=1)
+
+
+def test_view_scores_match_the_batched_core_for_a_platform_env():
+    from rl_platform.envs.rendezvous import RendezvousEnv
+    from rl_platform.evaluation.baselines import view_episode_scores
+
+    env = RendezvousEnv({})
+    core = RendezvousEnv.core_cls(RendezvousEnv.config_model(), 1)
+
+    def act(obs):
+        return core.baseline_actions("centroid", obs)
+
+    on_view = view_episode_scores(env, act, episodes=1, seed=5)
+    on_core = core.play_episodes(act, np.random.default_rng(5))
+    np.testing.assert_allclose(on_view, on_core, rtol=1e-5)

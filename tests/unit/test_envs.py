@@ -166,3 +166,19 @@ def test_bad_actions_name_the_agent():
 def test_unknown_env_option_is_refused():
     with pytest.raises(ValueError, match="bogus"):
         RendezvousEnv({"bogus": 1})
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_team_reward_mixes_in_the_mean_and_keeps_it(env_id):
+    env_cls = registry.ENVS[env_id].load()
+    envs = [env_cls({"team_reward": share}) for share in (0.0, 0.5, 1.0)]
+    rewards = []
+    for env in envs:
+        env.reset(seed=3)
+        env.action_spaces[env.possible_agents[0]].seed(3)
+    for _ in range(5):
+        action = {a: envs[0].action_spaces[a].sample() for a in envs[0].possible_agents}
+        rewards = [np.array(list(env.step(action)[1].values())) for env in envs]
+    individual, half, team = rewards
+    np.testing.assert_allclose(team, individual.mean(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(half, (individual + individual.mean()) / 2, rtol=1e-5, atol=1e-6)

@@ -100,3 +100,15 @@ def test_wrapper_refuses_masked_observations():
     source = "pettingzoo:test_env_pettingzoo:shrinking"
     with pytest.raises(ValueError, match="flat Box"):
         GlobalStateEnv({"env_id": source, "env_config": {}})
+
+
+def test_gaussian_mean_starts_at_the_box_center_and_never_leaves_the_box():
+    module = build(gym.spaces.Box(np.array([0.0, -2.0]), np.array([1.0, 6.0]), dtype=np.float32))
+    batch = {Columns.OBS: {"obs": torch.zeros(1, 4)}}
+    mean = module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS][:, :2]
+    torch.testing.assert_close(mean, torch.tensor([[0.5, 2.0]]), atol=0.05, rtol=0)
+    with torch.no_grad():
+        module.pi_head.bias.fill_(1e3)  # a head pushed far out of the box
+    far = {Columns.OBS: {"obs": 1e3 * torch.randn(8, 4)}}
+    mean = module.forward_inference(far)[Columns.ACTION_DIST_INPUTS][:, :2]
+    assert (mean >= torch.tensor([0.0, -2.0])).all() and (mean <= torch.tensor([1.0, 6.0])).all()

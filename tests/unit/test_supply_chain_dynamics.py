@@ -15,7 +15,7 @@ def test_goods_are_conserved_between_echelons():
     rng = np.random.default_rng(0)
     core.reset(rng)
     actions = rng.uniform(-1, 1, size=(50, 8, 3, 3)).astype(np.float32)
-    supply = SupplyChainConfig().supplier_capacity * SupplyChainConfig().mean_demand
+    supply = SupplyChainConfig().supplier_capacity  # per step, in units of mean demand
     for step in range(50):
         before = core._stock.sum(1) + core._pipeline.sum((1, 2))
         result = core.step(actions[step], rng)
@@ -35,7 +35,7 @@ def test_outage_stops_factory_supply():
     order_max = np.zeros((2, 4, 3), dtype=np.float32)
     order_max[..., 0] = 1.0  # the largest order everywhere
     core.step(order_max, rng)
-    factory = core._pipeline[:, -1].sum(-1)
+    factory = core._pipeline[..., -1].sum(-1)
     assert factory[0] == 0.0 and factory[1] > 0.0
 
 
