@@ -407,6 +407,9 @@ def _build(experiment: ExperimentConfig, env_cls: type, critic_obs_key: str) -> 
         "use_orthogonal_init": hp.orthogonal_init,
         "input_layernorm": hp.input_layernorm,
         "use_value_norm": hp.use_value_norm,
+        # State-independent log-std, as in the MAPPO paper (RLlib's default model config
+        # would otherwise merge in free_log_std=False and ignore log_std_init).
+        "free_log_std": True,
         "log_std_init": hp.log_std_init,
         "bounded_mean": hp.bounded_mean,
         "actor_obs_key": "obs",

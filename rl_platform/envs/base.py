@@ -67,12 +67,23 @@ class CoreEnvConfig(BaseModel):
 
 @dataclass
 class StepResult:
-    """What one batched step returns; arrays are indexed (copy, agent)."""
+    """What one batched step returns; arrays are indexed (copy, agent).
+
+    A core whose components come out of one array may pass it as ``stacked`` (K, B, N),
+    in ``components`` order; the views then read per-agent values in one call.
+    """
 
     rewards: np.ndarray  # (B, N) float32, the weighted sum of the components
     components: dict[str, np.ndarray]  # name -> (B, N), unweighted
     terminated: np.ndarray  # (B,) bool: the task ended (no bootstrapping)
     truncated: np.ndarray  # (B,) bool: a time limit was hit
+    stacked: np.ndarray | None = None
+
+    def agent_components(self, copy: int) -> list[list[float]]:
+        """Per agent of copy `copy`, its component values in ``components`` order."""
+        if self.stacked is not None:
+            return self.stacked[:, copy].T.tolist()
+        return [list(row) for row in zip(*(v[copy].tolist() for v in self.components.values()))]
 
 
 class BatchedCore(ABC):
@@ -341,8 +352,8 @@ class CoreMultiAgentEnv(MultiAgentEnv):
         result = self.core.step(actions, self._rng)
         obs = self.core.observe()[0]
         names = tuple(result.components)
-        columns = zip(*(value[0].tolist() for value in result.components.values()))
-        infos = {a: {"reward_components": dict(zip(names, row))} for a, row in zip(ids, columns)}
+        rows = result.agent_components(0)
+        infos = {a: {"reward_components": dict(zip(names, row))} for a, row in zip(ids, rows)}
         rewards = dict(zip(ids, result.rewards[0].tolist()))
         term, trunc = bool(result.terminated[0]), bool(result.truncated[0])
         self._episode_over = term or trunc

@@ -30,12 +30,13 @@ hard       0.5             30
 expert     0.7             50
 =========  ==============  ==========
 
-Observation (14 + N), quantities in units of mean demand: on-hand inventory, backlog,
+Observation (15 + N), quantities in units of mean demand: on-hand inventory, backlog,
 in-transit slow, in-transit arriving next step, demand seen last step, demand forecast
 (exponential average), upstream availability (the upstream echelon's stock, or the
-supplier's capacity for the factory), the two transport costs, the two current lead
-times (/ ``MAX_LEAD``), disruption in progress (0/1), time left, ordered but not yet
-shipped by the upstream echelon (its backlog), echelon one-hot (N).
+supplier's capacity for the factory), ordered but not yet shipped by the upstream
+echelon (its backlog), the two transport costs, the two current lead times (fast, slow;
+/ ``MAX_LEAD``), supplier outage (0/1), lead-time shock (0/1), time left, echelon
+one-hot (N).
 
 Action ``Box(-1, 1, (3,))`` (clipped): order quantity (0 .. 4 x mean demand), fast-mode
 share (0 .. 1), price discount (0 .. 20%; the retailer's lever, ignored upstream: it
@@ -92,6 +93,32 @@ DISCRETE_ORDERS = np.array(
     dtype=np.float32,
 )
 CLIP = 50.0  # observations are clipped to [0, CLIP]
+# Rows of the ledger, the (copy, row, echelon) array that holds every per-echelon quantity.
+STOCK, BACKLOG, SEEN, FORECAST, PIPE = 0, 1, 2, 3, 4
+ROWS = PIPE + MAX_LEAD
+# Observation columns written per copy: slow lead, outage, shock, time left.
+COPY_COLUMNS = slice(11, 15)
+ONE_HOT = 15
+
+
+_HOLDING_BACKLOG = np.array([HOLDING_COST, BACKLOG_COST], dtype=np.float32)
+
+
+def _observation_matrix(n: int) -> np.ndarray:
+    """(ROWS x n, n x 8): a copy's flat ledger -> its echelons' first 8 observation columns.
+
+    Per echelon i: stock, backlog, in transit (slots 1..), arriving (slot 0), demand
+    seen, forecast, then echelon i+1's stock and backlog (0 for the factory).
+    """
+    m = np.zeros((ROWS, n, n, 8), dtype=np.float32)
+    for i in range(n):
+        m[STOCK, i, i, 0] = m[BACKLOG, i, i, 1] = 1.0
+        m[PIPE + 1 :, i, i, 2] = 1.0
+        m[PIPE, i, i, 3] = 1.0
+        m[SEEN, i, i, 4] = m[FORECAST, i, i, 5] = 1.0
+        if i + 1 < n:
+            m[STOCK, i + 1, i, 6] = m[BACKLOG, i + 1, i, 7] = 1.0
+    return m.reshape(ROWS * n, n * 8)
 
 
 class SupplyChainConfig(CoreEnvConfig):
@@ -117,10 +144,7 @@ class SupplyChainCore(BatchedCore):
         "turnover": 0.2,
     }
     baselines: ClassVar[tuple[str, ...]] = ("base_stock", "s_S", "order_demand")
-    state_fields: ClassVar[tuple[str, ...]] = (
-        "_stock", "_backlog", "_pipeline", "_demand_seen", "_forecast", "_disruption",
-        "_phase", "_t",
-    )  # fmt: skip
+    state_fields: ClassVar[tuple[str, ...]] = ("_ledger", "_disruption", "_angle", "_t")
 
     def __init__(self, config: SupplyChainConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
@@ -128,27 +152,32 @@ class SupplyChainCore(BatchedCore):
         self._n = n
         self._mu = float(config.mean_demand)
         # Quantities are kept in units of mean demand (the dynamics are linear in it;
-        # only customer demand is drawn in goods).
-        self._stock = np.zeros((b, n), dtype=np.float32)
-        self._backlog = np.zeros((b, n), dtype=np.float32)
-        self._pipeline = np.zeros((b, MAX_LEAD, n), dtype=np.float32)  # (copy, slot, echelon)
-        self._demand_seen = np.zeros((b, n), dtype=np.float32)
-        self._forecast = np.zeros((b, n), dtype=np.float32)
+        # only customer demand is drawn in goods), in one ledger so that the observation
+        # is one matrix product of it; the named attributes are views of its rows.
+        self._ledger = np.zeros((b, ROWS, n), dtype=np.float32)
+        self._stock = self._ledger[:, STOCK]
+        self._backlog = self._ledger[:, BACKLOG]
+        self._demand_seen = self._ledger[:, SEEN]
+        self._forecast = self._ledger[:, FORECAST]
+        self._pipeline = self._ledger[:, PIPE:]  # (copy, slot, echelon)
         # steps left of a supplier outage (column 0) and of a lead-time shock (column 1)
-        self._disruption = np.zeros((b, 2), dtype=np.int64)
+        self._disruption = np.zeros((b, 2), dtype=np.float32)
         self._outage, self._shock = self._disruption[:, 0], self._disruption[:, 1]
-        self._phase = np.zeros(b, dtype=np.float32)
+        self._angle = np.zeros(b, dtype=np.float64)  # of the seasonal cycle
         self._t = np.zeros(b, dtype=np.int64)
         self._rows = np.arange(b)
         self._inbound = np.zeros((b, n), dtype=np.float32)
         # decoded action = clipped action x scale + offset: order, fast share, discount
         self._action_scale = np.array([MAX_ORDER / 2, 0.5, MAX_DISCOUNT / 2], np.float32)
-        obs_dim = 14 + n
+        obs_dim = ONE_HOT + n
         self._obs = np.zeros((b, n, obs_dim), dtype=np.float32)
-        self._obs[..., 14:] = np.eye(n, dtype=np.float32)
-        self._obs[..., 7] = SLOW_COST
-        self._obs[..., 8] = FAST_COST
-        self._obs[..., 10] = FAST_LEAD / MAX_LEAD
+        self._obs[..., ONE_HOT:] = np.eye(n, dtype=np.float32)
+        self._obs[..., 8:11] = SLOW_COST, FAST_COST, FAST_LEAD / MAX_LEAD
+        self._observer = _observation_matrix(n)
+        # per-copy columns = [outage, shock] flags @ this + offset, time left after
+        self._copy_matrix = np.array([[0, 1, 0], [SHOCK_DELAY / MAX_LEAD, 0, 1]], np.float32)
+        self._copy_offset = np.array([SLOW_LEAD / MAX_LEAD, 0, 0], np.float32)
+        self._copy_columns = np.zeros((b, 4), dtype=np.float32)
         self.observation_space = gym.spaces.Box(0.0, CLIP, (obs_dim,), np.float32)
         self.state_space = gym.spaces.Box(0.0, CLIP, (n * (4 + MAX_LEAD) + 4,), np.float32)
         self.action_space = (
@@ -164,14 +193,13 @@ class SupplyChainCore(BatchedCore):
     def reset(self, rng: np.random.Generator, mask: np.ndarray | None = None) -> None:  # noqa: D102
         rows = self._rows if mask is None else np.flatnonzero(mask)
         # Start in a steady state: safety stock of two steps' demand, slow pipes full.
-        self._stock[rows] = 2.0
-        self._backlog[rows] = 0.0
-        self._pipeline[rows] = 0.0
-        self._pipeline[rows, :SLOW_LEAD] = 1.0
-        self._demand_seen[rows] = 1.0
-        self._forecast[rows] = 1.0
+        self._ledger[rows] = 0.0
+        self._ledger[rows, STOCK] = 2.0
+        self._ledger[rows, PIPE : PIPE + SLOW_LEAD] = 1.0
+        self._ledger[rows, SEEN] = 1.0
+        self._ledger[rows, FORECAST] = 1.0
         self._disruption[rows] = 0
-        self._phase[rows] = rng.uniform(0, 2 * np.pi, size=len(rows))
+        self._angle[rows] = rng.uniform(0, 2 * np.pi, size=len(rows))
         self._t[rows] = 0
 
     def _slow_slot(self) -> np.ndarray:
@@ -179,32 +207,23 @@ class SupplyChainCore(BatchedCore):
         return np.where(self._shock > 0, SLOW_LEAD + SHOCK_DELAY - 1, SLOW_LEAD - 1)
 
     def observe(self) -> np.ndarray:  # noqa: D102
+        b, n = self.batch_size, self._n
         obs = self._obs
-        obs[..., 0] = self._stock
-        obs[..., 1] = self._backlog
-        obs[..., 2] = self._pipeline[:, 1:].sum(1)
-        obs[..., 3] = self._pipeline[:, 0]
-        obs[..., 4] = self._demand_seen
-        obs[..., 5] = self._forecast
-        obs[:, :-1, 6] = self._stock[:, 1:]
+        obs[..., :8] = (self._ledger.reshape(b, -1) @ self._observer).reshape(b, n, 8)
         obs[:, -1, 6] = self.config.supplier_capacity * (self._outage == 0)
-        obs[..., 9] = ((self._slow_slot() + 1) * (1.0 / MAX_LEAD))[:, None]
-        obs[..., 11] = (np.maximum(self._outage, self._shock) > 0)[:, None]
-        obs[..., 12] = (self._t * (-1.0 / self.config.episode_length) + 1.0)[:, None]
-        obs[:, :-1, 13] = self._backlog[:, 1:]  # ordered, not yet shipped upstream
+        columns = self._copy_columns
+        columns[:, :3] = np.sign(self._disruption) @ self._copy_matrix + self._copy_offset
+        columns[:, 3] = self._t * (-1.0 / self.config.episode_length) + 1.0
+        obs[..., COPY_COLUMNS] = columns[:, None]
         return clip(obs, 0.0, CLIP)  # a new array: the views hand rows to RLlib
 
     def global_state(self) -> np.ndarray:  # noqa: D102
         b = self.batch_size
         parts = [
-            self._stock,
-            self._backlog,
-            self._demand_seen,
-            self._forecast,
-            self._pipeline.reshape(b, -1),
+            self._ledger.reshape(b, -1),
             (self._outage > 0)[:, None],
             (self._shock > 0)[:, None],
-            (self._phase / (2 * np.pi))[:, None],
+            (self._angle % (2 * np.pi) / (2 * np.pi))[:, None],
             (1.0 - self._t / self.config.episode_length)[:, None],
         ]
         return np.clip(np.concatenate(parts, axis=-1), 0.0, CLIP).astype(np.float32)
@@ -231,8 +250,8 @@ class SupplyChainCore(BatchedCore):
         pipeline[:, -1] = 0.0
 
         # 2. demand: customers at the retailer, orders from downstream elsewhere
-        angle = self._t * (2 * np.pi / SEASON_PERIOD) + self._phase
-        season = np.sin(angle) * (complexity / 100) + 1.0
+        season = np.sin(self._angle) * (complexity / 100) + 1.0
+        self._angle += 2 * np.pi / SEASON_PERIOD
         cv = 0.1 + complexity / 100
         mean = season * (self._mu + 2.0 * self._mu * retail_discount)
         noisy = mean * np.exp(rng.normal(-0.5 * cv * cv, cv, self.batch_size))
@@ -260,8 +279,7 @@ class SupplyChainCore(BatchedCore):
             pipeline[:, SLOW_LEAD - 1] += by_slow
 
         # costs (per unit of mean demand), service, turnover
-        cost = HOLDING_COST * stock
-        cost += BACKLOG_COST * self._backlog
+        cost = _HOLDING_BACKLOG @ self._ledger[:, STOCK : BACKLOG + 1]
         cost += SLOW_COST * inbound
         cost += (FAST_COST - SLOW_COST) * by_fast
         cost[:, 0] += retail_discount * shipped[:, 0]
@@ -272,10 +290,10 @@ class SupplyChainCore(BatchedCore):
         # bookkeeping and disruptions for the next step
         self._forecast += FORECAST_SMOOTHING * (demand - self._forecast)
         left = self._disruption
-        np.maximum(left - 1, 0, out=left)
+        np.maximum(left - 1.0, 0.0, out=left)
         left[rng.random(left.shape) < rate / 20] = DISRUPTION_STEPS
-        clip(self._backlog, 0.0, CLIP, out=self._backlog)
-        clip(stock, 0.0, CLIP, out=stock)
+        held = self._ledger[:, STOCK : BACKLOG + 1]
+        clip(held, 0.0, CLIP, out=held)
         self._t += 1
         return self.time_limit_result(components, self._t, self.config.episode_length)
 
@@ -293,8 +311,8 @@ class SupplyChainCore(BatchedCore):
     ) -> np.ndarray:
         """Order quantities (x mean demand) of a baseline, from observations."""
         stock, backlog, slow, arriving, seen, forecast = (obs[..., k] for k in range(6))
-        lead = obs[..., 9] * MAX_LEAD
-        position = stock + slow + arriving + obs[..., 13] - backlog
+        lead = obs[..., 11] * MAX_LEAD
+        position = stock + slow + arriving + obs[..., 7] - backlog
         if name == "base_stock":
             return np.maximum(forecast * (lead + 1) * factor - position, 0.0)
         if name == "s_S":

@@ -334,9 +334,17 @@ class TradingCore(BatchedCore):
         self._state_scale = np.ones(self._state.shape[1], dtype=np.float32)
         self._state_scale[self._column["drift"]] = 1.0 / DRIFT_STD
         self._state_scale[self._state_width + n * UNREALIZED :][:n] = PNL_SCALE
-        self._history_features, self._centering = _feature_matrices(w)
+        self._history_features, centering = _feature_matrices(w)
+        # window returns -> [scaled window, its centered log prices] (one matmul), and
+        # their squares -> [mean square return, (2 std of log prices)^2]
+        self._window_maps = np.concatenate([RETURN_SCALE * np.eye(w), centering], axis=1)
+        self._square_means = np.zeros((2 * w, 2))
+        self._square_means[:w, 0], self._square_means[w:, 1] = 1.0 / w, 4.0 / w
         self._window_mean = np.full(w, 1.0 / w)
-        self._window_mean4 = np.full(w, 4.0 / w)  # of squares: (2 std)^2
+        self._denominators = np.zeros((b, 2))  # scratch: RSI's and Bollinger's
+        trend = self._column["trend"]
+        self._trend_gap = self._market[:, trend : trend + 2]
+        self._rsi_bollinger = self._market[:, trend + 2 : trend + 4]
         self._ones = np.ones((n, 1))
         self._observed_agent = _observed_agent_matrix()
         weights = np.array([self.reward_weights[c] for c in self.reward_components])
@@ -404,16 +412,19 @@ class TradingCore(BatchedCore):
     def _refresh_market(self) -> None:
         """Market indicators from the return history (deterministic, every copy)."""
         market, m, w = self._market, self._m, self._w
-        window = self._window_returns * RETURN_SCALE
+        maps = self._window_returns @ self._window_maps
+        window = maps[:, :w]
         market[:, :w] = window
         market[:, w : w + 4] = self._returns @ self._history_features  # MACD .. gap
-        centered = np.dot(self._window_returns, self._centering)
-        spread = np.sqrt(np.dot(np.square(centered), self._window_mean4))[:, None]
-        m["bollinger"][...] = m["gap"] / (spread + _SMALL)
-        m["volatility"][...] = np.sqrt(np.dot(np.square(window), self._window_mean))[:, None]
-        # RSI as (gains - losses) / (gains + losses) over the window, in [-1, 1].
-        moves = np.dot(np.abs(window), self._window_mean)[:, None]
-        m["rsi"][...] = m["trend"] / (moves + _SMALL)
+        roots = np.sqrt(np.square(maps) @ self._square_means)  # volatility, 2 std
+        m["volatility"][...] = roots[:, :1]
+        # RSI as (gains - losses) / (gains + losses) over the window, in [-1, 1], and the
+        # Bollinger position as the gap / (2 std).
+        denominators = self._denominators
+        denominators[:, 0] = np.abs(window) @ self._window_mean
+        denominators[:, 1] = roots[:, 1]
+        denominators += _SMALL
+        np.divide(self._trend_gap, denominators, out=self._rsi_bollinger)
 
     def observe(self) -> np.ndarray:  # noqa: D102
         obs = self._obs
@@ -518,6 +529,7 @@ class TradingCore(BatchedCore):
         return StepResult(
             rewards=self.share(parts[6]),
             components=dict(zip(self.reward_components, parts)),
+            stacked=parts[:6],
             terminated=np.zeros(self.batch_size, dtype=bool),
             truncated=time_left[:, 0] < self._last_step,
         )

@@ -38,3 +38,21 @@ def test_rllib_refusal_is_a_config_error():
     )
     with pytest.raises(ConfigError, match="RLlib refused"):
         build_algorithm_config(experiment)
+
+
+@pytest.mark.parametrize("algo", ["mappo", "ippo"])
+def test_log_std_hyperparameters_reach_the_built_module(algo):
+    import math
+
+    experiment = load_experiment(
+        {
+            "name": "t",
+            "env": {"id": "resource_allocation"},
+            "algorithm": {"id": algo, "hyperparams": {"log_std_init": -2.0}},
+        }
+    )
+    config = build_algorithm_config(experiment)
+    env = config.env(config.env_config)  # the GlobalStateEnv the runners build
+    module = config.get_multi_rl_module_spec(env=env).build()["shared"]
+    assert module.log_std.tolist() == [-2.0] * 3  # state-independent, as configured
+    assert math.isclose(float(module._center[0]), 0.5) and module._bounded
