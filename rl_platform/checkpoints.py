@@ -177,3 +177,21 @@ def export_for_run(checkpoint_dir: str | Path, run_dir: str | Path) -> Path:
     """Export a checkpoint's policies using the run's ``config.yaml``."""
     experiment = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
     return export_policies(checkpoint_dir, experiment)
+
+
+def load_algorithm(checkpoint_dir: str | Path):
+    """A whole RLlib algorithm from its checkpoint, every env runner on its weights.
+
+    For continuing training or sampling with the checkpoint's exact algorithm (it unpickles
+    the checkpoint, so only for checkpoints this user wrote); policies alone load with
+    :func:`load_policy`. ``Algorithm.from_checkpoint`` pushes weights to remote env runners
+    fire-and-forget, which RLlib 2.60 can drop; :func:`sync_env_runner_weights` makes it
+    synchronous.
+    """
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    from rl_platform.algorithms.common import sync_env_runner_weights
+
+    algorithm = Algorithm.from_checkpoint(str(checkpoint_dir))
+    sync_env_runner_weights(algorithm)
+    return algorithm

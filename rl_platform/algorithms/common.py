@@ -26,6 +26,26 @@ def map_to_self(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
     return agent_id
 
 
+def sync_env_runner_weights(algorithm: Any, **kwargs: Any) -> None:
+    """Push the learners' module weights to every env runner and wait for it.
+
+    After a checkpoint is loaded RLlib 2.60 pushes the weights fire-and-forget through the
+    actor manager, which drops the request while a runner has one in flight: the first
+    iteration of a resumed run then samples with the initial weights. This synchronous
+    push (no weights sequence number, so runners always take it) closes that gap. Also an
+    ``on_checkpoint_loaded`` callback of every algorithm built here.
+    """
+    from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE
+
+    state = algorithm.learner_group.get_state(
+        components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}", inference_only=True
+    )[COMPONENT_LEARNER]
+    module_state = {COMPONENT_RL_MODULE: state[COMPONENT_RL_MODULE]}
+    for group in (algorithm.env_runner_group, algorithm.eval_env_runner_group):
+        if group is not None:
+            group.foreach_env_runner(lambda runner: runner.set_state(module_state))
+
+
 def env_config_of(experiment: ExperimentConfig) -> dict[str, Any]:
     """The env constructor's config: the env section plus the experiment's reward settings."""
     from rl_platform import registry
@@ -93,6 +113,7 @@ def apply_experiment(
             )
         )
         .debugging(seed=experiment.seed)
+        .callbacks(on_checkpoint_loaded=sync_env_runner_weights)
         .fault_tolerance(
             restart_failed_env_runners=True,
             max_num_env_runner_restarts=res.max_env_runner_restarts,
