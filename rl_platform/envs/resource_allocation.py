@@ -82,7 +82,7 @@ def gini(values: np.ndarray) -> np.ndarray:
     """
     n = values.shape[-1]
     weights = (2.0 * np.arange(1, n + 1) - n - 1) / n
-    return (np.sort(values, axis=-1) @ weights) / (values.sum(axis=-1) + EPS / (2 * n))
+    return np.dot(np.sort(values, axis=-1), weights) / (values.sum(axis=-1) + EPS / (2 * n))
 
 
 class ResourceAllocationCore(BatchedCore):

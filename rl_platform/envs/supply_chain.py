@@ -209,10 +209,10 @@ class SupplyChainCore(BatchedCore):
     def observe(self) -> np.ndarray:  # noqa: D102
         b, n = self.batch_size, self._n
         obs = self._obs
-        obs[..., :8] = (self._ledger.reshape(b, -1) @ self._observer).reshape(b, n, 8)
+        obs[..., :8] = np.dot(self._ledger.reshape(b, -1), self._observer).reshape(b, n, 8)
         obs[:, -1, 6] = self.config.supplier_capacity * (self._outage == 0)
         columns = self._copy_columns
-        columns[:, :3] = np.sign(self._disruption) @ self._copy_matrix + self._copy_offset
+        columns[:, :3] = np.dot(np.sign(self._disruption), self._copy_matrix) + self._copy_offset
         columns[:, 3] = self._t * (-1.0 / self.config.episode_length) + 1.0
         obs[..., COPY_COLUMNS] = columns[:, None]
         return clip(obs, 0.0, CLIP)  # a new array: the views hand rows to RLlib
@@ -279,7 +279,7 @@ class SupplyChainCore(BatchedCore):
             pipeline[:, SLOW_LEAD - 1] += by_slow
 
         # costs (per unit of mean demand), service, turnover
-        cost = _HOLDING_BACKLOG @ self._ledger[:, STOCK : BACKLOG + 1]
+        cost = np.dot(_HOLDING_BACKLOG, self._ledger[:, STOCK : BACKLOG + 1])
         cost += SLOW_COST * inbound
         cost += (FAST_COST - SLOW_COST) * by_fast
         cost[:, 0] += retail_discount * shipped[:, 0]

@@ -412,16 +412,16 @@ class TradingCore(BatchedCore):
     def _refresh_market(self) -> None:
         """Market indicators from the return history (deterministic, every copy)."""
         market, m, w = self._market, self._m, self._w
-        maps = self._window_returns @ self._window_maps
+        maps = np.dot(self._window_returns, self._window_maps)
         window = maps[:, :w]
         market[:, :w] = window
-        market[:, w : w + 4] = self._returns @ self._history_features  # MACD .. gap
-        roots = np.sqrt(np.square(maps) @ self._square_means)  # volatility, 2 std
+        market[:, w : w + 4] = np.dot(self._returns, self._history_features)  # MACD .. gap
+        roots = np.sqrt(np.dot(np.square(maps), self._square_means))  # volatility, 2 std
         m["volatility"][...] = roots[:, :1]
         # RSI as (gains - losses) / (gains + losses) over the window, in [-1, 1], and the
         # Bollinger position as the gap / (2 std).
         denominators = self._denominators
-        denominators[:, 0] = np.abs(window) @ self._window_mean
+        denominators[:, 0] = np.dot(np.abs(window), self._window_mean)
         denominators[:, 1] = roots[:, 1]
         denominators += _SMALL
         np.divide(self._trend_gap, denominators, out=self._rsi_bollinger)
@@ -430,7 +430,7 @@ class TradingCore(BatchedCore):
         obs = self._obs
         width = self._observed_width
         obs[..., :width] = self._market[:, None, :width]
-        own = np.matmul(self._observed_rows, self._observed_agent)
+        own = np.dot(self._observed_rows, self._observed_agent)
         obs[..., width : width + len(AGENT_FEATURES)] = own
         # A new array: the views hand rows to RLlib, which keeps them.
         return clip(obs, -OBS_LIMIT, OBS_LIMIT)
@@ -519,13 +519,13 @@ class TradingCore(BatchedCore):
         np.multiply(pos, pos, out=row[POSITION_SQUARED])
         row[FLOW][...] = np.abs(agent_flow)
         change = action - self._mean_action
-        row[DEVIATION][...] = _MEAN_OF_3 @ np.abs(change)
+        row[DEVIATION][...] = np.dot(_MEAN_OF_3, np.abs(change))
         change *= _ACTION_RATE
         self._mean_action += change
 
         # Components and reward (rows 0-5 and 6), linear in book rows DRAWDOWN..SHARPE_STEP.
-        parts = np.matmul(self._components, self._component_rows)
-        parts = parts.astype(np.float32).transpose(1, 0, 2)
+        # np.dot of (7, R) and (B, R, N) is (7, B, N): components first, no transpose
+        parts = np.dot(self._components, self._component_rows).astype(np.float32)
         return StepResult(
             rewards=self.share(parts[6]),
             components=dict(zip(self.reward_components, parts)),
