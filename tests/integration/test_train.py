@@ -153,12 +153,12 @@ def test_interrupted_run_resumes_and_continues_the_iteration_count(
 def test_quickstart_learns(tmp_path, quickstart_path, ray_address):
     rows = []
     result = train(
-        quickstart_path, ["stop.training_iteration=15"], output=tmp_path, progress=rows.append
+        quickstart_path, ["stop.training_iteration=20"], output=tmp_path, progress=rows.append
     )
     assert result.status == "finished"
     first = np.mean([r.episode_return_mean for r in rows[:3]])
     last = np.mean([r.episode_return_mean for r in rows[-3:]])
-    # returns are summed over 5 traders; random trading loses about 12 per episode, and
-    # 15 iterations of MAPPO reliably reach a profit (about +1 per agent by iteration 25)
+    # returns are summed over 5 traders; exploring traders lose about 7 per episode, and
+    # 20 iterations of MAPPO reliably reach a profit (about +3..+5 summed by iteration 20)
     assert last > first + 5, (first, last)
     assert last > 0, last
