@@ -111,6 +111,14 @@ register_env(
     )
 )
 
+register_env(
+    EnvEntry(
+        "two_step_game",
+        "the QMIX paper's two-step matrix game: 2 agents, optimum 8, safe 7 (value factorization)",
+        "rl_platform.envs.matrix_games:TwoStepGameEnv",
+    )
+)
+
 register_algorithm(
     AlgorithmEntry(
         "ppo",
@@ -131,5 +139,26 @@ register_algorithm(
         "ippo",
         "IPPO: the MAPPO actor-critics with critics on each agent's own observation",
         "rl_platform.algorithms.mappo:IPPO",
+    )
+)
+register_algorithm(
+    AlgorithmEntry(
+        "iql",
+        "independent deep Q-learning per agent (double DQN, target nets; discrete actions)",
+        "rl_platform.algorithms.iql:IQL",
+    )
+)
+register_algorithm(
+    AlgorithmEntry(
+        "vdn",
+        "VDN: per-agent Q networks trained on the team reward through a sum (discrete actions)",
+        "rl_platform.algorithms.qmix:VDN",
+    )
+)
+register_algorithm(
+    AlgorithmEntry(
+        "qmix",
+        "QMIX: per-agent Q networks mixed monotonically by state hypernetworks (discrete)",
+        "rl_platform.algorithms.qmix:QMIX",
     )
 )

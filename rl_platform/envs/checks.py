@@ -182,6 +182,9 @@ def _counterfactual(env_cls: type, config: dict[str, Any]) -> None:
             for key in a:
                 if not np.array_equal(np.asarray(a[key]), np.asarray(b[key])):
                     raise AssertionError(f"a counterfactual probe changed the step ({key!r})")
+        if first[2]["__all__"] or first[3]["__all__"]:  # short episodes: go on in a new one
+            plain.reset()
+            probed.reset()
 
 
 # --------------------------------------------------------------------------- throughput

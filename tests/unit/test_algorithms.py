@@ -11,10 +11,11 @@ from rl_platform.training import build_algorithm_config
 @pytest.mark.parametrize("env_id", sorted(registry.ENVS))
 @pytest.mark.parametrize("shared", [True, False])
 def test_algorithm_builds_for_env(algo, env_id, shared):
+    discrete_only = getattr(registry.ALGORITHMS[algo].load(), "discrete_only", False)
     experiment = load_experiment(
         {
             "name": "t",
-            "env": {"id": env_id},
+            "env": {"id": env_id, "config": {"discrete": True} if discrete_only else {}},
             "algorithm": {"id": algo, "shared_policy": shared},
             "resources": {"num_env_runners": 2, "num_envs_per_env_runner": 2},
         }

@@ -176,9 +176,13 @@ def test_team_reward_mixes_in_the_mean_and_keeps_it(env_id):
     for env in envs:
         env.reset(seed=3)
         env.action_spaces[env.possible_agents[0]].seed(3)
+    action = {a: envs[0].action_spaces[a].sample() for a in envs[0].possible_agents}
     for _ in range(5):
+        steps = [env.step(action) for env in envs]
+        rewards = [np.array(list(step[1].values())) for step in steps]
+        if steps[0][2]["__all__"] or steps[0][3]["__all__"]:
+            break
         action = {a: envs[0].action_spaces[a].sample() for a in envs[0].possible_agents}
-        rewards = [np.array(list(env.step(action)[1].values())) for env in envs]
     individual, half, team = rewards
     np.testing.assert_allclose(team, individual.mean(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(half, (individual + individual.mean()) / 2, rtol=1e-5, atol=1e-6)

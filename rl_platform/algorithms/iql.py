@@ -1,0 +1,36 @@
+"""IQL: independent deep Q-learning, one DQN learner per agent on its own reward.
+
+Each agent treats the others as part of the environment (Tan 1993, "Multi-Agent
+Reinforcement Learning: Independent vs. Cooperative Agents"; Tampuu et al. 2017 with deep
+Q networks): a Q network on its local observation, double-DQN targets from its own
+reward, a target network and an epsilon-greedy schedule. Parameters are shared (one
+network, agent one-hot appended to the observation) or per agent, from
+``algorithm.shared_policy``. It is the value-decomposition machinery of
+:mod:`rl_platform.algorithms.qmix` without a mixer, so IQL, VDN and QMIX differ only in
+how the agents' values are combined, and benchmarks compare like with like.
+
+The tabular Q-learner of the seed document, for small discrete tasks without Ray, is
+:class:`rl_platform.algorithms.tabular.TabularQLearning`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from rl_platform.algorithms.qmix import Hyperparams, build_value_decomposition
+
+if TYPE_CHECKING:
+    from rl_platform.algorithms.qmix import ValueDecompositionConfig
+    from rl_platform.config import ExperimentConfig
+
+
+class IQL:
+    """``algorithm.id: iql``: independent double-DQN learners (shared or per-agent nets)."""
+
+    Hyperparams: ClassVar[type[Hyperparams]] = Hyperparams
+    discrete_only: ClassVar[bool] = True  # build() refuses Box actions
+
+    @staticmethod
+    def build(experiment: ExperimentConfig, env_cls: type) -> ValueDecompositionConfig:
+        """The RLlib config of an IQL experiment."""
+        return build_value_decomposition(experiment, env_cls, mixer="none")

@@ -1,0 +1,124 @@
+"""The math of value-based cooperative MARL, as small torch functions (no Ray).
+
+* :func:`vdn_mix`: VDN's joint value, the sum of the agents' chosen-action Q values
+  (Sunehag et al. 2018, "Value-Decomposition Networks For Cooperative Multi-Agent
+  Learning").
+* :class:`QMixer`: QMIX's monotonic mixing network (Rashid et al. 2018, "QMIX: Monotonic
+  Value Function Factorisation for Deep Multi-Agent Reinforcement Learning", section 4):
+  a one-hidden-layer network over the agents' Q values whose weights are produced from
+  the global state by hypernetworks and made nonnegative by ``abs``, so that
+  ``dQ_tot / dQ_a >= 0`` for every agent and the greedy joint action is the agents'
+  individual greedy actions. ELU hidden units, a state-dependent bias on the hidden
+  layer, and a state-dependent final bias from a 2-layer hypernetwork (ReLU), as in the
+  paper and its reference code (pymarl ``QMixer``).
+* :func:`double_q_next_values`, :func:`td_targets`: double-DQN targets (van Hasselt et
+  al. 2016): the online network picks the next action, the target network values it.
+* :func:`soft_update`: target networks, hard (``tau = 1``) or Polyak (``tau < 1``).
+
+The RLlib modules and learner in :mod:`rl_platform.algorithms.qmix` call these; the unit
+tests call them directly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def vdn_mix(agent_qs: torch.Tensor) -> torch.Tensor:
+    """VDN: ``Q_tot = sum_a Q_a``. agent_qs: (batch, n_agents) -> (batch,)."""
+    return agent_qs.sum(dim=-1)
+
+
+def _hypernet(in_dim: int, out_dim: int, hidden: int, layers: int) -> nn.Module:
+    if layers == 1:
+        return nn.Linear(in_dim, out_dim)
+    if layers == 2:
+        return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+    raise ValueError(f"hypernet_layers must be 1 or 2, got {layers}")
+
+
+class QMixer(nn.Module):
+    """QMIX's mixing network: ``Q_tot = w2 . elu(W1 q + b1) + V(s)``, W1, w2 >= 0.
+
+    Args:
+        n_agents: agents mixed (the length of ``agent_qs``' last axis).
+        state_dim: size of the flat global state the hypernetworks read.
+        mixing_embed_dim: width of the mixing network's hidden layer.
+        hypernet_embed_dim: hidden width of 2-layer weight hypernetworks.
+        hypernet_layers: 1 (the paper: linear hypernetworks for W1, w2) or 2 (pymarl's
+            later default: one ReLU hidden layer).
+    """
+
+    def __init__(
+        self,
+        n_agents: int,
+        state_dim: int,
+        mixing_embed_dim: int = 32,
+        hypernet_embed_dim: int = 64,
+        hypernet_layers: int = 1,
+    ) -> None:
+        super().__init__()
+        self.n_agents = n_agents
+        self.embed_dim = mixing_embed_dim
+        self.hyper_w1 = _hypernet(
+            state_dim, mixing_embed_dim * n_agents, hypernet_embed_dim, hypernet_layers
+        )
+        self.hyper_w_final = _hypernet(
+            state_dim, mixing_embed_dim, hypernet_embed_dim, hypernet_layers
+        )
+        self.hyper_b1 = nn.Linear(state_dim, mixing_embed_dim)
+        # The final bias V(s): always a 2-layer hypernetwork (the paper).
+        self.hyper_v = nn.Sequential(
+            nn.Linear(state_dim, mixing_embed_dim), nn.ReLU(), nn.Linear(mixing_embed_dim, 1)
+        )
+
+    def forward(self, agent_qs: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """Mix agent_qs (batch, n_agents) given states (batch, state_dim) -> (batch,)."""
+        b = agent_qs.shape[0]
+        w1 = torch.abs(self.hyper_w1(states)).view(b, self.n_agents, self.embed_dim)
+        b1 = self.hyper_b1(states).view(b, 1, self.embed_dim)
+        hidden = F.elu(torch.bmm(agent_qs.view(b, 1, self.n_agents), w1) + b1)
+        w_final = torch.abs(self.hyper_w_final(states)).view(b, self.embed_dim, 1)
+        v = self.hyper_v(states).view(b, 1, 1)
+        return (torch.bmm(hidden, w_final) + v).view(b)
+
+
+def double_q_next_values(
+    next_q_online: torch.Tensor, next_q_target: torch.Tensor, double_q: bool = True
+) -> torch.Tensor:
+    """Value of the next state's greedy action: (..., n_actions) -> (...).
+
+    With ``double_q`` the online network picks the action and the target network values
+    it (double DQN); otherwise the target network's own max.
+    """
+    if not double_q:
+        return next_q_target.max(dim=-1).values
+    best = next_q_online.argmax(dim=-1, keepdim=True)
+    return next_q_target.gather(-1, best).squeeze(-1)
+
+
+def td_targets(
+    rewards: torch.Tensor, terminated: torch.Tensor, next_values: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """One-step TD targets ``r + gamma (1 - terminated) V(s')``, without gradient.
+
+    A truncated (time-limit) step still bootstraps: only ``terminated`` cuts it.
+    """
+    return (rewards + gamma * (1.0 - terminated.float()) * next_values).detach()
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `values` where `mask` is true (0 when nothing is)."""
+    mask = mask.float()
+    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+@torch.no_grad()
+def soft_update(main: nn.Module, target: nn.Module, tau: float) -> None:
+    """``target <- tau * main + (1 - tau) * target`` (``tau = 1``: a hard copy)."""
+    for p_main, p_target in zip(main.parameters(), target.parameters(), strict=True):
+        p_target.mul_(1.0 - tau).add_(p_main, alpha=tau)
+    for b_main, b_target in zip(main.buffers(), target.buffers(), strict=True):
+        b_target.copy_(b_main)

@@ -1,0 +1,760 @@
+"""QMIX and VDN (and the machinery IQL shares): value-based cooperative MARL on RLlib.
+
+Each agent has a Q network on its own observation (decentralized execution); during
+training the agents' chosen-action Q values are combined into a joint value ``Q_tot``
+trained on the team reward with one-step double-DQN targets:
+
+* ``vdn``: ``Q_tot = sum_a Q_a`` (Sunehag et al. 2018, "Value-Decomposition Networks For
+  Cooperative Multi-Agent Learning");
+* ``qmix``: ``Q_tot = mixer(Q_1..Q_N; s)``, monotonic in every ``Q_a``, its weights made
+  from the global state ``s`` by hypernetworks (Rashid et al. 2018, "QMIX: Monotonic
+  Value Function Factorisation for Deep Multi-Agent Reinforcement Learning");
+* ``iql`` (:mod:`rl_platform.algorithms.iql`): no mixer, each agent's own reward
+  (independent DQN learners; Tan 1993, Tampuu et al. 2017).
+
+RLlib 2.60 ships none of these, so they are built on its extension points:
+
+* :class:`AgentQModule`, a ``TorchRLModule``: epsilon-greedy in ``_forward_exploration``
+  and greedy in ``_forward_inference`` (which also returns the Q values as
+  ``ACTION_DIST_INPUTS`` so the platform's greedy evaluation is an argmax), a target
+  network (``TargetNetworkAPI``) kept off the env runners (``InferenceOnlyAPI``);
+* :class:`MixerModule`, a learner-only ``TorchRLModule`` holding the mixer and its target
+  (parameterless for VDN and IQL); it is part of the MultiRLModule, so RLlib checkpoints
+  it and gives it an optimizer;
+* :class:`JointReplayBuffer`: joint transitions (every agent's observation, action,
+  reward, next observation; global state and next state; termination) rebuilt from the
+  per-agent data of RLlib's ``MultiAgentEpisode`` chunks, with a mask for agents that
+  have left;
+* :class:`ValueDecompositionLearner`, a ``TorchLearner`` whose ``compute_losses`` runs
+  every agent's Q network, the mixer and the double-Q target on one joint batch, and
+  whose ``after_gradient_based_update`` updates target networks (hard or Polyak);
+* :class:`ValueDecomposition`, an ``Algorithm`` whose ``training_step`` samples from the
+  env runners, stores, samples the replay, updates the learner and syncs weights.
+
+Envs are wrapped in :class:`~rl_platform.envs.wrappers.GlobalStateEnv`: an agent's
+observation is ``{"obs": local, "state": global}``; the Q network reads only ``obs``, the
+replay takes ``state`` for the mixer. With a shared policy the agent's one-hot index is
+appended to ``obs`` (the paper's parameter sharing with agent ids).
+
+Not done: recurrent agent networks (the paper's GRU agents and episode batches; these
+are feedforward on the current observation), action masks, prioritized replay, more
+than one learner (the joint loss reads several modules at once, which a per-module DDP
+split does not cover).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+from ray.rllib.core.learner.utils import make_target_network
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
+from ray.rllib.core.rl_module.rl_module import RLModule, RLModuleSpec
+from ray.rllib.core.rl_module.torch import TorchRLModule
+from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.metrics import (
+    ENV_RUNNER_RESULTS,
+    ENV_RUNNER_SAMPLING_TIMER,
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    SYNCH_WORKER_WEIGHTS_TIMER,
+    TIMERS,
+)
+from ray.rllib.utils.schedules.scheduler import Scheduler
+
+from rl_platform.algorithms.common import apply_experiment, env_config_of, module_ids
+from rl_platform.algorithms.mixers import (
+    QMixer,
+    double_q_next_values,
+    masked_mean,
+    soft_update,
+    td_targets,
+    vdn_mix,
+)
+
+if TYPE_CHECKING:
+    from rl_platform.config import ExperimentConfig
+
+MIXER_ID = "__mixer__"
+MIXERS = ("none", "vdn", "qmix")
+QF_PREDS = "qf_preds"
+
+
+# --------------------------------------------------------------------------- modules
+
+
+def _mlp(in_dim: int, hiddens: list[int], activation: str, out_dim: int) -> nn.Sequential:
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}[activation]
+    layers: list[nn.Module] = []
+    for width in hiddens:
+        layers += [nn.Linear(in_dim, width), act()]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class AgentQModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
+    """An agent's Q network on its local observation (``obs["obs"]`` of a Dict obs).
+
+    model_config: ``fcnet_hiddens``, ``fcnet_activation`` (relu, tanh, elu, silu) and
+    ``epsilon`` (a constant or RLlib schedule ``[[t, value], ...]`` over env steps).
+    Env runners build it inference-only (no target network).
+    """
+
+    @override(RLModule)
+    def setup(self) -> None:  # noqa: D102
+        cfg = self.model_config or {}
+        if not isinstance(self.action_space, gym.spaces.Discrete):
+            raise ValueError(f"AgentQModule needs a Discrete action space, got {self.action_space}")
+        space = self.observation_space
+        local = space["obs"] if isinstance(space, gym.spaces.Dict) else space
+        self._obs_shape = local.shape
+        self.q_net = _mlp(
+            int(np.prod(local.shape)),
+            list(cfg.get("fcnet_hiddens", [64])),
+            cfg.get("fcnet_activation", "relu"),
+            int(self.action_space.n),
+        )
+        if not self.inference_only:
+            self._target_q_net = make_target_network(self.q_net)
+        self.epsilon_schedule = Scheduler(
+            fixed_value_or_schedule=cfg.get("epsilon", 0.05), framework="torch"
+        )
+
+    def local_obs(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The flat local observation of a batch (Dict or plain obs)."""
+        obs = batch[Columns.OBS]
+        x = obs["obs"] if isinstance(obs, dict) else obs
+        lead = x.shape[: x.dim() - len(self._obs_shape)]
+        return x.reshape(*lead, -1).float()
+
+    def q_values(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """Q values (..., n_actions) of flat local observations (..., obs_dim)."""
+        return (self._target_q_net if target else self.q_net)(obs)
+
+    @override(TorchRLModule)
+    def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        with torch.no_grad():
+            q = self.q_values(self.local_obs(batch))
+        return {Columns.ACTION_DIST_INPUTS: q, Columns.ACTIONS: q.argmax(dim=-1)}
+
+    @override(TorchRLModule)
+    def _forward_exploration(
+        self, batch: dict[str, Any], t: int | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        with torch.no_grad():
+            q = self.q_values(self.local_obs(batch))
+        if t is not None:
+            self.epsilon_schedule.update(t)
+        epsilon = float(self.epsilon_schedule.get_current_value())
+        greedy = q.argmax(dim=-1)
+        random = torch.randint_like(greedy, int(self.action_space.n))
+        explore = torch.rand(greedy.shape, device=q.device) < epsilon
+        return {Columns.ACTIONS: torch.where(explore, random, greedy)}
+
+    @override(RLModule)
+    def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        # The joint loss calls q_values() itself (see ValueDecompositionLearner).
+        return {QF_PREDS: self.q_values(self.local_obs(batch))}
+
+    @override(TargetNetworkAPI)
+    def make_target_networks(self) -> None:  # noqa: D102
+        self._target_q_net = make_target_network(self.q_net)
+
+    @override(TargetNetworkAPI)
+    def get_target_network_pairs(self) -> list[tuple[nn.Module, nn.Module]]:  # noqa: D102
+        return [(self.q_net, self._target_q_net)]
+
+    @override(TargetNetworkAPI)
+    def forward_target(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # noqa: D102
+        return {QF_PREDS: self.q_values(self.local_obs(batch), target=True)}
+
+    @override(InferenceOnlyAPI)
+    def get_non_inference_attributes(self) -> list[str]:  # noqa: D102
+        return ["_target_q_net"]
+
+
+class MixerModule(TorchRLModule, TargetNetworkAPI):
+    """The learner-only mixer: QMIX's :class:`QMixer`, VDN's sum, or none (IQL).
+
+    model_config: ``mixer``, ``n_agents``, ``state_dim``, ``mixing_embed_dim``,
+    ``hypernet_embed_dim``, ``hypernet_layers``. Its observation space is the global
+    state's. It computes nothing in RLlib's forward passes; the learner calls :meth:`mix`.
+    """
+
+    @override(RLModule)
+    def setup(self) -> None:  # noqa: D102
+        cfg = self.model_config or {}
+        self.mixer_type = cfg.get("mixer", "qmix")
+        if self.mixer_type not in MIXERS:
+            raise ValueError(f"mixer must be one of {MIXERS}, got {self.mixer_type!r}")
+        self.mixer: nn.Module | None = None
+        if self.mixer_type == "qmix":
+            self.mixer = QMixer(
+                n_agents=int(cfg["n_agents"]),
+                state_dim=int(cfg["state_dim"]),
+                mixing_embed_dim=int(cfg.get("mixing_embed_dim", 32)),
+                hypernet_embed_dim=int(cfg.get("hypernet_embed_dim", 64)),
+                hypernet_layers=int(cfg.get("hypernet_layers", 1)),
+            )
+            self._target_mixer = make_target_network(self.mixer)
+
+    def mix(self, agent_qs: torch.Tensor, states: torch.Tensor, target: bool = False):
+        """Q_tot (batch,) of chosen-action Q values (batch, n_agents)."""
+        if self.mixer_type == "vdn":
+            return vdn_mix(agent_qs)
+        if self.mixer_type == "qmix":
+            return (self._target_mixer if target else self.mixer)(agent_qs, states)
+        raise ValueError("the 'none' mixer (IQL) has no joint value")
+
+    @override(RLModule)
+    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {}
+
+    @override(TargetNetworkAPI)
+    def make_target_networks(self) -> None:  # noqa: D102
+        if self.mixer is not None:
+            self._target_mixer = make_target_network(self.mixer)
+
+    @override(TargetNetworkAPI)
+    def get_target_network_pairs(self) -> list[tuple[nn.Module, nn.Module]]:  # noqa: D102
+        return [] if self.mixer is None else [(self.mixer, self._target_mixer)]
+
+    @override(TargetNetworkAPI)
+    def forward_target(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # noqa: D102
+        return {}
+
+
+# --------------------------------------------------------------------------- replay
+
+
+class JointReplayBuffer:
+    """A ring buffer of joint transitions, filled from RLlib multi-agent episode chunks.
+
+    Arrays (capacity, ...): ``obs``/``next_obs`` (N, obs_dim), ``actions`` (N,),
+    ``rewards`` (N,), ``mask`` (N,: the agent acted at this step), ``state`` /
+    ``next_state`` (state_dim,), ``terminated`` (the episode ended for good: no
+    bootstrapping) and ``agent_terminated`` (N,: the agent's own episode ended).
+
+    An agent that leaves early (PettingZoo envs that drop agents) is masked after its
+    last step; agents are assumed present from each episode's start.
+    """
+
+    def __init__(self, capacity: int, agent_ids: list[str], state_dim: int, seed: int | None):
+        self.capacity = capacity
+        self.agent_ids = list(agent_ids)
+        self.state_dim = state_dim
+        self._rng = np.random.default_rng(seed)
+        self._data: dict[str, np.ndarray] | None = None
+        self._next = 0
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _allocate(self, sample: dict[str, np.ndarray]) -> None:
+        self._data = {
+            key: np.zeros((self.capacity, *value.shape[1:]), dtype=value.dtype)
+            for key, value in sample.items()
+        }
+
+    def add(self, transitions: dict[str, np.ndarray]) -> None:
+        """Append transitions (arrays with a leading time axis), overwriting the oldest."""
+        count = len(transitions["actions"])
+        if count == 0:
+            return
+        if self._data is None:
+            self._allocate(transitions)
+        rows = (self._next + np.arange(count)) % self.capacity
+        for key, value in transitions.items():
+            self._data[key][rows] = value
+        self._next = int((self._next + count) % self.capacity)
+        self.size = min(self.size + count, self.capacity)
+
+    def add_episodes(self, episodes: list[Any]) -> int:
+        """Add every transition of these ``MultiAgentEpisode`` chunks; returns how many."""
+        added = 0
+        for episode in episodes:
+            transitions = self.joint_transitions(episode)
+            if transitions is not None:
+                self.add(transitions)
+                added += len(transitions["actions"])
+        return added
+
+    def joint_transitions(self, episode: Any) -> dict[str, np.ndarray] | None:
+        """The (T, ...) joint transitions of one episode chunk, or None when it is empty."""
+        steps = len(episode)
+        if steps == 0:
+            return None
+        n = len(self.agent_ids)
+        obs_dim = None
+        per_agent = []
+        for agent in self.agent_ids:
+            single = episode.agent_episodes.get(agent)
+            length = 0 if single is None else len(single)
+            if length > steps:
+                raise ValueError(f"agent {agent} has more steps than its episode")
+            if length == 0:
+                per_agent.append(None)
+                continue
+            obs = single.get_observations(slice(0, length + 1))
+            actions = np.asarray(single.get_actions(slice(0, length)))
+            rewards = np.asarray(single.get_rewards(slice(0, length)), dtype=np.float32)
+            local, state = (obs["obs"], obs["state"]) if isinstance(obs, dict) else (obs, None)
+            obs_dim = local.shape[-1]
+            per_agent.append((length, local, state, actions, rewards, single.is_terminated))
+        if obs_dim is None:
+            return None
+
+        out = {
+            "obs": np.zeros((steps, n, obs_dim), np.float32),
+            "next_obs": np.zeros((steps, n, obs_dim), np.float32),
+            "actions": np.zeros((steps, n), np.int64),
+            "rewards": np.zeros((steps, n), np.float32),
+            "mask": np.zeros((steps, n), np.float32),
+            "agent_terminated": np.zeros((steps, n), np.float32),
+            "state": np.zeros((steps, self.state_dim), np.float32),
+            "next_state": np.zeros((steps, self.state_dim), np.float32),
+            "terminated": np.zeros(steps, np.float32),
+        }
+        have_state = np.zeros(steps + 1, dtype=bool)
+        states = np.zeros((steps + 1, self.state_dim), np.float32)
+        for i, data in enumerate(per_agent):
+            if data is None:
+                continue
+            length, local, state, actions, rewards, terminated = data
+            out["obs"][:length, i] = local[:length]
+            out["next_obs"][:length, i] = local[1 : length + 1]
+            out["actions"][:length, i] = actions
+            out["rewards"][:length, i] = rewards
+            out["mask"][:length, i] = 1.0
+            if terminated:
+                out["agent_terminated"][length - 1, i] = 1.0
+            if state is not None:
+                # The state part may carry the agent's one-hot id: keep the shared part.
+                fresh = ~have_state[: length + 1]
+                states[: length + 1][fresh] = state[: length + 1, : self.state_dim][fresh]
+                have_state[: length + 1] = True
+        out["state"] = states[:steps]
+        out["next_state"] = states[1 : steps + 1]
+        if episode.is_terminated:
+            out["terminated"][-1] = 1.0
+        return out
+
+    def sample(self, batch_size: int) -> dict[str, np.ndarray]:
+        """`batch_size` transitions drawn uniformly with replacement."""
+        if self._data is None or self.size == 0:
+            raise ValueError("the replay buffer is empty")
+        rows = self._rng.integers(0, self.size, size=batch_size)
+        return {key: value[rows] for key, value in self._data.items()}
+
+
+# --------------------------------------------------------------------------- learner
+
+
+class ValueDecompositionLearner(TorchLearner):
+    """The joint TD loss of IQL, VDN and QMIX over one batch of joint transitions.
+
+    The batch arrives under :data:`MIXER_ID` (the buffer's arrays, see
+    :class:`JointReplayBuffer`); ``compute_losses`` runs each agent's module on its
+    agents' columns, so gradients reach agent networks and the mixer from one loss.
+    """
+
+    @override(TorchLearner)
+    def build(self) -> None:  # noqa: D102
+        super().build()
+        self.module.foreach_module(
+            lambda mid, module: (
+                module.make_target_networks() if isinstance(module, TargetNetworkAPI) else None
+            )
+        )
+        self._last_target_update = 0
+        agents = list(self.config.value_decomposition_agents)
+        mapping = self.config.policy_mapping_fn
+        self._agent_modules: dict[str, list[int]] = {}
+        for index, agent in enumerate(agents):
+            self._agent_modules.setdefault(mapping(agent, None), []).append(index)
+        self._n_agents = len(agents)
+
+    @override(TorchLearner)
+    def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
+        """Like RLlib's, but a parameterless module (the VDN/IQL mixer) gets no optimizer."""
+        if not list(self.module[module_id].parameters()):
+            return
+        super().configure_optimizers_for_module(module_id, config)
+
+    def _agent_q(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """Q values (B, N, A) of every agent's observations (B, N, obs_dim)."""
+        columns: list[torch.Tensor | None] = [None] * self._n_agents
+        for module_id, indices in self._agent_modules.items():
+            module = self.module[module_id].unwrapped()
+            q = module.q_values(obs[:, indices], target=target)  # (B, k, A)
+            for j, index in enumerate(indices):
+                columns[index] = q[:, j]
+        return torch.stack(columns, dim=1)
+
+    @override(TorchLearner)
+    def compute_losses(self, *, fwd_out: dict[str, Any], batch: dict[str, Any]) -> dict:  # noqa: D102
+        config = self.config
+        data = batch[MIXER_ID]
+        mixer = self.module[MIXER_ID].unwrapped()
+        mask = data["mask"]
+        actions = data["actions"].long()
+        q = self._agent_q(data["obs"])
+        chosen = q.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # (B, N)
+        with torch.no_grad():
+            next_values = double_q_next_values(
+                self._agent_q(data["next_obs"]),
+                self._agent_q(data["next_obs"], target=True),
+                double_q=config.double_q,
+            )  # (B, N)
+        if mixer.mixer_type == "none":
+            terminated = torch.maximum(data["agent_terminated"], data["terminated"][:, None])
+            targets = td_targets(data["rewards"], terminated, next_values, config.gamma)
+            td_error = chosen - targets
+            loss = masked_mean(td_error.pow(2), mask)
+            q_taken = masked_mean(chosen, mask)
+        else:
+            rewards = (data["rewards"] * mask).sum(-1)
+            if config.team_reward == "mean":
+                rewards = rewards / mask.sum(-1).clamp(min=1.0)
+            next_mask = mask * (1.0 - data["agent_terminated"])
+            with torch.no_grad():
+                next_total = mixer.mix(next_values * next_mask, data["next_state"], target=True)
+            targets = td_targets(rewards, data["terminated"], next_total, config.gamma)
+            q_total = mixer.mix(chosen * mask, data["state"])
+            td_error = q_total - targets
+            loss = td_error.pow(2).mean()
+            q_taken = q_total.mean()
+        self.metrics.log_value((MIXER_ID, "td_error_abs_mean"), td_error.abs().mean().item())
+        self.metrics.log_value((MIXER_ID, "q_taken_mean"), q_taken.item())
+        self.metrics.log_value((MIXER_ID, "target_mean"), targets.mean().item())
+        return {MIXER_ID: loss}
+
+    @override(TorchLearner)
+    def compute_loss_for_module(self, *, module_id: str, config: Any, batch: Any, fwd_out: Any):
+        """Unused: the loss is joint over modules (see :meth:`compute_losses`)."""
+        raise NotImplementedError("value decomposition computes one joint loss")
+
+    @override(TorchLearner)
+    def after_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
+        """Update every target network each ``target_network_update_freq`` env steps."""
+        super().after_gradient_based_update(timesteps=timesteps)
+        now = timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0)
+        if now - self._last_target_update < self.config.target_network_update_freq:
+            return
+        for module in self.module.values():
+            module = module.unwrapped()
+            if isinstance(module, TargetNetworkAPI):
+                for main, target in module.get_target_network_pairs():
+                    soft_update(main, target, self.config.tau)
+        self._last_target_update = now
+
+
+# --------------------------------------------------------------------------- algorithm
+
+
+class ValueDecompositionConfig(AlgorithmConfig):
+    """RLlib config of IQL / VDN / QMIX (``mixer``: none, vdn, qmix)."""
+
+    def __init__(self, algo_class: type | None = None) -> None:
+        super().__init__(algo_class=algo_class or ValueDecomposition)
+        self.mixer = "qmix"
+        self.lr = 5e-4
+        self.gamma = 0.99
+        self.train_batch_size_per_learner = 128
+        self.replay_buffer_capacity = 50_000
+        self.num_steps_sampled_before_learning_starts = 1_000
+        self.training_intensity: float | None = None
+        self.target_network_update_freq = 500
+        self.tau = 1.0
+        self.double_q = True
+        self.epsilon: float | list = [[0, 1.0], [50_000, 0.05]]
+        self.team_reward = "mean"
+        self.grad_clip = 10.0
+        self.mixing_embed_dim = 32
+        self.hypernet_embed_dim = 64
+        self.hypernet_layers = 1
+        # Filled by build(): agent order and global-state size for the mixer and replay.
+        self.value_decomposition_agents: list[str] = []
+        self.state_dim = 0
+
+    @override(AlgorithmConfig)
+    def training(
+        self,
+        *,
+        mixer: str = NotProvided,
+        replay_buffer_capacity: int = NotProvided,
+        num_steps_sampled_before_learning_starts: int = NotProvided,
+        training_intensity: float | None = NotProvided,
+        target_network_update_freq: int = NotProvided,
+        tau: float = NotProvided,
+        double_q: bool = NotProvided,
+        epsilon: float | list = NotProvided,
+        team_reward: str = NotProvided,
+        mixing_embed_dim: int = NotProvided,
+        hypernet_embed_dim: int = NotProvided,
+        hypernet_layers: int = NotProvided,
+        value_decomposition_agents: list[str] = NotProvided,
+        state_dim: int = NotProvided,
+        **kwargs: Any,
+    ) -> ValueDecompositionConfig:
+        """Set the value-decomposition settings (and AlgorithmConfig's own ``training``)."""
+        super().training(**kwargs)
+        for name, value in list(locals().items()):
+            if name not in ("self", "kwargs", "__class__") and value is not NotProvided:
+                setattr(self, name, value)
+        return self
+
+    @override(AlgorithmConfig)
+    def get_default_rl_module_spec(self) -> RLModuleSpec:  # noqa: D102
+        return RLModuleSpec(module_class=AgentQModule)
+
+    @override(AlgorithmConfig)
+    def get_default_learner_class(self) -> type:  # noqa: D102
+        return ValueDecompositionLearner
+
+    @property
+    @override(AlgorithmConfig)
+    def _model_config_auto_includes(self) -> dict[str, Any]:
+        return {**super()._model_config_auto_includes, "epsilon": self.epsilon}
+
+    def mixer_spec(self) -> RLModuleSpec:
+        """The learner-only spec of the mixer module (needs the agents and state size)."""
+        return RLModuleSpec(
+            module_class=MixerModule,
+            observation_space=gym.spaces.Box(-np.inf, np.inf, (self.state_dim,), np.float32),
+            action_space=gym.spaces.Box(
+                -np.inf, np.inf, (len(self.value_decomposition_agents),), np.float32
+            ),
+            learner_only=True,
+            model_config={
+                "mixer": self.mixer,
+                "n_agents": len(self.value_decomposition_agents),
+                "state_dim": self.state_dim,
+                "mixing_embed_dim": self.mixing_embed_dim,
+                "hypernet_embed_dim": self.hypernet_embed_dim,
+                "hypernet_layers": self.hypernet_layers,
+            },
+        )
+
+    @override(AlgorithmConfig)
+    def validate(self) -> None:  # noqa: D102
+        super().validate()
+        if self.mixer not in MIXERS:
+            self._value_error(f"mixer must be one of {MIXERS}, got {self.mixer!r}")
+        if not self.value_decomposition_agents or self.state_dim <= 0:
+            self._value_error(
+                "set training(value_decomposition_agents=[...], state_dim=...) "
+                "(rl_platform's build() does)"
+            )
+        if self.num_learners > 1:
+            self._value_error("IQL/VDN/QMIX train on one learner (num_learners 0 or 1)")
+
+
+class ValueDecomposition(Algorithm):
+    """IQL, VDN or QMIX: off-policy training from a joint replay buffer."""
+
+    @classmethod
+    @override(Algorithm)
+    def get_default_config(cls) -> ValueDecompositionConfig:  # noqa: D102
+        return ValueDecompositionConfig(cls)
+
+    @override(Algorithm)
+    def setup(self, config: AlgorithmConfig) -> None:  # noqa: D102
+        super().setup(config)
+        self.replay = JointReplayBuffer(
+            self.config.replay_buffer_capacity,
+            self.config.value_decomposition_agents,
+            self.config.state_dim,
+            seed=self.config.seed,
+        )
+        mapping = self.config.policy_mapping_fn
+        self._agent_module_ids = sorted(
+            {mapping(a, None) for a in self.config.value_decomposition_agents}
+        )
+
+    @override(Algorithm)
+    def training_step(self) -> None:
+        """Sample, store, then (after warm-up) replay updates, target sync, weight sync."""
+        config = self.config
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            episodes, runner_results = synchronous_parallel_sample(
+                worker_set=self.env_runner_group,
+                concat=True,
+                sample_timeout_s=config.sample_timeout_s,
+                _uses_new_env_runners=True,
+                _return_metrics=True,
+            )
+        self.metrics.aggregate(runner_results, key=ENV_RUNNER_RESULTS)
+        sampled = self.replay.add_episodes(episodes)
+        now = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
+        if now < config.num_steps_sampled_before_learning_starts or not len(self.replay):
+            return
+        batch_size = config.train_batch_size_per_learner
+        updates = 1
+        if config.training_intensity is not None:
+            updates = max(1, math.ceil(config.training_intensity * sampled / batch_size))
+        # One learner call runs all of this iteration's updates as minibatches of one
+        # replayed batch: RLlib's per-call overhead is far larger than a small update.
+        replayed = self.replay.sample(batch_size * updates)
+        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+            results = self.learner_group.update(
+                batch=MultiAgentBatch(
+                    {MIXER_ID: SampleBatch(replayed)}, env_steps=batch_size * updates
+                ),
+                minibatch_size=batch_size,
+                num_epochs=1,
+                shuffle_batch_per_epoch=False,
+                timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: now},
+            )
+        self.metrics.aggregate(results, key=LEARNER_RESULTS)
+        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
+            self.env_runner_group.sync_weights(
+                from_worker_or_learner_group=self.learner_group,
+                policies=self._agent_module_ids,
+                inference_only=True,
+            )
+
+
+# --------------------------------------------------------------------------- platform
+
+
+class Hyperparams(BaseModel):
+    """IQL / VDN / QMIX hyperparameters (RLlib's names where RLlib has them).
+
+    Defaults follow the QMIX paper and pymarl for small tasks; ``epsilon`` is an RLlib
+    schedule over env steps (``[[0, 1.0], [50000, 0.05]]``) or a constant.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: PositiveFloat = 5e-4
+    gamma: float = Field(default=0.99, gt=0, le=1)
+    train_batch_size_per_learner: PositiveInt = Field(
+        default=128, description="Joint transitions per update."
+    )
+    replay_buffer_capacity: PositiveInt = 50_000
+    num_steps_sampled_before_learning_starts: int = Field(default=1_000, ge=0)
+    training_intensity: PositiveFloat | None = Field(
+        default=None,
+        description="Replayed / sampled transitions; None: one update per iteration.",
+    )
+    target_network_update_freq: int = Field(
+        default=500, ge=0, description="Env steps between target-network updates."
+    )
+    tau: float = Field(default=1.0, gt=0, le=1, description="1: hard copies; < 1: Polyak.")
+    double_q: bool = True
+    epsilon: float | list[tuple[int, float]] = Field(
+        default_factory=lambda: [(0, 1.0), (50_000, 0.05)],
+        description="Exploration epsilon: a constant or [[env_step, value], ...].",
+    )
+    grad_clip: PositiveFloat | None = 10.0
+    team_reward: Literal["mean", "sum"] = Field(
+        default="mean", description="VDN/QMIX: the team reward is the agents' mean or sum."
+    )
+    mixing_embed_dim: PositiveInt = 32
+    hypernet_embed_dim: PositiveInt = 64
+    hypernet_layers: Literal[1, 2] = 1
+    agent_id_in_obs: bool = Field(
+        default=True, description="Append the agent's one-hot index (shared policy only)."
+    )
+
+
+VALUE_ONLY = {"agent_id_in_obs"}
+
+
+def build_value_decomposition(
+    experiment: ExperimentConfig, env_cls: type, mixer: str
+) -> ValueDecompositionConfig:
+    """The RLlib config of an IQL (``mixer="none"``), VDN or QMIX experiment.
+
+    Raises:
+        ConfigError: the env's actions are not discrete, or a shared policy is asked for
+            agents whose spaces differ.
+    """
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+    from ray.rllib.policy.policy import PolicySpec
+
+    from rl_platform.config import ConfigError
+    from rl_platform.envs.wrappers import GlobalStateEnv
+
+    hp = Hyperparams.model_validate(experiment.algorithm.hyperparams)
+    probe = env_cls({**env_config_of(experiment)})
+    for agent in probe.possible_agents:
+        space = probe.action_spaces[agent]
+        if not isinstance(space, gym.spaces.Discrete):
+            raise ConfigError(
+                f"{experiment.name}: algorithm {experiment.algorithm.id!r} needs discrete "
+                f"actions, but agent {agent} of env {experiment.env.id!r} has {space}; "
+                "use a discrete env option (e.g. env.config.discrete: true) or a policy-"
+                "gradient algorithm (ppo, mappo)."
+            )
+    module_ids(experiment, env_cls)  # refuses a shared policy over unlike agents
+    config = apply_experiment(ValueDecompositionConfig(), experiment, env_cls)
+    config = config.environment(
+        env=GlobalStateEnv,
+        env_config={
+            "env_id": experiment.env.id,
+            "env_config": env_config_of(experiment),
+            "agent_id": hp.agent_id_in_obs and experiment.algorithm.shared_policy,
+        },
+    )
+    # Explicit module spaces: RLlib 2.60's local env runner (num_env_runners: 0) cannot
+    # infer them from its vector env and would hand the modules the env's Dict spaces.
+    wrapped = GlobalStateEnv(config.env_config)
+    mapping = config.policy_mapping_fn
+    spaces = {
+        mapping(agent, None): PolicySpec(
+            observation_space=wrapped.observation_spaces[agent],
+            action_space=wrapped.action_spaces[agent],
+        )
+        for agent in wrapped.possible_agents
+    }
+    config = config.multi_agent(policies=spaces)
+    state_dim = int(np.prod(probe.state_space.shape))
+    config = config.training(
+        mixer=mixer,
+        value_decomposition_agents=list(probe.possible_agents),
+        state_dim=state_dim,
+        **hp.model_dump(exclude=VALUE_ONLY),
+    )
+    return config.rl_module(
+        rl_module_spec=MultiRLModuleSpec(rl_module_specs={MIXER_ID: config.mixer_spec()})
+    )
+
+
+class QMIX:
+    """``algorithm.id: qmix``: monotonic mixing by state hypernetworks (Rashid et al. 2018)."""
+
+    Hyperparams: ClassVar[type[Hyperparams]] = Hyperparams
+    discrete_only: ClassVar[bool] = True  # build() refuses Box actions
+
+    @staticmethod
+    def build(experiment: ExperimentConfig, env_cls: type) -> ValueDecompositionConfig:
+        """The RLlib config of a QMIX experiment."""
+        return build_value_decomposition(experiment, env_cls, mixer="qmix")
+
+
+class VDN:
+    """``algorithm.id: vdn``: the joint value is the sum of the agents' (Sunehag et al.)."""
+
+    Hyperparams: ClassVar[type[Hyperparams]] = Hyperparams
+    discrete_only: ClassVar[bool] = True  # build() refuses Box actions
+
+    @staticmethod
+    def build(experiment: ExperimentConfig, env_cls: type) -> ValueDecompositionConfig:
+        """The RLlib config of a VDN experiment."""
+        return build_value_decomposition(experiment, env_cls, mixer="vdn")

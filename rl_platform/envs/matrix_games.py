@@ -1,0 +1,143 @@
+"""The two-step matrix game of the QMIX paper: a test of value factorization.
+
+Rashid et al. 2018, "QMIX: Monotonic Value Function Factorisation for Deep Multi-Agent
+Reinforcement Learning" (ICML), section 6.1 and Figure 4. Two agents, two actions each,
+two steps. In the first state agent 0's action picks the second state: action 0 leads to
+``2A``, where every joint action pays 7; action 1 leads to ``2B``, which pays by joint
+action ``[[0, 1], [1, 8]]``. The optimal joint return is 8 (go to 2B, then both pick 1).
+A method whose joint value is a sum of per-agent values (VDN, and in effect independent
+learners) cannot represent 2B's payoff well enough under uniform exploration and settles
+on the safe 7; QMIX's monotonic mixing can and finds 8.
+
+Every agent observes the one-hot of the state (state 1, 2A, 2B), which is also the global
+state; each agent is paid the joint payoff (a fully cooperative game). The episode
+terminates after the second step (the game ends; it is not a time limit).
+
+Generalized to N agents (``num_agents``, default 2) so the platform's registry-wide tests
+apply: 2B pays 0 when all agents pick 0, 8 when all pick 1 and 1 otherwise (for N = 2
+exactly the paper's matrix). ``discrete: false`` gives the same game with a ``Box(-1, 1,
+(1,))`` action read as action 1 when positive (for the platform's continuous-action
+tests; the value-based algorithms refuse it). The four task levels are the same game.
+
+Baselines: ``safe`` always picks action 0 (return 7), ``optimal`` always picks 1
+(return 8). A uniformly random team scores about 4.75 (N = 2).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import gymnasium as gym
+import numpy as np
+from pydantic import Field
+
+from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv, StepResult
+
+STATE_1, STATE_2A, STATE_2B = 0, 1, 2
+NUM_STATES = 3
+SAFE_PAYOFF = 7.0  # any joint action in 2A
+BEST_PAYOFF = 8.0  # every agent picks 1 in 2B
+MISCOORDINATED_PAYOFF = 1.0  # agents disagree in 2B
+WORST_PAYOFF = 0.0  # every agent picks 0 in 2B
+EPISODE_LENGTH = 2
+
+
+class TwoStepGameConfig(CoreEnvConfig):
+    """Constructor arguments of the two-step game."""
+
+    num_agents: int = Field(default=2, ge=2, le=64, description="The paper's game has 2.")
+    discrete: bool = Field(
+        default=True, description="False: a Box(-1, 1, (1,)) action, positive = action 1."
+    )
+    task: Literal["easy", "medium", "hard", "expert"] = Field(
+        default="easy", description="All levels are the same game."
+    )
+
+
+class TwoStepGameCore(BatchedCore):
+    """B copies of the two-step game."""
+
+    reward_components: ClassVar[tuple[str, ...]] = ("payoff",)
+    default_reward_weights: ClassVar[dict[str, float]] = {"payoff": 1.0}
+    baselines: ClassVar[tuple[str, ...]] = ("safe", "optimal")
+    state_fields: ClassVar[tuple[str, ...]] = ("_state", "_t")
+
+    def __init__(self, config: TwoStepGameConfig, batch_size: int) -> None:
+        super().__init__(config, batch_size)
+        self._n = config.num_agents
+        self._state = np.zeros(batch_size, dtype=np.int64)
+        self._t = np.zeros(batch_size, dtype=np.int64)
+        self._eye = np.eye(NUM_STATES, dtype=np.float32)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (NUM_STATES,), np.float32)
+        self.state_space = gym.spaces.Box(0.0, 1.0, (NUM_STATES,), np.float32)
+        self.action_space = (
+            gym.spaces.Discrete(2)
+            if config.discrete
+            else gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        )
+
+    @property
+    def num_agents(self) -> int:  # noqa: D102
+        return self._n
+
+    def reset(self, rng: np.random.Generator, mask: np.ndarray | None = None) -> None:  # noqa: D102
+        rows = slice(None) if mask is None else mask
+        self._state[rows] = STATE_1
+        self._t[rows] = 0
+
+    def observe(self) -> np.ndarray:  # noqa: D102
+        one_hot = self._eye[self._state]  # (B, 3)
+        return np.repeat(one_hot[:, None], self._n, axis=1)
+
+    def global_state(self) -> np.ndarray:  # noqa: D102
+        return self._eye[self._state].copy()
+
+    def _choices(self, actions: np.ndarray) -> np.ndarray:
+        """Actions (B, N[, 1]) -> choices (B, N) in {0, 1}."""
+        if self.config.discrete:
+            return actions.astype(np.int64)
+        return (actions[..., 0] > 0).astype(np.int64)
+
+    def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepResult:  # noqa: D102
+        choices = self._choices(actions)
+        first = self._state == STATE_1
+        ones = choices.sum(axis=1)
+        payoff_2b = np.where(
+            ones == self._n,
+            BEST_PAYOFF,
+            np.where(ones == 0, WORST_PAYOFF, MISCOORDINATED_PAYOFF),
+        )
+        payoff = np.where(
+            first, 0.0, np.where(self._state == STATE_2A, SAFE_PAYOFF, payoff_2b)
+        ).astype(np.float32)
+        self._state = np.where(first, np.where(choices[:, 0] == 0, STATE_2A, STATE_2B), self._state)
+        self._t += 1
+        components = {"payoff": np.repeat(payoff[:, None], self._n, axis=1)}
+        return StepResult(
+            rewards=self.weigh(components),
+            components=components,
+            terminated=self._t >= EPISODE_LENGTH,
+            truncated=np.zeros(self.batch_size, dtype=bool),
+        )
+
+    def default_action(self) -> np.ndarray:  # noqa: D102
+        return np.int64(0) if self.config.discrete else np.full(1, -1.0, dtype=np.float32)
+
+    def baseline_actions(self, name: str, obs: np.ndarray) -> np.ndarray:  # noqa: D102
+        choice = 0 if name == "safe" else 1
+        shape = obs.shape[:-1] + self.action_space.shape
+        if self.config.discrete:
+            return np.full(shape, choice, dtype=np.int64)
+        return np.full(shape, 2.0 * choice - 1.0, dtype=np.float32)
+
+
+class TwoStepGameEnv(CoreMultiAgentEnv):
+    """RLlib ``MultiAgentEnv`` of one two-step game (PettingZoo: ``parallel_env``)."""
+
+    core_cls = TwoStepGameCore
+    config_model = TwoStepGameConfig
+
+
+def parallel_env(**config: object):
+    """PettingZoo ``ParallelEnv`` of the two-step game."""
+    return TwoStepGameEnv.parallel_env(**config)
