@@ -3,6 +3,8 @@
 How to run:
     python bench/learning.py --env rendezvous --algos mappo ippo ppo --seeds 3 --env-steps 40000
     python bench/learning.py --env resource_allocation --set env.config.task=hard
+    python bench/learning.py --env supply_chain --algos qmix mappo --set env.config.discrete=true \
+        --set qmix:algorithm.hyperparams.training_intensity=4
 
 For every (algorithm, seed) it trains with `rl_platform.train` until the env-step
 budget, then scores the best checkpoint's greedy policy (weights-only export) over 20
@@ -29,20 +31,34 @@ from rl_platform.training import train
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# Bench defaults per algorithm family (the algorithms' own defaults suit longer runs).
+BENCH_HYPERPARAMS = {
+    "ppo": {"train_batch_size_per_learner": 1000, "minibatch_size": 500},
+    "mappo": {"train_batch_size_per_learner": 1000, "minibatch_size": 500},
+    "ippo": {"train_batch_size_per_learner": 1000, "minibatch_size": 500},
+}
+
+
 def experiment_for(env_id, algo, seed, env_steps, overrides):
+    """The bench's experiment; an override ``ALGO:key=value`` applies to ALGO only."""
+    mine = []
+    for item in overrides:
+        prefix, sep, rest = item.partition(":")
+        if sep and "=" not in prefix and prefix in registry.ALGORITHMS:
+            if prefix == algo:
+                mine.append(rest)
+        else:
+            mine.append(item)
     raw = {
         "name": f"learning_{env_id}_{algo}".replace(":", "_").replace(".", "_"),
         "seed": seed,
         "env": {"id": env_id},
-        "algorithm": {
-            "id": algo,
-            "hyperparams": {"train_batch_size_per_learner": 1000, "minibatch_size": 500},
-        },
+        "algorithm": {"id": algo, "hyperparams": dict(BENCH_HYPERPARAMS.get(algo, {}))},
         "resources": {"num_env_runners": 1, "num_envs_per_env_runner": 4},
         "stop": {"env_steps": env_steps},
         "checkpoint": {"every": 0, "keep": 1},
     }
-    return load_experiment(raw, overrides)
+    return load_experiment(raw, mine)
 
 
 def main() -> None:
@@ -52,7 +68,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--env-steps", type=int, default=40_000)
     parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--set", action="append", default=[], help="override key.path=value")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="override key.path=value, or ALGO:key.path=value for one algorithm",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     logging.getLogger("ray").setLevel(logging.ERROR)
