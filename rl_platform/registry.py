@@ -162,3 +162,10 @@ register_algorithm(
         "rl_platform.algorithms.qmix:QMIX",
     )
 )
+register_algorithm(
+    AlgorithmEntry(
+        "maddpg",
+        "MADDPG: deterministic actors, centralized critics on the state and all actions",
+        "rl_platform.algorithms.maddpg:MADDPG",
+    )
+)

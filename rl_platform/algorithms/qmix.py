@@ -21,10 +21,10 @@ RLlib 2.60 ships none of these, so they are built on its extension points:
 * :class:`MixerModule`, a learner-only ``TorchRLModule`` holding the mixer and its target
   (parameterless for VDN and IQL); it is part of the MultiRLModule, so RLlib checkpoints
   it and gives it an optimizer;
-* :class:`JointReplayBuffer`: joint transitions (every agent's observation, action,
-  reward, next observation; global state and next state; termination) rebuilt from the
-  per-agent data of RLlib's ``MultiAgentEpisode`` chunks, with a mask for agents that
-  have left;
+* :class:`~rl_platform.algorithms.replay.JointReplayBuffer` (shared with MADDPG): joint
+  transitions (every agent's observation, action, reward, next observation; global state
+  and next state; termination) rebuilt from the per-agent data of RLlib's
+  ``MultiAgentEpisode`` chunks, with a mask for agents that have left;
 * :class:`ValueDecompositionLearner`, a ``TorchLearner`` whose ``compute_losses`` runs
   every agent's Q network, the mixer and the double-Q target on one joint batch, and
   whose ``after_gradient_based_update`` updates target networks (hard or Polyak);
@@ -83,6 +83,7 @@ from rl_platform.algorithms.mixers import (
     td_targets,
     vdn_mix,
 )
+from rl_platform.algorithms.replay import JointReplayBuffer
 
 if TYPE_CHECKING:
     from rl_platform.config import ExperimentConfig
@@ -235,130 +236,6 @@ class MixerModule(TorchRLModule, TargetNetworkAPI):
     @override(TargetNetworkAPI)
     def forward_target(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # noqa: D102
         return {}
-
-
-# --------------------------------------------------------------------------- replay
-
-
-class JointReplayBuffer:
-    """A ring buffer of joint transitions, filled from RLlib multi-agent episode chunks.
-
-    Arrays (capacity, ...): ``obs``/``next_obs`` (N, obs_dim), ``actions`` (N,),
-    ``rewards`` (N,), ``mask`` (N,: the agent acted at this step), ``state`` /
-    ``next_state`` (state_dim,), ``terminated`` (the episode ended for good: no
-    bootstrapping) and ``agent_terminated`` (N,: the agent's own episode ended).
-
-    An agent that leaves early (PettingZoo envs that drop agents) is masked after its
-    last step; agents are assumed present from each episode's start.
-    """
-
-    def __init__(self, capacity: int, agent_ids: list[str], state_dim: int, seed: int | None):
-        self.capacity = capacity
-        self.agent_ids = list(agent_ids)
-        self.state_dim = state_dim
-        self._rng = np.random.default_rng(seed)
-        self._data: dict[str, np.ndarray] | None = None
-        self._next = 0
-        self.size = 0
-
-    def __len__(self) -> int:
-        return self.size
-
-    def _allocate(self, sample: dict[str, np.ndarray]) -> None:
-        self._data = {
-            key: np.zeros((self.capacity, *value.shape[1:]), dtype=value.dtype)
-            for key, value in sample.items()
-        }
-
-    def add(self, transitions: dict[str, np.ndarray]) -> None:
-        """Append transitions (arrays with a leading time axis), overwriting the oldest."""
-        count = len(transitions["actions"])
-        if count == 0:
-            return
-        if self._data is None:
-            self._allocate(transitions)
-        rows = (self._next + np.arange(count)) % self.capacity
-        for key, value in transitions.items():
-            self._data[key][rows] = value
-        self._next = int((self._next + count) % self.capacity)
-        self.size = min(self.size + count, self.capacity)
-
-    def add_episodes(self, episodes: list[Any]) -> int:
-        """Add every transition of these ``MultiAgentEpisode`` chunks; returns how many."""
-        added = 0
-        for episode in episodes:
-            transitions = self.joint_transitions(episode)
-            if transitions is not None:
-                self.add(transitions)
-                added += len(transitions["actions"])
-        return added
-
-    def joint_transitions(self, episode: Any) -> dict[str, np.ndarray] | None:
-        """The (T, ...) joint transitions of one episode chunk, or None when it is empty."""
-        steps = len(episode)
-        if steps == 0:
-            return None
-        n = len(self.agent_ids)
-        obs_dim = None
-        per_agent = []
-        for agent in self.agent_ids:
-            single = episode.agent_episodes.get(agent)
-            length = 0 if single is None else len(single)
-            if length > steps:
-                raise ValueError(f"agent {agent} has more steps than its episode")
-            if length == 0:
-                per_agent.append(None)
-                continue
-            obs = single.get_observations(slice(0, length + 1))
-            actions = np.asarray(single.get_actions(slice(0, length)))
-            rewards = np.asarray(single.get_rewards(slice(0, length)), dtype=np.float32)
-            local, state = (obs["obs"], obs["state"]) if isinstance(obs, dict) else (obs, None)
-            obs_dim = local.shape[-1]
-            per_agent.append((length, local, state, actions, rewards, single.is_terminated))
-        if obs_dim is None:
-            return None
-
-        out = {
-            "obs": np.zeros((steps, n, obs_dim), np.float32),
-            "next_obs": np.zeros((steps, n, obs_dim), np.float32),
-            "actions": np.zeros((steps, n), np.int64),
-            "rewards": np.zeros((steps, n), np.float32),
-            "mask": np.zeros((steps, n), np.float32),
-            "agent_terminated": np.zeros((steps, n), np.float32),
-            "state": np.zeros((steps, self.state_dim), np.float32),
-            "next_state": np.zeros((steps, self.state_dim), np.float32),
-            "terminated": np.zeros(steps, np.float32),
-        }
-        have_state = np.zeros(steps + 1, dtype=bool)
-        states = np.zeros((steps + 1, self.state_dim), np.float32)
-        for i, data in enumerate(per_agent):
-            if data is None:
-                continue
-            length, local, state, actions, rewards, terminated = data
-            out["obs"][:length, i] = local[:length]
-            out["next_obs"][:length, i] = local[1 : length + 1]
-            out["actions"][:length, i] = actions
-            out["rewards"][:length, i] = rewards
-            out["mask"][:length, i] = 1.0
-            if terminated:
-                out["agent_terminated"][length - 1, i] = 1.0
-            if state is not None:
-                # The state part may carry the agent's one-hot id: keep the shared part.
-                fresh = ~have_state[: length + 1]
-                states[: length + 1][fresh] = state[: length + 1, : self.state_dim][fresh]
-                have_state[: length + 1] = True
-        out["state"] = states[:steps]
-        out["next_state"] = states[1 : steps + 1]
-        if episode.is_terminated:
-            out["terminated"][-1] = 1.0
-        return out
-
-    def sample(self, batch_size: int) -> dict[str, np.ndarray]:
-        """`batch_size` transitions drawn uniformly with replacement."""
-        if self._data is None or self.size == 0:
-            raise ValueError("the replay buffer is empty")
-        rows = self._rng.integers(0, self.size, size=batch_size)
-        return {key: value[rows] for key, value in self._data.items()}
 
 
 # --------------------------------------------------------------------------- learner

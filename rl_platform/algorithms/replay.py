@@ -1,0 +1,142 @@
+"""Replay of joint multi-agent transitions rebuilt from RLlib's ``MultiAgentEpisode`` chunks.
+
+Centralized training (QMIX/VDN mixers, MADDPG critics) needs every agent's observation,
+action and reward of the same env step side by side, plus the global state. RLlib's
+multi-agent replay buffers store per-module, per-agent rows instead, so
+:class:`JointReplayBuffer` rebuilds joint transitions from the episodes the env runners
+return. Actions keep their space's shape and dtype: integer indices for ``Discrete``,
+float vectors for ``Box``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class JointReplayBuffer:
+    """A ring buffer of joint transitions, filled from RLlib multi-agent episode chunks.
+
+    Arrays (capacity, ...): ``obs``/``next_obs`` (N, obs_dim), ``actions`` (N,: int64
+    indices of Discrete actions) or (N, action_dim: float32 Box actions),
+    ``rewards`` (N,), ``mask`` (N,: the agent acted at this step), ``state`` /
+    ``next_state`` (state_dim,), ``terminated`` (the episode ended for good: no
+    bootstrapping) and ``agent_terminated`` (N,: the agent's own episode ended).
+
+    An agent that leaves early (PettingZoo envs that drop agents) is masked after its
+    last step; agents are assumed present from each episode's start.
+    """
+
+    def __init__(self, capacity: int, agent_ids: list[str], state_dim: int, seed: int | None):
+        self.capacity = capacity
+        self.agent_ids = list(agent_ids)
+        self.state_dim = state_dim
+        self._rng = np.random.default_rng(seed)
+        self._data: dict[str, np.ndarray] | None = None
+        self._next = 0
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _allocate(self, sample: dict[str, np.ndarray]) -> None:
+        self._data = {
+            key: np.zeros((self.capacity, *value.shape[1:]), dtype=value.dtype)
+            for key, value in sample.items()
+        }
+
+    def add(self, transitions: dict[str, np.ndarray]) -> None:
+        """Append transitions (arrays with a leading time axis), overwriting the oldest."""
+        count = len(transitions["actions"])
+        if count == 0:
+            return
+        if self._data is None:
+            self._allocate(transitions)
+        rows = (self._next + np.arange(count)) % self.capacity
+        for key, value in transitions.items():
+            self._data[key][rows] = value
+        self._next = int((self._next + count) % self.capacity)
+        self.size = min(self.size + count, self.capacity)
+
+    def add_episodes(self, episodes: list[Any]) -> int:
+        """Add every transition of these ``MultiAgentEpisode`` chunks; returns how many."""
+        added = 0
+        for episode in episodes:
+            transitions = self.joint_transitions(episode)
+            if transitions is not None:
+                self.add(transitions)
+                added += len(transitions["actions"])
+        return added
+
+    def joint_transitions(self, episode: Any) -> dict[str, np.ndarray] | None:
+        """The (T, ...) joint transitions of one episode chunk, or None when it is empty."""
+        steps = len(episode)
+        if steps == 0:
+            return None
+        n = len(self.agent_ids)
+        obs_dim = None
+        action_shape: tuple[int, ...] = ()
+        action_dtype: Any = np.int64
+        per_agent = []
+        for agent in self.agent_ids:
+            single = episode.agent_episodes.get(agent)
+            length = 0 if single is None else len(single)
+            if length > steps:
+                raise ValueError(f"agent {agent} has more steps than its episode")
+            if length == 0:
+                per_agent.append(None)
+                continue
+            obs = single.get_observations(slice(0, length + 1))
+            actions = np.asarray(single.get_actions(slice(0, length)))
+            rewards = np.asarray(single.get_rewards(slice(0, length)), dtype=np.float32)
+            local, state = (obs["obs"], obs["state"]) if isinstance(obs, dict) else (obs, None)
+            obs_dim = local.shape[-1]
+            action_shape = actions.shape[1:]
+            if not np.issubdtype(actions.dtype, np.integer):
+                action_dtype = np.float32
+            per_agent.append((length, local, state, actions, rewards, single.is_terminated))
+        if obs_dim is None:
+            return None
+
+        out = {
+            "obs": np.zeros((steps, n, obs_dim), np.float32),
+            "next_obs": np.zeros((steps, n, obs_dim), np.float32),
+            "actions": np.zeros((steps, n, *action_shape), action_dtype),
+            "rewards": np.zeros((steps, n), np.float32),
+            "mask": np.zeros((steps, n), np.float32),
+            "agent_terminated": np.zeros((steps, n), np.float32),
+            "state": np.zeros((steps, self.state_dim), np.float32),
+            "next_state": np.zeros((steps, self.state_dim), np.float32),
+            "terminated": np.zeros(steps, np.float32),
+        }
+        have_state = np.zeros(steps + 1, dtype=bool)
+        states = np.zeros((steps + 1, self.state_dim), np.float32)
+        for i, data in enumerate(per_agent):
+            if data is None:
+                continue
+            length, local, state, actions, rewards, terminated = data
+            out["obs"][:length, i] = local[:length]
+            out["next_obs"][:length, i] = local[1 : length + 1]
+            out["actions"][:length, i] = actions
+            out["rewards"][:length, i] = rewards
+            out["mask"][:length, i] = 1.0
+            if terminated:
+                out["agent_terminated"][length - 1, i] = 1.0
+            if state is not None:
+                # The state part may carry the agent's one-hot id: keep the shared part.
+                fresh = ~have_state[: length + 1]
+                states[: length + 1][fresh] = state[: length + 1, : self.state_dim][fresh]
+                have_state[: length + 1] = True
+        out["state"] = states[:steps]
+        out["next_state"] = states[1 : steps + 1]
+        if episode.is_terminated:
+            out["terminated"][-1] = 1.0
+        return out
+
+    def sample(self, batch_size: int) -> dict[str, np.ndarray]:
+        """`batch_size` transitions drawn uniformly with replacement."""
+        if self._data is None or self.size == 0:
+            raise ValueError("the replay buffer is empty")
+        rows = self._rng.integers(0, self.size, size=batch_size)
+        return {key: value[rows] for key, value in self._data.items()}
