@@ -23,6 +23,7 @@ import numpy as np
 
 from rl_platform import registry
 from rl_platform.algorithms.common import env_config_of
+from rl_platform.algorithms.replay import NUM_LEARNER_UPDATES_LIFETIME
 from rl_platform.config import load_experiment
 from rl_platform.evaluation.baselines import RANDOM, episode_scores
 from rl_platform.evaluation.policy import policy_scores
@@ -80,7 +81,7 @@ def main() -> None:
     args.output.mkdir(parents=True, exist_ok=True)
 
     env_cls = registry.get_env(args.env).load()
-    runs, evaluations = {}, {}
+    runs, evaluations, speeds = {}, {}, {}
     for algo in args.algos:
         for seed in range(args.seeds):
             experiment = experiment_for(args.env, algo, seed, args.env_steps, args.set)
@@ -91,9 +92,14 @@ def main() -> None:
             runs.setdefault(algo, []).append(curve)
             score = policy_scores(result.best_checkpoint, episodes=args.episodes, seed=1000)
             evaluations.setdefault(algo, []).append(float(score.mean()))
+            speed = run_speed(result.run_dir)
+            speeds.setdefault(algo, []).append(speed)
+            updates = speed.get("learner_updates_per_s")
             print(
                 f"{algo:>8} seed {seed}: final train return/agent {curve[-1][1]:8.3f}, "
-                f"greedy eval {score.mean():8.3f}  ({result.wall_time_s:.0f} s)",
+                f"greedy eval {score.mean():8.3f}  ({result.wall_time_s:.0f} s, "
+                f"{speed['env_steps_per_s']:.0f} env steps/s"
+                + (f", {updates:.0f} learner updates/s)" if updates else ")"),
                 flush=True,
             )
 
@@ -112,11 +118,22 @@ def main() -> None:
     report = {
         "env": args.env, "env_config": env_config, "env_steps": args.env_steps,
         "seeds": args.seeds, "overrides": args.set, "curves": runs,
-        "greedy_eval": evaluations, "baselines": baselines,
+        "greedy_eval": evaluations, "baselines": baselines, "speed": speeds,
     }  # fmt: skip
     (args.output / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     plot(runs, baselines, args.output / f"{stem}.png", title=f"{args.env} ({args.seeds} seeds)")
     print(f"\nwrote {args.output / stem}.json and .png")
+
+
+def run_speed(run_dir: Path) -> dict[str, float]:
+    """Env steps/s and (off-policy algorithms) learner updates/s over a run's training time."""
+    lines = (run_dir / "trial" / "result.json").read_text().splitlines()
+    last = json.loads(lines[-1])
+    seconds = last["time_total_s"]
+    speed = {"env_steps_per_s": last["num_env_steps_sampled_lifetime"] / seconds}
+    if NUM_LEARNER_UPDATES_LIFETIME in last:
+        speed["learner_updates_per_s"] = last[NUM_LEARNER_UPDATES_LIFETIME] / seconds
+    return speed
 
 
 def plot(runs, baselines, path, title):

@@ -70,13 +70,12 @@ from ray.rllib.utils.schedules.scheduler import Scheduler
 
 from rl_platform.algorithms.common import apply_experiment, env_config_of, module_ids
 from rl_platform.algorithms.mixers import masked_mean, soft_update, td_targets
-from rl_platform.algorithms.replay import JointReplayBuffer
+from rl_platform.algorithms.replay import NUM_LEARNER_UPDATES_LIFETIME, JointReplayBuffer
 
 if TYPE_CHECKING:
     from rl_platform.config import ExperimentConfig
 
 CRITIC_ID = "__critic__"
-NUM_LEARNER_UPDATES_LIFETIME = "num_learner_updates_lifetime"
 
 
 # --------------------------------------------------------------------------- math

@@ -83,7 +83,7 @@ from rl_platform.algorithms.mixers import (
     td_targets,
     vdn_mix,
 )
-from rl_platform.algorithms.replay import JointReplayBuffer
+from rl_platform.algorithms.replay import NUM_LEARNER_UPDATES_LIFETIME, JointReplayBuffer
 
 if TYPE_CHECKING:
     from rl_platform.config import ExperimentConfig
@@ -305,7 +305,7 @@ class ValueDecompositionLearner(TorchLearner):
             q_taken = masked_mean(chosen, mask)
         else:
             rewards = (data["rewards"] * mask).sum(-1)
-            if config.team_reward == "mean":
+            if config.team_reduce == "mean":
                 rewards = rewards / mask.sum(-1).clamp(min=1.0)
             next_mask = mask * (1.0 - data["agent_terminated"])
             with torch.no_grad():
@@ -359,7 +359,7 @@ class ValueDecompositionConfig(AlgorithmConfig):
         self.tau = 1.0
         self.double_q = True
         self.epsilon: float | list = [[0, 1.0], [50_000, 0.05]]
-        self.team_reward = "mean"
+        self.team_reduce = "mean"
         self.grad_clip = 10.0
         self.mixing_embed_dim = 32
         self.hypernet_embed_dim = 64
@@ -380,7 +380,7 @@ class ValueDecompositionConfig(AlgorithmConfig):
         tau: float = NotProvided,
         double_q: bool = NotProvided,
         epsilon: float | list = NotProvided,
-        team_reward: str = NotProvided,
+        team_reduce: str = NotProvided,
         mixing_embed_dim: int = NotProvided,
         hypernet_embed_dim: int = NotProvided,
         hypernet_layers: int = NotProvided,
@@ -498,6 +498,7 @@ class ValueDecomposition(Algorithm):
                 timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: now},
             )
         self.metrics.aggregate(results, key=LEARNER_RESULTS)
+        self.metrics.log_value(NUM_LEARNER_UPDATES_LIFETIME, updates, reduce="lifetime_sum")
         with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
             self.env_runner_group.sync_weights(
                 from_worker_or_learner_group=self.learner_group,
@@ -539,7 +540,7 @@ class Hyperparams(BaseModel):
         description="Exploration epsilon: a constant or [[env_step, value], ...].",
     )
     grad_clip: PositiveFloat | None = 10.0
-    team_reward: Literal["mean", "sum"] = Field(
+    team_reduce: Literal["mean", "sum"] = Field(
         default="mean", description="VDN/QMIX: the team reward is the agents' mean or sum."
     )
     mixing_embed_dim: PositiveInt = 32

@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+# Metric key: gradient updates so far (learner updates/s = its change / time).
+NUM_LEARNER_UPDATES_LIFETIME = "num_learner_updates_lifetime"
+
 
 class JointReplayBuffer:
     """A ring buffer of joint transitions, filled from RLlib multi-agent episode chunks.
