@@ -49,6 +49,10 @@ class QMixer(nn.Module):
         hypernet_embed_dim: hidden width of 2-layer weight hypernetworks.
         hypernet_layers: 1 (the paper: linear hypernetworks for W1, w2) or 2 (pymarl's
             later default: one ReLU hidden layer).
+
+    The state goes through a LayerNorm before the hypernetworks: our envs' states are
+    not scaled to [-1, 1] (SMAC's are), and on unscaled states (supply chain inventories
+    up to 50) the hypernetworks' weights, hence Q_tot, blew up and QMIX learned nothing.
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class QMixer(nn.Module):
         super().__init__()
         self.n_agents = n_agents
         self.embed_dim = mixing_embed_dim
+        self.state_norm = nn.LayerNorm(state_dim)
         self.hyper_w1 = _hypernet(
             state_dim, mixing_embed_dim * n_agents, hypernet_embed_dim, hypernet_layers
         )
@@ -77,6 +82,7 @@ class QMixer(nn.Module):
     def forward(self, agent_qs: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         """Mix agent_qs (batch, n_agents) given states (batch, state_dim) -> (batch,)."""
         b = agent_qs.shape[0]
+        states = self.state_norm(states)
         w1 = torch.abs(self.hyper_w1(states)).view(b, self.n_agents, self.embed_dim)
         b1 = self.hyper_b1(states).view(b, 1, self.embed_dim)
         hidden = F.elu(torch.bmm(agent_qs.view(b, 1, self.n_agents), w1) + b1)
