@@ -461,7 +461,11 @@ class TradingCore(BatchedCore):
         self._draws *= self._draw_scale
         noise_flow, price_noise, drift_noise, sentiment_noise = self._draw_columns
         agent_flow = np.dot(delta, self._ones)  # (B, 1)
-        crowd = np.tanh(m["macd"] * _SENSITIVITY) * self._momentum_size + noise_flow
+        crowd = np.add(
+            np.tanh(m["macd"] * _SENSITIVITY) * self._momentum_size,
+            noise_flow,
+            out=m["crowd_flow"],
+        )
         impact = (agent_flow + crowd) * _IMPACT
         fill = (impact + _ONE) * m["price"]
         notional = delta * fill
@@ -478,27 +482,23 @@ class TradingCore(BatchedCore):
         self._gates += _GATE_OFFSET
 
         # The price: the drift regime, noise, the impact that stays, a pull to fundamental.
-        # (Per-copy values are (B, 1) arrays written back whole: in-place updates of
-        # one-element views cost numpy more than new arrays do.)
+        # (Per-copy values are (B, 1) views of market columns; a ufunc writing into one
+        # with out= costs half of computing a new array and copying it in.)
         logp = m["log_price"]
         new_logp = logp * _KEEP_LEVEL + m["drift"] + price_noise + np.log1p(impact)
-        new_logp = clip(new_logp, _LOG_LOW, _LOG_HIGH)
+        clip(new_logp, _LOG_LOW, _LOG_HIGH, out=new_logp)
         history = self._returns
         history[:, :-1] = history[:, 1:]
-        history[:, -1:] = new_logp - logp
+        np.subtract(new_logp, logp, out=history[:, -1:])
         logp[...] = new_logp
-        price = np.exp(new_logp)
-        m["price"][...] = price
-        drift = m["drift"] * _PERSIST + drift_noise
-        m["drift"][...] = drift
+        price = np.exp(new_logp, out=m["price"])
+        drift = np.add(m["drift"] * _PERSIST, drift_noise, out=m["drift"])
         # Sentiment: the drift of the next step's return (in units of its std), blurred.
-        m["sentiment"][...] = drift * _INVERSE_DRIFT + sentiment_noise
+        np.add(drift * _INVERSE_DRIFT, sentiment_noise, out=m["sentiment"])
         volume = np.dot(np.abs(delta), self._ones) + np.abs(crowd)
-        m["volume"][...] = volume * self._per_participant
-        m["crowd_flow"][...] = crowd
+        np.multiply(volume, self._per_participant, out=m["volume"])
         m["agent_flow"][...] = agent_flow
-        time_left = m["time_left"] - self._dt
-        m["time_left"][...] = time_left
+        time_left = np.subtract(m["time_left"], self._dt, out=m["time_left"])
         self._refresh_market()
 
         # Accounting: equity, PnL and its running moments, drawdown.
