@@ -108,3 +108,24 @@ def test_qmix_through_rlp_train_with_a_remote_runner_exports_greedy_policies(tmp
     assert actions.shape == (4, 2) and set(np.unique(actions)) <= {0, 1}
     scores = policy_scores(result.best_checkpoint, episodes=3)
     assert set(np.round(scores, 4)) <= {0.0, 1.0, 7.0, 8.0}
+
+
+def test_qmix_checkpoint_resumes_with_its_mixer_and_a_continuing_counter(tmp_path, ray_address):
+    from rl_platform.checkpoints import load_algorithm
+
+    trainer = build_algorithm_config(load_experiment(experiment("qmix"))).build_algo()
+    try:
+        trainer.train()
+        trainer.train()
+        path = trainer.save_to_path(str(tmp_path / "ckpt"))
+        saved = trainer.learner_group._learner.module["__mixer__"].get_state()
+    finally:
+        trainer.stop()
+    restored = load_algorithm(path)
+    try:
+        loaded = restored.learner_group._learner.module["__mixer__"].get_state()
+        assert saved and all(np.allclose(saved[k], loaded[k]) for k in saved)
+        result = restored.train()  # the replay refills; training goes on
+        assert result["training_iteration"] == 3
+    finally:
+        restored.stop()
