@@ -28,11 +28,13 @@ def test_crashed_env_runner_is_restarted_and_training_goes_on(tmp_path, flaky_en
             },
         },
         "resources": {"num_env_runners": 1},
-        "stop": {"training_iteration": 4},
+        # the restart is asynchronous (a new actor process, then a health probe): on a
+        # loaded machine it took more than the 3 iterations after the crash at step 150
+        "stop": {"training_iteration": 10},
         "checkpoint": {"every": 0},
     }
     result = train(experiment, output=tmp_path / "runs")
     assert marker.exists(), "the env never crashed: the test proves nothing"
     assert result.status == "finished"
-    assert result.iterations == 4
+    assert result.iterations == 10
     assert result.metrics["fault_tolerance"]["num_remote_worker_restarts"] >= 1
