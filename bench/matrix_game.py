@@ -11,9 +11,13 @@ gamma 0.99, mixing and hypernetwork embeddings of 8. Then the greedy joint polic
 the game once (it is deterministic). Runs in the driver process (no remote env runners,
 a local learner), one torch thread.
 
-Run:  python bench/matrix_game.py [--seeds 10] [--iterations 60]
-Writes bench/results/matrix_game.json. Expect QMIX to find 8 in >= 8 of 10 seeds, VDN and
-IQL in (almost) none; about 2-4 minutes on 2 cores.
+With ``--recurrent`` every agent is the paper's GRU agent (``recurrent: true``, hidden
+state carried through the episode, trained on replayed 2-step sequences, one per episode).
+
+Run:  python bench/matrix_game.py [--seeds 10] [--iterations 60] [--recurrent]
+Writes bench/results/matrix_game.json (matrix_game_recurrent.json with --recurrent).
+Expect QMIX to find 8 in >= 8 of 10 seeds, VDN and IQL in (almost) none; about 2-4
+minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -27,13 +31,14 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "matrix_game.json"
+RECURRENT_RESULTS = RESULTS.with_name("matrix_game_recurrent.json")
 ALGORITHMS = ("iql", "vdn", "qmix")
 OPTIMUM = 8.0
 
 
-def experiment(algo: str, seed: int, iterations: int) -> dict:
+def experiment(algo: str, seed: int, iterations: int, recurrent: bool = False) -> dict:
     """The experiment of one run (the platform's YAML shape, as a dict)."""
-    return {
+    spec = {
         "name": f"two_step_{algo}_{seed}",
         "seed": seed,
         "env": {"id": "two_step_game", "config": {}},
@@ -61,6 +66,10 @@ def experiment(algo: str, seed: int, iterations: int) -> dict:
         "stop": {"training_iteration": iterations},
         "evaluation": {"every": 0},
     }
+    if recurrent:
+        # A sequence is a whole 2-step episode; a batch is 64 episodes.
+        spec["algorithm"]["hyperparams"].update({"recurrent": True, "max_seq_len": 2})
+    return spec
 
 
 def greedy_return(algo) -> tuple[float, list[list[int]]]:
@@ -74,13 +83,19 @@ def greedy_return(algo) -> tuple[float, list[list[int]]]:
     mapping = algo.config.policy_mapping_fn
     obs, _ = env.reset(seed=0)
     total, done, joint_actions = 0.0, False, []
+    states: dict = {}  # recurrent modules: each agent's STATE_OUT, carried through the episode
     while not done:
         actions = {}
         for agent, o in obs.items():
             module = algo.get_module(mapping(agent, None))
             batch = {Columns.OBS: {"obs": torch.as_tensor(o["obs"])[None]}}
+            if module.is_stateful():
+                initial = {k: v[None] for k, v in module.get_initial_state().items()}
+                batch[Columns.STATE_IN] = states.get(agent, initial)
             with torch.no_grad():
-                q = module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS]
+                out = module.forward_inference(batch)
+            q = out[Columns.ACTION_DIST_INPUTS]
+            states[agent] = out.get(Columns.STATE_OUT)
             actions[agent] = int(q.argmax(-1)[0])
         joint_actions.append([actions[a] for a in env.possible_agents])
         obs, rewards, terms, truncs, _ = env.step(actions)
@@ -89,12 +104,13 @@ def greedy_return(algo) -> tuple[float, list[list[int]]]:
     return total, joint_actions
 
 
-def run(algo: str, seed: int, iterations: int) -> dict:
+def run(algo: str, seed: int, iterations: int, recurrent: bool = False) -> dict:
     """Train one seed and evaluate its greedy joint return."""
     from rl_platform.config import load_experiment
     from rl_platform.training import build_algorithm_config
 
-    config = build_algorithm_config(load_experiment(experiment(algo, seed, iterations)))
+    spec = experiment(algo, seed, iterations, recurrent)
+    config = build_algorithm_config(load_experiment(spec))
     trainer = config.build_algo()
     try:
         for _ in range(iterations):
@@ -116,6 +132,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=60)
     parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS))
+    parser.add_argument("--recurrent", action="store_true", help="GRU agents (recurrent: true)")
     args = parser.parse_args()
 
     import ray
@@ -124,12 +141,17 @@ def main() -> None:
     torch.set_num_threads(1)  # tiny networks: extra threads only contend on 2 cores
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     logging.getLogger("ray.rllib").setLevel(logging.ERROR)
-    summary: dict = {"optimum": OPTIMUM, "iterations": args.iterations, "algorithms": {}}
+    summary: dict = {
+        "optimum": OPTIMUM,
+        "iterations": args.iterations,
+        "recurrent": args.recurrent,
+        "algorithms": {},
+    }
     start = time.time()
     try:
         for algo in args.algorithms:
             t0 = time.time()
-            runs = [run(algo, seed, args.iterations) for seed in range(args.seeds)]
+            runs = [run(algo, seed, args.iterations, args.recurrent) for seed in range(args.seeds)]
             found = sum(r["greedy_return"] >= OPTIMUM - 1e-6 for r in runs)
             summary["algorithms"][algo] = {
                 "optimal_seeds": found,
@@ -149,9 +171,10 @@ def main() -> None:
     finally:
         ray.shutdown()
     summary["wall_time_s"] = round(time.time() - start, 1)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"total {summary['wall_time_s']} s; wrote {RESULTS}")
+    path = RECURRENT_RESULTS if args.recurrent else RESULTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"total {summary['wall_time_s']} s; wrote {path}")
 
 
 if __name__ == "__main__":

@@ -14,12 +14,17 @@
 * :func:`double_q_next_values`, :func:`td_targets`: double-DQN targets (van Hasselt et
   al. 2016): the online network picks the next action, the target network values it.
 * :func:`soft_update`: target networks, hard (``tau = 1``) or Polyak (``tau < 1``).
+* :func:`sequence_td_loss`: the same joint (or independent) double-Q TD loss on replayed
+  sequences, for recurrent agents unrolled over them (pymarl's episode batches): Q values
+  of T + 1 observations per sequence, the mixer applied per time step, padding masked.
 
 The RLlib modules and learner in :mod:`rl_platform.algorithms.qmix` call these; the unit
 tests call them directly.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -128,3 +133,76 @@ def soft_update(main: nn.Module, target: nn.Module, tau: float) -> None:
         p_target.mul_(1.0 - tau).add_(p_main, alpha=tau)
     for b_main, b_target in zip(main.buffers(), target.buffers(), strict=True):
         b_target.copy_(b_main)
+
+
+# mix(agent_qs (M, N), states (M, state_dim), target) -> Q_tot (M,); None: no mixer (IQL).
+Mix = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
+
+
+def sequence_td_loss(
+    q_seq: torch.Tensor,
+    target_q_seq: torch.Tensor,
+    data: dict[str, torch.Tensor],
+    mix: Mix | None,
+    gamma: float,
+    double_q: bool = True,
+    team_reduce: str = "mean",
+) -> dict[str, torch.Tensor]:
+    """The double-Q TD loss of a batch of sequences of joint transitions.
+
+    Args:
+        q_seq: (B, T + 1, N, A) online Q values of the agents unrolled over each
+            sequence's T + 1 observations (step t's next observation is step t + 1's).
+        target_q_seq: (B, T + 1, N, A) the target networks' Q values, unrolled the same way.
+        data: ``actions``, ``rewards``, ``mask``, ``agent_terminated`` (B, T, N);
+            ``terminated``, ``valid`` (B, T: the step exists, 0 on padding);
+            ``state`` (B, T + 1, state_dim) (step t's next state is ``state[:, t + 1]``).
+        mix: the mixer (VDN, QMIX) or None for independent learners (IQL).
+        gamma: the discount.
+        double_q: the online network picks the next action, the target values it.
+        team_reduce: the team reward is the agents' "mean" or "sum" (mixers only).
+
+    Returns:
+        ``loss`` (scalar, mean over valid steps, or valid agent-steps for IQL),
+        ``td_error``, ``targets`` and ``q_taken`` ((B, T) or (B, T, N); zero on padding
+        for ``td_error``), ``weight`` (the mask they are averaged with).
+    """
+    mask = data["mask"] * data["valid"][..., None]
+    valid = data["valid"]
+    actions = data["actions"].long()
+    chosen = q_seq[:, :-1].gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # (B, T, N)
+    with torch.no_grad():
+        next_values = double_q_next_values(
+            q_seq[:, 1:].detach(), target_q_seq[:, 1:], double_q=double_q
+        )  # (B, T, N)
+    if mix is None:
+        terminated = torch.maximum(data["agent_terminated"], data["terminated"][..., None])
+        targets = td_targets(data["rewards"], terminated, next_values, gamma)
+        td_error = (chosen - targets) * mask
+        return {
+            "loss": masked_mean(td_error.pow(2), mask),
+            "td_error": td_error,
+            "targets": targets,
+            "q_taken": chosen,
+            "weight": mask,
+        }
+    b, t, n = chosen.shape
+    rewards = (data["rewards"] * mask).sum(-1)
+    if team_reduce == "mean":
+        rewards = rewards / mask.sum(-1).clamp(min=1.0)
+    next_mask = mask * (1.0 - data["agent_terminated"])
+    states = data["state"].reshape(b, t + 1, -1)
+    with torch.no_grad():
+        next_total = mix(
+            (next_values * next_mask).reshape(b * t, n), states[:, 1:].reshape(b * t, -1), True
+        ).view(b, t)
+    targets = td_targets(rewards, data["terminated"], next_total, gamma)
+    q_total = mix((chosen * mask).reshape(b * t, n), states[:, :-1].reshape(b * t, -1), False)
+    td_error = (q_total.view(b, t) - targets) * valid
+    return {
+        "loss": masked_mean(td_error.pow(2), valid),
+        "td_error": td_error,
+        "targets": targets,
+        "q_taken": q_total.view(b, t),
+        "weight": valid,
+    }

@@ -36,10 +36,16 @@ observation is ``{"obs": local, "state": global}``; the Q network reads only ``o
 replay takes ``state`` for the mixer. With a shared policy the agent's one-hot index is
 appended to ``obs`` (the paper's parameter sharing with agent ids).
 
-Not done: recurrent agent networks (the paper's GRU agents and episode batches; these
-are feedforward on the current observation), action masks, prioritized replay, more
-than one learner (the joint loss reads several modules at once, which a per-module DDP
-split does not cover).
+With ``recurrent: true`` each agent's network is the paper's (and pymarl's) GRU agent,
+``obs -> fc -> ReLU -> GRUCell -> fc -> Q``: a stateful RLModule whose hidden state the env
+runners carry across an episode's steps (``STATE_IN`` / ``STATE_OUT``), trained from a
+:class:`~rl_platform.algorithms.replay.SequenceReplayBuffer` of fixed-length, padded
+sequences; the learner unrolls online and target networks over each sequence from the
+stored hidden state (zeros at an episode's start) and applies the mixer per time step
+(:func:`~rl_platform.algorithms.mixers.sequence_td_loss`).
+
+Not done: action masks, prioritized replay, burn-in, more than one learner (the joint
+loss reads several modules at once, which a per-module DDP split does not cover).
 """
 
 from __future__ import annotations
@@ -79,11 +85,17 @@ from rl_platform.algorithms.mixers import (
     QMixer,
     double_q_next_values,
     masked_mean,
+    sequence_td_loss,
     soft_update,
     td_targets,
     vdn_mix,
 )
-from rl_platform.algorithms.replay import NUM_LEARNER_UPDATES_LIFETIME, JointReplayBuffer
+from rl_platform.algorithms.replay import (
+    HIDDEN,
+    NUM_LEARNER_UPDATES_LIFETIME,
+    JointReplayBuffer,
+    SequenceReplayBuffer,
+)
 
 if TYPE_CHECKING:
     from rl_platform.config import ExperimentConfig
@@ -106,11 +118,34 @@ def _mlp(in_dim: int, hiddens: list[int], activation: str, out_dim: int) -> nn.S
     return nn.Sequential(*layers)
 
 
+class GRUQNetwork(nn.Module):
+    """The QMIX paper's recurrent agent: ``obs -> fc -> ReLU -> GRUCell -> fc -> Q``."""
+
+    def __init__(self, obs_dim: int, hidden_dim: int, n_actions: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(obs_dim, hidden_dim)
+        self.rnn = nn.GRUCell(hidden_dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, n_actions)
+
+    def forward(self, obs: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unroll over time: obs (B, T, obs_dim), h (B, hidden) -> Q (B, T, A), h_T."""
+        x = torch.relu(self.fc1(obs))
+        hiddens = []
+        for t in range(x.shape[1]):
+            h = self.rnn(x[:, t], h)
+            hiddens.append(h)
+        return self.fc2(torch.stack(hiddens, dim=1)), h
+
+
 class AgentQModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
     """An agent's Q network on its local observation (``obs["obs"]`` of a Dict obs).
 
     model_config: ``fcnet_hiddens``, ``fcnet_activation`` (relu, tanh, elu, silu) and
     ``epsilon`` (a constant or RLlib schedule ``[[t, value], ...]`` over env steps).
+    With ``recurrent: true`` the network is a :class:`GRUQNetwork` of width
+    ``rnn_hidden_dim`` (``fcnet_*`` unused) and the module is stateful: its forward
+    passes read ``STATE_IN`` ``{"h": (B, hidden)}`` (zeros when absent) and observations
+    (B, T, ...) or (B, ...), and return ``STATE_OUT``.
     Env runners build it inference-only (no target network).
     """
 
@@ -122,12 +157,19 @@ class AgentQModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
         space = self.observation_space
         local = space["obs"] if isinstance(space, gym.spaces.Dict) else space
         self._obs_shape = local.shape
-        self.q_net = _mlp(
-            int(np.prod(local.shape)),
-            list(cfg.get("fcnet_hiddens", [64])),
-            cfg.get("fcnet_activation", "relu"),
-            int(self.action_space.n),
-        )
+        self.recurrent = bool(cfg.get("recurrent", False))
+        self.rnn_hidden_dim = int(cfg.get("rnn_hidden_dim", 64))
+        if self.recurrent:
+            self.q_net = GRUQNetwork(
+                int(np.prod(local.shape)), self.rnn_hidden_dim, int(self.action_space.n)
+            )
+        else:
+            self.q_net = _mlp(
+                int(np.prod(local.shape)),
+                list(cfg.get("fcnet_hiddens", [64])),
+                cfg.get("fcnet_activation", "relu"),
+                int(self.action_space.n),
+            )
         if not self.inference_only:
             self._target_q_net = make_target_network(self.q_net)
         self.epsilon_schedule = Scheduler(
@@ -145,30 +187,58 @@ class AgentQModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
         """Q values (..., n_actions) of flat local observations (..., obs_dim)."""
         return (self._target_q_net if target else self.q_net)(obs)
 
+    def q_sequence(self, obs: torch.Tensor, h0: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """Recurrent Q values (B, T, A) unrolled over obs (B, T, obs_dim) from h0 (B, hidden)."""
+        return (self._target_q_net if target else self.q_net)(obs, h0)[0]
+
+    @override(RLModule)
+    def get_initial_state(self) -> dict[str, torch.Tensor]:
+        """``{"h": zeros(rnn_hidden_dim)}`` when recurrent, else ``{}`` (stateless)."""
+        return {HIDDEN: torch.zeros(self.rnn_hidden_dim)} if self.recurrent else {}
+
+    def _q(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Q values of a forward pass's batch and the extra outputs (STATE_OUT)."""
+        x = self.local_obs(batch)
+        if not self.recurrent:
+            return self.q_values(x), {}
+        # Env runners add a time axis (B, 1, ...) for stateful modules; callers without
+        # state (platform evaluation) may pass (B, ...): one step from STATE_IN or zeros.
+        single = x.dim() == 2
+        if single:
+            x = x[:, None]
+        state = batch.get(Columns.STATE_IN)
+        if state is None:
+            h = torch.zeros(x.shape[0], self.rnn_hidden_dim, device=x.device)
+        else:
+            h = torch.as_tensor(state[HIDDEN], dtype=torch.float32, device=x.device)
+        q, h = self.q_net(x, h)
+        return (q[:, 0] if single else q), {Columns.STATE_OUT: {HIDDEN: h}}
+
     @override(TorchRLModule)
     def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         with torch.no_grad():
-            q = self.q_values(self.local_obs(batch))
-        return {Columns.ACTION_DIST_INPUTS: q, Columns.ACTIONS: q.argmax(dim=-1)}
+            q, extra = self._q(batch)
+        return {Columns.ACTION_DIST_INPUTS: q, Columns.ACTIONS: q.argmax(dim=-1), **extra}
 
     @override(TorchRLModule)
     def _forward_exploration(
         self, batch: dict[str, Any], t: int | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         with torch.no_grad():
-            q = self.q_values(self.local_obs(batch))
+            q, extra = self._q(batch)
         if t is not None:
             self.epsilon_schedule.update(t)
         epsilon = float(self.epsilon_schedule.get_current_value())
         greedy = q.argmax(dim=-1)
         random = torch.randint_like(greedy, int(self.action_space.n))
         explore = torch.rand(greedy.shape, device=q.device) < epsilon
-        return {Columns.ACTIONS: torch.where(explore, random, greedy)}
+        return {Columns.ACTIONS: torch.where(explore, random, greedy), **extra}
 
     @override(RLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        # The joint loss calls q_values() itself (see ValueDecompositionLearner).
-        return {QF_PREDS: self.q_values(self.local_obs(batch))}
+        # The joint loss calls q_values() / q_sequence() itself (ValueDecompositionLearner).
+        q, extra = self._q(batch)
+        return {QF_PREDS: q, **extra}
 
     @override(TargetNetworkAPI)
     def make_target_networks(self) -> None:  # noqa: D102
@@ -180,6 +250,8 @@ class AgentQModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
 
     @override(TargetNetworkAPI)
     def forward_target(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # noqa: D102
+        if self.recurrent:
+            raise NotImplementedError("recurrent targets are unrolled by q_sequence()")
         return {QF_PREDS: self.q_values(self.local_obs(batch), target=True)}
 
     @override(InferenceOnlyAPI)
@@ -282,11 +354,54 @@ class ValueDecompositionLearner(TorchLearner):
                 columns[index] = q[:, j]
         return torch.stack(columns, dim=1)
 
+    def _agent_q_sequence(
+        self, obs: torch.Tensor, hidden0: torch.Tensor, target: bool = False
+    ) -> torch.Tensor:
+        """Recurrent Q values (B, T, N, A) of obs (B, T, N, obs_dim) from hidden0 (B, N, H)."""
+        b, t = obs.shape[:2]
+        columns: list[torch.Tensor | None] = [None] * self._n_agents
+        for module_id, indices in self._agent_modules.items():
+            module = self.module[module_id].unwrapped()
+            k = len(indices)
+            x = obs[:, :, indices].transpose(1, 2).reshape(b * k, t, -1)
+            h = hidden0[:, indices].reshape(b * k, -1)
+            q = module.q_sequence(x, h, target=target).reshape(b, k, t, -1)
+            for j, index in enumerate(indices):
+                columns[index] = q[:, j]
+        return torch.stack(columns, dim=2)
+
+    def _sequence_losses(self, data: dict[str, Any], mixer: MixerModule) -> dict:
+        """The recurrent loss: unroll over replayed sequences, TD errors per time step."""
+        config = self.config
+        q_seq = self._agent_q_sequence(data["obs"], data["hidden0"])
+        with torch.no_grad():
+            target_q_seq = self._agent_q_sequence(data["obs"], data["hidden0"], target=True)
+        out = sequence_td_loss(
+            q_seq,
+            target_q_seq,
+            data,
+            None if mixer.mixer_type == "none" else mixer.mix,
+            config.gamma,
+            double_q=config.double_q,
+            team_reduce=config.team_reduce,
+        )
+        weight = out["weight"]
+        logged = {
+            "td_error_abs_mean": out["td_error"].abs(),
+            "q_taken_mean": out["q_taken"],
+            "target_mean": out["targets"],
+        }
+        for name, value in logged.items():
+            self.metrics.log_value((MIXER_ID, name), masked_mean(value, weight).item())
+        return {MIXER_ID: out["loss"]}
+
     @override(TorchLearner)
     def compute_losses(self, *, fwd_out: dict[str, Any], batch: dict[str, Any]) -> dict:  # noqa: D102
         config = self.config
         data = batch[MIXER_ID]
         mixer = self.module[MIXER_ID].unwrapped()
+        if config.recurrent:
+            return self._sequence_losses(data, mixer)
         mask = data["mask"]
         actions = data["actions"].long()
         q = self._agent_q(data["obs"])
@@ -364,6 +479,9 @@ class ValueDecompositionConfig(AlgorithmConfig):
         self.mixing_embed_dim = 32
         self.hypernet_embed_dim = 64
         self.hypernet_layers = 1
+        self.recurrent = False
+        self.rnn_hidden_dim = 64
+        self.max_seq_len = 20
         # Filled by build(): agent order and global-state size for the mixer and replay.
         self.value_decomposition_agents: list[str] = []
         self.state_dim = 0
@@ -384,6 +502,9 @@ class ValueDecompositionConfig(AlgorithmConfig):
         mixing_embed_dim: int = NotProvided,
         hypernet_embed_dim: int = NotProvided,
         hypernet_layers: int = NotProvided,
+        recurrent: bool = NotProvided,
+        rnn_hidden_dim: int = NotProvided,
+        max_seq_len: int = NotProvided,
         value_decomposition_agents: list[str] = NotProvided,
         state_dim: int = NotProvided,
         **kwargs: Any,
@@ -406,7 +527,14 @@ class ValueDecompositionConfig(AlgorithmConfig):
     @property
     @override(AlgorithmConfig)
     def _model_config_auto_includes(self) -> dict[str, Any]:
-        return {**super()._model_config_auto_includes, "epsilon": self.epsilon}
+        extra = {}
+        if self.recurrent:  # the feedforward modules' config stays as it was
+            extra = {
+                "recurrent": True,
+                "rnn_hidden_dim": self.rnn_hidden_dim,
+                "max_seq_len": self.max_seq_len,
+            }
+        return {**super()._model_config_auto_includes, "epsilon": self.epsilon, **extra}
 
     def mixer_spec(self) -> RLModuleSpec:
         """The learner-only spec of the mixer module (needs the agents and state size)."""
@@ -452,12 +580,23 @@ class ValueDecomposition(Algorithm):
     @override(Algorithm)
     def setup(self, config: AlgorithmConfig) -> None:  # noqa: D102
         super().setup(config)
-        self.replay = JointReplayBuffer(
-            self.config.replay_buffer_capacity,
-            self.config.value_decomposition_agents,
-            self.config.state_dim,
-            seed=self.config.seed,
-        )
+        if self.config.recurrent:
+            # Capacity and batches count sequences (of up to max_seq_len steps).
+            self.replay = SequenceReplayBuffer(
+                max(1, self.config.replay_buffer_capacity // self.config.max_seq_len),
+                self.config.value_decomposition_agents,
+                self.config.state_dim,
+                seed=self.config.seed,
+                seq_len=self.config.max_seq_len,
+                hidden_dim=self.config.rnn_hidden_dim,
+            )
+        else:
+            self.replay = JointReplayBuffer(
+                self.config.replay_buffer_capacity,
+                self.config.value_decomposition_agents,
+                self.config.state_dim,
+                seed=self.config.seed,
+            )
         mapping = self.config.policy_mapping_fn
         self._agent_module_ids = sorted(
             {mapping(a, None) for a in self.config.value_decomposition_agents}
@@ -522,13 +661,16 @@ class Hyperparams(BaseModel):
     lr: PositiveFloat = 5e-4
     gamma: float = Field(default=0.99, gt=0, le=1)
     train_batch_size_per_learner: PositiveInt = Field(
-        default=128, description="Joint transitions per update."
+        default=128, description="Joint transitions per update (sequences when recurrent)."
     )
     replay_buffer_capacity: PositiveInt = 50_000
     num_steps_sampled_before_learning_starts: int = Field(default=1_000, ge=0)
     training_intensity: PositiveFloat | None = Field(
         default=None,
-        description="Replayed / sampled transitions; None: one update per iteration.",
+        description=(
+            "Replayed / sampled transitions (sequences when recurrent); None: one update "
+            "per iteration."
+        ),
     )
     target_network_update_freq: int = Field(
         default=500, ge=0, description="Env steps between target-network updates."
@@ -546,6 +688,21 @@ class Hyperparams(BaseModel):
     mixing_embed_dim: PositiveInt = 32
     hypernet_embed_dim: PositiveInt = 64
     hypernet_layers: Literal[1, 2] = 1
+    recurrent: bool = Field(
+        default=False,
+        description=(
+            "GRU agents (obs -> fc -> GRUCell -> fc -> Q; network.hidden_sizes unused), "
+            "hidden state carried through episodes, trained on replayed sequences."
+        ),
+    )
+    rnn_hidden_dim: PositiveInt = Field(default=64, description="Recurrent agents' width.")
+    max_seq_len: PositiveInt = Field(
+        default=20,
+        description=(
+            "Recurrent: steps per replayed sequence (episodes are cut into these; replay "
+            "capacity is replay_buffer_capacity // max_seq_len sequences)."
+        ),
+    )
     agent_id_in_obs: bool = Field(
         default=True, description="Append the agent's one-hot index (shared policy only)."
     )

@@ -6,6 +6,9 @@ multi-agent replay buffers store per-module, per-agent rows instead, so
 :class:`JointReplayBuffer` rebuilds joint transitions from the episodes the env runners
 return. Actions keep their space's shape and dtype: integer indices for ``Discrete``,
 float vectors for ``Box``.
+
+:class:`SequenceReplayBuffer` (recurrent IQL/VDN/QMIX) stores the same joint data cut into
+fixed-length, zero-padded sequences, each with the agents' recurrent state at its start.
 """
 
 from __future__ import annotations
@@ -143,3 +146,125 @@ class JointReplayBuffer:
             raise ValueError("the replay buffer is empty")
         rows = self._rng.integers(0, self.size, size=batch_size)
         return {key: value[rows] for key, value in self._data.items()}
+
+
+# The key of a recurrent module's hidden state in its STATE_IN / STATE_OUT dicts.
+HIDDEN = "h"
+
+
+class SequenceReplayBuffer(JointReplayBuffer):
+    """A ring buffer of fixed-length sequences of joint transitions, for recurrent agents.
+
+    Each episode chunk from the env runners is cut into sequences of at most
+    ``seq_len`` steps, zero-padded to ``seq_len``; a sequence never crosses an episode
+    boundary (chunks do not). Arrays (capacity, ...), T = ``seq_len``:
+
+    * ``obs`` (T + 1, N, obs_dim) and ``state`` (T + 1, state_dim): step t's observation
+      and state at t, its next observation and next state at t + 1 (so one unroll of a
+      recurrent network over T + 1 steps gives both Q(o_t) and Q(o_{t+1}));
+    * ``actions``, ``rewards``, ``mask``, ``agent_terminated`` (T, N) and ``terminated``
+      (T,), as in :class:`JointReplayBuffer`; ``valid`` (T,): 1 for real steps, 0 on
+      padding;
+    * ``hidden0`` (N, hidden_dim): each agent's recurrent state before the sequence's
+      first step: zeros at an episode's start, else the state the env runner's module
+      had there (its ``STATE_OUT`` of the step before, read from the chunk or its
+      lookback buffer; zeros if the runner recorded none).
+
+    ``len()`` and ``sample()`` count sequences.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        agent_ids: list[str],
+        state_dim: int,
+        seed: int | None,
+        seq_len: int,
+        hidden_dim: int,
+    ):
+        super().__init__(capacity, agent_ids, state_dim, seed)
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        self.seq_len = seq_len
+        self.hidden_dim = hidden_dim
+
+    def add_episodes(self, episodes: list[Any]) -> int:
+        """Add every sequence of these ``MultiAgentEpisode`` chunks; returns how many."""
+        added = 0
+        for episode in episodes:
+            sequences = self.joint_sequences(episode)
+            if sequences is not None:
+                self.add(sequences)
+                added += len(sequences["actions"])
+        return added
+
+    def hidden_states(self, episode: Any) -> np.ndarray:
+        """(T, N, hidden_dim): each agent's recurrent state before each step of a chunk."""
+        steps = len(episode)
+        out = np.zeros((steps, len(self.agent_ids), self.hidden_dim), np.float32)
+        for i, agent in enumerate(self.agent_ids):
+            single = episode.agent_episodes.get(agent)
+            if single is None or len(single) == 0:
+                continue
+            if "state_out" not in single.extra_model_outputs:
+                continue
+            outs = _hidden(single.get_extra_model_outputs(key="state_out"))
+            length = len(single)
+            out[1:length, i] = outs[: length - 1]
+            if single.t_started > 0:
+                before = single.get_extra_model_outputs(
+                    key="state_out", indices=-1, neg_index_as_lookback=True
+                )
+                out[0, i] = _hidden(before)
+        return out
+
+    def joint_sequences(self, episode: Any) -> dict[str, np.ndarray] | None:
+        """The (S, ...) padded sequences of one episode chunk, or None when it is empty."""
+        flat = self.joint_transitions(episode)
+        if flat is None:
+            return None
+        return cut_sequences(flat, self.hidden_states(episode), self.seq_len)
+
+
+def _hidden(state: Any) -> np.ndarray:
+    return np.asarray(state[HIDDEN] if isinstance(state, dict) else state, np.float32)
+
+
+def cut_sequences(
+    flat: dict[str, np.ndarray], hidden: np.ndarray, seq_len: int
+) -> dict[str, np.ndarray]:
+    """Cut one chunk's (T, ...) joint transitions into zero-padded (S, seq_len, ...) sequences.
+
+    Args:
+        flat: one episode chunk's arrays as :meth:`JointReplayBuffer.joint_transitions`
+            returns them.
+        hidden: (T, N, hidden_dim) the agents' recurrent states before each step.
+        seq_len: the sequence length; the last sequence is padded (``valid`` 0).
+    """
+    steps = len(flat["actions"])
+    starts = list(range(0, steps, seq_len))
+    count = len(starts)
+
+    def zeros(value: np.ndarray, length: int) -> np.ndarray:
+        return np.zeros((count, length, *value.shape[1:]), value.dtype)
+
+    out = {
+        "obs": zeros(flat["obs"], seq_len + 1),
+        "state": zeros(flat["state"], seq_len + 1),
+        "valid": np.zeros((count, seq_len), np.float32),
+        "hidden0": hidden[starts].astype(np.float32),
+    }
+    per_step = ("actions", "rewards", "mask", "agent_terminated", "terminated")
+    for key in per_step:
+        out[key] = zeros(flat[key], seq_len)
+    for k, start in enumerate(starts):
+        end = min(start + seq_len, steps)
+        length = end - start
+        out["obs"][k, 0] = flat["obs"][start]
+        out["obs"][k, 1 : length + 1] = flat["next_obs"][start:end]
+        out["state"][k, 0] = flat["state"][start]
+        out["state"][k, 1 : length + 1] = flat["next_state"][start:end]
+        out["valid"][k, :length] = 1.0
+        for key in per_step:
+            out[key][k, :length] = flat[key][start:end]
+    return out

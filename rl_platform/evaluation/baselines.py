@@ -56,19 +56,26 @@ def episode_scores(
 
 
 def view_episode_scores(
-    env: Any, act: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int = 0
+    env: Any,
+    act: Callable[[np.ndarray], np.ndarray],
+    episodes: int,
+    seed: int = 0,
+    reset: Callable[[], None] | None = None,
 ) -> np.ndarray:
     """Mean per-agent episode return of ``act`` on an RLlib ``MultiAgentEnv``, per episode.
 
     ``act`` maps observations (1, N, obs_dim), all possible agents in order (zeros for
     agents absent this step), to actions (1, N, ...); absent agents' actions are dropped.
     Episode k is reset with seed ``seed + k``. Observations must be arrays (envs with
-    action masks need a mask-aware policy).
+    action masks need a mask-aware policy). ``reset`` (if given) is called before each
+    episode, e.g. to clear a recurrent policy's state.
     """
     agents = list(env.possible_agents)
     scores = np.zeros(episodes)
     for k in range(episodes):
         obs, _ = env.reset(seed=seed + k)
+        if reset is not None:
+            reset()
         blank = {a: np.zeros(env.observation_spaces[a].shape, np.float32) for a in agents}
         done = False
         while not done:

@@ -22,7 +22,12 @@ from rl_platform.evaluation.baselines import view_episode_scores
 
 
 class TrainedPolicy:
-    """Greedy actions of every agent's trained module for batched observations."""
+    """Greedy actions of every agent's trained module for batched observations.
+
+    Recurrent (stateful) modules get each agent's state from the previous call (the
+    module's initial state on the first call, after :meth:`reset`, or when the batch
+    size changes): call :meth:`reset` at the start of every episode.
+    """
 
     def __init__(self, checkpoint: str | Path) -> None:
         self.manifest = read_manifest(checkpoint)
@@ -30,6 +35,11 @@ class TrainedPolicy:
         self.modules = {
             mid: load_policy(checkpoint, mid) for mid in set(self.manifest["agents"].values())
         }
+        self._states: dict[str, Any] = {}  # agent -> its module's last STATE_OUT
+
+    def reset(self) -> None:
+        """Forget recurrent modules' states: the next call starts new episodes."""
+        self._states.clear()
 
     def actions(self, obs: np.ndarray) -> np.ndarray:
         """Actions (B, N, *action_shape) for observations (B, N, obs_dim)."""
@@ -49,14 +59,33 @@ class TrainedPolicy:
                 batch = {Columns.OBS: {"obs": local}}
             else:
                 batch = {Columns.OBS: local}
+            stateful = module.is_stateful()
+            if stateful:
+                batch[Columns.STATE_IN] = self._state_in(agent, module, b)
             with torch.no_grad():
-                logits = module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS]
+                result = module.forward_inference(batch)
+            logits = result[Columns.ACTION_DIST_INPUTS]
+            if stateful:
+                self._states[agent] = result[Columns.STATE_OUT]
             if isinstance(module.action_space, gym.spaces.Discrete):
                 out.append(logits.argmax(-1).numpy())
             else:
                 dim = module.action_space.shape[0]
                 out.append(logits[:, :dim].numpy())
         return np.stack(out, axis=1)
+
+    def _state_in(self, agent: str, module: Any, b: int) -> Any:
+        """The agent's carried state (batch b), or its module's initial state tiled to b."""
+        import torch
+        import tree
+
+        state = self._states.get(agent)
+        if state is not None and all(len(s) == b for s in tree.flatten(state)):
+            return state
+        return tree.map_structure(
+            lambda s: torch.as_tensor(s).unsqueeze(0).expand(b, *s.shape).clone(),
+            module.get_initial_state(),
+        )
 
 
 def policy_scores(
@@ -73,6 +102,7 @@ def policy_scores(
     merged = {**policy.manifest["env"]["config"], **(config or {})}
     if not hasattr(env_cls, "core_cls"):
         env = env_cls({**merged, **entry.bound_config})
-        return view_episode_scores(env, policy.actions, episodes, seed)
+        return view_episode_scores(env, policy.actions, episodes, seed, reset=policy.reset)
     core = env_cls.core_cls(env_cls.config_model.model_validate(merged), episodes)
+    policy.reset()  # play_episodes plays one episode per copy, all starting now
     return core.play_episodes(policy.actions, np.random.default_rng(seed))
