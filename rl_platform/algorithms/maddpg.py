@@ -37,7 +37,6 @@ recurrent actors, prioritized replay, more than one learner, action spaces other
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
@@ -54,23 +53,12 @@ from ray.rllib.core.learner.utils import make_target_network
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
 from ray.rllib.core.rl_module.rl_module import RLModule, RLModuleSpec
 from ray.rllib.core.rl_module.torch import TorchRLModule
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
-from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
-from ray.rllib.utils.metrics import (
-    ENV_RUNNER_RESULTS,
-    ENV_RUNNER_SAMPLING_TIMER,
-    LEARNER_RESULTS,
-    LEARNER_UPDATE_TIMER,
-    NUM_ENV_STEPS_SAMPLED_LIFETIME,
-    SYNCH_WORKER_WEIGHTS_TIMER,
-    TIMERS,
-)
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
 from rl_platform.algorithms.common import apply_experiment, env_config_of, module_ids
 from rl_platform.algorithms.mixers import masked_mean, soft_update, td_targets
-from rl_platform.algorithms.replay import NUM_LEARNER_UPDATES_LIFETIME, JointReplayBuffer
+from rl_platform.algorithms.replay import JointReplayAlgorithm
 
 if TYPE_CHECKING:
     from rl_platform.config import ExperimentConfig
@@ -441,7 +429,7 @@ class MADDPGLearner(TorchLearner):
         )
         mapping = self.config.policy_mapping_fn
         self._agent_modules: dict[str, list[int]] = {}
-        for index, agent in enumerate(self.config.maddpg_agents):
+        for index, agent in enumerate(self.config.joint_agents):
             self._agent_modules.setdefault(mapping(agent, None), []).append(index)
 
     @override(TorchLearner)
@@ -516,7 +504,7 @@ class MADDPGConfig(AlgorithmConfig):
         self.critic_hiddens: list[int] | None = None
         self.grad_clip = 0.5
         # Filled by build(): agent order, global-state size and one agent's action size.
-        self.maddpg_agents: list[str] = []
+        self.joint_agents: list[str] = []
         self.state_dim = 0
         self.action_dim = 0
 
@@ -535,7 +523,7 @@ class MADDPGConfig(AlgorithmConfig):
         gumbel_hard: bool = NotProvided,
         actor_reg: float = NotProvided,
         critic_hiddens: list[int] | None = NotProvided,
-        maddpg_agents: list[str] = NotProvided,
+        joint_agents: list[str] = NotProvided,
         state_dim: int = NotProvided,
         action_dim: int = NotProvided,
         **kwargs: Any,
@@ -567,7 +555,7 @@ class MADDPGConfig(AlgorithmConfig):
 
     def critic_spec(self, shared: bool, hiddens: list[int], activation: str) -> RLModuleSpec:
         """The learner-only spec of the critics' module."""
-        n = len(self.maddpg_agents)
+        n = len(self.joint_agents)
         return RLModuleSpec(
             module_class=MADDPGCriticModule,
             observation_space=gym.spaces.Box(-np.inf, np.inf, (self.state_dim,), np.float32),
@@ -586,77 +574,24 @@ class MADDPGConfig(AlgorithmConfig):
     @override(AlgorithmConfig)
     def validate(self) -> None:  # noqa: D102
         super().validate()
-        if not self.maddpg_agents or self.state_dim <= 0 or self.action_dim <= 0:
+        if not self.joint_agents or self.state_dim <= 0 or self.action_dim <= 0:
             self._value_error(
-                "set training(maddpg_agents=[...], state_dim=..., action_dim=...) "
+                "set training(joint_agents=[...], state_dim=..., action_dim=...) "
                 "(rl_platform's build() does)"
             )
         if self.num_learners > 1:
             self._value_error("MADDPG trains on one learner (num_learners 0 or 1)")
 
 
-class MultiAgentDDPG(Algorithm):
+class MultiAgentDDPG(JointReplayAlgorithm):
     """MADDPG: off-policy actor-critic training from a joint replay buffer."""
+
+    batch_module_id: ClassVar[str] = CRITIC_ID
 
     @classmethod
     @override(Algorithm)
     def get_default_config(cls) -> MADDPGConfig:  # noqa: D102
         return MADDPGConfig(cls)
-
-    @override(Algorithm)
-    def setup(self, config: AlgorithmConfig) -> None:  # noqa: D102
-        super().setup(config)
-        self.replay = JointReplayBuffer(
-            self.config.replay_buffer_capacity,
-            self.config.maddpg_agents,
-            self.config.state_dim,
-            seed=self.config.seed,
-        )
-        mapping = self.config.policy_mapping_fn
-        self._agent_module_ids = sorted({mapping(a, None) for a in self.config.maddpg_agents})
-
-    @override(Algorithm)
-    def training_step(self) -> None:
-        """Sample, store, then (after warm-up) replayed updates and a weight sync."""
-        config = self.config
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, runner_results = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                concat=True,
-                sample_timeout_s=config.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-        self.metrics.aggregate(runner_results, key=ENV_RUNNER_RESULTS)
-        sampled = self.replay.add_episodes(episodes)
-        now = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
-        if now < config.num_steps_sampled_before_learning_starts or not len(self.replay):
-            return
-        batch_size = config.train_batch_size_per_learner
-        updates = 1
-        if config.training_intensity is not None:
-            updates = max(1, math.ceil(config.training_intensity * sampled / batch_size))
-        # One learner call runs all of this iteration's updates as minibatches of one
-        # replayed batch: RLlib's per-call overhead is far larger than a small update.
-        replayed = self.replay.sample(batch_size * updates)
-        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-            results = self.learner_group.update(
-                batch=MultiAgentBatch(
-                    {CRITIC_ID: SampleBatch(replayed)}, env_steps=batch_size * updates
-                ),
-                minibatch_size=batch_size,
-                num_epochs=1,
-                shuffle_batch_per_epoch=False,
-                timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: now},
-            )
-        self.metrics.aggregate(results, key=LEARNER_RESULTS)
-        self.metrics.log_value(NUM_LEARNER_UPDATES_LIFETIME, updates, reduce="lifetime_sum")
-        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
-            self.env_runner_group.sync_weights(
-                from_worker_or_learner_group=self.learner_group,
-                policies=self._agent_module_ids,
-                inference_only=True,
-            )
 
 
 # --------------------------------------------------------------------------- platform
@@ -766,7 +701,7 @@ def build_maddpg(experiment: ExperimentConfig, env_cls: type) -> MADDPGConfig:
     }
     config = config.multi_agent(policies=spaces)
     config = config.training(
-        maddpg_agents=agents,
+        joint_agents=agents,
         state_dim=int(np.prod(probe.state_space.shape)),
         action_dim=action_dim,
         critic_hiddens=list(hp.critic_hidden_sizes) if hp.critic_hidden_sizes else None,

@@ -50,7 +50,6 @@ loss reads several modules at once, which a per-module DDP split does not cover)
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import gymnasium as gym
@@ -66,17 +65,9 @@ from ray.rllib.core.learner.utils import make_target_network
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
 from ray.rllib.core.rl_module.rl_module import RLModule, RLModuleSpec
 from ray.rllib.core.rl_module.torch import TorchRLModule
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
-from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import (
-    ENV_RUNNER_RESULTS,
-    ENV_RUNNER_SAMPLING_TIMER,
-    LEARNER_RESULTS,
-    LEARNER_UPDATE_TIMER,
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
-    SYNCH_WORKER_WEIGHTS_TIMER,
-    TIMERS,
 )
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
@@ -92,7 +83,7 @@ from rl_platform.algorithms.mixers import (
 )
 from rl_platform.algorithms.replay import (
     HIDDEN,
-    NUM_LEARNER_UPDATES_LIFETIME,
+    JointReplayAlgorithm,
     JointReplayBuffer,
     SequenceReplayBuffer,
 )
@@ -330,7 +321,7 @@ class ValueDecompositionLearner(TorchLearner):
             )
         )
         self._last_target_update = 0
-        agents = list(self.config.value_decomposition_agents)
+        agents = list(self.config.joint_agents)
         mapping = self.config.policy_mapping_fn
         self._agent_modules: dict[str, list[int]] = {}
         for index, agent in enumerate(agents):
@@ -483,7 +474,7 @@ class ValueDecompositionConfig(AlgorithmConfig):
         self.rnn_hidden_dim = 64
         self.max_seq_len = 20
         # Filled by build(): agent order and global-state size for the mixer and replay.
-        self.value_decomposition_agents: list[str] = []
+        self.joint_agents: list[str] = []
         self.state_dim = 0
 
     @override(AlgorithmConfig)
@@ -505,7 +496,7 @@ class ValueDecompositionConfig(AlgorithmConfig):
         recurrent: bool = NotProvided,
         rnn_hidden_dim: int = NotProvided,
         max_seq_len: int = NotProvided,
-        value_decomposition_agents: list[str] = NotProvided,
+        joint_agents: list[str] = NotProvided,
         state_dim: int = NotProvided,
         **kwargs: Any,
     ) -> ValueDecompositionConfig:
@@ -541,13 +532,11 @@ class ValueDecompositionConfig(AlgorithmConfig):
         return RLModuleSpec(
             module_class=MixerModule,
             observation_space=gym.spaces.Box(-np.inf, np.inf, (self.state_dim,), np.float32),
-            action_space=gym.spaces.Box(
-                -np.inf, np.inf, (len(self.value_decomposition_agents),), np.float32
-            ),
+            action_space=gym.spaces.Box(-np.inf, np.inf, (len(self.joint_agents),), np.float32),
             learner_only=True,
             model_config={
                 "mixer": self.mixer,
-                "n_agents": len(self.value_decomposition_agents),
+                "n_agents": len(self.joint_agents),
                 "state_dim": self.state_dim,
                 "mixing_embed_dim": self.mixing_embed_dim,
                 "hypernet_embed_dim": self.hypernet_embed_dim,
@@ -560,90 +549,38 @@ class ValueDecompositionConfig(AlgorithmConfig):
         super().validate()
         if self.mixer not in MIXERS:
             self._value_error(f"mixer must be one of {MIXERS}, got {self.mixer!r}")
-        if not self.value_decomposition_agents or self.state_dim <= 0:
+        if not self.joint_agents or self.state_dim <= 0:
             self._value_error(
-                "set training(value_decomposition_agents=[...], state_dim=...) "
-                "(rl_platform's build() does)"
+                "set training(joint_agents=[...], state_dim=...) (rl_platform's build() does)"
             )
         if self.num_learners > 1:
             self._value_error("IQL/VDN/QMIX train on one learner (num_learners 0 or 1)")
 
 
-class ValueDecomposition(Algorithm):
+class ValueDecomposition(JointReplayAlgorithm):
     """IQL, VDN or QMIX: off-policy training from a joint replay buffer."""
+
+    batch_module_id: ClassVar[str] = MIXER_ID
 
     @classmethod
     @override(Algorithm)
     def get_default_config(cls) -> ValueDecompositionConfig:  # noqa: D102
         return ValueDecompositionConfig(cls)
 
-    @override(Algorithm)
-    def setup(self, config: AlgorithmConfig) -> None:  # noqa: D102
-        super().setup(config)
-        if self.config.recurrent:
-            # Capacity and batches count sequences (of up to max_seq_len steps).
-            self.replay = SequenceReplayBuffer(
-                max(1, self.config.replay_buffer_capacity // self.config.max_seq_len),
-                self.config.value_decomposition_agents,
-                self.config.state_dim,
-                seed=self.config.seed,
-                seq_len=self.config.max_seq_len,
-                hidden_dim=self.config.rnn_hidden_dim,
-            )
-        else:
-            self.replay = JointReplayBuffer(
-                self.config.replay_buffer_capacity,
-                self.config.value_decomposition_agents,
-                self.config.state_dim,
-                seed=self.config.seed,
-            )
-        mapping = self.config.policy_mapping_fn
-        self._agent_module_ids = sorted(
-            {mapping(a, None) for a in self.config.value_decomposition_agents}
-        )
-
-    @override(Algorithm)
-    def training_step(self) -> None:
-        """Sample, store, then (after warm-up) replay updates, target sync, weight sync."""
+    @override(JointReplayAlgorithm)
+    def make_replay(self) -> JointReplayBuffer:  # noqa: D102
         config = self.config
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, runner_results = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                concat=True,
-                sample_timeout_s=config.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-        self.metrics.aggregate(runner_results, key=ENV_RUNNER_RESULTS)
-        sampled = self.replay.add_episodes(episodes)
-        now = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
-        if now < config.num_steps_sampled_before_learning_starts or not len(self.replay):
-            return
-        batch_size = config.train_batch_size_per_learner
-        updates = 1
-        if config.training_intensity is not None:
-            updates = max(1, math.ceil(config.training_intensity * sampled / batch_size))
-        # One learner call runs all of this iteration's updates as minibatches of one
-        # replayed batch: RLlib's per-call overhead is far larger than a small update.
-        replayed = self.replay.sample(batch_size * updates)
-        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-            results = self.learner_group.update(
-                batch=MultiAgentBatch(
-                    {MIXER_ID: SampleBatch(replayed)}, env_steps=batch_size * updates
-                ),
-                minibatch_size=batch_size,
-                num_epochs=1,
-                shuffle_batch_per_epoch=False,
-                timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: now},
-            )
-        self.metrics.aggregate(results, key=LEARNER_RESULTS)
-        self.metrics.log_value(NUM_LEARNER_UPDATES_LIFETIME, updates, reduce="lifetime_sum")
-        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
-            self.env_runner_group.sync_weights(
-                from_worker_or_learner_group=self.learner_group,
-                policies=self._agent_module_ids,
-                inference_only=True,
-            )
+        if not config.recurrent:
+            return super().make_replay()
+        # Capacity and batches count sequences (of up to max_seq_len steps).
+        return SequenceReplayBuffer(
+            max(1, config.replay_buffer_capacity // config.max_seq_len),
+            config.joint_agents,
+            config.state_dim,
+            seed=config.seed,
+            seq_len=config.max_seq_len,
+            hidden_dim=config.rnn_hidden_dim,
+        )
 
 
 # --------------------------------------------------------------------------- platform
@@ -762,7 +699,7 @@ def build_value_decomposition(
     state_dim = int(np.prod(probe.state_space.shape))
     config = config.training(
         mixer=mixer,
-        value_decomposition_agents=list(probe.possible_agents),
+        joint_agents=list(probe.possible_agents),
         state_dim=state_dim,
         **hp.model_dump(exclude=VALUE_ONLY),
     )

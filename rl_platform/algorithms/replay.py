@@ -13,9 +13,23 @@ fixed-length, zero-padded sequences, each with the agents' recurrent state at it
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, ClassVar
 
 import numpy as np
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.metrics import (
+    ENV_RUNNER_RESULTS,
+    ENV_RUNNER_SAMPLING_TIMER,
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    SYNCH_WORKER_WEIGHTS_TIMER,
+    TIMERS,
+)
 
 # Metric key: gradient updates so far (learner updates/s = its change / time).
 NUM_LEARNER_UPDATES_LIFETIME = "num_learner_updates_lifetime"
@@ -268,3 +282,76 @@ def cut_sequences(
         for key in per_step:
             out[key][k, :length] = flat[key][start:end]
     return out
+
+
+class JointReplayAlgorithm(Algorithm):
+    """The training loop IQL/VDN/QMIX and MADDPG share.
+
+    Each iteration samples episodes from the env runners, stores their joint transitions
+    in ``self.replay`` (made by :meth:`make_replay`), and after the warm-up runs this
+    iteration's updates (``training_intensity`` replayed per sampled transition) as one
+    learner call over minibatches of one replayed batch, keyed by the learner-only module
+    ``batch_module_id``; then it pushes the agent modules' weights to the env runners.
+    The config carries ``joint_agents`` (the env's agents, in order), ``state_dim``,
+    ``replay_buffer_capacity``, ``num_steps_sampled_before_learning_starts`` and
+    ``training_intensity``.
+    """
+
+    batch_module_id: ClassVar[str]
+
+    def make_replay(self) -> JointReplayBuffer:
+        """The replay buffer; subclasses may store sequences instead of transitions."""
+        config = self.config
+        return JointReplayBuffer(
+            config.replay_buffer_capacity, config.joint_agents, config.state_dim, config.seed
+        )
+
+    @override(Algorithm)
+    def setup(self, config: Any) -> None:  # noqa: D102
+        super().setup(config)
+        self.replay = self.make_replay()
+        mapping = self.config.policy_mapping_fn
+        self._agent_module_ids = sorted({mapping(a, None) for a in self.config.joint_agents})
+
+    @override(Algorithm)
+    def training_step(self) -> None:
+        """Sample, store, then (after warm-up) replayed updates and a weight sync."""
+        config = self.config
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            episodes, runner_results = synchronous_parallel_sample(
+                worker_set=self.env_runner_group,
+                concat=True,
+                sample_timeout_s=config.sample_timeout_s,
+                _uses_new_env_runners=True,
+                _return_metrics=True,
+            )
+        self.metrics.aggregate(runner_results, key=ENV_RUNNER_RESULTS)
+        sampled = self.replay.add_episodes(episodes)
+        now = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
+        if now < config.num_steps_sampled_before_learning_starts or not len(self.replay):
+            return
+        batch_size = config.train_batch_size_per_learner
+        updates = 1
+        if config.training_intensity is not None:
+            updates = max(1, math.ceil(config.training_intensity * sampled / batch_size))
+        # One learner call runs all of this iteration's updates as minibatches of one
+        # replayed batch: RLlib's per-call overhead is far larger than a small update.
+        replayed = self.replay.sample(batch_size * updates)
+        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+            results = self.learner_group.update(
+                batch=MultiAgentBatch(
+                    {self.batch_module_id: SampleBatch(replayed)}, env_steps=batch_size * updates
+                ),
+                minibatch_size=batch_size,
+                num_epochs=1,
+                shuffle_batch_per_epoch=False,
+                timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: now},
+            )
+        self.metrics.aggregate(results, key=LEARNER_RESULTS)
+        self.metrics.log_value(NUM_LEARNER_UPDATES_LIFETIME, updates, reduce="lifetime_sum")
+        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
+            self.env_runner_group.sync_weights(
+                from_worker_or_learner_group=self.learner_group,
+                policies=self._agent_module_ids,
+                inference_only=True,
+            )
