@@ -57,6 +57,44 @@ def env_config_of(experiment: ExperimentConfig) -> dict[str, Any]:
     return config
 
 
+def with_global_state(
+    config: AlgorithmConfig,
+    experiment: ExperimentConfig,
+    agent_id: bool,
+    module_spaces: bool = False,
+) -> AlgorithmConfig:
+    """Run the experiment's env inside ``GlobalStateEnv`` (obs = {"obs", "state"}).
+
+    ``agent_id`` appends each agent's one-hot index to its local observation (for a
+    shared policy). ``module_spaces`` also gives every module its spaces explicitly: RLlib
+    2.60's local env runner (``num_env_runners: 0``) cannot infer them from its vector env
+    and would hand the modules the env's Dict spaces (the replay-based algorithms need it).
+    """
+    from ray.rllib.policy.policy import PolicySpec
+
+    from rl_platform.envs.wrappers import GlobalStateEnv
+
+    env_config = {
+        "env_id": experiment.env.id,
+        "env_config": env_config_of(experiment),
+        "agent_id": agent_id,
+    }
+    config = config.environment(env=GlobalStateEnv, env_config=env_config)
+    if module_spaces:
+        wrapped = GlobalStateEnv(env_config)
+        mapping = config.policy_mapping_fn
+        config = config.multi_agent(
+            policies={
+                mapping(agent, None): PolicySpec(
+                    observation_space=wrapped.observation_spaces[agent],
+                    action_space=wrapped.action_spaces[agent],
+                )
+                for agent in wrapped.possible_agents
+            }
+        )
+    return config
+
+
 def module_ids(experiment: ExperimentConfig, env_cls: type) -> list[str]:
     """The RLModule ids a run trains, in a stable order.
 

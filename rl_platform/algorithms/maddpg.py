@@ -56,7 +56,12 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
-from rl_platform.algorithms.common import apply_experiment, env_config_of, module_ids
+from rl_platform.algorithms.common import (
+    apply_experiment,
+    env_config_of,
+    module_ids,
+    with_global_state,
+)
 from rl_platform.algorithms.mixers import masked_mean, soft_update, td_targets
 from rl_platform.algorithms.replay import JointReplayAlgorithm
 
@@ -652,10 +657,8 @@ def build_maddpg(experiment: ExperimentConfig, env_cls: type) -> MADDPGConfig:
             1-d Box, or a shared policy is asked for agents whose spaces differ.
     """
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
-    from ray.rllib.policy.policy import PolicySpec
 
     from rl_platform.config import ConfigError
-    from rl_platform.envs.wrappers import GlobalStateEnv
 
     hp = Hyperparams.model_validate(experiment.algorithm.hyperparams)
     probe = env_cls({**env_config_of(experiment)})
@@ -678,28 +681,11 @@ def build_maddpg(experiment: ExperimentConfig, env_cls: type) -> MADDPGConfig:
     module_ids(experiment, env_cls)  # refuses a shared policy over unlike agents
     shared = experiment.algorithm.shared_policy
     config = apply_experiment(MADDPGConfig(), experiment, env_cls)
-    config = config.environment(
-        env=GlobalStateEnv,
-        env_config={
-            "env_id": experiment.env.id,
-            "env_config": env_config_of(experiment),
-            "agent_id": hp.agent_id_in_obs and shared,
-        },
+    config = with_global_state(
+        config, experiment, hp.agent_id_in_obs and shared, module_spaces=True
     )
     # The actor acts in env units already (squashed into the box).
     config = config.environment(normalize_actions=False, clip_actions=False)
-    # Explicit module spaces: RLlib 2.60's local env runner (num_env_runners: 0) cannot
-    # infer them from its vector env (see qmix.py).
-    wrapped = GlobalStateEnv(config.env_config)
-    mapping = config.policy_mapping_fn
-    spaces = {
-        mapping(agent, None): PolicySpec(
-            observation_space=wrapped.observation_spaces[agent],
-            action_space=wrapped.action_spaces[agent],
-        )
-        for agent in wrapped.possible_agents
-    }
-    config = config.multi_agent(policies=spaces)
     config = config.training(
         joint_agents=agents,
         state_dim=int(np.prod(probe.state_space.shape)),

@@ -54,7 +54,11 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 
 from rl_platform.algorithms import ppo
-from rl_platform.algorithms.common import apply_experiment, env_config_of, module_ids
+from rl_platform.algorithms.common import (
+    apply_experiment,
+    module_ids,
+    with_global_state,
+)
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -379,8 +383,6 @@ def _build(experiment: ExperimentConfig, env_cls: type, critic_obs_key: str) -> 
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-    from rl_platform.envs.wrappers import GlobalStateEnv
-
     hp = Hyperparams.model_validate(experiment.algorithm.hyperparams)
     network = experiment.algorithm.network
     if network.activation not in ("tanh", "relu"):
@@ -392,13 +394,8 @@ def _build(experiment: ExperimentConfig, env_cls: type, critic_obs_key: str) -> 
         )
     module_ids(experiment, env_cls)  # refuses a shared policy over unlike agents
     config = apply_experiment(PPOConfig(), experiment, env_cls)
-    config = config.environment(
-        env=GlobalStateEnv,
-        env_config={
-            "env_id": experiment.env.id,
-            "env_config": env_config_of(experiment),
-            "agent_id": hp.agent_id_in_obs and experiment.algorithm.shared_policy,
-        },
+    config = with_global_state(
+        config, experiment, hp.agent_id_in_obs and experiment.algorithm.shared_policy
     )
     model_config = {
         "actor_hiddens": list(network.hidden_sizes),

@@ -71,7 +71,12 @@ from ray.rllib.utils.metrics import (
 )
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
-from rl_platform.algorithms.common import apply_experiment, env_config_of, module_ids
+from rl_platform.algorithms.common import (
+    apply_experiment,
+    env_config_of,
+    module_ids,
+    with_global_state,
+)
 from rl_platform.algorithms.mixers import (
     QMixer,
     double_q_next_values,
@@ -658,10 +663,8 @@ def build_value_decomposition(
             agents whose spaces differ.
     """
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
-    from ray.rllib.policy.policy import PolicySpec
 
     from rl_platform.config import ConfigError
-    from rl_platform.envs.wrappers import GlobalStateEnv
 
     hp = Hyperparams.model_validate(experiment.algorithm.hyperparams)
     probe = env_cls({**env_config_of(experiment)})
@@ -676,26 +679,12 @@ def build_value_decomposition(
             )
     module_ids(experiment, env_cls)  # refuses a shared policy over unlike agents
     config = apply_experiment(ValueDecompositionConfig(), experiment, env_cls)
-    config = config.environment(
-        env=GlobalStateEnv,
-        env_config={
-            "env_id": experiment.env.id,
-            "env_config": env_config_of(experiment),
-            "agent_id": hp.agent_id_in_obs and experiment.algorithm.shared_policy,
-        },
+    config = with_global_state(
+        config,
+        experiment,
+        hp.agent_id_in_obs and experiment.algorithm.shared_policy,
+        module_spaces=True,
     )
-    # Explicit module spaces: RLlib 2.60's local env runner (num_env_runners: 0) cannot
-    # infer them from its vector env and would hand the modules the env's Dict spaces.
-    wrapped = GlobalStateEnv(config.env_config)
-    mapping = config.policy_mapping_fn
-    spaces = {
-        mapping(agent, None): PolicySpec(
-            observation_space=wrapped.observation_spaces[agent],
-            action_space=wrapped.action_spaces[agent],
-        )
-        for agent in wrapped.possible_agents
-    }
-    config = config.multi_agent(policies=spaces)
     state_dim = int(np.prod(probe.state_space.shape))
     config = config.training(
         mixer=mixer,
