@@ -186,12 +186,16 @@ def load_algorithm(checkpoint_dir: str | Path):
     the checkpoint, so only for checkpoints this user wrote); policies alone load with
     :func:`load_policy`. ``Algorithm.from_checkpoint`` pushes weights to remote env runners
     fire-and-forget, which RLlib 2.60 can drop; :func:`sync_env_runner_weights` makes it
-    synchronous.
+    synchronous. Unlike Tune's restore, ``from_checkpoint`` does not call the callbacks'
+    ``on_checkpoint_loaded``; it is called here, so a curriculum continues at its level.
     """
     from ray.rllib.algorithms.algorithm import Algorithm
+    from ray.rllib.utils import force_list
 
     from rl_platform.algorithms.common import sync_env_runner_weights
 
-    algorithm = Algorithm.from_checkpoint(str(checkpoint_dir))
+    algorithm = Algorithm.from_checkpoint(str(Path(checkpoint_dir).resolve()))
     sync_env_runner_weights(algorithm)
+    for callback in force_list(algorithm.callbacks):
+        callback.on_checkpoint_loaded(algorithm=algorithm)
     return algorithm

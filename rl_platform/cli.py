@@ -52,23 +52,36 @@ def _not_yet(command: str, step: str) -> NoReturn:
 
 
 class _ProgressTable:
-    """Prints one aligned row per training iteration."""
+    """Prints one aligned row per training iteration (and curriculum level changes).
 
-    header = f"{'iter':>5} {'env steps':>11} {'return mean':>12} {'steps/s':>9} {'time':>8}"
+    ``task score`` is the per-agent mean episode return of the env's own reward, before
+    difference rewards, shaping and bonuses; ``level`` shows with a curriculum.
+    """
+
+    header = (
+        f"{'iter':>5} {'env steps':>11} {'return mean':>12} {'task score':>11} "
+        f"{'steps/s':>9} {'time':>8}"
+    )
 
     def __init__(self) -> None:
         self.started = False
 
     def __call__(self, row) -> None:  # row: training.IterationRow
         if not self.started:
-            console.print(f"[bold]{self.header}[/]", highlight=False)
+            level = f" {'level':>8}" if row.level else ""
+            console.print(f"[bold]{self.header}{level}[/]", highlight=False)
             self.started = True
         ret = "—" if math.isnan(row.episode_return_mean) else f"{row.episode_return_mean:.3f}"
+        task = row.rewards.get("env", math.nan)
+        task_text = "—" if math.isnan(task) else f"{task:.3f}"
+        level = f" {row.level:>8}" if row.level else ""
         console.print(
-            f"{row.iteration:>5} {row.env_steps:>11,} {ret:>12} "
-            f"{row.env_steps_per_s:>9,.0f} {row.time_total_s:>7.1f}s",
+            f"{row.iteration:>5} {row.env_steps:>11,} {ret:>12} {task_text:>11} "
+            f"{row.env_steps_per_s:>9,.0f} {row.time_total_s:>7.1f}s{level}",
             highlight=False,
         )
+        if row.level_change:
+            console.print(f"      [bold cyan]curriculum: {row.level_change}[/]", highlight=False)
 
 
 def _print_summary(result) -> None:

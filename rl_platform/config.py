@@ -75,8 +75,39 @@ class AlgorithmSpec(_Model):
     network: NetworkSpec = Field(default_factory=NetworkSpec)
 
 
+class ShapingSpec(_Model):
+    """Potential-based shaping: each reward gets ``weight * (gamma * Phi(s') - Phi(s))``."""
+
+    potential: str = Field(description="A potential the env declares (`rlp envs show <id>`).")
+    weight: float = Field(default=1.0, description="Scale of the shaping term.")
+    gamma: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="Discount of the shaping term; null = the algorithm's gamma, which is "
+        "what keeps the optimal policy unchanged.",
+    )
+
+
+class CoordinationSpec(_Model):
+    """A bonus for agents whose actions agree (or, with ``prefer: diverse``, differ)."""
+
+    weight: NonNegativeFloat = Field(
+        default=0.1, description="Bonus per unit of mean cosine similarity (the seed's 0.1)."
+    )
+    prefer: Literal["similar", "diverse"] = Field(
+        default="similar",
+        description="similar: reward agreeing with the others; diverse: penalize it.",
+    )
+
+
 class RewardsSpec(_Model):
-    """Weights of the env's reward components (the env declares which exist)."""
+    """How each agent's reward is made from the env's reward components.
+
+    The env's weighted components make the task reward; ``team`` mixes it with the agents'
+    mean; ``difference`` replaces it with each agent's own contribution to the team reward;
+    ``shaping`` and ``coordination`` add terms on top. Every part is logged separately.
+    """
 
     weights: dict[str, float] = Field(
         default_factory=dict,
@@ -89,28 +120,98 @@ class RewardsSpec(_Model):
         description="Share of each agent's reward replaced by the mean over agents: 0 keeps "
         "individual rewards, 1 makes every agent maximize the team's (cooperative training).",
     )
+    difference: bool = Field(
+        default=False,
+        description="Difference rewards: an agent gets the team reward (mean over agents) "
+        "minus the team reward had it taken the env's default action.",
+    )
+    shaping: ShapingSpec | None = None
+    coordination: CoordinationSpec | None = None
 
     @model_validator(mode="after")
-    def _finite(self) -> RewardsSpec:
+    def _consistent(self) -> RewardsSpec:
         for name, weight in self.weights.items():
             if not math.isfinite(weight):
                 raise ValueError(f"weight of {name!r} must be a finite number, got {weight}")
+        if self.difference and self.team:
+            raise ValueError(
+                "team and difference cannot be combined: a difference reward already "
+                "measures each agent against the team reward (set team: 0)"
+            )
         return self
 
 
 class PromotionRule(_Model):
-    """When to advance to the next curriculum level."""
+    """When to advance to the next curriculum level (and, optionally, to fall back)."""
 
     min_episodes: PositiveInt = Field(default=100, description="Episodes played at a level first.")
     window: PositiveInt = Field(default=50, description="Recent episodes averaged.")
-    threshold: float = Field(default=0.8, description="Normalized score to pass, in [0, 1].")
+    threshold: float = Field(
+        default=0.8, ge=0.0, le=1.0, description="Normalized score to pass, in [0, 1]."
+    )
+    demote_below: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Go back one level when the window's normalized score falls below this "
+        "(after min_episodes at the level); null = never demote.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PromotionRule:
+        if self.window > self.min_episodes:
+            raise ValueError(
+                f"window ({self.window}) must not exceed min_episodes ({self.min_episodes}): "
+                "the window averages episodes played at the current level"
+            )
+        if self.demote_below is not None and self.demote_below >= self.threshold:
+            raise ValueError(
+                f"demote_below ({self.demote_below}) must be below threshold "
+                f"({self.threshold}), or a run would bounce between levels"
+            )
+        return self
 
 
 class CurriculumSpec(_Model):
-    """Task levels to move through and the rule that promotes."""
+    """Task levels to move through, by performance (``promote``) or by ``schedule``.
+
+    Scores are normalized per env and level: 0 is a random policy's mean episode score,
+    1 the best of the env's hand-written baselines (or ``score_range`` where given).
+    """
 
     levels: list[str] = Field(min_length=1, description="Levels in order; the env declares them.")
     promote: PromotionRule = Field(default_factory=PromotionRule)
+    schedule: dict[str, NonNegativeInt] | None = Field(
+        default=None,
+        description="Level -> training iterations done before moving to it, instead of "
+        "promotion (e.g. {easy: 0, medium: 20}: medium from the 21st iteration on); the "
+        "first level must start at 0.",
+    )
+    score_range: dict[str, tuple[float, float]] | None = Field(
+        default=None,
+        description="Level -> (score of 0, score of 1) to normalize episode scores with, "
+        "instead of random and the best baseline (needed for envs without baselines).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CurriculumSpec:
+        if len(set(self.levels)) != len(self.levels):
+            raise ValueError(f"levels {self.levels} repeat a level")
+        if self.schedule is not None:
+            unknown = [level for level in self.schedule if level not in self.levels]
+            if unknown:
+                raise ValueError(f"schedule names levels not in levels: {unknown}")
+            starts = [self.schedule[level] for level in self.levels if level in self.schedule]
+            if self.levels[0] not in self.schedule or self.schedule[self.levels[0]] != 0:
+                raise ValueError(f"schedule must start the first level {self.levels[0]!r} at 0")
+            if starts != sorted(starts) or len(set(starts)) != len(starts):
+                raise ValueError("schedule iterations must increase along levels")
+        for level, (low, high) in (self.score_range or {}).items():
+            if level not in self.levels:
+                raise ValueError(f"score_range names level {level!r}, not in levels")
+            if not (math.isfinite(low) and math.isfinite(high) and high > low):
+                raise ValueError(f"score_range of {level!r} needs finite low < high")
+        return self
 
 
 class ResourcesSpec(_Model):
@@ -356,19 +457,7 @@ def _resolve_against_registry(config: ExperimentConfig, where: str) -> Experimen
                 f"{where}: rewards.weights.{name}: env {config.env.id!r} has no reward "
                 f"component {name!r}; expected one of: {', '.join(components)}."
             )
-    if config.curriculum is not None:
-        levels = tuple(env_cls.task_levels)
-        for i, level in enumerate(config.curriculum.levels):
-            if level not in levels:
-                raise ConfigError(
-                    f"{where}: curriculum.levels[{i}] = {level!r}: env {config.env.id!r} has "
-                    f"no task level {level!r}; expected levels from: {', '.join(levels)}."
-                )
-        if not 0.0 <= config.curriculum.promote.threshold <= 1.0:
-            raise ConfigError(
-                f"{where}: curriculum.promote.threshold = {config.curriculum.promote.threshold}: "
-                "expected a normalized score in [0, 1]."
-            )
+    _check_curriculum(config, env_cls, where)
 
     hyperparams = _validate_part(
         algo_entry.load().Hyperparams,
@@ -376,12 +465,69 @@ def _resolve_against_registry(config: ExperimentConfig, where: str) -> Experimen
         where,
         ("algorithm", "hyperparams"),
     )
+    rewards = _resolve_rewards(config, env_cls, hyperparams, where)
     return config.model_copy(
         update={
             "env": config.env.model_copy(update={"config": env_config}),
             "algorithm": config.algorithm.model_copy(update={"hyperparams": hyperparams}),
+            "rewards": rewards,
         }
     )
+
+
+def _check_curriculum(config: ExperimentConfig, env_cls: type, where: str) -> None:
+    curriculum = config.curriculum
+    if curriculum is None:
+        return
+    levels = tuple(env_cls.task_levels)
+    if not levels:
+        raise ConfigError(
+            f"{where}: curriculum: env {config.env.id!r} declares no task levels, so it has "
+            "no curriculum; remove the curriculum section."
+        )
+    for i, level in enumerate(curriculum.levels):
+        if level not in levels:
+            raise ConfigError(
+                f"{where}: curriculum.levels[{i}] = {level!r}: env {config.env.id!r} has "
+                f"no task level {level!r}; expected levels from: {', '.join(levels)}."
+            )
+    if curriculum.schedule is None and not getattr(env_cls, "baselines", ()):
+        missing = [
+            level for level in curriculum.levels if level not in (curriculum.score_range or {})
+        ]
+        if missing:
+            raise ConfigError(
+                f"{where}: curriculum.score_range: env {config.env.id!r} has no baselines to "
+                f"normalize scores with; give score_range for levels {missing} "
+                "(level: [score meaning 0, score meaning 1])."
+            )
+
+
+def _resolve_rewards(
+    config: ExperimentConfig, env_cls: type, hyperparams: dict[str, Any], where: str
+) -> RewardsSpec:
+    """Check the reward settings against the env; fill the shaping discount in."""
+    rewards = config.rewards
+    env_id = config.env.id
+    if rewards.difference and not callable(getattr(env_cls, "counterfactual_rewards", None)):
+        raise ConfigError(
+            f"{where}: rewards.difference: env {env_id!r} has no counterfactual hook "
+            "(counterfactual_rewards), so difference rewards cannot be computed for it."
+        )
+    if rewards.shaping is None:
+        return rewards
+    potentials = tuple(getattr(env_cls, "potentials", ()))
+    if rewards.shaping.potential not in potentials:
+        raise ConfigError(
+            f"{where}: rewards.shaping.potential = {rewards.shaping.potential!r}: env "
+            f"{env_id!r} declares no such potential; expected one of: "
+            f"{', '.join(potentials) or '(none: this env has no potentials)'}."
+        )
+    if rewards.shaping.gamma is not None:
+        return rewards
+    gamma = float(hyperparams.get("gamma", 0.99))
+    shaping = rewards.shaping.model_copy(update={"gamma": gamma})
+    return rewards.model_copy(update={"shaping": shaping})
 
 
 def _validate_part(

@@ -110,6 +110,13 @@ register_env(
         "rl_platform.envs.resource_allocation:ResourceAllocationEnv",
     )
 )
+register_env(
+    EnvEntry(
+        "coverage",
+        "N agents spread over K valued targets for one team reward (credit assignment)",
+        "rl_platform.envs.coverage:CoverageEnv",
+    )
+)
 
 register_env(
     EnvEntry(

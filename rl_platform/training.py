@@ -52,13 +52,27 @@ class TrainingError(RuntimeError):
 
 @dataclass(frozen=True)
 class IterationRow:
-    """What the progress display shows for one training iteration."""
+    """What the progress display shows for one training iteration.
+
+    ``level`` is the curriculum level ("" without a curriculum) and ``level_change`` says
+    what changed after this iteration ("" when nothing did). ``rewards`` holds the
+    per-agent mean episode sum of each reward part (``env_runners/rewards/<name>``).
+    """
 
     iteration: int
     env_steps: int
     episode_return_mean: float
     env_steps_per_s: float
     time_total_s: float
+    level: str = ""
+    level_change: str = ""
+    rewards: dict[str, float] = field(default_factory=dict)
+
+    def csv_row(self, reward_names: list[str]) -> dict[str, Any]:
+        """The row of metrics.csv: the figures, the level and one column per reward part."""
+        row = {k: v for k, v in asdict(self).items() if k not in ("rewards", "level_change")}
+        row.update({f"reward_{n}": self.rewards.get(n, math.nan) for n in reward_names})
+        return row
 
 
 @dataclass
@@ -166,20 +180,21 @@ def init_ray(address: str | None = None, verbose: bool = False) -> None:
 _progress_sink: Callable[[IterationRow], None] | None = None
 
 
-def _make_progress_callback(run_dir: Path):
+def _make_progress_callback(run_dir: Path, reward_names: list[str]):
     from ray.tune import Callback
 
     class RunCallback(Callback):
         """In the driver: writes metrics.csv, feeds the progress display, exports policies."""
 
-        def __init__(self, run_dir: Path) -> None:
+        def __init__(self, run_dir: Path, reward_names: list[str]) -> None:
             self.run_dir = run_dir
+            self.reward_names = reward_names
             self._last: tuple[float, float] | None = None
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: D102
             row = iteration_row(result, self._last)
             self._last = (row.env_steps, row.time_total_s)
-            _append_metrics(self.run_dir / METRICS_FILE, row)
+            _append_metrics(self.run_dir / METRICS_FILE, row.csv_row(self.reward_names))
             if _progress_sink is not None:
                 _progress_sink(row)
 
@@ -192,9 +207,9 @@ def _make_progress_callback(run_dir: Path):
                 log.warning("could not export policies of %s: %s", checkpoint.path, err)
 
         def __getstate__(self) -> dict[str, Any]:
-            return {"run_dir": self.run_dir, "_last": None}
+            return {"run_dir": self.run_dir, "reward_names": self.reward_names, "_last": None}
 
-    return RunCallback(run_dir)
+    return RunCallback(run_dir, reward_names)
 
 
 def iteration_row(result: dict[str, Any], last: tuple[float, float] | None) -> IterationRow:
@@ -206,22 +221,31 @@ def iteration_row(result: dict[str, Any], last: tuple[float, float] | None) -> I
     elapsed = total - prev_time
     rate = (env_steps - prev_steps) / elapsed if elapsed > 0 else 0.0
     ret = runners.get("episode_return_mean", math.nan)
+    curriculum = result.get("curriculum") or {}
+    change = ""
+    if curriculum.get("changed"):
+        moved = "promoted" if curriculum["changed"] > 0 else "demoted"
+        score = curriculum.get("change_score", math.nan)
+        change = f"{moved} to {curriculum.get('level_name')} (window score {score:.2f})"
     return IterationRow(
         iteration=int(result.get("training_iteration", 0)),
         env_steps=env_steps,
         episode_return_mean=float(ret) if ret is not None else math.nan,
         env_steps_per_s=rate,
         time_total_s=total,
+        level=str(curriculum.get("level_name", "")),
+        level_change=change,
+        rewards={k: float(v) for k, v in (runners.get("rewards") or {}).items()},
     )
 
 
-def _append_metrics(path: Path, row: IterationRow) -> None:
+def _append_metrics(path: Path, row: dict[str, Any]) -> None:
     new = not path.exists()
     with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(asdict(row)))
+        writer = csv.DictWriter(handle, fieldnames=list(row))
         if new:
             writer.writeheader()
-        writer.writerow(asdict(row))
+        writer.writerow(row)
 
 
 # --------------------------------------------------------------------------- train
@@ -262,6 +286,7 @@ def train(
     algo_config = build_algorithm_config(experiment)
 
     init_ray(address, verbose)
+    _check_resources(experiment, algo_config, autoscaling=address is not None)
     from ray import tune
 
     if resume is None:
@@ -300,12 +325,40 @@ def train(
     return summary
 
 
+def _check_resources(
+    experiment: ExperimentConfig, algo_config: AlgorithmConfig, autoscaling: bool
+) -> None:
+    """Refuse a run that asks for more CPUs/GPUs than the Ray cluster has.
+
+    Tune would otherwise wait forever for resources that never come. On a cluster
+    (``--address``) an autoscaler may add nodes, so there it is only a warning.
+    """
+    import ray
+
+    wanted = algo_config.algo_class.default_resource_request(algo_config).required_resources
+    have = ray.cluster_resources()
+    short = {k: (v, have.get(k, 0.0)) for k, v in wanted.items() if v > have.get(k, 0.0) + 1e-9}
+    if not short:
+        return
+    what = ", ".join(f"{v:g} {k} (the cluster has {h:g})" for k, (v, h) in short.items())
+    message = (
+        f"{experiment.name}: the run needs {what}: one per env runner, learner and the "
+        "driver. Lower resources.num_env_runners or resources.num_cpus_per_env_runner."
+    )
+    if autoscaling:
+        log.warning("%s Waiting for the cluster to grow.", message)
+        return
+    raise ConfigError(message)
+
+
 def _trial_dirname(trial: Any) -> str:
     return TRIAL_DIR
 
 
 def _run_config(experiment: ExperimentConfig, run_dir: Path):
     from ray import tune
+
+    from rl_platform.rewards import reward_parts
 
     ckpt = experiment.checkpoint
     return tune.RunConfig(
@@ -321,7 +374,7 @@ def _run_config(experiment: ExperimentConfig, run_dir: Path):
             checkpoint_at_end=True,
         ),
         failure_config=tune.FailureConfig(max_failures=experiment.resources.max_failures),
-        callbacks=[_make_progress_callback(run_dir.resolve())],
+        callbacks=[_make_progress_callback(run_dir.resolve(), reward_parts(experiment))],
     )
 
 
@@ -441,4 +494,6 @@ def _read_metrics(path: Path) -> list[dict[str, float]]:
     if not path.is_file():
         return []
     with path.open() as handle:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        return [
+            {k: float(v) for k, v in row.items() if k != "level"} for row in csv.DictReader(handle)
+        ]

@@ -57,6 +57,30 @@ def env_config_of(experiment: ExperimentConfig) -> dict[str, Any]:
     return config
 
 
+def reward_env_config(experiment: ExperimentConfig) -> dict[str, Any]:
+    """Config of the :class:`~rl_platform.rewards.RewardEnv` every algorithm trains on."""
+    from rl_platform import registry
+
+    return {
+        "env_id": experiment.env.id,
+        "env_class": registry.get_env(experiment.env.id).load(),
+        "env_config": env_config_of(experiment),
+        "rewards": experiment.rewards.model_dump(mode="json"),
+    }
+
+
+def experiment_callbacks(experiment: ExperimentConfig) -> list[type]:
+    """The RLlib callback classes an experiment needs: reward metrics, its curriculum."""
+    from rl_platform.rewards import RewardMetricsCallback
+
+    callbacks: list[type] = [RewardMetricsCallback]
+    if experiment.curriculum is not None:
+        from rl_platform.curriculum import callback_class
+
+        callbacks.append(callback_class(experiment, env_config_of(experiment)))
+    return callbacks
+
+
 def with_global_state(
     config: AlgorithmConfig,
     experiment: ExperimentConfig,
@@ -74,11 +98,7 @@ def with_global_state(
 
     from rl_platform.envs.wrappers import GlobalStateEnv
 
-    env_config = {
-        "env_id": experiment.env.id,
-        "env_config": env_config_of(experiment),
-        "agent_id": agent_id,
-    }
+    env_config = {**reward_env_config(experiment), "agent_id": agent_id}
     config = config.environment(env=GlobalStateEnv, env_config=env_config)
     if module_spaces:
         wrapped = GlobalStateEnv(env_config)
@@ -123,15 +143,21 @@ def module_ids(experiment: ExperimentConfig, env_cls: type) -> list[str]:
 def apply_experiment(
     config: AlgorithmConfig, experiment: ExperimentConfig, env_cls: type
 ) -> AlgorithmConfig:
-    """Set everything an experiment decides on an algorithm's (new-stack) RLlib config."""
+    """Set everything an experiment decides on an algorithm's (new-stack) RLlib config.
+
+    The env runners build the experiment's env inside :class:`~rl_platform.rewards.RewardEnv`
+    (the reward engineering), whatever the algorithm.
+    """
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    from rl_platform.rewards import RewardEnv
 
     res = experiment.resources
     shared = experiment.algorithm.shared_policy
     network = experiment.algorithm.network
     config = (
         config.api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
-        .environment(env=env_cls, env_config=env_config_of(experiment))
+        .environment(env=RewardEnv, env_config=reward_env_config(experiment))
         .env_runners(
             num_env_runners=res.num_env_runners,
             num_envs_per_env_runner=res.num_envs_per_env_runner,
@@ -151,7 +177,10 @@ def apply_experiment(
             )
         )
         .debugging(seed=experiment.seed)
-        .callbacks(on_checkpoint_loaded=sync_env_runner_weights)
+        .callbacks(
+            callbacks_class=experiment_callbacks(experiment),
+            on_checkpoint_loaded=sync_env_runner_weights,
+        )
         .fault_tolerance(
             restart_failed_env_runners=True,
             max_num_env_runner_restarts=res.max_env_runner_restarts,

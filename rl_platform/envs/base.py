@@ -102,6 +102,8 @@ class BatchedCore(ABC):
     task_levels: ClassVar[tuple[str, ...]] = ("easy", "medium", "hard", "expert")
     baselines: ClassVar[tuple[str, ...]]  # the first is the default heuristic
     state_fields: ClassVar[tuple[str, ...]]
+    # Named state potentials Phi(s) for potential-based reward shaping (`rewards.shaping`).
+    potentials: ClassVar[tuple[str, ...]] = ()
 
     observation_space: gym.spaces.Box
     action_space: gym.Space
@@ -147,6 +149,18 @@ class BatchedCore(ABC):
 
         `name` is one of ``baselines``; baselines see only observations, like policies.
         """
+
+    def potential(self, name: str) -> np.ndarray:
+        """Phi of the current state for each agent, (B, N) float32; `name` is in ``potentials``.
+
+        Shaping adds ``gamma * Phi(s') - Phi(s)`` to each reward, which leaves the optimal
+        policies unchanged (Ng, Harada and Russell 1999), so a potential only has to point
+        the way: larger where the task is closer to done.
+        """
+        raise ValueError(
+            f"{type(self).__name__} has no potential {name!r}; "
+            f"expected one of: {', '.join(self.potentials) or '(none declared)'}"
+        )
 
     def default_actions(self, obs: np.ndarray) -> np.ndarray:
         """The default action for every agent of observations (B, N, obs_dim)."""
@@ -316,6 +330,7 @@ class CoreMultiAgentEnv(MultiAgentEnv):
     reward_components: ClassVar[tuple[str, ...]] = ()
     task_levels: ClassVar[tuple[str, ...]] = ()
     baselines: ClassVar[tuple[str, ...]] = ()
+    potentials: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -323,6 +338,7 @@ class CoreMultiAgentEnv(MultiAgentEnv):
             cls.reward_components = cls.core_cls.reward_components
             cls.task_levels = cls.core_cls.task_levels
             cls.baselines = cls.core_cls.baselines
+            cls.potentials = cls.core_cls.potentials
 
     @classmethod
     def parallel_env(cls, **config: Any) -> CoreParallelEnv:
@@ -371,6 +387,10 @@ class CoreMultiAgentEnv(MultiAgentEnv):
     def get_task(self) -> str:
         """Current difficulty level."""
         return self.core.get_task()
+
+    def potential(self, name: str) -> dict[str, float]:
+        """Each agent's potential Phi(s) `name` (one of ``potentials``) in the current state."""
+        return dict(zip(self.possible_agents, self.core.potential(name)[0].tolist()))
 
     def counterfactual_rewards(self, action_dict: dict[str, Any], agent: str) -> dict[str, float]:
         """Each agent's reward for this step had `agent` taken the default action.

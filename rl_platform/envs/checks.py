@@ -6,6 +6,9 @@
 * bad input: a NaN action is refused with a ValueError naming the agent, and so is an
   unknown agent id; a step after the episode ended is refused;
 * counterfactual rewards leave the env as it was (the real step is unchanged);
+* potentials: every declared one is a finite float per agent after reset and after
+  random steps, reading it leaves the env as it was, and an undeclared name is refused
+  with a ValueError listing the declared ones;
 * task levels: ``set_task`` to each declared level keeps the spaces unchanged.
 """
 
@@ -51,6 +54,7 @@ def check_env(env_id: str, config: dict[str, Any] | None = None) -> list[CheckRe
             ("pettingzoo parallel_api_test", lambda: _pz_api(env_cls, config)),
             ("pettingzoo parallel_seed_test", lambda: _pz_seed(env_cls, config)),
             ("counterfactual step leaves no trace", lambda: _counterfactual(env_cls, config)),
+            ("potentials finite and leave no trace", lambda: _potentials(env_cls, config)),
             ("task levels keep spaces", lambda: _task_levels(env_cls, config)),
         ]
     results = []
@@ -178,13 +182,56 @@ def _counterfactual(env_cls: type, config: dict[str, Any]) -> None:
         for agent in probed.possible_agents:
             probed.counterfactual_rewards(actions, agent)
         first, second = plain.step(actions), probed.step(actions)
-        for a, b in zip(first[:2], second[:2], strict=True):
-            for key in a:
-                if not np.array_equal(np.asarray(a[key]), np.asarray(b[key])):
-                    raise AssertionError(f"a counterfactual probe changed the step ({key!r})")
+        _same_step(first, second, "a counterfactual probe")
         if first[2]["__all__"] or first[3]["__all__"]:  # short episodes: go on in a new one
             plain.reset()
             probed.reset()
+
+
+def _same_step(first: tuple, second: tuple, probe: str) -> None:
+    """Raise unless two step() results have the same observations and rewards."""
+    for a, b in zip(first[:2], second[:2], strict=True):
+        for key in a:
+            if not np.array_equal(np.asarray(a[key]), np.asarray(b[key])):
+                raise AssertionError(f"{probe} changed the step ({key!r})")
+
+
+def _potentials(env_cls: type, config: dict[str, Any]) -> None:
+    plain, probed = env_cls(config), env_cls(config)
+    plain.reset(seed=5)
+    probed.reset(seed=5)
+    for space in plain.action_spaces.values():
+        space.seed(1)
+    for step in range(4):
+        for name in env_cls.potentials:
+            _check_potential(probed, name, "after reset" if step == 0 else f"after step {step}")
+        actions = {a: s.sample() for a, s in plain.action_spaces.items()}
+        first, second = plain.step(actions), probed.step(actions)
+        _same_step(first, second, "reading the potentials")
+        if first[2]["__all__"] or first[3]["__all__"]:
+            plain.reset()
+            probed.reset()
+    try:
+        probed.potential("no_such_potential")
+    except ValueError as err:
+        missing = [name for name in env_cls.potentials if name not in str(err)]
+        if missing:
+            raise AssertionError(f"the error does not list {missing}: {err}") from None
+        return
+    raise AssertionError("an undeclared potential name was accepted")
+
+
+def _check_potential(env: Any, name: str, when: str) -> None:
+    """Raise unless potential `name` is a finite float per agent ((1, N) float32 in the core)."""
+    values = env.potential(name)
+    if list(values) != list(env.possible_agents):
+        raise AssertionError(f"potential {name!r} {when}: agents {list(values)}")
+    for agent, value in values.items():
+        if not isinstance(value, float) or not np.isfinite(value):
+            raise AssertionError(f"potential {name!r} {when}: {value!r} for {agent}")
+    raw = env.core.potential(name)
+    if raw.shape != (1, len(values)) or raw.dtype != np.float32:
+        raise AssertionError(f"potential {name!r} {when}: core gives {raw.dtype} {raw.shape}")
 
 
 # --------------------------------------------------------------------------- throughput

@@ -12,6 +12,10 @@ Task levels set how far apart the agents start: within 0.25 of the origin (``eas
 ``centroid`` moves each agent straight to the centroid of the others it sees; ``still``
 never moves.
 
+Potentials for reward shaping: ``proximity``, minus each agent's distance to the others'
+centroid (the ``proximity`` reward of the current state), and ``spread``, minus the mean
+distance between two agents (the same for every agent); both are 0 when the agents meet.
+
 Return per agent over 25 steps at ``medium``: about -17 for random moves, about -1.1 for
 the heuristic (-2.8 with discrete moves).
 """
@@ -49,6 +53,7 @@ class RendezvousCore(BatchedCore):
     task_levels: ClassVar[tuple[str, ...]] = tuple(SPAWN_RADIUS)
     baselines: ClassVar[tuple[str, ...]] = ("centroid", "still")
     state_fields: ClassVar[tuple[str, ...]] = ("_pos", "_t")
+    potentials: ClassVar[tuple[str, ...]] = ("proximity", "spread")
 
     def __init__(self, config: RendezvousConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
@@ -108,12 +113,29 @@ class RendezvousCore(BatchedCore):
             effort = np.square(clipped).sum(-1)
         np.clip(self._pos + velocity, -1.0, 1.0, out=self._pos)
         self._t += 1
+        components = {"proximity": self._proximity(), "effort": -effort}
+        return self.time_limit_result(components, self._t, self.config.episode_length)
 
+    def _proximity(self) -> np.ndarray:
+        """Minus each agent's distance to the centroid of the others, (B, N) float32."""
         total = self._pos.sum(axis=1, keepdims=True)
         centroid_of_others = (total - self._pos) / (self._n - 1)
-        proximity = -np.sqrt(np.square(self._pos - centroid_of_others).sum(-1))
-        components = {"proximity": proximity, "effort": -effort}
-        return self.time_limit_result(components, self._t, self.config.episode_length)
+        return -np.sqrt(np.square(self._pos - centroid_of_others).sum(-1))
+
+    def potential(self, name: str) -> np.ndarray:
+        """Phi `name` of the current state, (B, N) float32: 0 when the agents meet.
+
+        ``proximity`` is each agent's own (the proximity reward of this state, about one
+        step's reward); ``spread``, minus the mean pairwise distance, is the team's.
+        """
+        if name == "proximity":
+            return self._proximity()
+        if name == "spread":
+            n = self._n
+            gaps = self._pos[:, :, None] - self._pos[:, None]  # (B, N, N, 2)
+            mean = np.sqrt(np.square(gaps).sum(-1)).sum(axis=(1, 2)) / (n * (n - 1))
+            return np.repeat(-mean[:, None], n, axis=1)
+        return super().potential(name)
 
     def default_action(self) -> np.ndarray:  # noqa: D102
         return np.int64(0) if self.config.discrete else np.zeros(2, dtype=np.float32)

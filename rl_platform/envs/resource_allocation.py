@@ -34,6 +34,10 @@ beyond need, per unit of capacity). Default weights: 0.7, 0.3 and 0.1.
 Baselines: ``proportional`` (request one's current needs, so over-subscription splits in
 proportion to stated need), ``equal_share`` (request capacity / N), ``greedy`` (request
 everything).
+
+Potentials for reward shaping: ``unmet_need``, minus the share of the agent's current
+needs its last grant leaves unmet (the ``satisfaction`` it would score now, less 1), and
+``team_unmet_need``, the same over all agents' needs (shared); both lie in [-1, 0].
 """
 
 from __future__ import annotations
@@ -98,6 +102,7 @@ class ResourceAllocationCore(BatchedCore):
     state_fields: ClassVar[tuple[str, ...]] = (
         "_mean_need", "_need", "_capacity", "_grant", "_requested", "_satisfaction", "_t",
     )  # fmt: skip
+    potentials: ClassVar[tuple[str, ...]] = ("unmet_need", "team_unmet_need")
 
     def __init__(self, config: ResourceAllocationConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
@@ -197,6 +202,21 @@ class ResourceAllocationCore(BatchedCore):
             clip(wobble, 0.5, 1.5, out=capacity)
         self._t += 1
         return self.time_limit_result(components, self._t, self.config.episode_length)
+
+    def potential(self, name: str) -> np.ndarray:
+        """Phi `name` of the current state, (B, N) float32 in [-1, 0]: 0 when needs are met.
+
+        The grant stays what it was while needs move, so this is how well the last
+        allocation fits the needs now, on the scale of the satisfaction reward.
+        """
+        if name not in self.potentials:
+            return super().potential(name)
+        need = self._need
+        unmet = np.maximum(need - self._grant, 0.0)  # (B, N, R)
+        if name == "unmet_need":
+            return -unmet.sum(-1) / (need.sum(-1) + EPS)
+        share = unmet.sum(axis=(1, 2)) / (need.sum(axis=(1, 2)) + EPS)
+        return np.repeat(-share[:, None], self._n, axis=1)
 
     def default_action(self) -> np.ndarray:  # noqa: D102
         # Requesting nothing: the counterfactual of "this agent is absent".

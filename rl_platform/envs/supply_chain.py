@@ -53,6 +53,12 @@ Baselines: ``base_stock`` (order up to forecast x (lead time + 1) x ``BASE_STOCK
 minus the inventory position, the factor tuned by :func:`tune_base_stock`), ``s_S``
 (order up to forecast x (lead + 2) when the position falls below forecast x lead) and
 ``order_demand`` (pass the demand seen upstream: the policy behind the bullwhip effect).
+
+Potentials for reward shaping, per echelon: ``base_stock_gap``, minus the distance of
+the inventory position (stock + in transit + ordered from upstream - backlog) from the
+base-stock target (forecast x (lead time + 1) x ``BASE_STOCK_FACTOR``), in units of that
+target at mean demand (6 units), and ``backlog``, minus the backlog as the cost
+component charges it for a step (0.1 a unit of mean demand).
 """
 
 from __future__ import annotations
@@ -145,6 +151,7 @@ class SupplyChainCore(BatchedCore):
     }
     baselines: ClassVar[tuple[str, ...]] = ("base_stock", "s_S", "order_demand")
     state_fields: ClassVar[tuple[str, ...]] = ("_ledger", "_disruption", "_angle", "_t")
+    potentials: ClassVar[tuple[str, ...]] = ("base_stock_gap", "backlog")
 
     def __init__(self, config: SupplyChainConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
@@ -296,6 +303,27 @@ class SupplyChainCore(BatchedCore):
         clip(held, 0.0, CLIP, out=held)
         self._t += 1
         return self.time_limit_result(components, self._t, self.config.episode_length)
+
+    def potential(self, name: str) -> np.ndarray:
+        """Phi `name` of each echelon in the current state, (B, N) float32; 0 is best.
+
+        ``base_stock_gap`` is -1 a whole target (at mean demand) off: under the
+        base-stock policy at ``easy`` about -0.2 at the retailer (a step's demand
+        short) and down to -0.9 at the factory (orders swing upstream, supply is
+        capped), under random orders about -6. ``backlog`` is what a step of the current
+        backlog costs in the ``cost`` component (before its weight).
+        """
+        if name == "backlog":
+            return self._backlog * np.float32(-COST_SCALE * BACKLOG_COST)
+        if name != "base_stock_gap":
+            return super().potential(name)
+        backlog = self._backlog
+        position = self._stock + self._pipeline.sum(axis=1) - backlog
+        position[:, :-1] += backlog[:, 1:]  # ordered from upstream, not yet shipped
+        lead = (self._slow_slot() + 2).astype(np.float32)[:, None]  # lead time + 1
+        target = self._forecast * lead * np.float32(BASE_STOCK_FACTOR)
+        scale = np.float32(-1.0 / (BASE_STOCK_FACTOR * (SLOW_LEAD + 1)))
+        return np.abs(position - target) * scale
 
     def default_action(self) -> np.ndarray:  # noqa: D102
         # Order the mean demand by the slow mode, no discount: a neutral echelon.

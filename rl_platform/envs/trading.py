@@ -72,6 +72,11 @@ in steps of 0.5; ``buy_and_hold`` is always fully long; ``mean_reversion`` bets 
 the Bollinger position; ``flat`` is the default action (never trades, earns exactly 0).
 The first three use the widest stops.
 
+Potentials for reward shaping, per agent and in the ``profit`` component's units (x 10
+per unit of initial balance): ``position_risk``, minus the position's value times the
+window's realized volatility (the typical size of the next step's PnL, so 0 when flat),
+and ``equity``, the mark-to-market wealth gained since the start.
+
 Mean per-agent return over 20 episodes (``evaluation.baselines.episode_scores``):
 
 =========  ======  ========  ============  ==============  ====
@@ -302,6 +307,7 @@ class TradingCore(BatchedCore):
     }
     baselines: ClassVar[tuple[str, ...]] = ("momentum", "buy_and_hold", "mean_reversion", "flat")
     state_fields: ClassVar[tuple[str, ...]] = ("_returns", "_market", "_book")
+    potentials: ClassVar[tuple[str, ...]] = ("position_risk", "equity")
 
     def __init__(self, config: TradingConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
@@ -533,6 +539,22 @@ class TradingCore(BatchedCore):
             terminated=np.zeros(self.batch_size, dtype=bool),
             truncated=time_left[:, 0] < self._last_step,
         )
+
+    def potential(self, name: str) -> np.ndarray:
+        """Phi `name` of each agent in the current state, (B, N) float32.
+
+        ``position_risk`` is about -0.06 for a full position at ``easy`` and -0.5 at
+        ``expert`` (one step's PnL on it); ``equity`` changes each step by the step's
+        profit after fees, the size of the ``profit`` reward.
+        """
+        row = self._row
+        if name == "position_risk":
+            step_volatility = self._m["volatility"] * (1.0 / RETURN_SCALE)  # (B, 1)
+            exposure = np.abs(row[POSITION] * self._m["price"])
+            return (exposure * step_volatility * -PROFIT_SCALE).astype(np.float32)
+        if name == "equity":
+            return ((row[EQUITY] - 1.0) * PROFIT_SCALE).astype(np.float32)
+        return super().potential(name)
 
     def default_action(self) -> np.ndarray:  # noqa: D102
         # Flat with middle stop and take-profit widths: "this agent stays out".

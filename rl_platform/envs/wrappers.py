@@ -16,8 +16,6 @@ import gymnasium as gym
 import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from rl_platform import registry
-
 
 def _with_one_hot(space: gym.Space, size: int, where: str) -> gym.spaces.Box:
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
@@ -33,15 +31,23 @@ def _with_one_hot(space: gym.Space, size: int, where: str) -> gym.spaces.Box:
 class GlobalStateEnv(MultiAgentEnv):
     """A registered env whose agents observe ``{"obs": local, "state": global}``.
 
-    Config: ``env_id`` (a registry id), ``env_config`` (its constructor config) and
-    ``agent_id`` (append one-hot agent indices). Task switching and the rest of the
-    inner env's API stay reachable through :attr:`inner`, ``set_task`` and ``get_task``.
+    Config: ``env_id`` (a registry id), ``env_config`` (its constructor config),
+    ``agent_id`` (append one-hot agent indices) and optionally ``rewards`` (the
+    experiment's reward section: the env is then built inside a
+    :class:`~rl_platform.rewards.RewardEnv`). Task switching and the rest of the inner
+    env's API stay reachable through :attr:`inner`, ``set_task`` and ``get_task``.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
-        entry = registry.get_env(config["env_id"])
-        self.inner = entry.load()({**config.get("env_config", {}), **entry.bound_config})
+        from rl_platform.rewards import RewardEnv, make_env
+
+        if "rewards" in config:
+            self.inner = RewardEnv(config)
+        else:
+            self.inner = make_env(
+                config["env_id"], config.get("env_config", {}), config.get("env_class")
+            )
         self.possible_agents = list(self.inner.possible_agents)
         self.agents = list(self.possible_agents)
         n = len(self.possible_agents) if config.get("agent_id", False) else 0

@@ -121,7 +121,7 @@ BAD_CONFIGS = [
     (
         "threshold out of [0, 1]",
         with_("curriculum", {"levels": ["easy"], "promote": {"threshold": 1.5}}),
-        ["curriculum.promote.threshold = 1.5", "[0, 1]"],
+        ["curriculum.promote.threshold = 1.5", "less than or equal to 1"],
     ),
     (
         "negative env runners",

@@ -1,0 +1,201 @@
+"""Coverage: N agents spread over K valued targets for a team reward (credit assignment).
+
+The congestion / coverage game of Agogino and Tumer's difference-rewards papers (e.g.
+"Analyzing and visualizing multiagent rewards in dynamic and stochastic domains", JAAMAS
+17, 2008). Every step each agent picks one of K targets, or stays out (action K, ``idle``). A
+target counts once however many agents are on it, and every agent is paid the same
+``coverage``: the summed value of the covered targets over the value of all targets, in
+[0, 1]. Because the reward is shared, an agent's own contribution is buried in the team's
+(the credit-assignment problem): its difference reward ``G(z) - G(z with it idle)`` is
+``v_k / sum(v)`` when it alone covers target k and 0 otherwise, which
+:meth:`CoverageCore.default_action` (idle) makes available through
+``counterfactual_rewards``. An optional ``crowding`` component (-1 for an agent that
+shares its target, 0 otherwise; weight 0 by default) pays agents for spreading out.
+
+Observation (N + 2K + 1, all in [0, 1]): the agent's one-hot index (N), the target values
+over the largest (K), last step's number of agents per target over N (K), the time left.
+Global state (2K + 1): the same values, occupancy and time left. Action: ``Discrete(K +
+1)``; with ``discrete: false`` a ``Box(-1, 1, (K + 1,))`` of preference scores and the
+agent goes to the argmax (only the order matters; ties go to the lower index).
+
+Task levels set the target values, drawn at reset in every copy: all 1 (``easy``),
+uniform in [0.5, 1.5] (``medium``), lognormal with sigma 1 so that a few targets dominate
+(``hard``), and as ``hard`` but drawn anew every step (``expert``; the observation shows
+the values of the coming step). Episodes are truncated after ``episode_length`` steps.
+Potential ``coverage``: the coverage of last step's occupancy under the current values.
+
+Baselines: ``greedy`` sends agent i to the i-th most valuable target (ties by index;
+agents beyond K stay idle), which covers every target when N >= K and the N most
+valuable otherwise: optimal. ``same`` sends everyone to the most valuable target.
+
+Return per agent over 10 steps with 6 agents and 6 targets (``episode_scores``, 20
+episodes, seed 0, the same with ``discrete: false`` up to noise): random 6.1 / 6.1 / 6.2 /
+6.2 at easy / medium / hard / expert (its expectation is 10 (1 - (6/7)^6) = 6.03 at every
+level: a target is covered whatever its value); ``greedy`` 10 at every level; ``same``
+1.7 / 2.2 / 3.9 / 4.1.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import gymnasium as gym
+import numpy as np
+from pydantic import Field
+
+from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv, StepResult
+
+MEDIUM_VALUE_RANGE = (0.5, 1.5)  # uniform target values at medium
+SKEWED_VALUE_SIGMA = 1.0  # lognormal sigma of the target values at hard and expert
+# Preference scores of the continuous action: the chosen option scores high, the rest low.
+CHOSEN_SCORE, OTHER_SCORE = 1.0, -1.0
+
+
+class CoverageConfig(CoreEnvConfig):
+    """Constructor arguments of the coverage env."""
+
+    num_agents: int = Field(default=6, ge=2, le=64)
+    num_targets: int = Field(default=6, ge=1, le=64)
+    episode_length: int = Field(default=10, ge=1, le=100_000)
+    discrete: bool = Field(
+        default=True,
+        description="False: a Box(-1, 1, (K+1,)) of preference scores; the argmax is taken.",
+    )
+    task: Literal["easy", "medium", "hard", "expert"] = "easy"
+
+
+class CoverageCore(BatchedCore):
+    """B copies of the coverage game."""
+
+    reward_components: ClassVar[tuple[str, ...]] = ("coverage", "crowding")
+    default_reward_weights: ClassVar[dict[str, float]] = {"coverage": 1.0, "crowding": 0.0}
+    baselines: ClassVar[tuple[str, ...]] = ("greedy", "same")
+    state_fields: ClassVar[tuple[str, ...]] = ("_values", "_occupancy", "_t")
+    potentials: ClassVar[tuple[str, ...]] = ("coverage",)
+
+    def __init__(self, config: CoverageConfig, batch_size: int) -> None:
+        super().__init__(config, batch_size)
+        b, n, k = batch_size, config.num_agents, config.num_targets
+        self._n, self._k = n, k
+        self._values = np.ones((b, k), dtype=np.float32)
+        self._occupancy = np.zeros((b, k), dtype=np.float32)  # agents per target, last step
+        self._t = np.zeros(b, dtype=np.int64)
+        # Copy b's choices are counted in bins b*(K+1) ... b*(K+1) + K (the last: idle).
+        self._bin_offsets = (np.arange(b) * (k + 1))[:, None]
+        self._obs = np.zeros((b, n, n + 2 * k + 1), dtype=np.float32)
+        self._obs[..., :n] = np.eye(n, dtype=np.float32)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (n + 2 * k + 1,), np.float32)
+        self.state_space = gym.spaces.Box(0.0, 1.0, (2 * k + 1,), np.float32)
+        self.action_space = (
+            gym.spaces.Discrete(k + 1)
+            if config.discrete
+            else gym.spaces.Box(-1.0, 1.0, (k + 1,), np.float32)
+        )
+
+    @property
+    def num_agents(self) -> int:  # noqa: D102
+        return self._n
+
+    def _draw_values(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """Target values (count, K) float32 of the current level."""
+        level, shape = self.get_task(), (count, self._k)
+        if level == "easy":
+            return np.ones(shape, dtype=np.float32)
+        if level == "medium":
+            return rng.uniform(*MEDIUM_VALUE_RANGE, size=shape).astype(np.float32)
+        return rng.lognormal(0.0, SKEWED_VALUE_SIGMA, size=shape).astype(np.float32)
+
+    def reset(self, rng: np.random.Generator, mask: np.ndarray | None = None) -> None:  # noqa: D102
+        rows = np.arange(self.batch_size) if mask is None else np.flatnonzero(mask)
+        self._values[rows] = self._draw_values(rng, len(rows))
+        self._occupancy[rows] = 0.0
+        self._t[rows] = 0
+
+    def _time_left(self) -> np.ndarray:
+        return np.float32(1.0) - self._t.astype(np.float32) / self.config.episode_length
+
+    def _relative_values(self) -> np.ndarray:
+        return self._values / self._values.max(axis=1, keepdims=True)
+
+    def observe(self) -> np.ndarray:  # noqa: D102
+        obs, n, k = self._obs, self._n, self._k
+        obs[..., n : n + k] = self._relative_values()[:, None]
+        obs[..., n + k : n + 2 * k] = (self._occupancy / n)[:, None]
+        obs[..., -1] = self._time_left()[:, None]
+        return obs.copy()  # the views hand rows to RLlib, which keeps them
+
+    def global_state(self) -> np.ndarray:  # noqa: D102
+        parts = [self._relative_values(), self._occupancy / self._n, self._time_left()[:, None]]
+        return np.concatenate(parts, axis=-1).astype(np.float32)
+
+    def choices(self, actions: np.ndarray) -> np.ndarray:
+        """Actions (B, N[, K+1]) -> chosen option (B, N) int64: a target, or K for idle."""
+        if self.config.discrete:
+            return actions.astype(np.int64)
+        return actions.argmax(axis=-1)
+
+    def _coverage(self, occupancy: np.ndarray) -> np.ndarray:
+        """Share (B,) float32 of the total target value covered by at least one agent."""
+        values = self._values
+        return (values * (occupancy > 0)).sum(axis=1) / values.sum(axis=1)
+
+    def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepResult:  # noqa: D102
+        chosen = self.choices(actions)
+        b, n, k = self.batch_size, self._n, self._k
+        bins = (chosen + self._bin_offsets).ravel()
+        counts = np.bincount(bins, minlength=b * (k + 1)).reshape(b, k + 1)  # last column: idle
+        self._occupancy[...] = counts[:, :k]
+        coverage = np.repeat(self._coverage(self._occupancy)[:, None], n, axis=1)
+        shared = (np.take_along_axis(counts, chosen, axis=1) > 1) & (chosen < k)
+        crowding = np.where(shared, np.float32(-1.0), np.float32(0.0))
+        components = {"coverage": coverage, "crowding": crowding}
+        if self.get_task() == "expert":  # the next step is played for new values
+            self._values[...] = self._draw_values(rng, b)
+        self._t += 1
+        return self.time_limit_result(components, self._t, self.config.episode_length)
+
+    def potential(self, name: str) -> np.ndarray:
+        """Coverage of last step's occupancy under the current values, (B, N) float32."""
+        if name != "coverage":
+            return super().potential(name)
+        return np.repeat(self._coverage(self._occupancy)[:, None], self._n, axis=1)
+
+    def _actions_for(self, chosen: np.ndarray) -> np.ndarray:
+        """Chosen options (B, N) -> actions in this env's action space."""
+        if self.config.discrete:
+            return chosen.astype(np.int64)
+        scores = np.full((*chosen.shape, self._k + 1), OTHER_SCORE, dtype=np.float32)
+        np.put_along_axis(scores, chosen[..., None], CHOSEN_SCORE, axis=-1)
+        return scores
+
+    def default_action(self) -> np.ndarray:  # noqa: D102
+        # Idle: the counterfactual "this agent is absent" of difference rewards.
+        if self.config.discrete:
+            return np.int64(self._k)
+        return self._actions_for(np.array(self._k))
+
+    def baseline_actions(self, name: str, obs: np.ndarray) -> np.ndarray:  # noqa: D102
+        n, k = self._n, self._k
+        values = obs[..., n : n + k]
+        if name == "greedy":
+            index = obs[..., :n].argmax(axis=-1)
+            ranked = np.argsort(-values, axis=-1, kind="stable")  # most valuable first
+            own = np.take_along_axis(ranked, np.minimum(index, k - 1)[..., None], -1)[..., 0]
+            chosen = np.where(index < k, own, k)
+        elif name == "same":
+            chosen = values.argmax(axis=-1)
+        else:
+            raise ValueError(f"unknown baseline {name!r}; expected one of {self.baselines}")
+        return self._actions_for(chosen)
+
+
+class CoverageEnv(CoreMultiAgentEnv):
+    """RLlib ``MultiAgentEnv`` of one coverage game (PettingZoo: ``parallel_env``)."""
+
+    core_cls = CoverageCore
+    config_model = CoverageConfig
+
+
+def parallel_env(**config: object):
+    """PettingZoo ``ParallelEnv`` of the coverage env."""
+    return CoverageEnv.parallel_env(**config)
