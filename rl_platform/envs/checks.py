@@ -172,20 +172,42 @@ def _misuse(env_cls: type, config: dict[str, Any]) -> None:
 
 
 def _counterfactual(env_cls: type, config: dict[str, Any]) -> None:
+    def probe(env: Any, step: int, actions: dict[str, Any]) -> None:
+        for agent in env.possible_agents:
+            env.counterfactual_rewards(actions, agent)
+
+    _probed_twins(env_cls, config, probe, "a counterfactual probe", seed=3, steps=5)
+
+
+def _probed_twins(
+    env_cls: type,
+    config: dict[str, Any],
+    probe: Callable[[Any, int, dict[str, Any]], None],
+    what: str,
+    seed: int,
+    steps: int,
+) -> Any:
+    """Step two same-seed envs alike, probing the second; raise if a probe changed a step.
+
+    ``probe(env, step, actions)`` runs on the second env before each of `steps` steps.
+
+    Returns:
+        The probed env.
+    """
     plain, probed = env_cls(config), env_cls(config)
-    plain.reset(seed=3)
-    probed.reset(seed=3)
+    plain.reset(seed=seed)
+    probed.reset(seed=seed)
     for space in plain.action_spaces.values():
-        space.seed(0)
-    for _ in range(5):
+        space.seed(seed)
+    for step in range(steps):
         actions = {a: s.sample() for a, s in plain.action_spaces.items()}
-        for agent in probed.possible_agents:
-            probed.counterfactual_rewards(actions, agent)
+        probe(probed, step, actions)
         first, second = plain.step(actions), probed.step(actions)
-        _same_step(first, second, "a counterfactual probe")
+        _same_step(first, second, what)
         if first[2]["__all__"] or first[3]["__all__"]:  # short episodes: go on in a new one
             plain.reset()
             probed.reset()
+    return probed
 
 
 def _same_step(first: tuple, second: tuple, probe: str) -> None:
@@ -197,20 +219,11 @@ def _same_step(first: tuple, second: tuple, probe: str) -> None:
 
 
 def _potentials(env_cls: type, config: dict[str, Any]) -> None:
-    plain, probed = env_cls(config), env_cls(config)
-    plain.reset(seed=5)
-    probed.reset(seed=5)
-    for space in plain.action_spaces.values():
-        space.seed(1)
-    for step in range(4):
+    def probe(env: Any, step: int, actions: dict[str, Any]) -> None:
         for name in env_cls.potentials:
-            _check_potential(probed, name, "after reset" if step == 0 else f"after step {step}")
-        actions = {a: s.sample() for a, s in plain.action_spaces.items()}
-        first, second = plain.step(actions), probed.step(actions)
-        _same_step(first, second, "reading the potentials")
-        if first[2]["__all__"] or first[3]["__all__"]:
-            plain.reset()
-            probed.reset()
+            _check_potential(env, name, "after reset" if step == 0 else f"after step {step}")
+
+    probed = _probed_twins(env_cls, config, probe, "reading the potentials", seed=5, steps=4)
     try:
         probed.potential("no_such_potential")
     except ValueError as err:

@@ -21,3 +21,15 @@ def ray_address():
     )
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+
+
+@pytest.fixture
+def flaky_env():
+    """A rendezvous env registered for the test that raises once (see flaky_env.py)."""
+    from flaky_env import FlakyRendezvousEnv
+
+    from rl_platform import registry
+
+    registry.register_env(registry.EnvEntry("flaky_rendezvous", "test only", FlakyRendezvousEnv))
+    yield "flaky_rendezvous"
+    registry.ENVS.pop("flaky_rendezvous")

@@ -5,9 +5,7 @@ import csv
 import json
 
 import pytest
-from flaky_env import FlakyRendezvousEnv
 
-from rl_platform import registry
 from rl_platform.checkpoints import load_algorithm
 from rl_platform.curriculum import CurriculumCallback
 from rl_platform.training import train
@@ -74,13 +72,6 @@ def test_short_run_promotes_twice_and_remote_runners_play_the_new_level(tmp_path
         assert tasks == [["hard"], ["hard"]]
     finally:
         algorithm.stop()
-
-
-@pytest.fixture
-def flaky_env():
-    registry.register_env(registry.EnvEntry("flaky_rendezvous", "test only", FlakyRendezvousEnv))
-    yield "flaky_rendezvous"
-    registry.ENVS.pop("flaky_rendezvous")
 
 
 @pytest.mark.slow

@@ -1,17 +1,7 @@
 """A crashing env runner is restarted by RLlib and the run goes on."""
 
-import pytest
-from flaky_env import FlakyRendezvousEnv
 
-from rl_platform import registry
 from rl_platform.training import train
-
-
-@pytest.fixture
-def flaky_env():
-    registry.register_env(registry.EnvEntry("flaky_rendezvous", "test only", FlakyRendezvousEnv))
-    yield "flaky_rendezvous"
-    registry.ENVS.pop("flaky_rendezvous")
 
 
 def test_crashed_env_runner_is_restarted_and_training_goes_on(tmp_path, flaky_env, ray_address):
