@@ -5,6 +5,8 @@ The library API mirrors the ``rlp`` commands::
     import rl_platform
     result = rl_platform.train("experiments/quickstart.yaml", ["stop.training_iteration=5"])
     print(result.run_dir, result.best_checkpoint)
+    sweep = rl_platform.tune("experiments/sweeps/rendezvous_ppo_sweep.yaml", num_samples=4)
+    print(sweep.best_yaml, sweep.best.params)
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["load_experiment", "train", "__version__"]
+__all__ = ["load_experiment", "train", "tune", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,6 +23,10 @@ def __getattr__(name: str) -> Any:
         from rl_platform.training import train
 
         return train
+    if name == "tune":
+        from rl_platform.tuning import tune
+
+        return tune
     if name == "load_experiment":
         from rl_platform.config import load_experiment
 

@@ -260,24 +260,167 @@ def schema(
         console.print(f"wrote {output}")
 
 
-# --------------------------------------------------------------------------- later steps
+# --------------------------------------------------------------------------- tune
+
+
+class _SweepProgress:
+    """Prints one line per trial event: start (with its values), iteration, end."""
+
+    def __call__(self, event) -> None:  # event: tuning.TrialEvent
+        name = f"[bold]trial {event.trial_id}[/]"
+        metric = event.metric.rsplit("/", 1)[-1]
+        if event.kind == "start":
+            values = ", ".join(f"{k}={_fmt(v)}" for k, v in event.params.items())
+            console.print(f"{name} started: {values}", highlight=False)
+        elif event.kind == "result":
+            value = "—" if event.value is None else f"{event.value:.3f}"
+            console.print(
+                f"{name} iter {event.iteration:>3}  {metric} {value:>9}  "
+                f"env steps {event.env_steps:,}",
+                highlight=False,
+            )
+        elif event.kind == "complete":
+            colour = "green" if event.status == "complete" else "yellow"
+            value = "—" if event.value is None else f"{event.value:.3f}"
+            console.print(
+                f"{name} [{colour}]{event.status}[/] after {event.iteration} iterations "
+                f"({metric} {value})",
+                highlight=False,
+            )
+        elif event.kind == "retry":
+            console.print(f"{name} [yellow]failed; retry {event.iteration}[/]", highlight=False)
+        elif event.kind == "error":
+            console.print(f"{name} [red]FAILED[/] (retries used up)", highlight=False)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _print_sweep(result) -> None:
+    table = Table(title=f"trials ({result.metric}, {result.mode})")
+    for column in ("trial", "optuna", "status", "iters", "env steps", "value"):
+        table.add_column(column, justify="right" if column != "status" else "left")
+    names = list(result.trials[0].params) if result.trials else []
+    for name in names:
+        table.add_column(name.rsplit(".", 1)[-1], justify="right")
+    sign = 1.0 if result.mode == "max" else -1.0
+    ranked = sorted(
+        result.trials, key=lambda r: -math.inf if r.value is None else sign * r.value, reverse=True
+    )
+    for row in ranked:
+        style = "bold green" if result.best is not None and row is result.best else None
+        table.add_row(
+            row.trial_id,
+            "" if row.number is None else str(row.number),
+            row.status + (f" ({row.failures} retries)" if row.failures else ""),
+            str(row.iterations),
+            f"{row.env_steps:,}",
+            "—" if row.value is None else f"{row.value:.3f}",
+            *[_fmt(row.params.get(n, "")) for n in names],
+            style=style,
+        )
+    console.print(table)
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    grid.add_row("status", result.status)
+    grid.add_row("sweep directory", str(result.sweep_dir))
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts().items()))
+    grid.add_row("trials", f"{len(result.trials)} of {result.num_samples}: {counts}")
+    searcher = {"optuna": "Optuna TPE", "random": "random (Optuna's RandomSampler)"}
+    scheduler = {"asha": "ASHA early stopping", "none": "no early stopping"}
+    grid.add_row("search", f"{searcher[result.searcher]}, {scheduler[result.scheduler]}")
+    if result.best is not None:
+        grid.add_row(
+            "best trial",
+            f"{result.best.trial_id} ({result.metric} = {result.best.value:.3f})",
+        )
+        grid.add_row("best config", f"{result.best_yaml}  (rlp train {result.best_yaml})")
+    if result.skipped_params:
+        grid.add_row("not searched", "; ".join(result.skipped_params))
+    grid.add_row("study", f"{result.study_name} in {result.storage}")
+    grid.add_row("dashboard", f"optuna-dashboard {result.storage}")
+    if result.plots:
+        grid.add_row("plots", ", ".join(p.name for p in result.plots))
+    grid.add_row("env steps", f"{result.env_steps:,} (all trials)")
+    grid.add_row("wall time", f"{result.wall_time_s:.1f} s")
+    if result.status == "interrupted":
+        grid.add_row("resume with", f"rlp tune --resume {result.sweep_dir}")
+    console.print(Panel(grid, title="rlp tune", expand=False))
 
 
 @app.command()
 def tune(
-    sweep: Annotated[Path, typer.Argument(help="Sweep YAML: an experiment plus `tune:`.")],
-    num_samples: Annotated[int | None, typer.Option(help="Trials in all.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue a killed sweep.")] = False,
-    output: Annotated[Path, typer.Option()] = Path("runs"),
-    address: Annotated[str | None, typer.Option()] = None,
+    sweep: Annotated[
+        Path | None,
+        typer.Argument(help="Sweep YAML: an experiment plus `tune:` (not needed with --resume)."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="Override a field: key.path=value (YAML value)."),
+    ] = None,
+    num_samples: Annotated[
+        int | None, typer.Option(help="Trials in all (overrides tune.num_samples).")
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Parent folder of sweep directories.")] = Path(
+        "runs"
+    ),
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address; default: a private local Ray.")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue a stopped or killed sweep: its sweep directory."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option(help="Show Ray's and the workers' logs.")] = False,
 ) -> None:
-    """Sweep hyperparameters with Tune, Optuna and ASHA.
+    """Sweep hyperparameters with Tune, the Optuna searcher and ASHA.
 
-    [bold]Example[/]
+    Writes <output>/<name>/sweep-<timestamp>/ with the Optuna study (optuna.db),
+    trials.csv, best.yaml (the best trial as a ready-to-run experiment) and plots/.
 
-      rlp tune experiments/sweeps/quickstart_sweep.yaml --num-samples 20
+    [bold]Examples[/]
+
+      rlp tune experiments/sweeps/rendezvous_ppo_sweep.yaml
+
+      rlp tune experiments/sweeps/rendezvous_ppo_sweep.yaml --num-samples 20 -s tune.searcher=random
+
+      rlp tune --resume runs/rendezvous_ppo_sweep/sweep-20261125-101500
     """
-    _not_yet("tune", "step 6 (hyperparameter search)")
+    from rl_platform.config import ConfigError
+    from rl_platform.training import ResumeError
+
+    if sweep is None and resume is None:
+        _fail("give a sweep YAML, or --resume SWEEP_DIR to continue a sweep.")
+    if sweep is not None and resume is not None:
+        _fail("give either a sweep YAML or --resume SWEEP_DIR, not both.")
+    if resume is not None and (set_ or num_samples is not None):
+        _fail("--set and --num-samples cannot change a resumed sweep; it continues as it was.")
+    from rl_platform.tuning import tune as run_sweep
+
+    try:
+        result = run_sweep(
+            sweep,
+            set_ or [],
+            num_samples=num_samples,
+            output=output,
+            address=address,
+            resume=resume,
+            progress=_SweepProgress(),
+            verbose=verbose,
+        )
+    except (ConfigError, ResumeError) as err:
+        _fail(str(err))
+    _print_sweep(result)
+    if result.status == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+# --------------------------------------------------------------------------- later steps
 
 
 @app.command()

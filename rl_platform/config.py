@@ -275,17 +275,84 @@ class EvaluationSpec(_Model):
     episodes: PositiveInt = 10
 
 
-class TuneSpec(_Model):
-    """The sweep section of a sweep YAML (used by `rlp tune`, ignored by `rlp train`)."""
+SEED_SEARCH_SPACE: dict[str, dict[str, list[Any]]] = {
+    "lr": {"loguniform": [1.0e-5, 1.0e-2]},
+    "gamma": {"uniform": [0.9, 0.999]},
+    "exploration": {"uniform": [0.01, 0.3]},
+    "batch_size": {"choice": [32, 64, 128, 256, 512]},
+    "network": {"choice": [[64, 64], [128, 128], [256, 256]]},
+    "replay_buffer": {"lograndint": [10_000, 1_000_000]},
+}
+"""The seed's search space, used when ``tune.search_space`` is empty.
 
-    search_space: dict[str, Any] = Field(default_factory=dict)
-    num_samples: PositiveInt = 10
-    max_concurrent: PositiveInt | None = None
-    searcher: Literal["optuna", "random"] = "optuna"
-    scheduler: Literal["asha", "none"] = "asha"
-    metric: str = "env_runners/episode_return_mean"
+Its names are resolved per algorithm (``rl_platform.tuning.SEMANTIC_PARAMS``):
+``exploration`` is PPO's entropy coefficient, the value-based algorithms' (final)
+epsilon and MADDPG's (final) noise; ``batch_size`` the minibatch of PPO-style algorithms
+and the train batch of the replay-based ones; ``replay_buffer`` only exists where an
+algorithm has a replay buffer. A name an algorithm lacks is skipped.
+"""
+
+
+class TuneSpec(_Model):
+    """The sweep section of a sweep YAML (used by `rlp tune`, ignored by `rlp train`).
+
+    Each trial is the experiment with the trial's values set at ``search_space``'s key
+    paths; Tune runs the trials on the Ray cluster, Optuna suggests the values and
+    keeps the study, ASHA stops the weak trials early.
+    """
+
+    search_space: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Experiment key path (as for --set, e.g. algorithm.hyperparams.lr) or "
+        "one of the seed's names (lr, gamma, exploration, batch_size, network, "
+        "replay_buffer) -> one distribution: {uniform: [low, high]}, {loguniform: [low, "
+        "high]}, {quniform: [low, high, q]}, {randint: [low, high]} (both ends included), "
+        "{lograndint: [low, high]}, {qrandint: [low, high, q]} or {choice: [v1, v2, ...]}. "
+        "Empty: the seed's space (lr, gamma, exploration, batch size, network, replay "
+        "buffer), skipping what the algorithm does not have.",
+    )
+    num_samples: PositiveInt = Field(default=10, description="Trials in all.")
+    max_concurrent_trials: PositiveInt | None = Field(
+        default=None,
+        description="Trials running at once; null = as many as the cluster's CPUs/GPUs fit.",
+    )
+    searcher: Literal["optuna", "random"] = Field(
+        default="optuna",
+        description="optuna: Optuna's TPE; random: uniform random sampling (for comparison). "
+        "Both keep an Optuna study.",
+    )
+    startup_trials: PositiveInt = Field(
+        default=10, description="TPE: trials sampled at random before TPE's model is used."
+    )
+    scheduler: Literal["asha", "none"] = Field(
+        default="asha",
+        description="asha: stop weak trials early (needs stop.training_iteration); none: every "
+        "trial runs to its stop criterion.",
+    )
+    grace_period: PositiveInt = Field(
+        default=1, description="ASHA: iterations every trial runs before it can be stopped."
+    )
+    reduction_factor: float = Field(
+        default=3.0, gt=1, description="ASHA: 1/reduction_factor of the trials go on per rung."
+    )
+    metric: str = Field(
+        default="env_runners/episode_return_mean", description="Result key the search optimizes."
+    )
     mode: Literal["max", "min"] = "max"
-    storage: str | None = Field(default=None, description="Optuna storage URL; default sqlite.")
+    trial_resources: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Fields of `resources` that trials use instead of the experiment's (e.g. "
+        "{num_env_runners: 0} so that more trials run at once); best.yaml keeps the "
+        "experiment's own. A trial reserves what its algorithm asks for with them.",
+    )
+    storage: str | None = Field(
+        default=None,
+        description="Optuna storage URL (any SQLAlchemy RDB URL); null = sqlite optuna.db in "
+        "the sweep directory.",
+    )
+    study_name: str | None = Field(
+        default=None, description="Optuna study name; null = <name>-<sweep directory name>."
+    )
 
 
 class ExperimentConfig(_Model):

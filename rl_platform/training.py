@@ -356,9 +356,18 @@ def _trial_dirname(trial: Any) -> str:
 
 
 def _run_config(experiment: ExperimentConfig, run_dir: Path):
-    from ray import tune
-
     from rl_platform.rewards import reward_parts
+
+    progress = _make_progress_callback(run_dir.resolve(), reward_parts(experiment))
+    return tune_run_config(experiment, run_dir, [progress])
+
+
+def tune_run_config(experiment: ExperimentConfig, run_dir: Path, callbacks: list[Any]):
+    """Tune's RunConfig for runs in `run_dir` with the experiment's stop, checkpoint, failures.
+
+    ``rlp train`` and ``rlp tune`` share it; each passes its own progress callbacks.
+    """
+    from ray import tune
 
     ckpt = experiment.checkpoint
     return tune.RunConfig(
@@ -374,12 +383,13 @@ def _run_config(experiment: ExperimentConfig, run_dir: Path):
             checkpoint_at_end=True,
         ),
         failure_config=tune.FailureConfig(max_failures=experiment.resources.max_failures),
-        callbacks=[_make_progress_callback(run_dir.resolve(), reward_parts(experiment))],
+        callbacks=callbacks,
     )
 
 
-def _new_run_dir(output: Path, name: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+def _new_run_dir(output: Path, name: str, prefix: str = "") -> Path:
+    """A new ``<output>/<name>/<prefix><timestamp>`` folder (``-2``, ``-3``... if taken)."""
+    stamp = prefix + datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = output / name / stamp
     suffix = 1
     while run_dir.exists():
@@ -390,7 +400,11 @@ def _new_run_dir(output: Path, name: str) -> Path:
 
 
 def _read_summary(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / SUMMARY_FILE
+    return read_json(run_dir / SUMMARY_FILE)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON file's content, or None when it is missing or not valid JSON."""
     if not path.is_file():
         return None
     try:

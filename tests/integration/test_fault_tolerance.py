@@ -1,6 +1,5 @@
 """A crashing env runner is restarted by RLlib and the run goes on."""
 
-
 from rl_platform.training import train
 
 

@@ -87,7 +87,6 @@ def test_every_command_has_help_with_an_example(command):
 @pytest.mark.parametrize(
     "args",
     [
-        ["tune", "x.yaml"],
         ["submit", "x.yaml"],
         ["jobs", "list"],
         ["evaluate", "run"],
