@@ -133,7 +133,12 @@ def stop_criteria(experiment: ExperimentConfig) -> dict[str, float]:
 
 def stop_reached(experiment: ExperimentConfig, metrics: dict[str, Any]) -> bool:
     """Whether a result meets any of the experiment's stop criteria."""
-    for key, threshold in stop_criteria(experiment).items():
+    return criteria_met(stop_criteria(experiment), metrics)
+
+
+def criteria_met(criteria: dict[str, float], metrics: dict[str, Any]) -> bool:
+    """Whether a (nested or flattened) result reaches any ``key -> threshold`` criterion."""
+    for key, threshold in criteria.items():
         value = _lookup(metrics, key)
         if value is not None and value >= threshold:
             return True

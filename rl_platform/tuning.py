@@ -63,6 +63,7 @@ from rl_platform.training import (
     _lookup,
     _new_run_dir,
     build_algorithm_config,
+    criteria_met,
     init_ray,
     quiet_logs,
     read_json,
@@ -581,7 +582,7 @@ class StudySearch(OptunaSearch):
             reason = "the trial failed" if error else f"no finite {self.metric}"
             ot_trial.set_user_attr("failure", reason)
             self._ot_study.tell(ot_trial, None, state=TrialState.FAIL)
-        elif stop_reached_flat(self._stop, result):
+        elif criteria_met(self._stop, result):
             self._ot_study.tell(ot_trial, value, state=TrialState.COMPLETE)
         else:  # stopped early by the scheduler
             self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
@@ -597,15 +598,6 @@ class StudySearch(OptunaSearch):
         for trial_id, ot_trial in self._ot_trials.items():
             if storage.get_trial(ot_trial._trial_id).state.is_finished():
                 self._completed_trials.add(trial_id)
-
-
-def stop_reached_flat(stop: dict[str, float], result: dict[str, Any]) -> bool:
-    """Whether a (flattened) Tune result met any of the stop criteria."""
-    for key, threshold in stop.items():
-        value = _lookup(result, key)
-        if value is not None and value >= threshold:
-            return True
-    return False
 
 
 def _finite(value: Any) -> float | None:
@@ -676,7 +668,7 @@ class SweepProgress(ray_tune.Callback):
             TrialEvent(
                 "complete",
                 trial.trial_id,
-                status="complete" if stop_reached_flat(self.stop, result) else "stopped early",
+                status="complete" if criteria_met(self.stop, result) else "stopped early",
                 iteration=int(result.get("training_iteration", 0)),
                 value=_lookup(result, self.metric),
                 env_steps=_env_steps(result),

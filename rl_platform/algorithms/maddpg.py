@@ -63,7 +63,7 @@ from rl_platform.algorithms.common import (
     with_global_state,
 )
 from rl_platform.algorithms.mixers import masked_mean, soft_update, td_targets
-from rl_platform.algorithms.replay import JointReplayAlgorithm
+from rl_platform.algorithms.replay import JointReplayAlgorithm, JointReplayConfig
 
 if TYPE_CHECKING:
     from rl_platform.config import ExperimentConfig
@@ -489,8 +489,10 @@ class MADDPGLearner(TorchLearner):
 # --------------------------------------------------------------------------- algorithm
 
 
-class MADDPGConfig(AlgorithmConfig):
+class MADDPGConfig(JointReplayConfig):
     """RLlib config of MADDPG."""
+
+    algorithm_name: ClassVar[str] = "MADDPG"
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or MultiAgentDDPG)
@@ -501,17 +503,13 @@ class MADDPGConfig(AlgorithmConfig):
         self.train_batch_size_per_learner = 1024
         self.replay_buffer_capacity = 1_000_000
         self.num_steps_sampled_before_learning_starts = 1_024
-        self.training_intensity: float | None = None
         self.exploration_noise: float | list = 0.1
         self.gumbel_temperature = 1.0
         self.gumbel_hard = True
         self.actor_reg = 1e-3
         self.critic_hiddens: list[int] | None = None
         self.grad_clip = 0.5
-        # Filled by build(): agent order, global-state size and one agent's action size.
-        self.joint_agents: list[str] = []
-        self.state_dim = 0
-        self.action_dim = 0
+        self.action_dim = 0  # one agent's action size, filled by build()
 
     @override(AlgorithmConfig)
     def training(
@@ -535,9 +533,7 @@ class MADDPGConfig(AlgorithmConfig):
     ) -> MADDPGConfig:
         """Set the MADDPG settings (and AlgorithmConfig's own ``training``)."""
         super().training(**kwargs)
-        for name, value in list(locals().items()):
-            if name not in ("self", "kwargs", "__class__") and value is not NotProvided:
-                setattr(self, name, value)
+        self._set_provided(locals())
         return self
 
     @override(AlgorithmConfig)
@@ -579,13 +575,8 @@ class MADDPGConfig(AlgorithmConfig):
     @override(AlgorithmConfig)
     def validate(self) -> None:  # noqa: D102
         super().validate()
-        if not self.joint_agents or self.state_dim <= 0 or self.action_dim <= 0:
-            self._value_error(
-                "set training(joint_agents=[...], state_dim=..., action_dim=...) "
-                "(rl_platform's build() does)"
-            )
-        if self.num_learners > 1:
-            self._value_error("MADDPG trains on one learner (num_learners 0 or 1)")
+        if self.action_dim <= 0:
+            self._value_error("set training(action_dim=...) (rl_platform's build() does)")
 
 
 class MultiAgentDDPG(JointReplayAlgorithm):

@@ -90,6 +90,7 @@ from rl_platform.algorithms.replay import (
     HIDDEN,
     JointReplayAlgorithm,
     JointReplayBuffer,
+    JointReplayConfig,
     SequenceReplayBuffer,
 )
 
@@ -454,8 +455,10 @@ class ValueDecompositionLearner(TorchLearner):
 # --------------------------------------------------------------------------- algorithm
 
 
-class ValueDecompositionConfig(AlgorithmConfig):
+class ValueDecompositionConfig(JointReplayConfig):
     """RLlib config of IQL / VDN / QMIX (``mixer``: none, vdn, qmix)."""
+
+    algorithm_name: ClassVar[str] = "IQL/VDN/QMIX"
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or ValueDecomposition)
@@ -463,9 +466,6 @@ class ValueDecompositionConfig(AlgorithmConfig):
         self.lr = 5e-4
         self.gamma = 0.99
         self.train_batch_size_per_learner = 128
-        self.replay_buffer_capacity = 50_000
-        self.num_steps_sampled_before_learning_starts = 1_000
-        self.training_intensity: float | None = None
         self.target_network_update_freq = 500
         self.tau = 1.0
         self.double_q = True
@@ -478,9 +478,6 @@ class ValueDecompositionConfig(AlgorithmConfig):
         self.recurrent = False
         self.rnn_hidden_dim = 64
         self.max_seq_len = 20
-        # Filled by build(): agent order and global-state size for the mixer and replay.
-        self.joint_agents: list[str] = []
-        self.state_dim = 0
 
     @override(AlgorithmConfig)
     def training(
@@ -507,9 +504,7 @@ class ValueDecompositionConfig(AlgorithmConfig):
     ) -> ValueDecompositionConfig:
         """Set the value-decomposition settings (and AlgorithmConfig's own ``training``)."""
         super().training(**kwargs)
-        for name, value in list(locals().items()):
-            if name not in ("self", "kwargs", "__class__") and value is not NotProvided:
-                setattr(self, name, value)
+        self._set_provided(locals())
         return self
 
     @override(AlgorithmConfig)
@@ -554,12 +549,6 @@ class ValueDecompositionConfig(AlgorithmConfig):
         super().validate()
         if self.mixer not in MIXERS:
             self._value_error(f"mixer must be one of {MIXERS}, got {self.mixer!r}")
-        if not self.joint_agents or self.state_dim <= 0:
-            self._value_error(
-                "set training(joint_agents=[...], state_dim=...) (rl_platform's build() does)"
-            )
-        if self.num_learners > 1:
-            self._value_error("IQL/VDN/QMIX train on one learner (num_learners 0 or 1)")
 
 
 class ValueDecomposition(JointReplayAlgorithm):

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
@@ -284,6 +285,40 @@ def cut_sequences(
     return out
 
 
+class JointReplayConfig(AlgorithmConfig):
+    """What the config of every :class:`JointReplayAlgorithm` carries and checks.
+
+    ``joint_agents`` (the env's agents, in order) and ``state_dim`` are filled by the
+    platform's ``build()``; subclasses set their own defaults for the replay settings.
+    """
+
+    algorithm_name: ClassVar[str] = "this algorithm"
+
+    def __init__(self, algo_class: type | None = None) -> None:
+        super().__init__(algo_class=algo_class)
+        self.replay_buffer_capacity = 50_000
+        self.num_steps_sampled_before_learning_starts = 1_000
+        self.training_intensity: float | None = None
+        self.joint_agents: list[str] = []
+        self.state_dim = 0
+
+    def _set_provided(self, settings: dict[str, Any]) -> None:
+        """Set each keyword a ``training()`` override was given (``locals()`` of it)."""
+        for name, value in settings.items():
+            if name not in ("self", "kwargs", "__class__") and value is not NotProvided:
+                setattr(self, name, value)
+
+    @override(AlgorithmConfig)
+    def validate(self) -> None:  # noqa: D102
+        super().validate()
+        if not self.joint_agents or self.state_dim <= 0:
+            self._value_error(
+                "set training(joint_agents=[...], state_dim=...) (rl_platform's build() does)"
+            )
+        if self.num_learners > 1:
+            self._value_error(f"{self.algorithm_name} trains on one learner (num_learners 0 or 1)")
+
+
 class JointReplayAlgorithm(Algorithm):
     """The training loop IQL/VDN/QMIX and MADDPG share.
 
@@ -292,7 +327,7 @@ class JointReplayAlgorithm(Algorithm):
     iteration's updates (``training_intensity`` replayed per sampled transition) as one
     learner call over minibatches of one replayed batch, keyed by the learner-only module
     ``batch_module_id``; then it pushes the agent modules' weights to the env runners.
-    The config carries ``joint_agents`` (the env's agents, in order), ``state_dim``,
+    The config (a :class:`JointReplayConfig`) carries ``joint_agents``, ``state_dim``,
     ``replay_buffer_capacity``, ``num_steps_sampled_before_learning_starts`` and
     ``training_intensity``.
     """
