@@ -7,6 +7,8 @@ The library API mirrors the ``rlp`` commands::
     print(result.run_dir, result.best_checkpoint)
     sweep = rl_platform.tune("experiments/sweeps/rendezvous_ppo_sweep.yaml", num_samples=4)
     print(sweep.best_yaml, sweep.best.params)
+    report = rl_platform.evaluate(result.run_dir)
+    print(report.report_dir, report.result["dimensions"]["policy"])
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["load_experiment", "train", "tune", "__version__"]
+__all__ = ["evaluate", "load_experiment", "train", "tune", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -27,6 +29,10 @@ def __getattr__(name: str) -> Any:
         from rl_platform.tuning import tune
 
         return tune
+    if name == "evaluate":
+        from rl_platform.evaluation.suite import evaluate
+
+        return evaluate
     if name == "load_experiment":
         from rl_platform.config import load_experiment
 

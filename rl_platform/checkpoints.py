@@ -7,7 +7,8 @@ whatever code the pickle names. So each checkpoint also gets ``policies/``:
 * ``<module_id>.pt``: the module's torch ``state_dict``, loaded with ``weights_only=True``;
 * ``manifest.json``: per module its class and catalog (import paths), observation and
   action spaces (RLlib's JSON space encoding), model config; the agent -> module mapping;
-  the env id and config; the rl_platform, Ray and torch versions.
+  the env id and the config it trained on (reward weights included); the rl_platform,
+  Ray and torch versions.
 
 :func:`load_policy` rebuilds a module from that alone (no pickle), checking the class is
 an RLlib or rl_platform class and saying clearly when versions differ and loading fails.
@@ -89,13 +90,21 @@ def export_policies(checkpoint_dir: str | Path, experiment: dict[str, Any]) -> P
     manifest = {
         "format_version": FORMAT_VERSION,
         "versions": _versions(),
-        "env": {"id": env_id, "config": experiment["env"]["config"]},
+        "env": {"id": env_id, "config": _trained_env_config(experiment)},
         "algorithm": experiment["algorithm"]["id"],
         "agents": {a: (SHARED_MODULE_ID if shared else a) for a in agents},
         "modules": modules,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return out
+
+
+def _trained_env_config(experiment: dict[str, Any]) -> dict[str, Any]:
+    """The env section's config plus the run's reward weights and team share."""
+    from rl_platform.algorithms.common import env_config_of
+    from rl_platform.config import ExperimentConfig
+
+    return env_config_of(ExperimentConfig.model_validate(experiment))
 
 
 def read_manifest(export_dir: str | Path) -> dict[str, Any]:

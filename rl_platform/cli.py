@@ -80,6 +80,14 @@ class _ProgressTable:
             f"{row.env_steps_per_s:>9,.0f} {row.time_total_s:>7.1f}s{level}",
             highlight=False,
         )
+        if row.evaluation:
+            ev = row.evaluation
+            console.print(
+                f"      [green]evaluation: score {ev['score']:.3f}, normalized "
+                f"{ev['normalized']:.2f}, robustness {ev['robustness']:.2f} "
+                f"({ev['level']})[/]",
+                highlight=False,
+            )
         if row.level_change:
             console.print(f"      [bold cyan]curriculum: {row.level_change}[/]", highlight=False)
 
@@ -294,6 +302,8 @@ class _SweepProgress:
 
 
 def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -455,18 +465,85 @@ def jobs(
 
 @app.command()
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint or run directory.")],
-    episodes: Annotated[int, typer.Option()] = 100,
-    report: Annotated[Path | None, typer.Option()] = None,
-    baselines: Annotated[bool, typer.Option()] = True,
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A checkpoint, or a run directory (its best checkpoint).")
+    ],
+    episodes: Annotated[int, typer.Option(help="Episodes per policy, level and test.")] = 100,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Report directory; default RUN_DIR/evaluation/<checkpoint>."),
+    ] = None,
+    baselines: Annotated[
+        bool, typer.Option(help="Run every test for the baselines too (else scores only).")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Evaluation seed: same seed, same figures.")] = 0,
+    obs_noise: Annotated[
+        float, typer.Option(help="Observation noise std, in units of each feature's std.")
+    ] = 0.2,
+    action_noise: Annotated[
+        float, typer.Option(help="Probability an action is replaced by a random one.")
+    ] = 0.1,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="0: play in this process; default: Ray tasks on a local Ray."),
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (must see the checkpoint).")
+    ] = None,
 ) -> None:
     """Score a checkpoint on the five evaluation dimensions against baselines.
 
-    [bold]Example[/]
+    Writes evaluation.json (every figure), report.md, report.html and plots/*.png.
+
+    [bold]Examples[/]
 
       rlp evaluate runs/quickstart/20261125-101500 --episodes 50
+
+      rlp evaluate runs/quickstart/20261125-101500/trial/checkpoint_000004 --report out/
     """
-    _not_yet("evaluate", "step 7 (evaluation suite)")
+    from rl_platform.evaluation.suite import EvaluationError, SuiteSettings
+    from rl_platform.evaluation.suite import evaluate as run_evaluation
+
+    if episodes < 1:
+        _fail(f"--episodes must be at least 1, got {episodes}.")
+    if not 0.0 <= action_noise <= 1.0:
+        _fail(f"--action-noise is a probability in [0, 1], got {action_noise}.")
+    if obs_noise < 0.0:
+        _fail(f"--obs-noise must be >= 0, got {obs_noise}.")
+    settings = SuiteSettings(
+        episodes=episodes,
+        seed=seed,
+        obs_noise=obs_noise,
+        action_noise=action_noise,
+        baselines=baselines,
+    )
+    try:
+        with console.status("evaluating ..."):
+            outcome = run_evaluation(
+                checkpoint, settings, report=report, workers=workers, address=address
+            )
+    except EvaluationError as err:
+        _fail(str(err))
+    _print_evaluation(outcome)
+
+
+def _print_evaluation(outcome) -> None:
+    from rl_platform.evaluation.report import fmt
+
+    result = outcome.result
+    policies = result["policies"]
+    table = Table(title=f"{result['env']['id']} / {result['algorithm']} at {result['level']}")
+    table.add_column("", no_wrap=True)
+    for policy in policies:
+        table.add_column(policy, justify="right")
+    table.add_row("score", *(fmt(result["scores"][p]["mean"]) for p in policies))
+    table.add_row("normalized", *(fmt(result["scores"][p]["normalized"]) for p in policies))
+    for dim in [*result["weights"], "overall"]:
+        values = (fmt(result["dimensions"][p][dim]) for p in policies)
+        table.add_row(dim.replace("_", " "), *values, end_section=dim == "adaptability")
+    console.print(table)
+    console.print(f"report: {outcome.files.get('html', outcome.report_dir)}", highlight=False)
+    console.print(f"figures: {outcome.files['json']}", highlight=False)
 
 
 @app.command()

@@ -268,11 +268,19 @@ class CheckpointSpec(_Model):
     mode: Literal["max", "min"] = "max"
 
 
+EVALUATION_PREFIX = "evaluation/"
+
+
 class EvaluationSpec(_Model):
-    """Periodic greedy evaluation during training."""
+    """Greedy evaluation during training (a light subset of `rlp evaluate`).
+
+    Every `every` iterations the policy plays `episodes` episodes on held-out env seeds at
+    the current level; results appear under `evaluation/` (score, normalized,
+    coordination, robustness) and, unless `checkpoint.metric` is set, rank checkpoints.
+    """
 
     every: NonNegativeInt = Field(default=0, description="Evaluate every N iterations; 0 = off.")
-    episodes: PositiveInt = 10
+    episodes: PositiveInt = Field(default=10, description="Episodes per evaluation.")
 
 
 SEED_SEARCH_SPACE: dict[str, dict[str, list[Any]]] = {
@@ -538,8 +546,35 @@ def _resolve_against_registry(config: ExperimentConfig, where: str) -> Experimen
             "env": config.env.model_copy(update={"config": env_config}),
             "algorithm": config.algorithm.model_copy(update={"hyperparams": hyperparams}),
             "rewards": rewards,
+            "checkpoint": _resolve_checkpoint_metric(config, env_cls, where),
         }
     )
+
+
+def _resolve_checkpoint_metric(
+    config: ExperimentConfig, env_cls: type, where: str
+) -> CheckpointSpec:
+    """Rank checkpoints by the evaluation during training when it is on and no metric is set.
+
+    Under a curriculum, scores of different levels differ, so the normalized score ranks.
+    """
+    ckpt, evaluation = config.checkpoint, config.evaluation
+    if evaluation.every == 0:
+        if ckpt.metric.startswith(EVALUATION_PREFIX):
+            raise ConfigError(
+                f"{where}: checkpoint.metric = {ckpt.metric!r} needs the evaluation during "
+                "training: set evaluation.every (e.g. 5)."
+            )
+        return ckpt
+    if not hasattr(env_cls, "core_cls"):
+        raise ConfigError(
+            f"{where}: evaluation.every: env {config.env.id!r} has no batched core, so "
+            "it cannot be evaluated during training; set evaluation.every to 0."
+        )
+    if "metric" in ckpt.model_fields_set:
+        return ckpt
+    metric = "normalized" if config.curriculum is not None else "score"
+    return ckpt.model_copy(update={"metric": f"{EVALUATION_PREFIX}{metric}", "mode": "max"})
 
 
 def _check_curriculum(config: ExperimentConfig, env_cls: type, where: str) -> None:

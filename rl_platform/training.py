@@ -67,11 +67,17 @@ class IterationRow:
     level: str = ""
     level_change: str = ""
     rewards: dict[str, float] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)  # measured at this iteration
 
     def csv_row(self, reward_names: list[str]) -> dict[str, Any]:
-        """The row of metrics.csv: the figures, the level and one column per reward part."""
-        row = {k: v for k, v in asdict(self).items() if k not in ("rewards", "level_change")}
+        """The row of metrics.csv: figures, level, reward parts, evaluation score.
+
+        ``eval_score`` is NaN where no evaluation was measured at this iteration.
+        """
+        skip = ("rewards", "level_change", "evaluation")
+        row = {k: v for k, v in asdict(self).items() if k not in skip}
         row.update({f"reward_{n}": self.rewards.get(n, math.nan) for n in reward_names})
+        row["eval_score"] = self.evaluation.get("score", math.nan)
         return row
 
 
@@ -232,8 +238,12 @@ def iteration_row(result: dict[str, Any], last: tuple[float, float] | None) -> I
         moved = "promoted" if curriculum["changed"] > 0 else "demoted"
         score = curriculum.get("change_score", math.nan)
         change = f"{moved} to {curriculum.get('level_name')} (window score {score:.2f})"
+    iteration = int(result.get("training_iteration", 0))
+    evaluation = result.get("evaluation") or {}
+    if evaluation.get("iteration") != iteration:
+        evaluation = {}  # carried forward from an earlier iteration
     return IterationRow(
-        iteration=int(result.get("training_iteration", 0)),
+        iteration=iteration,
         env_steps=env_steps,
         episode_return_mean=float(ret) if ret is not None else math.nan,
         env_steps_per_s=rate,
@@ -241,6 +251,7 @@ def iteration_row(result: dict[str, Any], last: tuple[float, float] | None) -> I
         level=str(curriculum.get("level_name", "")),
         level_change=change,
         rewards={k: float(v) for k, v in (runners.get("rewards") or {}).items()},
+        evaluation=dict(evaluation),
     )
 
 

@@ -70,7 +70,7 @@ def reward_env_config(experiment: ExperimentConfig) -> dict[str, Any]:
 
 
 def experiment_callbacks(experiment: ExperimentConfig) -> list[type]:
-    """The RLlib callback classes an experiment needs: reward metrics, its curriculum."""
+    """The RLlib callback classes an experiment needs: reward metrics, curriculum, evaluation."""
     from rl_platform.rewards import RewardMetricsCallback
 
     callbacks: list[type] = [RewardMetricsCallback]
@@ -78,6 +78,10 @@ def experiment_callbacks(experiment: ExperimentConfig) -> list[type]:
         from rl_platform.curriculum import callback_class
 
         callbacks.append(callback_class(experiment, env_config_of(experiment)))
+    if experiment.evaluation.every > 0:  # after the curriculum: it reads the current level
+        from rl_platform.evaluation.callback import callback_class as evaluation_callback
+
+        callbacks.append(evaluation_callback(experiment))
     return callbacks
 
 
@@ -187,12 +191,4 @@ def apply_experiment(
             delay_between_env_runner_restarts_s=1.0,
         )
     )
-    if experiment.evaluation.every > 0:
-        config = config.evaluation(
-            evaluation_interval=experiment.evaluation.every,
-            evaluation_duration=experiment.evaluation.episodes,
-            evaluation_duration_unit="episodes",
-            evaluation_num_env_runners=0,
-            evaluation_config={"explore": False},
-        )
     return config

@@ -27,6 +27,8 @@ from pettingzoo import ParallelEnv
 from pydantic import BaseModel, ConfigDict, Field
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
+from rl_platform.evaluation import metrics
+
 # ``clip(x, low, high[, out])``: numpy's clip ufunc itself, for the hot paths of env steps
 # (np.clip's argument handling costs 3x the ufunc on the tiny arrays of a B=1 step).
 try:
@@ -104,6 +106,8 @@ class BatchedCore(ABC):
     state_fields: ClassVar[tuple[str, ...]]
     # Named state potentials Phi(s) for potential-based reward shaping (`rewards.shaping`).
     potentials: ClassVar[tuple[str, ...]] = ()
+    # Named per-step quantities an evaluation records (prices, inventories, allocations).
+    trace_fields: ClassVar[tuple[str, ...]] = ()
 
     observation_space: gym.spaces.Box
     action_space: gym.Space
@@ -176,6 +180,53 @@ class BatchedCore(ABC):
     def get_task(self) -> str:
         """The current difficulty level."""
         return self._task
+
+    def switch_task(self, level: str) -> None:
+        """Switch difficulty now, inside running episodes (adaptability tests).
+
+        Like :meth:`set_task`, but the new level's dynamics apply from the next step on.
+        This default suits cores whose :meth:`step` reads the level each step; a core
+        that fixes level parameters at reset overrides it to apply them now.
+        """
+        self.set_task(level)
+
+    def trace(self) -> dict[str, np.ndarray]:
+        """This step's traced quantities after step(): name -> (B,) or (B, N) float arrays.
+
+        Keys are exactly ``trace_fields``; the arrays are new (never views of the state),
+        so a recorder can keep them.
+        """
+        return {}
+
+    @classmethod
+    def coordination(
+        cls, trace: dict[str, np.ndarray], actions: np.ndarray, alive: np.ndarray
+    ) -> dict[str, float]:
+        """Env-specific coordination figures of played episodes.
+
+        This default, for cores without their own notion, measures how alike the agents
+        act: ``action_correlation`` is
+        :func:`rl_platform.evaluation.metrics.action_correlation` (Pearson for
+        continuous actions, Cohen's kappa for integer ones) and ``score`` its absolute
+        value (0 for independent agents, 1 for agents whose actions determine each
+        other's).
+
+        Args:
+            trace: name -> (T, B) or (T, B, N) arrays, :meth:`trace` recorded after each
+                of T steps.
+            actions: (T, B, N, *action_shape) the actions taken.
+            alive: (T, B) bool, true where the copy's episode was still running at that
+                step (the step that ended it included); later steps are ignored.
+
+        Returns:
+            Figures by name, all finite floats; ``score`` is always present, in [0, 1],
+            higher = better coordinated. Each override's docstring says how every
+            figure is computed and normalized.
+        """
+        actions = np.asarray(actions)
+        discrete = np.issubdtype(actions.dtype, np.integer) and actions.ndim == 3
+        correlation = metrics.action_correlation(actions, alive, discrete=discrete)
+        return {"action_correlation": correlation, "score": metrics.clip_unit(abs(correlation))}
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """A copy of all per-copy dynamic state."""

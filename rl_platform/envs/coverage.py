@@ -44,6 +44,7 @@ import numpy as np
 from pydantic import Field
 
 from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv, StepResult
+from rl_platform.evaluation import metrics
 
 MEDIUM_VALUE_RANGE = (0.5, 1.5)  # uniform target values at medium
 SKEWED_VALUE_SIGMA = 1.0  # lognormal sigma of the target values at hard and expert
@@ -72,12 +73,17 @@ class CoverageCore(BatchedCore):
     baselines: ClassVar[tuple[str, ...]] = ("greedy", "same")
     state_fields: ClassVar[tuple[str, ...]] = ("_values", "_occupancy", "_t")
     potentials: ClassVar[tuple[str, ...]] = ("coverage",)
+    trace_fields: ClassVar[tuple[str, ...]] = (
+        "coverage", "best_coverage", "targets_covered", "crowded", "idle",
+    )  # fmt: skip
 
     def __init__(self, config: CoverageConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
         b, n, k = batch_size, config.num_agents, config.num_targets
         self._n, self._k = n, k
         self._values = np.ones((b, k), dtype=np.float32)
+        self._played_values = self._values  # the values the last step was played for
+        self._rng: np.random.Generator | None = None  # the episodes' (for switch_task)
         self._occupancy = np.zeros((b, k), dtype=np.float32)  # agents per target, last step
         self._t = np.zeros(b, dtype=np.int64)
         # Copy b's choices are counted in bins b*(K+1) ... b*(K+1) + K (the last: idle).
@@ -107,6 +113,7 @@ class CoverageCore(BatchedCore):
 
     def reset(self, rng: np.random.Generator, mask: np.ndarray | None = None) -> None:  # noqa: D102
         rows = np.arange(self.batch_size) if mask is None else np.flatnonzero(mask)
+        self._rng = rng
         self._values[rows] = self._draw_values(rng, len(rows))
         self._occupancy[rows] = 0.0
         self._t[rows] = 0
@@ -142,6 +149,7 @@ class CoverageCore(BatchedCore):
     def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepResult:  # noqa: D102
         chosen = self.choices(actions)
         b, n, k = self.batch_size, self._n, self._k
+        self._played_values = self._values
         bins = (chosen + self._bin_offsets).ravel()
         counts = np.bincount(bins, minlength=b * (k + 1)).reshape(b, k + 1)  # last column: idle
         self._occupancy[...] = counts[:, :k]
@@ -150,9 +158,67 @@ class CoverageCore(BatchedCore):
         crowding = np.where(shared, np.float32(-1.0), np.float32(0.0))
         components = {"coverage": coverage, "crowding": crowding}
         if self.get_task() == "expert":  # the next step is played for new values
-            self._values[...] = self._draw_values(rng, b)
+            self._values = self._draw_values(rng, b)  # new: _played_values keeps the old
         self._t += 1
         return self.time_limit_result(components, self._t, self.config.episode_length)
+
+    def switch_task(self, level: str) -> None:
+        """Switch the level now: every copy's target values are drawn anew at `level`.
+
+        The draw uses the generator of the running episodes (the one passed to
+        :meth:`reset`), so agents see the new values at their next observation.
+        """
+        if self._rng is None:
+            raise RuntimeError("switch_task() before reset(): no episode to switch")
+        super().switch_task(level)
+        self._values = self._draw_values(self._rng, self.batch_size)
+
+    def trace(self) -> dict[str, np.ndarray]:
+        """The last step's coverage, float64, all (B,) shares in [0, 1].
+
+        ``coverage`` the value share of the targets covered (the reward);
+        ``best_coverage`` the largest share N agents could have covered (the
+        min(N, K) most valuable targets); ``targets_covered`` the share of targets with
+        an agent; ``crowded`` the share of agents that shared their target with another;
+        ``idle`` the share of agents that stayed out.
+        """
+        values, occupancy = self._played_values.astype(np.float64), self._occupancy
+        total = values.sum(axis=1)
+        top = -np.sort(-values, axis=1)[:, : min(self._n, self._k)]
+        return {
+            "coverage": (values * (occupancy > 0)).sum(axis=1) / total,
+            "best_coverage": top.sum(axis=1) / total,
+            "targets_covered": (occupancy > 0).mean(axis=1, dtype=np.float64),
+            "crowded": (occupancy * (occupancy > 1)).sum(axis=1, dtype=np.float64) / self._n,
+            "idle": 1.0 - occupancy.sum(axis=1, dtype=np.float64) / self._n,
+        }
+
+    @classmethod
+    def coordination(
+        cls, trace: dict[str, np.ndarray], actions: np.ndarray, alive: np.ndarray
+    ) -> dict[str, float]:
+        """Coverage achieved and how the agents spread; figures are means over alive steps.
+
+        * ``coverage``: the value share of the targets covered (the mean ``coverage``
+          reward);
+        * ``targets_covered``: the share of targets with at least one agent;
+        * ``collisions``: the share of agents on a target with another agent (the
+          ``crowding`` component's count over N);
+        * ``idle``: the share of agents that stayed out;
+        * ``score``: per copy, the episode's summed coverage over the summed best
+          possible coverage (the min(N, K) most valuable targets covered every step),
+          mean over copies: 1 for an optimal spread, e.g. the ``greedy`` baseline.
+        """
+        best = metrics.masked_sum(trace["best_coverage"], alive)
+        achieved = metrics.masked_sum(trace["coverage"], alive)
+        ratio = np.where(best > 0, achieved / np.where(best > 0, best, 1.0), 0.0)
+        return {
+            "coverage": metrics.masked_mean(trace["coverage"], alive),
+            "targets_covered": metrics.masked_mean(trace["targets_covered"], alive),
+            "collisions": metrics.masked_mean(trace["crowded"], alive),
+            "idle": metrics.masked_mean(trace["idle"], alive),
+            "score": metrics.clip_unit(ratio.mean()),
+        }
 
     def potential(self, name: str) -> np.ndarray:
         """Coverage of last step's occupancy under the current values, (B, N) float32."""

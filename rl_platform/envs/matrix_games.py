@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import Field
 
 from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv, StepResult
+from rl_platform.evaluation import metrics
 
 STATE_1, STATE_2A, STATE_2B = 0, 1, 2
 NUM_STATES = 3
@@ -61,12 +62,14 @@ class TwoStepGameCore(BatchedCore):
     default_reward_weights: ClassVar[dict[str, float]] = {"payoff": 1.0}
     baselines: ClassVar[tuple[str, ...]] = ("safe", "optimal")
     state_fields: ClassVar[tuple[str, ...]] = ("_state", "_t")
+    trace_fields: ClassVar[tuple[str, ...]] = ("choice", "state")
 
     def __init__(self, config: TwoStepGameConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
         self._n = config.num_agents
         self._state = np.zeros(batch_size, dtype=np.int64)
         self._t = np.zeros(batch_size, dtype=np.int64)
+        self._choices = np.zeros((batch_size, self._n), dtype=np.int64)  # the last step's
         self._eye = np.eye(NUM_STATES, dtype=np.float32)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (NUM_STATES,), np.float32)
         self.state_space = gym.spaces.Box(0.0, 1.0, (NUM_STATES,), np.float32)
@@ -92,14 +95,15 @@ class TwoStepGameCore(BatchedCore):
     def global_state(self) -> np.ndarray:  # noqa: D102
         return self._eye[self._state].copy()
 
-    def _choices(self, actions: np.ndarray) -> np.ndarray:
+    def _choose(self, actions: np.ndarray) -> np.ndarray:
         """Actions (B, N[, 1]) -> choices (B, N) in {0, 1}."""
         if self.config.discrete:
             return actions.astype(np.int64)
         return (actions[..., 0] > 0).astype(np.int64)
 
     def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepResult:  # noqa: D102
-        choices = self._choices(actions)
+        choices = self._choose(actions)
+        self._choices = choices
         first = self._state == STATE_1
         ones = choices.sum(axis=1)
         payoff_2b = np.where(
@@ -119,6 +123,45 @@ class TwoStepGameCore(BatchedCore):
             terminated=self._t >= EPISODE_LENGTH,
             truncated=np.zeros(self.batch_size, dtype=bool),
         )
+
+    def trace(self) -> dict[str, np.ndarray]:
+        """The last step's joint action and where it led, float64.
+
+        ``choice`` (B, N) each agent's action (0 or 1); ``state`` (B,) the state after
+        the step (0: state 1, 1: 2A, 2: 2B).
+        """
+        return {"choice": self._choices.astype(np.float64), "state": self._state.astype(np.float64)}
+
+    @classmethod
+    def coordination(
+        cls, trace: dict[str, np.ndarray], actions: np.ndarray, alive: np.ndarray
+    ) -> dict[str, float]:
+        """How often the team played the optimal joint policy; rates over copies.
+
+        A copy's first alive step is the game's first step, its second the second.
+
+        * ``reached_2b``: the share of copies whose agent 0 picked 1 at the first step
+          (the way to the payoff 8);
+        * ``coordinated_in_2b``: of the copies in 2B, the share where every agent picked
+          1 at the second step (0.0 when none reached 2B);
+        * ``optimal_rate``: the share of copies that played the optimal joint action at
+          both steps (reached 2B, then all picked 1: return 8);
+        * ``score``: ``optimal_rate``.
+        """
+        alive = np.asarray(alive, dtype=bool)
+        step = np.cumsum(alive, axis=0) * alive  # 1, 2, ... along each copy's episode
+        choice = np.asarray(trace["choice"]) > 0.5  # (T, B, N)
+        first = ((step == 1)[..., None] & choice)[..., 0].any(axis=0)  # agent 0 picked 1
+        all_one = choice.all(axis=-1)
+        second = ((step == 2) & all_one).any(axis=0)
+        optimal = first & second
+        reached = int(first.sum())
+        return {
+            "reached_2b": float(first.mean()),
+            "coordinated_in_2b": float(optimal.sum() / reached) if reached else 0.0,
+            "optimal_rate": float(optimal.mean()),
+            "score": metrics.clip_unit(optimal.mean()),
+        }
 
     def default_action(self) -> np.ndarray:  # noqa: D102
         return np.int64(0) if self.config.discrete else np.full(1, -1.0, dtype=np.float32)

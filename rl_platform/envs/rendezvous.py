@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import Field
 
 from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv, StepResult
+from rl_platform.evaluation import metrics
 
 SPAWN_RADIUS = {"easy": 0.25, "medium": 0.5, "hard": 0.75, "expert": 1.0}
 # Discrete moves: stay, +x, -x, +y, -y.
@@ -54,6 +55,7 @@ class RendezvousCore(BatchedCore):
     baselines: ClassVar[tuple[str, ...]] = ("centroid", "still")
     state_fields: ClassVar[tuple[str, ...]] = ("_pos", "_t")
     potentials: ClassVar[tuple[str, ...]] = ("proximity", "spread")
+    trace_fields: ClassVar[tuple[str, ...]] = ("x", "y", "spread")
 
     def __init__(self, config: RendezvousConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
@@ -61,6 +63,7 @@ class RendezvousCore(BatchedCore):
         self._n = n
         self._pos = np.zeros((batch_size, n, 2), dtype=np.float32)
         self._t = np.zeros(batch_size, dtype=np.int64)
+        self._rng: np.random.Generator | None = None  # the episodes' (for switch_task)
         # For each agent i, the indices of the other agents in order: (N, N-1).
         others = np.array([[j for j in range(n) if j != i] for i in range(n)])
         self._rows = np.repeat(np.arange(n)[:, None], n - 1, axis=1)
@@ -81,9 +84,62 @@ class RendezvousCore(BatchedCore):
 
     def reset(self, rng: np.random.Generator, mask: np.ndarray | None = None) -> None:  # noqa: D102
         rows = np.arange(self.batch_size) if mask is None else np.flatnonzero(mask)
-        radius = SPAWN_RADIUS[self.get_task()]
-        self._pos[rows] = rng.uniform(-radius, radius, size=(len(rows), self._n, 2))
+        self._rng = rng
+        self._scatter(rows)
         self._t[rows] = 0
+
+    def _scatter(self, rows: np.ndarray) -> None:
+        """Place the agents of copies `rows` uniformly within the level's spawn radius."""
+        radius = SPAWN_RADIUS[self.get_task()]
+        self._pos[rows] = self._rng.uniform(-radius, radius, size=(len(rows), self._n, 2))
+
+    def switch_task(self, level: str) -> None:
+        """Switch the level now: every copy's agents are scattered anew within its radius.
+
+        The level only sets where agents start, so a switch is a regrouping challenge:
+        the agents must meet again from the new level's spread. The draw uses the
+        generator of the running episodes (the one passed to :meth:`reset`); the step
+        count goes on.
+        """
+        if self._rng is None:
+            raise RuntimeError("switch_task() before reset(): no episode to switch")
+        super().switch_task(level)
+        self._scatter(np.arange(self.batch_size))
+
+    def trace(self) -> dict[str, np.ndarray]:
+        """Positions after the last step, float64.
+
+        ``x`` and ``y`` (B, N) each agent's coordinates; ``spread`` (B,) the mean
+        distance between two agents.
+        """
+        pos = self._pos.astype(np.float64)
+        return {"x": pos[..., 0], "y": pos[..., 1], "spread": _spread(pos)}
+
+    @classmethod
+    def coordination(
+        cls, trace: dict[str, np.ndarray], actions: np.ndarray, alive: np.ndarray
+    ) -> dict[str, float]:
+        """How close the agents came; spread = mean distance between two agents.
+
+        * ``mean_spread``: the spread averaged over alive steps and copies;
+        * ``final_spread``: the spread after each copy's last alive step, mean over
+          copies;
+        * ``score``: per copy, ``1 - final_spread / peak_spread`` with the peak the
+          largest spread after any alive step (1.0 where it is 0: the agents never
+          stood apart), clipped to [0, 1], mean over copies: the share of its widest
+          spread the team closed by the end. 1 when the agents meet, 0 when they never
+          drew closer than their widest; after a ``switch_task`` re-scatter to a wider
+          radius the peak is the new spread, so the score measures the regrouping.
+        """
+        spread = np.asarray(trace["spread"], dtype=np.float64)
+        final = metrics.last_alive(spread, alive)
+        peak = np.where(alive, spread, 0.0).max(axis=0)
+        closed = np.where(peak > 0, 1.0 - final / np.where(peak > 0, peak, 1.0), 1.0)
+        return {
+            "mean_spread": metrics.masked_mean(spread, alive),
+            "final_spread": float(final.mean()),
+            "score": metrics.clip_unit(np.clip(closed, 0.0, 1.0).mean()),
+        }
 
     def _time_left(self) -> np.ndarray:
         return np.float32(1.0) - self._t.astype(np.float32) / self.config.episode_length
@@ -131,10 +187,7 @@ class RendezvousCore(BatchedCore):
         if name == "proximity":
             return self._proximity()
         if name == "spread":
-            n = self._n
-            gaps = self._pos[:, :, None] - self._pos[:, None]  # (B, N, N, 2)
-            mean = np.sqrt(np.square(gaps).sum(-1)).sum(axis=(1, 2)) / (n * (n - 1))
-            return np.repeat(-mean[:, None], n, axis=1)
+            return np.repeat(-_spread(self._pos)[:, None], self._n, axis=1)
         return super().potential(name)
 
     def default_action(self) -> np.ndarray:  # noqa: D102
@@ -152,6 +205,13 @@ class RendezvousCore(BatchedCore):
         move = np.where(axis == 0, np.where(sign, 1, 2), np.where(sign, 3, 4))
         close = np.abs(direction).max(-1) < self.config.max_speed / 2
         return np.where(close, 0, move).astype(np.int64)
+
+
+def _spread(pos: np.ndarray) -> np.ndarray:
+    """Mean distance between two agents, (B,), of positions (B, N, 2)."""
+    n = pos.shape[1]
+    gaps = pos[:, :, None] - pos[:, None]  # (B, N, N, 2)
+    return np.sqrt(np.square(gaps).sum(-1)).sum(axis=(1, 2)) / (n * (n - 1))
 
 
 class RendezvousEnv(CoreMultiAgentEnv):

@@ -55,6 +55,8 @@ from rl_platform.envs.base import (
     StepResult,
     clip,
 )
+from rl_platform.evaluation import metrics
+from rl_platform.evaluation.metrics import gini
 
 # level -> (scarcity, need noise, capacity volatility, burst probability)
 LEVELS = {
@@ -78,17 +80,6 @@ class ResourceAllocationConfig(CoreEnvConfig):
     task: Literal["easy", "medium", "hard", "expert"] = "easy"
 
 
-def gini(values: np.ndarray) -> np.ndarray:
-    """Gini coefficient over the last axis of non-negative values; 0 when all are 0.
-
-    sum_ij |x_i - x_j| / (2 n sum_i x_i), computed from the sorted values:
-    sum_i (2i - n - 1) x_(i) / (n sum_i x_i), i = 1..n.
-    """
-    n = values.shape[-1]
-    weights = (2.0 * np.arange(1, n + 1) - n - 1) / n
-    return np.dot(np.sort(values, axis=-1), weights) / (values.sum(axis=-1) + EPS / (2 * n))
-
-
 class ResourceAllocationCore(BatchedCore):
     """B copies of the resource allocation dynamics."""
 
@@ -103,6 +94,9 @@ class ResourceAllocationCore(BatchedCore):
         "_mean_need", "_need", "_capacity", "_grant", "_requested", "_satisfaction", "_t",
     )  # fmt: skip
     potentials: ClassVar[tuple[str, ...]] = ("unmet_need", "team_unmet_need")
+    trace_fields: ClassVar[tuple[str, ...]] = (
+        "allocation", "need", "used", "capacity", "attainable",
+    )  # fmt: skip
 
     def __init__(self, config: ResourceAllocationConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
@@ -111,6 +105,7 @@ class ResourceAllocationCore(BatchedCore):
         self._mean_need = np.zeros((b, n, r), dtype=np.float32)
         self._need = np.zeros((b, n, r), dtype=np.float32)
         self._capacity = np.ones((b, r), dtype=np.float32)
+        self._step_capacity = self._capacity  # what the last step allocated (trace)
         self._grant = np.zeros((b, n, r), dtype=np.float32)
         self._requested = np.zeros((b, r), dtype=np.float32)
         self._satisfaction = np.zeros((b, n), dtype=np.float32)
@@ -197,11 +192,80 @@ class ResourceAllocationCore(BatchedCore):
         self._grant[...] = grant
         self._requested[...] = total
         self._satisfaction[...] = satisfaction
-        if cap_vol > 0:
+        self._step_capacity = capacity
+        if cap_vol > 0:  # the next step's capacity, new: _step_capacity keeps this one
             wobble = 1.0 + cap_vol * rng.standard_normal(capacity.shape, dtype=np.float32)
-            clip(wobble, 0.5, 1.5, out=capacity)
+            self._capacity = clip(wobble, 0.5, 1.5, out=wobble)
         self._t += 1
         return self.time_limit_result(components, self._t, self.config.episode_length)
+
+    def switch_task(self, level: str) -> None:
+        """Switch the level now: needs jump to the new scarcity, noise changes next step.
+
+        Every agent's mean need and current need are scaled by the ratio of the new
+        level's scarcity to the old one's (so agents see the shift at their next
+        observation); need noise, capacity volatility and bursts are read by each step.
+        A level without capacity volatility puts every capacity back to 1.
+        """
+        old_scarcity = LEVELS[self.get_task()][0]
+        super().switch_task(level)
+        scarcity, _, cap_vol, _ = LEVELS[level]
+        factor = np.float32(scarcity / old_scarcity)
+        self._mean_need *= factor
+        clip(self._need * factor, 0.0, 4.0, out=self._need)
+        if cap_vol == 0:
+            self._capacity[...] = 1.0
+
+    def trace(self) -> dict[str, np.ndarray]:
+        """The last step's allocation, float64, summed over resources (capacity units).
+
+        ``allocation`` (B, N) each agent's grant; ``need`` (B, N) its needs when the grant
+        was used; ``used`` (B, N) the part of the grant that met a need (``sum_r min(grant,
+        need)``); ``capacity`` (B,) the total capacity allocated; ``attainable`` (B,) the
+        most of the needs any allocation could have met, ``sum_r min(sum_i need_ir,
+        capacity_r)``.
+        """
+        need, capacity = self._need, self._step_capacity
+        return {
+            "allocation": self._grant.sum(-1, dtype=np.float64),
+            "need": need.sum(-1, dtype=np.float64),
+            "used": np.minimum(self._grant, need).sum(-1, dtype=np.float64),
+            "capacity": capacity.sum(-1, dtype=np.float64),
+            "attainable": np.minimum(need.sum(1), capacity).sum(-1, dtype=np.float64),
+        }
+
+    @classmethod
+    def coordination(
+        cls, trace: dict[str, np.ndarray], actions: np.ndarray, alive: np.ndarray
+    ) -> dict[str, float]:
+        """Fairness and efficiency of the allocations; every figure a mean over alive steps.
+
+        * ``gini``: Gini coefficient across agents of ``min(allocation_i / need_i, 1)``
+          (:func:`~rl_platform.evaluation.metrics.gini`): 0 when every agent got the same
+          share of its needs, (N - 1) / N when one agent got everything (1 - the mean
+          ``fairness`` reward);
+        * ``satisfaction``: mean over agents of ``min(used_i / need_i, 1)``, the share of
+          its needs an agent had met (the mean ``satisfaction`` reward);
+        * ``utilization``: ``sum_i used_i / capacity``, the share of capacity that met a
+          need (at most total need / capacity: 0.6 at ``easy``);
+        * ``efficiency``: ``sum_i used_i / attainable``, the share of the needs the best
+          allocation could have met that this one met (1 when none could be met);
+        * ``score``: the mean over steps of ``(1 - gini_t) * efficiency_t``: fair and
+          effective at once (requesting nothing is perfectly fair and scores 0).
+        """
+        need, used = trace["need"] + EPS, trace["used"]
+        unfair = gini(np.minimum(trace["allocation"] / need, 1.0))  # (T, B)
+        attainable = trace["attainable"]
+        met = used.sum(-1)
+        efficiency = np.where(attainable > 0, met / np.where(attainable > 0, attainable, 1), 1)
+        efficiency = np.clip(efficiency, 0.0, 1.0)
+        return {
+            "gini": metrics.masked_mean(unfair, alive),
+            "satisfaction": metrics.masked_mean(np.minimum(used / need, 1.0), alive),
+            "utilization": metrics.masked_mean(met / trace["capacity"], alive),
+            "efficiency": metrics.masked_mean(efficiency, alive),
+            "score": metrics.clip_unit(metrics.masked_mean((1.0 - unfair) * efficiency, alive)),
+        }
 
     def potential(self, name: str) -> np.ndarray:
         """Phi `name` of the current state, (B, N) float32 in [-1, 0]: 0 when needs are met.

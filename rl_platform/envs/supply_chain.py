@@ -19,7 +19,9 @@ on the slow mode) each start with probability ``rate / 20`` and last ``DISRUPTIO
 steps, where ``rate`` is the level's disruption figure; so ``rate`` is about the chance
 of a disruption in any 20-step window. The level's complexity sets demand noise and
 seasonality: coefficient of variation ``0.1 + complexity / 100`` and seasonal amplitude
-``complexity / 100`` (period 20 steps).
+``complexity / 100`` (period 20 steps). The step reads the level, so ``switch_task``
+applies the new disruption rate, demand noise and seasonality from the next step on
+(disruptions already running run out).
 
 =========  ==============  ==========
 level      disruptions     complexity
@@ -52,7 +54,10 @@ of what was owed this step, in [0, 1]) and ``turnover`` (shipped / (shipped + st
 Baselines: ``base_stock`` (order up to forecast x (lead time + 1) x ``BASE_STOCK_FACTOR``
 minus the inventory position, the factor tuned by :func:`tune_base_stock`), ``s_S``
 (order up to forecast x (lead + 2) when the position falls below forecast x lead) and
-``order_demand`` (pass the demand seen upstream: the policy behind the bullwhip effect).
+``order_demand`` (pass the demand seen upstream: no amplification, each echelon's
+orders vary like customer demand, but no safety stock either). Base stock with a
+smoothed forecast is the textbook source of the bullwhip effect (Chen et al. 2000):
+its orders vary more at every echelon up the chain (see :meth:`coordination`).
 
 Potentials for reward shaping, per echelon: ``base_stock_gap``, minus the distance of
 the inventory position (stock + in transit + ordered from upstream - backlog) from the
@@ -77,6 +82,7 @@ from rl_platform.envs.base import (
     clip,
     poisson,
 )
+from rl_platform.evaluation import metrics
 
 LEVELS = {"easy": (0.1, 5), "medium": (0.3, 15), "hard": (0.5, 30), "expert": (0.7, 50)}
 MAX_LEAD = 8
@@ -152,6 +158,9 @@ class SupplyChainCore(BatchedCore):
     baselines: ClassVar[tuple[str, ...]] = ("base_stock", "s_S", "order_demand")
     state_fields: ClassVar[tuple[str, ...]] = ("_ledger", "_disruption", "_angle", "_t")
     potentials: ClassVar[tuple[str, ...]] = ("base_stock_gap", "backlog")
+    trace_fields: ClassVar[tuple[str, ...]] = (
+        "demand", "orders", "inventory", "backlog", "in_transit",
+    )  # fmt: skip
 
     def __init__(self, config: SupplyChainConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
@@ -174,6 +183,7 @@ class SupplyChainCore(BatchedCore):
         self._t = np.zeros(b, dtype=np.int64)
         self._rows = np.arange(b)
         self._inbound = np.zeros((b, n), dtype=np.float32)
+        self._orders = np.zeros((b, n), dtype=np.float32)  # the last step's, for trace()
         # decoded action = clipped action x scale + offset: order, fast share, discount
         self._action_scale = np.array([MAX_ORDER / 2, 0.5, MAX_DISCOUNT / 2], np.float32)
         obs_dim = ONE_HOT + n
@@ -248,6 +258,7 @@ class SupplyChainCore(BatchedCore):
         # float32 throughout; at B=1 the cost is numpy call overhead, so ops are few.
         rate, complexity = LEVELS[self.get_task()]
         order, fast, discount = self._decode(actions)
+        self._orders = order
         retail_discount = discount[:, 0]  # only the retailer sets prices
         stock, pipeline, demand = self._stock, self._pipeline, self._demand_seen
 
@@ -303,6 +314,58 @@ class SupplyChainCore(BatchedCore):
         clip(held, 0.0, CLIP, out=held)
         self._t += 1
         return self.time_limit_result(components, self._t, self.config.episode_length)
+
+    def trace(self) -> dict[str, np.ndarray]:
+        """The last step's flows and stocks, float64, in units of mean demand.
+
+        ``demand`` (B,) the customer demand the retailer saw; ``orders`` (B, N) what each
+        echelon ordered from upstream (the factory from its supplier); ``inventory``,
+        ``backlog`` and ``in_transit`` (B, N) each echelon's stock on hand, unfilled
+        orders and goods on the way to it, after the step.
+        """
+        return {
+            "demand": self._demand_seen[:, 0].astype(np.float64),
+            "orders": self._orders.astype(np.float64),
+            "inventory": self._stock.astype(np.float64),
+            "backlog": self._backlog.astype(np.float64),
+            "in_transit": self._pipeline.sum(axis=1, dtype=np.float64),
+        }
+
+    @classmethod
+    def coordination(
+        cls, trace: dict[str, np.ndarray], actions: np.ndarray, alive: np.ndarray
+    ) -> dict[str, float]:
+        """Bullwhip effect and service level of the chain.
+
+        * ``bullwhip_echelon_<i>``: per echelon i, ``Var_t(orders_i) / Var_t(demand)``
+          over each copy's alive steps (customer demand, population variances;
+          :func:`~rl_platform.evaluation.metrics.bullwhip_ratio`), mean over copies: 1
+          when the echelon's orders vary as much as customer demand, above 1 when it
+          amplifies the variation (the bullwhip effect);
+        * ``bullwhip_ratio``: the mean of those over echelons; ``bullwhip_max``: their
+          largest (usually the factory's);
+        * ``service_level``: the retailer's fill rate, ``sum_t met_t / sum_t demand_t``
+          per copy, mean over copies, where ``met_t = demand_t - min(backlog_t,
+          demand_t)`` is the part of step t's customer demand shipped from stock that
+          step (shipments serve the backlog first, so whatever backlog is left after the
+          step is the newest demand); 1.0 for a copy without demand;
+        * ``score``: ``(service_level + min(1, 1 / bullwhip_ratio)) / 2``: 1 when every
+          customer is served on time and orders vary no more than demand.
+        """
+        demand = trace["demand"]
+        ratios = metrics.bullwhip_ratio(trace["orders"], demand, alive).mean(axis=0)  # (N,)
+        met = demand - np.minimum(trace["backlog"][..., 0], demand)
+        service = float(np.mean(metrics.fill_rate(demand, met, alive)))
+        bullwhip = float(ratios.mean())
+        smooth = 1.0 if bullwhip <= 1.0 else 1.0 / bullwhip
+        figures = {f"bullwhip_echelon_{i}": float(r) for i, r in enumerate(ratios)}
+        return {
+            **figures,
+            "bullwhip_ratio": bullwhip,
+            "bullwhip_max": float(ratios.max()),
+            "service_level": service,
+            "score": metrics.clip_unit((service + smooth) / 2.0),
+        }
 
     def potential(self, name: str) -> np.ndarray:
         """Phi `name` of each echelon in the current state, (B, N) float32; 0 is best.

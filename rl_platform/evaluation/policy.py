@@ -30,11 +30,21 @@ class TrainedPolicy:
     """
 
     def __init__(self, checkpoint: str | Path) -> None:
-        self.manifest = read_manifest(checkpoint)
-        self.agents = list(self.manifest["agents"])
-        self.modules = {
-            mid: load_policy(checkpoint, mid) for mid in set(self.manifest["agents"].values())
-        }
+        manifest = read_manifest(checkpoint)
+        modules = {mid: load_policy(checkpoint, mid) for mid in set(manifest["agents"].values())}
+        self._setup(manifest, modules)
+
+    @classmethod
+    def from_modules(cls, modules: dict[str, Any], agents: dict[str, str]) -> TrainedPolicy:
+        """A policy from live modules (e.g. during training): ``agents`` maps agent -> module."""
+        policy = cls.__new__(cls)
+        policy._setup({"agents": dict(agents)}, modules)
+        return policy
+
+    def _setup(self, manifest: dict[str, Any], modules: dict[str, Any]) -> None:
+        self.manifest = manifest
+        self.agents = list(manifest["agents"])
+        self.modules = modules
         self._states: dict[str, Any] = {}  # agent -> its module's last STATE_OUT
 
     def reset(self) -> None:

@@ -89,7 +89,6 @@ def test_every_command_has_help_with_an_example(command):
     [
         ["submit", "x.yaml"],
         ["jobs", "list"],
-        ["evaluate", "run"],
         ["serve", "ckpt"],
         ["monitor", "run"],
     ],

@@ -1,5 +1,5 @@
-"""Every registered env passes the conformance checks, never emits NaN and has baselines
-that beat random; plus the rendezvous dynamics."""
+"""Every registered env passes the conformance checks, never emits NaN, has baselines
+that beat random and switches level mid-episode; plus the rendezvous dynamics."""
 
 import gymnasium as gym
 import numpy as np
@@ -9,7 +9,10 @@ from hypothesis import strategies as st
 
 from rl_platform import registry
 from rl_platform.envs.checks import check_env
+from rl_platform.envs.coverage import CoverageConfig, CoverageCore
 from rl_platform.envs.rendezvous import RendezvousConfig, RendezvousCore, RendezvousEnv
+from rl_platform.envs.resource_allocation import LEVELS as ALLOCATION_LEVELS
+from rl_platform.envs.trading import LEVELS as TRADING_LEVELS
 from rl_platform.evaluation.baselines import RANDOM, episode_scores
 
 ENV_IDS = sorted(registry.ENVS)
@@ -186,3 +189,66 @@ def test_team_reward_mixes_in_the_mean_and_keeps_it(env_id):
     individual, half, team = rewards
     np.testing.assert_allclose(team, individual.mean(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(half, (individual + individual.mean()) / 2, rtol=1e-5, atol=1e-6)
+
+
+CORE_ENV_IDS = [i for i in ENV_IDS if hasattr(registry.ENVS[i].load(), "core_cls")]
+
+
+def twin_cores(env_id, steps=3, batch_size=4, **config):
+    """Two cores of `env_id` at "easy" played `steps` identical random steps from one seed."""
+    env_cls = registry.ENVS[env_id].load()
+    model = env_cls.config_model.model_validate({"task": "easy", **config})
+    cores = [env_cls.core_cls(model, batch_size) for _ in range(2)]
+    rngs = [np.random.default_rng(0) for _ in range(2)]
+    action_rng = np.random.default_rng(1)
+    for core, rng in zip(cores, rngs):
+        core.reset(rng)
+    space, lead = cores[0].action_space, (batch_size, cores[0].num_agents)
+    for _ in range(steps):
+        if isinstance(space, gym.spaces.Discrete):
+            actions = action_rng.integers(0, space.n, size=lead)
+        else:
+            actions = action_rng.uniform(-1, 1, size=(*lead, *space.shape)).astype(np.float32)
+        for core, rng in zip(cores, rngs):
+            core.step(actions, rng)
+    return cores, rngs, actions
+
+
+@pytest.mark.parametrize("env_id", CORE_ENV_IDS)
+def test_switch_task_changes_the_dynamics_from_the_next_step(env_id):
+    (kept, switched), (rng_kept, rng_switched), actions = twin_cores(env_id)
+    switched.switch_task("expert")
+    assert switched.get_task() == "expert" and kept.get_task() == "easy"
+    results = [kept.step(actions, rng_kept), switched.step(actions, rng_switched)]
+    same_obs = np.array_equal(kept.observe(), switched.observe())
+    same_rewards = np.array_equal(results[0].rewards, results[1].rewards)
+    if env_id == "two_step_game":  # every level is the same game
+        assert same_obs and same_rewards
+    else:
+        assert not (same_obs and same_rewards)
+    with pytest.raises(ValueError, match="unknown task level"):
+        switched.switch_task("impossible")
+
+
+def test_switch_task_applies_each_envs_level_parameters_at_once():
+    (trading, _), _, _ = twin_cores("trading")
+    trading.switch_task("expert")
+    assert trading._sigma == pytest.approx(TRADING_LEVELS["expert"][0] / np.sqrt(252))
+
+    (allocation, _), _, _ = twin_cores("resource_allocation")
+    mean_need = allocation._mean_need.copy()
+    allocation.switch_task("expert")
+    ratio = ALLOCATION_LEVELS["expert"][0] / ALLOCATION_LEVELS["easy"][0]
+    np.testing.assert_allclose(allocation._mean_need, mean_need * ratio, rtol=1e-5)
+
+    (coverage, _), _, _ = twin_cores("coverage")
+    assert (coverage._values == 1.0).all()
+    coverage.switch_task("hard")  # lognormal values, drawn now
+    assert not (coverage._values == 1.0).any()
+
+    (rendezvous, _), _, _ = twin_cores("rendezvous", batch_size=64)
+    assert np.abs(rendezvous._pos).max() < 0.25 + 3 * RendezvousConfig().max_speed
+    rendezvous.switch_task("expert")  # scattered over the whole arena: regroup
+    assert np.abs(rendezvous._pos).max() > 0.9
+    with pytest.raises(RuntimeError, match="before reset"):
+        CoverageCore(CoverageConfig(), 1).switch_task("hard")

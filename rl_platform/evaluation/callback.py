@@ -1,0 +1,146 @@
+"""Evaluation during training: a light subset of the suite, for best-checkpoint selection.
+
+Every ``evaluation.every`` iterations (and at the iteration that meets a stop criterion)
+the trained modules play ``evaluation.episodes`` greedy episodes on held-out env seeds at
+the current task level, in the algorithm's process, through the same :func:`rollout.play`
+jobs as ``rlp evaluate``. The result gets ``evaluation/``:
+
+* ``score``: mean per-agent episode return (the suite's score);
+* ``normalized``: (score - random) / (best baseline - random) at that level;
+* ``coordination``: the env's coordination score;
+* ``robustness``: the share of the baseline-random gap kept under observation noise
+  (the suite's ``obs_noise`` test);
+* ``level`` and ``iteration``: where and when this was measured.
+
+Between evaluations the last values are carried forward, so every result (and so every
+checkpoint Tune ranks) has them; checkpoints are ranked by ``evaluation/score`` (or
+``evaluation/normalized`` under a curriculum, where levels' scores differ) unless the
+experiment names another ``checkpoint.metric``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from ray.rllib.callbacks.callbacks import RLlibCallback
+
+from rl_platform.evaluation.baselines import RANDOM
+from rl_platform.evaluation.rollout import POLICY, Job, Perturbation, make_core, play, seeded_job
+
+log = logging.getLogger(__name__)
+
+RESULT_KEY = "evaluation"
+OBS_NOISE = 0.2  # the suite's default (SuiteSettings.obs_noise)
+
+
+class EvaluationCallback(RLlibCallback):
+    """Scores the live policy every ``every`` iterations; see the module docstring.
+
+    Subclasses made by :func:`callback_class` set ``spec``.
+    """
+
+    spec: dict[str, Any] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, Any] | None = None
+        self._references: dict[str, dict[str, Any]] = {}  # level -> random/baseline figures
+
+    def on_train_result(self, *, algorithm, result, **kwargs):  # noqa: D102
+        from rl_platform.training import stop_reached
+
+        iteration = int(result.get("training_iteration", algorithm.iteration + 1))
+        spec = self.spec
+        due = iteration % spec["every"] == 0
+        if (
+            due
+            or self._last is None
+            or stop_reached(spec["experiment"], {**result, "training_iteration": iteration})
+        ):
+            level = result.get("curriculum", {}).get("level_name") or spec["level"]
+            try:
+                self._last = {**self.measure(algorithm, level), "iteration": iteration}
+            except Exception as err:  # noqa: BLE001 (an evaluation must not kill training)
+                log.warning("evaluation at iteration %d failed: %s", iteration, err)
+                if self._last is None:
+                    return
+        result[RESULT_KEY] = dict(self._last)
+
+    def measure(self, algorithm: Any, level: str) -> dict[str, Any]:
+        """The light subset at ``level`` for the algorithm's current modules."""
+        from rl_platform.evaluation.policy import TrainedPolicy
+
+        spec = self.spec
+        modules = {mid: algorithm.get_module(mid) for mid in set(spec["agents"].values())}
+        policy = TrainedPolicy.from_modules(modules, spec["agents"])
+        ref = self._reference(level)
+        clean = self._play(policy, level, Perturbation())
+        noisy = self._play(policy, level, Perturbation(obs_noise=OBS_NOISE), ref["obs_scale"])
+        score = float(clean.returns.mean())
+        low, high = ref["random"], ref["best"]
+        gap = high - low
+        loss = max(0.0, score - float(noisy.returns.mean()))
+        return {
+            "score": score,
+            "normalized": (score - low) / gap if gap > 0 else float("nan"),
+            "coordination": clean.coordination.get("score", float("nan")),
+            "robustness": float(np.clip(1.0 - loss / gap, 0.0, 1.0)) if gap > 0 else float("nan"),
+            "level": level,
+        }
+
+    def _play(self, policy: Any, level: str, pert: Perturbation, obs_scale=None):
+        spec = self.spec
+        core = make_core(spec["env_id"], spec["env_config"], level, spec["episodes"])
+        job = self._job(POLICY, level, pert)
+        return play(core, policy.actions, job, obs_scale, policy.reset)
+
+    def _job(self, policy: str, level: str, pert: Perturbation = Perturbation()) -> Job:
+        test = "clean" if pert == Perturbation() else "obs_noise"
+        return seeded_job(policy, test, level, self.spec["episodes"], self.spec["seed"], pert)
+
+    def _reference(self, level: str) -> dict[str, Any]:
+        """Random's and the best baseline's scores at ``level`` (cached), and the obs scale."""
+        if level not in self._references:
+            from rl_platform.evaluation.suite import JobContext, run_job
+
+            spec = self.spec
+            context = JobContext(spec["env_id"], spec["env_config"], checkpoint="")
+            random = run_job(context, self._job(RANDOM, level))
+            baselines = [
+                float(run_job(context, self._job(name, level)).returns.mean())
+                for name in spec["baselines"]
+            ]
+            low = float(random.returns.mean())
+            self._references[level] = {
+                "random": low,
+                "best": max(baselines, default=low),
+                "obs_scale": random.obs_std.astype(np.float32),
+            }
+        return self._references[level]
+
+
+def callback_class(experiment: Any) -> type[EvaluationCallback]:
+    """An :class:`EvaluationCallback` bound to the experiment's evaluation settings."""
+    from rl_platform import registry
+    from rl_platform.algorithms.common import SHARED_MODULE_ID, env_config_of
+
+    entry = registry.get_env(experiment.env.id)
+    env_cls = entry.load()
+    env_config = env_config_of(experiment)
+    agents = env_cls({**experiment.env.config, **entry.bound_config}).possible_agents
+    shared = experiment.algorithm.shared_policy
+    levels = tuple(env_cls.task_levels)
+    spec = {
+        "experiment": experiment,
+        "every": experiment.evaluation.every,
+        "episodes": experiment.evaluation.episodes,
+        "seed": experiment.seed,
+        "env_id": experiment.env.id,
+        "env_config": env_config,
+        "level": env_config.get("task", levels[0] if levels else ""),
+        "baselines": tuple(env_cls.baselines),
+        "agents": {a: (SHARED_MODULE_ID if shared else a) for a in agents},
+    }
+    return type("BoundEvaluationCallback", (EvaluationCallback,), {"spec": spec})

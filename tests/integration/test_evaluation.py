@@ -1,0 +1,106 @@
+"""Evaluation during training ranks checkpoints; `rlp evaluate` reports on a trained run."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rl_platform.training import train
+
+TINY = [
+    "algorithm.hyperparams.train_batch_size_per_learner=400",
+    "algorithm.hyperparams.minibatch_size=100",
+    "algorithm.hyperparams.num_epochs=2",
+    "resources.num_envs_per_env_runner=2",
+    "stop.training_iteration=4",
+    "checkpoint.every=2",
+    "checkpoint.keep=null",
+    "evaluation.every=2",
+    "evaluation.episodes=4",
+]
+
+
+def rlp(*args, timeout=300):
+    env = {**os.environ, "COLUMNS": "250"}
+    cmd = [sys.executable, "-m", "rl_platform", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "experiments" / "quickstart.yaml"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, ray_address):
+    output = tmp_path_factory.mktemp("runs")
+    return train(QUICKSTART, TINY, output=output, address=ray_address)
+
+
+def results(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "trial" / "result.json").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def test_evaluation_during_training_ranks_the_checkpoints(trained):
+    assert trained.status == "finished"
+    assert trained.metric == "evaluation/score"
+    rows = results(trained.run_dir)
+    # measured at the first iteration (so every result has it), then every 2 and at the stop
+    assert [r["evaluation"]["iteration"] for r in rows] == [1, 2, 2, 4]
+    for row in rows:
+        assert np.isfinite(row["evaluation"]["score"])
+        assert 0.0 <= row["evaluation"]["robustness"] <= 1.0
+        assert row["evaluation"]["level"] == "easy"
+    scores = {r["training_iteration"]: r["evaluation"]["score"] for r in rows}
+    best = max((2, 4), key=lambda i: scores[i])
+    assert trained.best_checkpoint.name == f"checkpoint_{best // 2 - 1:06d}"
+    assert trained.best_metric == pytest.approx(scores[best])
+
+
+def test_the_training_evaluation_is_the_suite_on_the_same_weights(trained):
+    """The last evaluation in training equals the suite's clean job on the end checkpoint."""
+    from rl_platform.evaluation.rollout import POLICY, seeded_job
+    from rl_platform.evaluation.suite import JobContext, resolve_target, run_job
+
+    last = results(trained.run_dir)[-1]["evaluation"]
+    target = resolve_target(trained.last_checkpoint)
+    context = JobContext(target.env_id, target.env_config, str(target.checkpoint))
+    played = run_job(context, seeded_job(POLICY, "clean", "easy", 4, seed=0))
+    assert float(played.returns.mean()) == pytest.approx(last["score"], rel=1e-5)
+
+
+def test_rlp_evaluate_writes_the_report_of_a_trained_run(trained, ray_address, tmp_path):
+    report = tmp_path / "report"
+    proc = rlp(
+        "evaluate",
+        str(trained.run_dir),
+        "--episodes",
+        "8",
+        "--report",
+        str(report),
+        "--address",
+        ray_address,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "overall" in proc.stdout and "report.html" in proc.stdout
+    data = json.loads((report / "evaluation.json").read_text())
+    assert data["checkpoint"] == str(trained.best_checkpoint)
+    assert data["policies"][0] == "policy" and data["policies"][-1] == "random"
+    for dim in ("sample_efficiency", "generalization", "robustness", "coordination"):
+        assert data["dimensions"]["policy"][dim] is not None, dim
+    assert set(data["details"]["coordination"]["policy"]) >= {"score", "market_impact"}
+    for plot in ("learning_curve", "dimensions", "reward_components", "actions", "trace"):
+        assert (report / "plots" / f"{plot}.png").stat().st_size > 1000, plot
+    html = (report / "report.html").read_text()
+    assert "Sample efficiency" in html or "sample efficiency" in html.lower()
+
+    # The same seed in this process (no Ray tasks) gives the same figures.
+    from rl_platform.evaluation.suite import SuiteSettings, evaluate
+
+    again = evaluate(trained.run_dir, SuiteSettings(episodes=8), report=tmp_path / "b", workers=0)
+    first = {k: v for k, v in data.items() if k != "timing"}
+    second = {k: v for k, v in again.result.items() if k != "timing"}
+    assert first == json.loads(json.dumps(second))

@@ -1,0 +1,271 @@
+"""The evaluation report: files, valid PNGs, tables for every policy, escaping, gaps."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+
+from rl_platform.evaluation.report import (
+    DIMENSIONS,
+    fmt,
+    plot_learning_curve,
+    write_report,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DIMENSION_HEADERS = [
+    "Sample efficiency",
+    "Generalization",
+    "Robustness",
+    "Coordination",
+    "Adaptability",
+    "Overall",
+]
+
+
+def make_result(kind: str = "continuous") -> dict:
+    """A result shaped like `rlp evaluate`'s: continuous resource_allocation or discrete game."""
+    rng = np.random.default_rng(0)
+    if kind == "continuous":
+        env_id, baselines, n_agents = "resource_allocation", ["proportional", "greedy"], 3
+        components = ["satisfaction", "fairness", "waste"]
+    else:
+        env_id, baselines, n_agents = "two_step_game", ["safe", "optimal"], 2
+        components = ["payoff"]
+    policies = ["policy", *baselines, "random"]
+    levels = ["easy", "medium", "hard"]
+    iterations = 12
+    steps = [4000 * (i + 1) for i in range(iterations)]
+    normalized = list(np.clip(np.linspace(-0.1, 1.1, iterations), -1, None))
+    if kind == "continuous":
+        actions = {
+            p: {
+                "kind": "continuous",
+                "dims": ["cpu", "memory", "network"],
+                "bins": list(np.linspace(0, 1, 11)),
+                "counts": rng.integers(0, 50, size=(n_agents, 3, 10)).tolist(),
+            }
+            for p in policies
+        }
+        fields = {
+            "demand": rng.random((25, n_agents)).tolist(),  # per agent
+            "scarcity": rng.random(25).tolist(),  # scalar
+        }
+    else:
+        actions = {
+            p: {
+                "kind": "discrete",
+                "labels": ["A", "B"],
+                "counts": rng.integers(0, 30, size=(n_agents, 2)).tolist(),
+            }
+            for p in policies
+        }
+        fields = {"state": [0, 1], "joint_action": [[0, 1], [1, 1]]}
+    trace_steps = len(next(iter(fields.values())))
+    return {
+        "format_version": 1,
+        "checkpoint": "runs/demo/checkpoints/final",
+        "run_dir": "runs/demo",
+        "env": {"id": env_id, "config": {"num_agents": n_agents}},
+        "algorithm": "mappo",
+        "seed": 7,
+        "episodes": 20,
+        "level": "medium",
+        "trained_levels": ["easy", "medium"],
+        "weights": {
+            "sample_efficiency": 0.3,
+            "generalization": 0.2,
+            "robustness": 0.2,
+            "coordination": 0.2,
+            "adaptability": 0.1,
+        },
+        "policies": policies,
+        "scores": {
+            p: {"mean": 10.0 - i, "std": 1.5, "ci95": [9.0 - i, 11.0 - i], "normalized": 1.2 - i}
+            for i, p in enumerate(policies)
+        },
+        "levels": {
+            lv: {
+                p: {"mean": 8.0 - i - j, "std": 0.5, "normalized": 1.0 - 0.3 * i}
+                for i, p in enumerate(policies)
+            }
+            for j, lv in enumerate(levels)
+        },
+        "dimensions": {
+            p: {
+                **{d: 0.9 - 0.2 * i + 0.01 * k for k, d in enumerate(DIMENSIONS)},
+                "sample_efficiency": 0.8 if p == "policy" else None,
+                "overall": 0.7 - 0.2 * i,
+            }
+            for i, p in enumerate(policies)
+        },
+        "details": {
+            "sample_efficiency": {
+                "auc": 0.61,
+                "steps_to_baseline": 36000,
+                "steps_to_90pct_final": 40000,
+                "final_normalized": 1.1,
+                "curve": {
+                    "env_steps": steps,
+                    "score": [2.0 + 0.7 * i for i in range(iterations)],
+                    "normalized": normalized,
+                    "level": ["easy"] * 6 + ["medium"] * 6,
+                },
+            },
+            "generalization": {
+                p: {"trained": 0.9 - 0.1 * i, "unseen": {"hard": 0.5 - 0.1 * i}, "note": "ok"}
+                for i, p in enumerate(policies)
+            },
+            "robustness": {
+                p: {
+                    t: {"score": 7.0 - i, "retained": 0.9 - 0.1 * i}
+                    for t in ("obs_noise", "action_noise", "random_agent", "faulty_agent")
+                }
+                for i, p in enumerate(policies)
+            },
+            "coordination": {
+                p: {"score": 0.6, "action_correlation": 0.3 - 0.1 * i, "gini": 0.2}
+                for i, p in enumerate(policies)
+            }
+            | {"policy": {"score": 0.8, "action_correlation": 0.4, "collisions": 1.5}},
+            "adaptability": {
+                p: {
+                    "switches": {
+                        "easy->hard": {
+                            "retained": 0.7,
+                            "recovery_steps": None if p == "random" else 120,
+                            "post_switch_return": 4.0,
+                            "reference_return": 6.0,
+                        }
+                    }
+                }
+                for p in policies
+            },
+        },
+        "components": {
+            p: {c: 1.0 - 0.3 * i + k for k, c in enumerate(components)}
+            for i, p in enumerate(policies)
+        },
+        "actions": actions,
+        "trace": {
+            p: {"steps": trace_steps, "fields": fields, "rewards": rng.random(trace_steps).tolist()}
+            for p in policies[:2]
+        },
+        "settings": {
+            "obs_noise": 0.1,
+            "action_noise": 0.1,
+            "switch_step": 50,
+            "held_out_seed": 1000,
+        },
+        "definitions": {d: f"How {d} is computed, in one paragraph." for d in DIMENSIONS},
+        "timing": {"wall_s": 12.3},
+    }
+
+
+ALL_PLOTS = {
+    "learning_curve",
+    "dimensions",
+    "reward_components",
+    "actions",
+    "trace",
+    "levels",
+    "robustness",
+}
+
+
+def assert_png(path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and len(data) > 1000, path
+
+
+@pytest.mark.parametrize("kind", ["continuous", "discrete"])
+def test_full_result_writes_report_and_all_plots(tmp_path, kind):
+    result = make_result(kind)
+    paths = write_report(result, tmp_path)
+    assert set(paths) == {"markdown", "html"} | ALL_PLOTS
+    for name in ALL_PLOTS:
+        assert paths[name] == tmp_path / "plots" / f"{name}.png"
+        assert_png(paths[name])
+    markdown = paths["markdown"].read_text()
+    page = paths["html"].read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| Policy | Score"))
+    assert all(name in header for name in DIMENSION_HEADERS)
+    rows = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert rows.index(next(r for r in rows if r.startswith("| policy (trained) |"))) == 1
+    for policy in result["policies"]:
+        assert any(r.startswith(f"| {policy}") for r in rows), policy
+    assert "| **10 ± 1.5** |" in markdown  # the trained policy's best score is bold
+    for name in ALL_PLOTS:
+        assert f"](plots/{name}.png)" in markdown
+        assert f'<img src="plots/{name}.png"' in page
+    assert "not measured" not in markdown
+    assert "collisions" in markdown and "gini" in markdown  # env-specific coordination
+    assert "easy-&gt;hard" in page and "36000" in markdown
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+
+
+def test_html_and_markdown_escape_strings(tmp_path):
+    result = make_result()
+    evil = "<script>alert(1)</script>"
+    result["env"]["config"]["label"] = evil
+    result["policies"].append(evil)
+    result["scores"][evil] = {"mean": 1.0, "std": 0.1, "normalized": 0.0}
+    paths = write_report(result, tmp_path)
+    page = paths["html"].read_text()
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script>" not in paths["markdown"].read_text()
+
+
+def test_missing_sections_say_not_measured(tmp_path):
+    result = make_result()
+    result["details"]["sample_efficiency"] = {"unavailable": "bare checkpoint: no training log"}
+    del result["trace"]
+    result["components"] = None
+    result["details"]["adaptability"] = None
+    result["dimensions"]["policy"]["robustness"] = None
+    result["dimensions"]["greedy"]["overall"] = float("nan")
+    paths = write_report(result, tmp_path)
+    assert "learning_curve" not in paths and "trace" not in paths
+    assert "reward_components" not in paths
+    for name in ("dimensions", "actions", "levels", "robustness"):
+        assert_png(paths[name])
+    markdown = paths["markdown"].read_text()
+    assert "not measured: bare checkpoint: no training log" in markdown
+    assert "not measured: no trace fields in the result" in markdown
+    assert markdown.count("not measured") == 4
+    policy_row = next(r for r in markdown.splitlines() if r.startswith("| policy (trained) |"))
+    greedy_row = next(r for r in markdown.splitlines() if r.startswith("| greedy |"))
+    assert policy_row.split(" | ")[5] == "n/a"  # robustness column
+    assert greedy_row.rstrip(" |").endswith("n/a")  # overall column
+    assert "not measured" in paths["html"].read_text()
+
+
+def test_nearly_empty_result_still_renders(tmp_path):
+    paths = write_report({"checkpoint": "ckpt", "details": None, "dimensions": None}, tmp_path)
+    assert set(paths) == {"markdown", "html"}
+    assert "not measured" in paths["markdown"].read_text()
+
+
+def test_plot_returns_none_without_data(tmp_path):
+    result = copy.deepcopy(make_result())
+    del result["details"]["sample_efficiency"]["curve"]
+    assert plot_learning_curve(result, tmp_path / "x.png") is None
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, "n/a"),
+        (math.nan, "n/a"),
+        (0.123456, "0.123"),
+        (12.3456, "12.3"),
+        (-1234.5, "-1230"),
+        (36000, "36000"),
+        (1e-5, "1e-05"),
+    ],
+)
+def test_fmt(value, text):
+    assert fmt(value) == text

@@ -1,0 +1,257 @@
+"""The evaluation suite without Ray: known answers, determinism, bad checkpoints."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rl_platform.checkpoints import export_policies
+from rl_platform.cli import app
+from rl_platform.config import load_experiment
+from rl_platform.evaluation import suite
+from rl_platform.evaluation.baselines import RANDOM
+from rl_platform.evaluation.rollout import Perturbation, make_core, play, seeded_job
+from rl_platform.evaluation.suite import (
+    EvaluationError,
+    SuiteSettings,
+    Target,
+    evaluate,
+    normalized,
+    overall,
+    resolve_target,
+)
+
+EXPERIMENT = {
+    "name": "eval_unit",
+    "env": {"id": "rendezvous", "config": {"num_agents": 3, "episode_length": 20}},
+    "algorithm": {"id": "ppo", "shared_policy": True},
+}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A run directory with one checkpoint of an untrained PPO module and its export."""
+    from ray.rllib.algorithms.ppo.ppo_catalog import PPOCatalog
+    from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import (
+        DefaultPPOTorchRLModule,
+    )
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from rl_platform.envs.rendezvous import RendezvousEnv
+
+    resolved = load_experiment(EXPERIMENT)
+    env = RendezvousEnv(dict(resolved.env.config))
+    module = RLModuleSpec(
+        module_class=DefaultPPOTorchRLModule,
+        observation_space=env.observation_spaces["agent_0"],
+        action_space=env.action_spaces["agent_0"],
+        model_config={"fcnet_hiddens": [16, 16], "vf_share_layers": False},
+        catalog_class=PPOCatalog,
+    ).build()
+    run = tmp_path_factory.mktemp("run")
+    (run / "config.yaml").write_text(resolved.to_yaml())
+    (run / "metrics.csv").write_text(
+        "iteration,env_steps,episode_return_mean,level,reward_env\n"
+        "1,1000,-30,,-10\n2,2000,-15,,-5\n3,3000,-9,,-3\n"
+    )
+    root = run / "trial" / "checkpoint_000000"
+    module.save_to_path(str(root / "learner_group" / "learner" / "rl_module" / "shared"))
+    export_policies(root, resolved.model_dump(mode="json"))
+    return run, root
+
+
+def small(**kw) -> SuiteSettings:
+    return SuiteSettings(**{"episodes": 4, "seed": 3, **kw})
+
+
+def test_overall_weighs_the_measured_dimensions():
+    dims = dict.fromkeys(suite.WEIGHTS, 1.0)
+    assert overall(dims) == pytest.approx(1.0)
+    dims = {"sample_efficiency": None, "generalization": 1.0, "robustness": 0.0}
+    assert overall(dims) == pytest.approx(0.5)  # 0.2 / (0.2 + 0.2)
+    assert overall(dict.fromkeys(suite.WEIGHTS)) is None
+
+
+def test_normalized_score_is_zero_at_random_one_at_the_best_baseline():
+    assert normalized(-3.0, -3.0, 5.0) == 0.0
+    assert normalized(5.0, -3.0, 5.0) == 1.0
+    assert normalized(1.0, 2.0, 2.0) is None  # no baseline beats random
+
+
+def test_a_policy_that_ignores_observations_loses_nothing_to_observation_noise():
+    core = make_core("resource_allocation", {}, "easy", 6)
+
+    def constant(obs):  # never looks at obs
+        return core.default_actions(obs)
+
+    clean = play(core, constant, seeded_job("c", "clean", "easy", 6, 0))
+    noisy_job = seeded_job("c", "obs_noise", "easy", 6, 0, Perturbation(obs_noise=5.0))
+    noisy = play(core, constant, noisy_job, obs_scale=np.ones(core.observation_space.shape))
+    np.testing.assert_array_equal(clean.returns, noisy.returns)
+    perturbed = {("c", t): noisy for t in suite.ROBUSTNESS_TESTS}
+    retained = suite._robustness(clean, perturbed, "c", (-1.0, 1.0))
+    assert retained["obs_noise"] == {"score": clean.returns.mean(), "loss": 0.0, "retained": 1.0}
+
+
+def test_a_policy_that_reads_observations_loses_under_heavy_noise():
+    core = make_core("resource_allocation", {}, "easy", 16)
+    scale = np.ones(core.observation_space.shape, np.float32)
+    clean = play(
+        core,
+        lambda o: core.baseline_actions(core.baselines[0], o),
+        seeded_job("b", "clean", "easy", 16, 0),
+    )
+    noisy = play(
+        core,
+        lambda o: core.baseline_actions(core.baselines[0], o),
+        seeded_job("b", "n", "easy", 16, 0, Perturbation(obs_noise=3.0)),
+        scale,
+    )
+    assert noisy.returns.mean() < clean.returns.mean()
+
+
+def test_faulty_and_random_agents_replace_one_agent_per_copy():
+    core = make_core("coverage", {}, "easy", 6)
+    for replaced in ("faulty", RANDOM):
+        job = seeded_job("b", replaced, "easy", 6, 0, Perturbation(replaced=replaced))
+        played = play(core, lambda o: core.baseline_actions("greedy", o), job)
+        best = play(
+            core,
+            lambda o: core.baseline_actions("greedy", o),
+            seeded_job("b", "clean", "easy", 6, 0),
+        )
+        assert played.returns.mean() < best.returns.mean()
+
+
+def test_a_task_switch_takes_effect_mid_episode():
+    core = make_core("supply_chain", {}, "easy", 8)
+    act = lambda o: core.baseline_actions(core.baselines[0], o)  # noqa: E731
+    steady = play(core, act, seeded_job("b", "clean", "easy", 8, 0))
+    switched = play(
+        core, act, seeded_job("b", "s", "easy", 8, 0, Perturbation(switch=(5, "expert")))
+    )
+    half = len(steady.step_rewards) // 2
+    np.testing.assert_allclose(steady.step_rewards[:5], switched.step_rewards[:5])
+    assert not np.allclose(steady.step_rewards[half:], switched.step_rewards[half:])
+
+
+def test_sample_efficiency_is_the_area_under_the_normalized_curve(checkpoint):
+    run, _ = checkpoint
+    target = resolve_target(run)
+    level = target.level
+    # random scores -10, the best baseline -2 at every level: rows normalize to 0, .625, .875
+    levels = {
+        lvl: {RANDOM: {"mean": -10.0}, **{b: {"mean": -2.0} for b in target.baselines}}
+        for lvl in target.levels
+    }
+    result = suite._sample_efficiency(target, levels)
+    expected = ((0 + 0.625) / 2 + (0.625 + 0.875) / 2) / 2
+    assert result["auc"] == pytest.approx(expected)
+    assert result["steps_to_baseline"] is None
+    assert result["steps_to_90pct_final"] == 2000  # 0.625 >= 0.9 * mean(0, .625, .875)
+    assert result["curve"]["level"] == ["", "", ""]
+    assert level == target.env_config["task"] == target.trained_levels[0]
+
+
+def test_recovery_steps_count_until_the_reference_is_matched():
+    ref = np.ones(30)
+    switched = np.concatenate([np.zeros(7), np.ones(23)])
+    assert suite._recovery_steps(switched, ref, gap_per_step=1.0) == 7
+    assert suite._recovery_steps(np.zeros(30), ref, gap_per_step=1.0) is None
+
+
+def test_generalization_of_the_best_baseline_is_one():
+    target = Target(
+        checkpoint=None,
+        run_dir=None,
+        env_id="x",
+        env_config={},
+        algorithm="ppo",
+        level="easy",
+        trained_levels=("easy",),
+        levels=("easy", "hard"),
+        baselines=("b",),
+        curve=[],
+    )
+    levels = {
+        "easy": {"b": {"normalized": 1.0}, RANDOM: {"normalized": 0.0}, "p": {"normalized": 0.8}},
+        "hard": {"b": {"normalized": 1.0}, RANDOM: {"normalized": 0.0}, "p": {"normalized": 0.2}},
+    }
+    assert suite._generalization(levels, "b", target)["score"] == 1.0
+    assert suite._generalization(levels, RANDOM, target)["score"] == 0.0
+    assert suite._generalization(levels, "p", target)["score"] == pytest.approx(0.25)
+
+
+def test_evaluation_is_deterministic_for_a_seed_and_writes_the_report(checkpoint, tmp_path):
+    run, _ = checkpoint
+    first = evaluate(run, small(), report=tmp_path / "a", workers=0)
+    again = evaluate(run, small(), report=tmp_path / "b", workers=0)
+    other = evaluate(run, small(seed=4), report=tmp_path / "c", workers=0)
+    for result in (first, again, other):
+        result.result.pop("timing")
+    assert first.result == again.result
+    assert first.result["scores"] != other.result["scores"]
+    data = json.loads((tmp_path / "a" / "evaluation.json").read_text())
+    assert set(data["dimensions"]) == {"policy", *data["policies"]}
+    assert data["details"]["sample_efficiency"]["auc"] is not None
+    for name in ("report.md", "report.html", "plots/dimensions.png", "plots/trace.png"):
+        assert (tmp_path / "a" / name).stat().st_size > 0, name
+    for policy, dims in data["dimensions"].items():
+        for name, value in dims.items():
+            assert value is None or 0.0 <= value <= 1.0, (policy, name, value)
+
+
+def test_a_bare_checkpoint_has_no_sample_efficiency(checkpoint, tmp_path):
+    _, ckpt = checkpoint
+    bare = tmp_path / "bare"
+    shutil.copytree(ckpt, bare)
+    outcome = evaluate(bare, small(baselines=False), workers=0)
+    assert outcome.report_dir == tmp_path / "evaluation_bare"
+    assert "unavailable" in outcome.result["details"]["sample_efficiency"]
+    assert outcome.result["dimensions"]["policy"]["sample_efficiency"] is None
+    assert outcome.result["policies"] == ["policy", RANDOM]
+
+
+def test_missing_and_corrupt_checkpoints_are_refused(checkpoint, tmp_path):
+    with pytest.raises(EvaluationError, match="no such checkpoint"):
+        resolve_target(tmp_path / "nowhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EvaluationError, match="no policy export"):
+        resolve_target(empty)
+    _, ckpt = checkpoint
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(ckpt, corrupt)
+    (corrupt / "policies" / "manifest.json").write_text("{not json")
+    with pytest.raises(EvaluationError, match="corrupt manifest"):
+        resolve_target(corrupt)
+    (corrupt / "policies" / "manifest.json").write_text(
+        (ckpt / "policies/manifest.json").read_text()
+    )
+    (corrupt / "policies" / "shared.pt").write_bytes(b"garbage")
+    with pytest.raises(EvaluationError, match="cannot load module"):
+        evaluate(corrupt, small(), workers=0)
+
+
+def test_cli_exits_2_with_a_clear_message_for_a_bad_checkpoint(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "missing"), "--workers", "0"])
+    assert result.exit_code == 2
+    assert "no such checkpoint" in result.output
+    result = runner.invoke(app, ["evaluate", str(tmp_path), "--episodes", "0"])
+    assert result.exit_code == 2 and "--episodes" in result.output
+
+
+def test_cli_evaluates_a_run_in_process(checkpoint, tmp_path):
+    run, _ = checkpoint
+    result = CliRunner().invoke(
+        app,
+        ["evaluate", str(run), "--episodes", "3", "--workers", "0", "--report", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "overall" in result.output
+    assert (tmp_path / "report.html").is_file()
