@@ -372,6 +372,13 @@ class ExperimentConfig(_Model):
         description="Run name; runs go to runs/<name>/<timestamp>/.",
     )
     seed: NonNegativeInt = 0
+    storage: str | None = Field(
+        default=None,
+        description=(
+            "Parent folder of run directories when --output is not given (default: runs). "
+            "For `rlp submit`: a path every node of the cluster sees (NFS, EFS, a PVC)."
+        ),
+    )
     env: EnvSpec
     algorithm: AlgorithmSpec
     rewards: RewardsSpec = Field(default_factory=RewardsSpec)

@@ -166,7 +166,7 @@ def quiet_logs(verbose: bool) -> None:
 
 
 def init_ray(address: str | None = None, verbose: bool = False) -> None:
-    """Connect to a cluster at `address`, or start a private local Ray.
+    """Connect to a cluster at `address` (or ``$RAY_ADDRESS``), or start a private local Ray.
 
     A local Ray has no dashboard. Ray 2.60 binds its GCS and raylet ports to every
     interface whatever address it is given (checked with ``ss -ltn``), so what protects
@@ -180,6 +180,7 @@ def init_ray(address: str | None = None, verbose: bool = False) -> None:
         "log_to_driver": verbose,
         "logging_level": logging.INFO if verbose else logging.ERROR,
     }
+    address = address or os.environ.get("RAY_ADDRESS")  # set inside Ray jobs
     if address:
         ray.init(address=address, **kwargs)
     else:
@@ -271,7 +272,7 @@ def train(
     source: str | Path | dict[str, Any] | ExperimentConfig,
     overrides: list[str] | dict[str, Any] | None = None,
     *,
-    output: str | Path = "runs",
+    output: str | Path | None = None,
     address: str | None = None,
     resume: str | Path | None = None,
     progress: Callable[[IterationRow], None] | None = None,
@@ -282,7 +283,8 @@ def train(
     Args:
         source: experiment YAML path, dict or config (ignored when resuming).
         overrides: ``key.path=value`` overrides, validated like the file.
-        output: parent of the run directories (``<output>/<name>/<timestamp>``).
+        output: parent of the run directories (``<output>/<name>/<timestamp>``); default
+            the experiment's ``storage``, else ``runs``.
         address: a Ray cluster address; a private local Ray is started when None.
         resume: a run directory to continue from its last checkpoint.
         progress: called with each iteration's figures (in the calling process).
@@ -306,7 +308,7 @@ def train(
     from ray import tune
 
     if resume is None:
-        run_dir = _new_run_dir(Path(output), experiment.name)
+        run_dir = _new_run_dir(output_dir(output, experiment), experiment.name)
         (run_dir / CONFIG_FILE).write_text(experiment.to_yaml())
 
     global _progress_sink
@@ -401,6 +403,13 @@ def tune_run_config(experiment: ExperimentConfig, run_dir: Path, callbacks: list
         failure_config=tune.FailureConfig(max_failures=experiment.resources.max_failures),
         callbacks=callbacks,
     )
+
+
+def output_dir(output: str | Path | None, experiment: ExperimentConfig) -> Path:
+    """Where run directories go: ``output``, else the experiment's ``storage``, else runs/."""
+    if output is not None:
+        return Path(output)
+    return Path(experiment.storage or "runs")
 
 
 def _new_run_dir(output: Path, name: str, prefix: str = "") -> Path:

@@ -65,6 +65,7 @@ from rl_platform.training import (
     build_algorithm_config,
     criteria_met,
     init_ray,
+    output_dir,
     quiet_logs,
     read_json,
     stop_criteria,
@@ -760,7 +761,7 @@ def tune(
     overrides: list[str] | dict[str, Any] | None = None,
     *,
     num_samples: int | None = None,
-    output: str | Path = "runs",
+    output: str | Path | None = None,
     address: str | None = None,
     resume: str | Path | None = None,
     progress: Callable[[TrialEvent], None] | None = None,
@@ -812,7 +813,7 @@ def tune(
     resources = algo_config.algo_class.default_resource_request(algo_config)
 
     if resume is None:
-        sweep_dir = _new_sweep_dir(Path(output), experiment.name)
+        sweep_dir = _new_sweep_dir(output_dir(output, experiment), experiment.name)
         if spec.study_name is None:
             spec = spec.model_copy(update={"study_name": f"{experiment.name}-{sweep_dir.name}"})
             plan.spec = spec

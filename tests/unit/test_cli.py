@@ -67,7 +67,10 @@ COMMANDS = [
     "train",
     "tune",
     "submit",
-    "jobs",
+    "jobs list",
+    "jobs status",
+    "jobs logs",
+    "jobs stop",
     "evaluate",
     "serve",
     "monitor",
@@ -87,8 +90,6 @@ def test_every_command_has_help_with_an_example(command):
 @pytest.mark.parametrize(
     "args",
     [
-        ["submit", "x.yaml"],
-        ["jobs", "list"],
         ["serve", "ckpt"],
         ["monitor", "run"],
     ],
