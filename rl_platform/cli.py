@@ -90,6 +90,8 @@ class _ProgressTable:
             )
         if row.level_change:
             console.print(f"      [bold cyan]curriculum: {row.level_change}[/]", highlight=False)
+        for message in row.anomalies:
+            console.print(f"      [bold yellow]anomaly: {message}[/]", highlight=False)
 
 
 def _print_summary(result) -> None:
@@ -171,6 +173,8 @@ def train(
     _print_summary(result)
     if result.status == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
+    if result.status == "stopped_on_anomaly":
+        _fail(result.error or "stopped on an anomaly", EXIT_FAILED)
 
 
 # --------------------------------------------------------------------------- envs, schema
@@ -641,6 +645,9 @@ def evaluate(
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address (must see the checkpoint).")
     ] = None,
+    shield: Annotated[
+        bool, typer.Option(help="Pass every action through the run's safety shield.")
+    ] = False,
 ) -> None:
     """Score a checkpoint on the five evaluation dimensions against baselines.
 
@@ -667,6 +674,7 @@ def evaluate(
         obs_noise=obs_noise,
         action_noise=action_noise,
         baselines=baselines,
+        shield=shield,
     )
     try:
         with console.status("evaluating ..."):
@@ -693,6 +701,14 @@ def _print_evaluation(outcome) -> None:
         values = (fmt(result["dimensions"][p][dim]) for p in policies)
         table.add_row(dim.replace("_", " "), *values, end_section=dim == "adaptability")
     console.print(table)
+    safety = result["details"].get("safety", {})
+    if "policy" in safety:
+        own = safety["policy"]
+        line = f"safety: the policy breaks a constraint in {own['violation_rate']['any']:.2%}"
+        line += " of agent-steps"
+        if "intervention_rate" in own:
+            line += f"; the shield replaced {own['intervention_rate']:.2%}"
+        console.print(line, highlight=False)
     console.print(f"report: {outcome.files.get('html', outcome.report_dir)}", highlight=False)
     console.print(f"figures: {outcome.files['json']}", highlight=False)
 
@@ -716,16 +732,39 @@ def serve(
 
 @app.command()
 def monitor(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
-    follow: Annotated[bool, typer.Option()] = False,
+    run_dir: Annotated[Path, typer.Argument(help="A run directory of rlp train.")],
+    follow: Annotated[
+        bool, typer.Option(help="Re-render as the run goes on; stop when it ends.")
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between checks with --follow.")] = 10.0,
 ) -> None:
-    """Render a run's dashboard and anomalies.
+    """Plot a run's figures and anomalies: RUN_DIR/monitor/index.html and PNGs.
 
-    [bold]Example[/]
+    [bold]Examples[/]
+
+      rlp monitor runs/quickstart/20261125-101500
 
       rlp monitor runs/quickstart/20261125-101500 --follow
     """
-    _not_yet("monitor", "step 9 (monitoring)")
+    from rl_platform.monitoring import follow as follow_run
+    from rl_platform.monitoring import read_anomalies, render_dashboard
+
+    if not (run_dir / "trial" / "result.json").is_file():
+        _fail(f"{run_dir}: no trial/result.json; expected a run directory of rlp train.")
+
+    def report(plots) -> None:
+        anomalies = read_anomalies(run_dir)
+        console.print(f"{plots['index']} ({len(anomalies)} anomalies logged)", highlight=False)
+        for anomaly in anomalies:
+            console.print(f"  [yellow]{anomaly.kind}[/] {anomaly.message}", highlight=False)
+
+    if follow:
+        try:
+            follow_run(run_dir, interval_s=interval, on_update=report)
+        except KeyboardInterrupt:
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    else:
+        report(render_dashboard(run_dir))
 
 
 def main() -> None:

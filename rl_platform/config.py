@@ -30,6 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from rl_platform.monitoring import MonitoringSpec  # pydantic only at import: no cycle
+
 
 class ConfigError(ValueError):
     """An experiment file, dict or override that cannot be used.
@@ -268,6 +270,38 @@ class CheckpointSpec(_Model):
     mode: Literal["max", "min"] = "max"
 
 
+class ConstraintSpec(_Model):
+    """One constraint of the env to enforce, and its threshold (units: the env's)."""
+
+    name: str = Field(description="A constraint the env declares (`BatchedCore.constraints`).")
+    limit: float = Field(allow_inf_nan=False, description="Threshold, in the constraint's units.")
+
+
+class SafetySpec(_Model):
+    """What the shield enforces and what it does instead (the experiment's ``safety``)."""
+
+    constraints: list[ConstraintSpec] = Field(description="Constraints to enforce.")
+    fallback: str | None = Field(
+        default=None,
+        description=(
+            "A baseline of the env whose action replaces a violating one; 'default' = the "
+            "env's default action; None = the env's first baseline."
+        ),
+    )
+    penalty: float = Field(
+        default=0.0, ge=0.0, description="Reward subtracted per intervention (training)."
+    )
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> SafetySpec:
+        names = [c.name for c in self.constraints]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"constraint(s) listed twice: {', '.join(repeated)}")
+        return self
+
+
 EVALUATION_PREFIX = "evaluation/"
 
 
@@ -387,6 +421,17 @@ class ExperimentConfig(_Model):
     stop: StopSpec = Field(default_factory=lambda: StopSpec(training_iteration=50))
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    monitoring: MonitoringSpec = Field(
+        default_factory=MonitoringSpec,
+        description="Anomaly rules watched during training; `stop_on` kinds end the run.",
+    )
+    safety: SafetySpec | None = Field(
+        default=None,
+        description=(
+            "A constraint shield on every action in training (with an optional penalty), "
+            "and in `rlp evaluate --shield` and serving."
+        ),
+    )
     tune: TuneSpec | None = None
 
     def to_yaml(self) -> str:
@@ -540,6 +585,13 @@ def _resolve_against_registry(config: ExperimentConfig, where: str) -> Experimen
                 f"component {name!r}; expected one of: {', '.join(components)}."
             )
     _check_curriculum(config, env_cls, where)
+    if config.safety is not None:
+        from rl_platform.safety import check_safety
+
+        try:
+            check_safety(config.safety, env_cls)
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}.") from None
 
     hyperparams = _validate_part(
         algo_entry.load().Hyperparams,

@@ -38,6 +38,8 @@ from rl_platform.config import RewardsSpec
 ENV_REWARD = "env"
 TOTAL = "total"
 EPISODE_INFO = "episode_rewards"
+SAFETY = "safety"  # -penalty per shield intervention (a reward term)
+INTERVENTIONS = "interventions"  # shield interventions per agent (a count, not a reward)
 TASK_INFO = "task"
 
 
@@ -56,6 +58,8 @@ def reward_parts(experiment: Any) -> list[str]:
         )
         if on
     ]
+    if experiment.safety is not None and experiment.safety.enabled:
+        engineered += [SAFETY, INTERVENTIONS]
     return [ENV_REWARD, *env_cls.reward_components, *engineered, TOTAL]
 
 
@@ -108,8 +112,12 @@ class RewardEnv(MultiAgentEnv):
     """A registered env whose rewards are composed as the experiment's ``rewards`` says.
 
     Config: ``env_id``, optionally ``env_class`` (its class, see :func:`make_env`),
-    ``env_config`` (its constructor config) and ``rewards`` (a
-    :class:`~rl_platform.config.RewardsSpec` as a dict, with the shaping gamma resolved).
+    ``env_config`` (its constructor config), ``rewards`` (a
+    :class:`~rl_platform.config.RewardsSpec` as a dict, with the shaping gamma resolved)
+    and ``safety`` (a :class:`~rl_platform.config.SafetySpec` as a dict, or None): with
+    it every action passes the constraint shield before the env steps, an agent whose
+    action was replaced gets ``-penalty`` (the ``safety`` part) and the episode reports
+    its ``interventions``.
     Spaces, agents, ``state()``, task levels and the rest of the inner env's API pass
     through.
     """
@@ -133,6 +141,14 @@ class RewardEnv(MultiAgentEnv):
         self._bonus = 0.0
         if coordination is not None:
             self._bonus = coordination.weight * (1.0 if coordination.prefer == "similar" else -1.0)
+        self._shield = None
+        if config.get("safety"):
+            from rl_platform.safety import SafetySpec, Shield
+
+            self._shield = Shield.for_env(
+                self.inner, SafetySpec.model_validate(config["safety"]), max_entries=0
+            )
+            self._penalty = self._shield.spec.penalty
         self._phi: dict[str, float] = {}
         self._totals: dict[str, defaultdict[str, float]] = {}
         self._level: str | None = None
@@ -172,6 +188,12 @@ class RewardEnv(MultiAgentEnv):
 
     def step(self, action_dict: dict[str, Any]):  # noqa: D102
         spec = self.spec_
+        shielded: set[str] | None = None
+        if self._shield is not None and self._shield.spec.enabled:
+            from rl_platform.safety import shield_action_dict
+
+            action_dict, entries = shield_action_dict(self.inner, action_dict, self._shield)
+            shielded = {entry.agent for entry in entries}
         counterfactual = {}
         if spec.difference:
             for agent in action_dict:
@@ -188,10 +210,20 @@ class RewardEnv(MultiAgentEnv):
             self._add_shaping(parts, terms)
         if self._bonus:
             self._add_coordination(parts, action_dict)
+        if shielded is not None:
+            for agent, part in parts.items():
+                hit = agent in shielded
+                part[INTERVENTIONS] = float(hit)
+                part[SAFETY] = -self._penalty if hit else 0.0
         shaped = {}
         for agent, part in parts.items():
             base = part["difference"] if spec.difference else part[ENV_REWARD]
-            shaped[agent] = base + part.get("shaping", 0.0) + part.get("coordination", 0.0)
+            shaped[agent] = (
+                base
+                + part.get("shaping", 0.0)
+                + part.get("coordination", 0.0)
+                + part.get(SAFETY, 0.0)
+            )
             part[TOTAL] = shaped[agent]
             self._accumulate(agent, part, infos.get(agent, {}))
         if terms.get("__all__") or truncs.get("__all__"):

@@ -68,13 +68,14 @@ class IterationRow:
     level_change: str = ""
     rewards: dict[str, float] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)  # measured at this iteration
+    anomalies: list[str] = field(default_factory=list)  # set by the driver's monitor
 
     def csv_row(self, reward_names: list[str]) -> dict[str, Any]:
         """The row of metrics.csv: figures, level, reward parts, evaluation score.
 
         ``eval_score`` is NaN where no evaluation was measured at this iteration.
         """
-        skip = ("rewards", "level_change", "evaluation")
+        skip = ("rewards", "level_change", "evaluation", "anomalies")
         row = {k: v for k, v in asdict(self).items() if k not in skip}
         row.update({f"reward_{n}": self.rewards.get(n, math.nan) for n in reward_names})
         row["eval_score"] = self.evaluation.get("score", math.nan)
@@ -192,19 +193,22 @@ def init_ray(address: str | None = None, verbose: bool = False) -> None:
 _progress_sink: Callable[[IterationRow], None] | None = None
 
 
-def _make_progress_callback(run_dir: Path, reward_names: list[str]):
+def _make_progress_callback(run_dir: Path, reward_names: list[str], monitor: Any = None):
     from ray.tune import Callback
 
     class RunCallback(Callback):
-        """In the driver: writes metrics.csv, feeds the progress display, exports policies."""
+        """In the driver: metrics.csv, anomalies.jsonl, the progress display, exports."""
 
-        def __init__(self, run_dir: Path, reward_names: list[str]) -> None:
+        def __init__(self, run_dir: Path, reward_names: list[str], monitor: Any) -> None:
             self.run_dir = run_dir
             self.reward_names = reward_names
+            self.monitor = monitor
             self._last: tuple[float, float] | None = None
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: D102
             row = iteration_row(result, self._last)
+            if self.monitor is not None:
+                row.anomalies.extend(a.message for a in self.monitor.observe(result))
             self._last = (row.env_steps, row.time_total_s)
             _append_metrics(self.run_dir / METRICS_FILE, row.csv_row(self.reward_names))
             if _progress_sink is not None:
@@ -219,9 +223,14 @@ def _make_progress_callback(run_dir: Path, reward_names: list[str]):
                 log.warning("could not export policies of %s: %s", checkpoint.path, err)
 
         def __getstate__(self) -> dict[str, Any]:
-            return {"run_dir": self.run_dir, "reward_names": self.reward_names, "_last": None}
+            return {
+                "run_dir": self.run_dir,
+                "reward_names": self.reward_names,
+                "monitor": self.monitor,
+                "_last": None,
+            }
 
-    return RunCallback(run_dir, reward_names)
+    return RunCallback(run_dir, reward_names, monitor)
 
 
 def iteration_row(result: dict[str, Any], last: tuple[float, float] | None) -> IterationRow:
@@ -374,24 +383,43 @@ def _trial_dirname(trial: Any) -> str:
 
 
 def _run_config(experiment: ExperimentConfig, run_dir: Path):
+    from rl_platform.monitoring import RunMonitor
     from rl_platform.rewards import reward_parts
 
-    progress = _make_progress_callback(run_dir.resolve(), reward_parts(experiment))
-    return tune_run_config(experiment, run_dir, [progress])
+    monitor = None
+    if experiment.monitoring.enabled:
+        monitor = RunMonitor(experiment.monitoring, run_dir.resolve())
+    progress = _make_progress_callback(run_dir.resolve(), reward_parts(experiment), monitor)
+    return tune_run_config(experiment, run_dir, [progress], monitor)
 
 
-def tune_run_config(experiment: ExperimentConfig, run_dir: Path, callbacks: list[Any]):
+def tune_run_config(
+    experiment: ExperimentConfig, run_dir: Path, callbacks: list[Any], monitor: Any = None
+):
     """Tune's RunConfig for runs in `run_dir` with the experiment's stop, checkpoint, failures.
 
     ``rlp train`` and ``rlp tune`` share it; each passes its own progress callbacks.
+    ``monitor`` (one trial's :class:`~rl_platform.monitoring.RunMonitor`) also stops the
+    run on the anomaly kinds in ``monitoring.stop_on``.
     """
     from ray import tune
 
     ckpt = experiment.checkpoint
+    criteria = stop_criteria(experiment)
+    stop: Any = criteria
+    if monitor is not None and monitor.spec.stop_on:
+        from ray.tune.stopper import CombinedStopper, FunctionStopper
+
+        from rl_platform.monitoring import anomaly_stopper
+
+        stop = CombinedStopper(
+            anomaly_stopper(monitor),
+            FunctionStopper(lambda _trial_id, result: criteria_met(criteria, result)),
+        )
     return tune.RunConfig(
         name=run_dir.name,
         storage_path=str(run_dir.parent.resolve()),
-        stop=stop_criteria(experiment),
+        stop=stop,
         verbose=0,
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=ckpt.keep,
@@ -480,10 +508,13 @@ def _summarize(
     if best_path is None:
         best_path = last_path
 
+    stopping = _stopping_anomaly(experiment, run_dir)
     if result.error is not None:
         status = "error"
     elif stop_reached(experiment, metrics):
         status = "finished"
+    elif stopping is not None:
+        status = "stopped_on_anomaly"
     else:  # Ctrl-C: Tune saved its state and the trial can be restored
         status = "interrupted"
     rows = _read_metrics(run_dir / METRICS_FILE)
@@ -495,6 +526,8 @@ def _summarize(
             f"the trial failed: {type(result.error).__name__}: {result.error}. "
             f"Details in {run_dir / TRIAL_DIR / 'error.txt'}."
         )
+    elif status == "stopped_on_anomaly":
+        error = f"stopped on an anomaly (monitoring.stop_on): {stopping.message}"
     return TrainResult(
         run_dir=run_dir,
         status=status,
@@ -510,6 +543,14 @@ def _summarize(
         error=error,
         metrics=metrics,
     )
+
+
+def _stopping_anomaly(experiment: ExperimentConfig, run_dir: Path) -> Any:
+    """The first logged anomaly whose kind is in ``monitoring.stop_on``, or None."""
+    from rl_platform.monitoring import read_anomalies
+
+    stop_on = set(experiment.monitoring.stop_on)
+    return next((a for a in read_anomalies(run_dir) if a.kind in stop_on), None)
 
 
 def _lookup(metrics: dict[str, Any], key: str) -> float | None:

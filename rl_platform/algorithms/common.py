@@ -66,6 +66,7 @@ def reward_env_config(experiment: ExperimentConfig) -> dict[str, Any]:
         "env_class": registry.get_env(experiment.env.id).load(),
         "env_config": env_config_of(experiment),
         "rewards": experiment.rewards.model_dump(mode="json"),
+        "safety": experiment.safety.model_dump(mode="json") if experiment.safety else None,
     }
 
 

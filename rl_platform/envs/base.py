@@ -108,6 +108,9 @@ class BatchedCore(ABC):
     potentials: ClassVar[tuple[str, ...]] = ()
     # Named per-step quantities an evaluation records (prices, inventories, allocations).
     trace_fields: ClassVar[tuple[str, ...]] = ()
+    # Safety constraints a shield can enforce (`rl_platform.safety`): name -> one line
+    # saying what is compared with the limit, in which units.
+    constraints: ClassVar[dict[str, str]] = {}
 
     observation_space: gym.spaces.Box
     action_space: gym.Space
@@ -164,6 +167,22 @@ class BatchedCore(ABC):
         raise ValueError(
             f"{type(self).__name__} has no potential {name!r}; "
             f"expected one of: {', '.join(self.potentials) or '(none declared)'}"
+        )
+
+    def constraint_violations(self, name: str, limit: float, actions: np.ndarray) -> np.ndarray:
+        """Which agents' `actions` would break constraint `name` at threshold `limit`, now.
+
+        Called before :meth:`step` with the actions (B, N, *action_shape) about to be
+        applied, in the current state; it changes no state and draws no randomness. An
+        agent's flag depends only on its own action and the state, so replacing one
+        agent's action never changes another's flag (the shield relies on this).
+
+        Returns:
+            (B, N) bool, true where the agent's action violates the constraint.
+        """
+        raise ValueError(
+            f"{type(self).__name__} has no constraint {name!r}; "
+            f"expected one of: {', '.join(self.constraints) or '(none declared)'}"
         )
 
     def default_actions(self, obs: np.ndarray) -> np.ndarray:
@@ -382,6 +401,7 @@ class CoreMultiAgentEnv(MultiAgentEnv):
     task_levels: ClassVar[tuple[str, ...]] = ()
     baselines: ClassVar[tuple[str, ...]] = ()
     potentials: ClassVar[tuple[str, ...]] = ()
+    constraints: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -390,6 +410,7 @@ class CoreMultiAgentEnv(MultiAgentEnv):
             cls.task_levels = cls.core_cls.task_levels
             cls.baselines = cls.core_cls.baselines
             cls.potentials = cls.core_cls.potentials
+            cls.constraints = cls.core_cls.constraints
 
     @classmethod
     def parallel_env(cls, **config: Any) -> CoreParallelEnv:

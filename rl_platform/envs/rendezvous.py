@@ -12,6 +12,9 @@ Task levels set how far apart the agents start: within 0.25 of the origin (``eas
 ``centroid`` moves each agent straight to the centroid of the others it sees; ``still``
 never moves.
 
+Constraint a shield can enforce (:mod:`rl_platform.safety`): ``max_speed``, the
+commanded speed (norm of the clipped action, in units of ``max_speed``) above the limit.
+
 Potentials for reward shaping: ``proximity``, minus each agent's distance to the others'
 centroid (the ``proximity`` reward of the current state), and ``spread``, minus the mean
 distance between two agents (the same for every agent); both are 0 when the agents meet.
@@ -56,6 +59,12 @@ class RendezvousCore(BatchedCore):
     state_fields: ClassVar[tuple[str, ...]] = ("_pos", "_t")
     potentials: ClassVar[tuple[str, ...]] = ("proximity", "spread")
     trace_fields: ClassVar[tuple[str, ...]] = ("x", "y", "spread")
+    constraints: ClassVar[dict[str, str]] = {
+        "max_speed": (
+            "speed the action commands > limit, in units of max_speed: the norm of the "
+            "clipped velocity action (up to 1.41 diagonally; a discrete move 1, staying 0)"
+        ),
+    }
 
     def __init__(self, config: RendezvousConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
@@ -189,6 +198,16 @@ class RendezvousCore(BatchedCore):
         if name == "spread":
             return np.repeat(-_spread(self._pos)[:, None], self._n, axis=1)
         return super().potential(name)
+
+    def constraint_violations(self, name: str, limit: float, actions: np.ndarray) -> np.ndarray:
+        """``max_speed`` flags (B, N) for actions about to be applied."""
+        if name not in self.constraints:
+            return super().constraint_violations(name, limit, actions)
+        if self.config.discrete:
+            velocity = MOVES[np.asarray(actions, dtype=np.int64)]
+        else:
+            velocity = np.clip(actions, -1.0, 1.0)
+        return np.sqrt(np.square(velocity).sum(-1)) > limit
 
     def default_action(self) -> np.ndarray:  # noqa: D102
         return np.int64(0) if self.config.discrete else np.zeros(2, dtype=np.float32)

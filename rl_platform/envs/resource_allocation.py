@@ -35,6 +35,9 @@ Baselines: ``proportional`` (request one's current needs, so over-subscription s
 proportion to stated need), ``equal_share`` (request capacity / N), ``greedy`` (request
 everything).
 
+Constraint a shield can enforce (:mod:`rl_platform.safety`): ``max_share``, an agent's
+largest request as a share of a resource's current capacity above the limit.
+
 Potentials for reward shaping: ``unmet_need``, minus the share of the agent's current
 needs its last grant leaves unmet (the ``satisfaction`` it would score now, less 1), and
 ``team_unmet_need``, the same over all agents' needs (shared); both lie in [-1, 0].
@@ -97,6 +100,12 @@ class ResourceAllocationCore(BatchedCore):
     trace_fields: ClassVar[tuple[str, ...]] = (
         "allocation", "need", "used", "capacity", "attainable",
     )  # fmt: skip
+    constraints: ClassVar[dict[str, str]] = {
+        "max_share": (
+            "largest share of a resource's current capacity the agent requests > limit "
+            "(0 .. 1; a discrete request is its multiple of own need over capacity)"
+        ),
+    }
 
     def __init__(self, config: ResourceAllocationConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
@@ -281,6 +290,18 @@ class ResourceAllocationCore(BatchedCore):
             return -unmet.sum(-1) / (need.sum(-1) + EPS)
         share = unmet.sum(axis=(1, 2)) / (need.sum(axis=(1, 2)) + EPS)
         return np.repeat(-share[:, None], self._n, axis=1)
+
+    def constraint_violations(self, name: str, limit: float, actions: np.ndarray) -> np.ndarray:
+        """``max_share`` flags (B, N) for actions about to be applied."""
+        if name not in self.constraints:
+            return super().constraint_violations(name, limit, actions)
+        actions = np.asarray(actions)
+        if self.config.discrete:
+            multiple = DISCRETE_REQUESTS[actions.astype(np.int64)][..., None]
+            share = multiple * self._need / self._capacity[:, None, :]
+        else:
+            share = np.clip(actions, 0.0, 1.0)  # requests are fractions of capacity
+        return share.max(axis=-1) > limit
 
     def default_action(self) -> np.ndarray:  # noqa: D102
         # Requesting nothing: the counterfactual of "this agent is absent".

@@ -59,6 +59,10 @@ orders vary like customer demand, but no safety stock either). Base stock with a
 smoothed forecast is the textbook source of the bullwhip effect (Chen et al. 2000):
 its orders vary more at every echelon up the chain (see :meth:`coordination`).
 
+Constraints a shield can enforce (:mod:`rl_platform.safety`): ``max_order`` (the order
+above the limit, x mean demand) and ``min_safety_stock`` (the inventory position after
+ordering, the factory's order capped by the supplier's capacity, below the limit).
+
 Potentials for reward shaping, per echelon: ``base_stock_gap``, minus the distance of
 the inventory position (stock + in transit + ordered from upstream - backlog) from the
 base-stock target (forecast x (lead time + 1) x ``BASE_STOCK_FACTOR``), in units of that
@@ -161,6 +165,14 @@ class SupplyChainCore(BatchedCore):
     trace_fields: ClassVar[tuple[str, ...]] = (
         "demand", "orders", "inventory", "backlog", "in_transit",
     )  # fmt: skip
+    constraints: ClassVar[dict[str, str]] = {
+        "max_order": "order placed upstream > limit, in units of mean demand (0 .. 4)",
+        "min_safety_stock": (
+            "inventory position after ordering < limit, in units of mean demand: stock + in "
+            "transit + ordered and not yet shipped - backlog + this order (the factory's "
+            "capped by the supplier's capacity, 0 in an outage)"
+        ),
+    }
 
     def __init__(self, config: SupplyChainConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
@@ -387,6 +399,21 @@ class SupplyChainCore(BatchedCore):
         target = self._forecast * lead * np.float32(BASE_STOCK_FACTOR)
         scale = np.float32(-1.0 / (BASE_STOCK_FACTOR * (SLOW_LEAD + 1)))
         return np.abs(position - target) * scale
+
+    def constraint_violations(self, name: str, limit: float, actions: np.ndarray) -> np.ndarray:
+        """``max_order`` / ``min_safety_stock`` flags (B, N) for actions about to be applied."""
+        if name not in self.constraints:
+            return super().constraint_violations(name, limit, actions)
+        order = self._decode(np.asarray(actions))[0]  # new arrays: no state is touched
+        if name == "max_order":
+            return order > limit
+        backlog = self._backlog
+        position = self._stock + self._pipeline.sum(axis=1) - backlog
+        position[:, :-1] += backlog[:, 1:]  # ordered from upstream, not yet shipped
+        capacity = self.config.supplier_capacity * (self._outage == 0)
+        position[:, :-1] += order[:, :-1]
+        position[:, -1] += np.minimum(order[:, -1], capacity)
+        return position < limit
 
     def default_action(self) -> np.ndarray:  # noqa: D102
         # Order the mean demand by the slow mode, no discount: a neutral echelon.

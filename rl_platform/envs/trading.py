@@ -72,6 +72,11 @@ in steps of 0.5; ``buy_and_hold`` is always fully long; ``mean_reversion`` bets 
 the Bollinger position; ``flat`` is the default action (never trades, earns exactly 0).
 The first three use the widest stops.
 
+Constraints a shield can enforce (:mod:`rl_platform.safety`): ``max_position`` (the
+absolute position held after the step, 0 where a stop or take-profit closes it, above
+the limit in units) and ``max_order`` (the absolute position change the action asks for
+above the limit; closes forced by a stop or take-profit never count).
+
 Potentials for reward shaping, per agent and in the ``profit`` component's units (x 10
 per unit of initial balance): ``position_risk``, minus the position's value times the
 window's realized volatility (the typical size of the next step's PnL, so 0 when flat),
@@ -312,6 +317,16 @@ class TradingCore(BatchedCore):
     trace_fields: ClassVar[tuple[str, ...]] = (
         "price", "order_flow", "crowd_flow", "position", "pnl", "fee",
     )  # fmt: skip
+    constraints: ClassVar[dict[str, str]] = {
+        "max_position": (
+            "|position held after the step| > limit, in units (1 = full: one initial balance "
+            "at the start price); a stop or take-profit close leaves 0"
+        ),
+        "max_order": (
+            "|position change the action asks for| > limit, in units; closes forced by a "
+            "stop or take-profit are the env's and never count"
+        ),
+    }
 
     def __init__(self, config: TradingConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
@@ -631,6 +646,26 @@ class TradingCore(BatchedCore):
         if name == "equity":
             return ((row[EQUITY] - 1.0) * PROFIT_SCALE).astype(np.float32)
         return super().potential(name)
+
+    def constraint_violations(self, name: str, limit: float, actions: np.ndarray) -> np.ndarray:
+        """``max_position`` / ``max_order`` flags (B, N) for actions about to be applied.
+
+        The target position is the action's (clipped to [-1, 1], or the discrete index's),
+        and 0 where the stop or take-profit set with the current position has been
+        crossed: the step then closes the position whatever the action.
+        """
+        if name not in self.constraints:
+            return super().constraint_violations(name, limit, actions)
+        if self._discrete:
+            requested = DISCRETE_ACTIONS[np.asarray(actions, dtype=np.int64)][..., 0]
+        else:
+            requested = np.clip(np.asarray(actions, dtype=np.float64)[..., 0], -1.0, 1.0)
+        row = self._row
+        move = row[UNREALIZED] / (np.abs(row[COST]) + _TINY)  # as in step()
+        kept_open = (move > row[STOP]) & (move < row[TAKE])
+        if name == "max_position":
+            return np.abs(np.where(kept_open, requested, 0.0)) > limit
+        return kept_open & (np.abs(requested - row[POSITION]) > limit)
 
     def default_action(self) -> np.ndarray:  # noqa: D102
         # Flat with middle stop and take-profit widths: "this agent stays out".

@@ -699,6 +699,39 @@ def _coordination(result: dict) -> list[Block]:
     return [Table(["Policy", *figures], rows)]
 
 
+def _safety(result: dict) -> list[Block]:
+    details = _dict(result, "details", "safety")
+    if "unavailable" in details:
+        return [Note(str(details["unavailable"]))]
+    names = [p for p in _policies(result) if isinstance(details.get(p), dict) and details[p]]
+    if not names:
+        return [Note(ABSENT)]
+    shielded = bool(_get(result, "settings", "shielded"))
+    constraints = _union((details[p].get("violation_rate", {}) for p in names), ["any"])
+    headers = ["Policy", *(f"violates {c}" for c in constraints)]
+    if shielded:
+        headers += ["interventions", "unresolved"]
+    rows = []
+    for name in names:
+        rates = details[name].get("violation_rate", {})
+        row = [name, *(fmt(rates.get(c)) for c in constraints)]
+        if shielded:
+            row += [
+                fmt(details[name].get("intervention_rate")),
+                fmt(details[name].get("unresolved")),
+            ]
+        rows.append(row)
+    text = (
+        "Share of agent-steps whose action, before any shield, broke each constraint "
+        "(clean episodes at the main level)"
+    )
+    if shielded:
+        text += (
+            "; with the shield on, the share replaced by the fallback and how many stayed unsafe"
+        )
+    return [Paragraph(text + "."), Table(headers, rows)]
+
+
 def _adaptability(result: dict) -> list[Block]:
     details = _dict(result, "details", "adaptability")
     rows = []
@@ -812,6 +845,7 @@ def build_report(result: dict, plots: dict[str, Path]) -> list[Block]:
         *_coordination(result),
         Heading("Adaptability"),
         *_adaptability(result),
+        *([Heading("Safety"), *_safety(result)] if "safety" in _dict(result, "details") else []),
         Heading("Behaviour"),
         _plot(plots, "actions", "Action distributions", "no action statistics in the result"),
         _plot(plots, "trace", "Episode trace", "no trace fields in the result"),

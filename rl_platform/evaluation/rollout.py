@@ -58,6 +58,7 @@ class Job:
     noise_seed: int  # seeds noise, perturbations and the random policy
     perturbation: Perturbation = Perturbation()
     record: bool = False  # keep one episode's trace and the action histograms
+    shielded: bool = False  # actions pass the constraint shield before the env
 
 
 @dataclass
@@ -74,6 +75,9 @@ class PlayedEpisodes:
         obs_std: (obs_dim,) std of each observation feature over the episodes.
         actions: histogram of the actions taken (see :func:`action_histogram`).
         trace: copy 0's traced quantities, per step (recorded jobs only).
+        safety: with a safety spec: ``violation_rate`` (constraint -> share of agent-steps
+            whose action, before any shield, broke it; ``any``), and for shielded jobs
+            ``intervention_rate`` (share of agent-steps replaced) and ``unresolved``.
     """
 
     job: Job
@@ -84,6 +88,7 @@ class PlayedEpisodes:
     obs_std: np.ndarray
     actions: dict[str, Any] = field(default_factory=dict)
     trace: dict[str, Any] = field(default_factory=dict)
+    safety: dict[str, Any] = field(default_factory=dict)
 
 
 def stable_seed(*parts: object) -> int:
@@ -136,11 +141,15 @@ def play(
     job: Job,
     obs_scale: np.ndarray | None = None,
     reset_policy: Callable[[], None] | None = None,
+    shield: Any = None,
 ) -> PlayedEpisodes:
     """Play one episode in every copy of ``core`` with ``act(obs) -> actions``.
 
     ``act`` sees the (possibly noisy) observations (B, N, obs_dim) and returns actions
-    (B, N, *action_shape); the job's perturbation is applied to what it returns.
+    (B, N, *action_shape); the job's perturbation is applied to what it returns. With a
+    ``shield`` (:class:`~rl_platform.safety.Shield` on ``core``) every action is checked
+    against its constraints, and in a shielded job replaced by the fallback's when it
+    breaks one: the shield is the last layer before the env.
     """
     rng = np.random.default_rng(job.env_seed)
     noise = np.random.default_rng(job.noise_seed)
@@ -157,6 +166,7 @@ def play(
     traces: list[dict[str, np.ndarray]] = []
     running = np.ones(b, dtype=bool)
     replaced = np.arange(b) % n
+    violations, violations_any, intervened, unresolved, agent_steps = 0.0, 0, 0, 0, 0
     t = 0
     while running.any():
         if pert.switch is not None and t == pert.switch[0]:
@@ -175,6 +185,15 @@ def play(
             actions[np.arange(b), replaced] = random_actions(space, (b,), noise)
         elif pert.replaced == FAULTY:
             actions[np.arange(b), replaced] = core.default_action()
+        if shield is not None:
+            broken = shield.violations(actions)[running]  # (live copies, N, C)
+            violations = violations + broken.sum(axis=(0, 1))
+            agent_steps += broken.shape[0] * n
+            if job.shielded:
+                actions, record = shield.filter(obs, actions)
+                intervened += int(record.mask[running].sum())
+                unresolved += int(record.unresolved[running].sum())
+            violations_any += int(broken.any(axis=-1).sum())
         result = core.step(actions, rng)
         live = running[:, None]
         returns += np.where(live, result.rewards, 0.0)
@@ -202,6 +221,14 @@ def play(
         coordination={k: float(v) for k, v in coordination.items()},
         obs_std=np.concatenate(obs_seen).reshape(-1, obs.shape[-1]).std(axis=0),
     )
+    if shield is not None:
+        steps = max(agent_steps, 1)
+        rates = {c.name: float(v / steps) for c, v in zip(shield.spec.constraints, violations)}
+        rates["any"] = violations_any / steps if agent_steps else 0.0
+        played.safety = {"violation_rate": rates}
+        if job.shielded:
+            played.safety["intervention_rate"] = intervened / steps
+            played.safety["unresolved"] = unresolved
     if job.record:
         played.actions = action_histogram(taken, alive, space)
         played.trace = {

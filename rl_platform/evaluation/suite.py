@@ -21,6 +21,7 @@ are scheduled: the same seed gives the same figures.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import time
@@ -113,6 +114,7 @@ class SuiteSettings:
     obs_noise: float = 0.2
     action_noise: float = 0.1
     baselines: bool = True  # run the whole suite for the baselines too (else: scores only)
+    shield: bool = False  # every policy's actions pass the run's safety shield
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ class Target:
     levels: tuple[str, ...]
     baselines: tuple[str, ...]
     curve: list[dict[str, Any]]  # metrics.csv rows (empty without a run)
+    safety: dict[str, Any] | None = None  # the run's safety section (config.yaml)
 
 
 # --------------------------------------------------------------------------- target
@@ -174,11 +177,13 @@ def resolve_target(path: str | Path) -> Target:
         )
     env_config = dict(manifest["env"]["config"])
     curve: list[dict[str, Any]] = []
+    safety = None
     if run_dir is not None:
         metrics = run_dir / "metrics.csv"
         if metrics.is_file():
             with metrics.open() as f:
                 curve = list(csv.DictReader(f))
+        safety = _run_safety(run_dir)
     levels = tuple(env_cls.task_levels)
     start = env_config.get("task", levels[0])
     trained = tuple(dict.fromkeys(r["level"] for r in curve if r.get("level"))) or (start,)
@@ -194,7 +199,19 @@ def resolve_target(path: str | Path) -> Target:
         levels=levels,
         baselines=tuple(env_cls.baselines),
         curve=curve,
+        safety=safety,
     )
+
+
+def _run_safety(run_dir: Path) -> dict[str, Any] | None:
+    """The ``safety`` section of the run's config.yaml, if any."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return config.get("safety") if isinstance(config, dict) else None
 
 
 def _run_checkpoint(run_dir: Path) -> Path:
@@ -225,6 +242,7 @@ class JobContext:
     env_config: dict[str, Any]
     checkpoint: str
     obs_scale: np.ndarray | None = None
+    safety: dict[str, Any] | None = None  # a SafetySpec as a dict: check (and shield) actions
 
 
 def run_job(context: JobContext, job: Job) -> PlayedEpisodes:
@@ -249,7 +267,12 @@ def run_job(context: JobContext, job: Job) -> PlayedEpisodes:
         def act(obs: np.ndarray) -> np.ndarray:
             return core.baseline_actions(job.policy, obs)
 
-    return play(core, act, job, context.obs_scale, reset)
+    shield = None
+    if context.safety is not None:
+        from rl_platform.safety import SafetySpec, Shield
+
+        shield = Shield(core, SafetySpec.model_validate(context.safety), max_entries=0)
+    return play(core, act, job, context.obs_scale, reset, shield)
 
 
 def _run_all(context: JobContext, jobs: list[Job], workers: int) -> list[PlayedEpisodes]:
@@ -279,10 +302,19 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
     full = [POLICY, *(target.baselines if settings.baselines else ()), RANDOM]
     scored = [POLICY, *target.baselines, RANDOM]
 
-    def job(policy: str, test: str, level: str, **kw: Any) -> Job:
-        return seeded_job(policy, test, level, n, settings.seed, **kw)
+    if settings.shield and target.safety is None:
+        raise EvaluationError(
+            f"{target.checkpoint}: --shield needs the run's `safety` section (constraints "
+            "and fallback) in its config.yaml; this run has none."
+        )
 
-    context = JobContext(target.env_id, target.env_config, str(target.checkpoint))
+    def job(policy: str, test: str, level: str, **kw: Any) -> Job:
+        played = seeded_job(policy, test, level, n, settings.seed, **kw)
+        return dataclasses.replace(played, shielded=settings.shield)
+
+    context = JobContext(
+        target.env_id, target.env_config, str(target.checkpoint), safety=target.safety
+    )
     clean_jobs = [
         job(p, "clean", level, record=(level == target.level))
         for p in scored
@@ -314,7 +346,7 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
         for p in full
         for other in others
     ]
-    context = JobContext(target.env_id, target.env_config, str(target.checkpoint), scale)
+    context = dataclasses.replace(context, obs_scale=scale)
     perturbed = {(r.job.policy, r.job.test): r for r in _run_all(context, perturbed_jobs, workers)}
 
     levels = _level_table(clean, scored, target)
@@ -366,6 +398,9 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
             "robustness": robustness,
             "coordination": coordination,
             "adaptability": adaptability,
+            "safety": {p: clean[(p, target.level)].safety for p in full}
+            if target.safety is not None
+            else {"unavailable": "the run has no safety section"},
         },
         "components": {p: clean[(p, target.level)].components for p in full},
         "actions": {p: clean[(p, target.level)].actions for p in full},
@@ -376,6 +411,8 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
             "switch_step": switch_step,
             "held_out_seed": settings.seed,
             "baselines_full_suite": settings.baselines,
+            "shielded": settings.shield,
+            "safety": target.safety,
         },
         "definitions": dict(DEFINITIONS),
         "timing": {"wall_s": time.perf_counter() - started, "workers": workers},

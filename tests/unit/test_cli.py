@@ -91,7 +91,6 @@ def test_every_command_has_help_with_an_example(command):
     "args",
     [
         ["serve", "ckpt"],
-        ["monitor", "run"],
     ],
 )
 def test_later_commands_say_they_are_not_available_yet(args):

@@ -255,3 +255,26 @@ def test_cli_evaluates_a_run_in_process(checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     assert "overall" in result.output
     assert (tmp_path / "report.html").is_file()
+
+
+def test_the_shield_in_evaluation_reports_violations_and_interventions(checkpoint, tmp_path):
+    import yaml
+
+    run, _ = checkpoint
+    with pytest.raises(EvaluationError, match="safety"):
+        evaluate(run, small(shield=True), report=tmp_path / "none", workers=0)
+    shielded = tmp_path / "run"
+    shutil.copytree(run, shielded)
+    config = yaml.safe_load((shielded / "config.yaml").read_text())
+    config["safety"] = {"constraints": [{"name": "max_speed", "limit": 0.5}], "fallback": "still"}
+    (shielded / "config.yaml").write_text(yaml.safe_dump(config))
+    plain = evaluate(shielded, small(), report=tmp_path / "a", workers=0).result
+    guarded = evaluate(shielded, small(shield=True), report=tmp_path / "b", workers=0).result
+    random_rates = plain["details"]["safety"][RANDOM]
+    assert random_rates["violation_rate"]["max_speed"] > 0.3  # random moves are fast
+    assert "intervention_rate" not in random_rates
+    shield = guarded["details"]["safety"][RANDOM]
+    assert shield["intervention_rate"] == pytest.approx(shield["violation_rate"]["any"])
+    assert shield["unresolved"] == 0
+    assert guarded["settings"]["shielded"] is True
+    assert "violates max_speed" in (tmp_path / "b" / "report.md").read_text()

@@ -1,0 +1,102 @@
+"""Anomalies seen and acted on during `rlp train`; the safety shield in training and evaluation."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "experiments" / "quickstart.yaml"
+TINY = [
+    "algorithm.hyperparams.train_batch_size_per_learner=400",
+    "algorithm.hyperparams.minibatch_size=100",
+    "algorithm.hyperparams.num_epochs=2",
+    "resources.num_envs_per_env_runner=2",
+    "evaluation.every=0",
+]
+
+
+def rlp(*args, timeout=600):
+    env = {**os.environ, "COLUMNS": "250"}
+    cmd = [sys.executable, "-m", "rl_platform", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def sets(items):
+    return [arg for item in items for arg in ("--set", item)]
+
+
+def only_run(output: Path) -> Path:
+    (run_dir,) = [p for p in (output / "quickstart").iterdir() if p.is_dir()]
+    return run_dir
+
+
+def test_an_anomaly_in_stop_on_stops_the_run_and_is_logged(tmp_path, ray_address):
+    # A hair-trigger instability rule: returns vary between iterations, so it fires as
+    # soon as `window` returns exist.
+    items = [
+        *TINY,
+        "stop.training_iteration=30",
+        "monitoring.window=3",
+        "monitoring.instability_ratio=1.0e-9",
+        "monitoring.stop_on=[instability]",
+    ]
+    output = tmp_path / "runs"
+    proc = rlp(
+        "train", str(QUICKSTART), *sets(items), "--output", str(output), "--address", ray_address
+    )
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "anomaly: " in proc.stdout and "stopped on an anomaly" in proc.stderr + proc.stdout
+    run_dir = only_run(output)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "stopped_on_anomaly"
+    assert summary["iterations"] < 30
+    lines = (run_dir / "anomalies.jsonl").read_text().splitlines()
+    kinds = [json.loads(line)["kind"] for line in lines]
+    assert "instability" in kinds
+
+    monitor = rlp("monitor", str(run_dir))
+    assert monitor.returncode == 0, monitor.stderr[-2000:]
+    index = run_dir / "monitor" / "index.html"
+    assert "instability" in index.read_text()
+    assert (run_dir / "monitor" / "returns.png").stat().st_size > 1000
+
+
+def test_the_shield_trains_and_evaluates(tmp_path, ray_address):
+    items = [
+        *TINY,
+        "stop.training_iteration=2",
+        "safety={constraints: [{name: max_position, limit: 0.3}], penalty: 0.05}",
+    ]
+    output = tmp_path / "runs"
+    proc = rlp(
+        "train", str(QUICKSTART), *sets(items), "--output", str(output), "--address", ray_address
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run_dir = only_run(output)
+    with (run_dir / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    interventions = [float(r["reward_interventions"]) for r in rows if r["reward_interventions"]]
+    assert interventions and max(interventions) > 0, rows
+    assert float(rows[-1]["reward_safety"]) < 0
+
+    report = tmp_path / "report"
+    proc = rlp(
+        "evaluate",
+        str(run_dir),
+        "--episodes",
+        "4",
+        "--workers",
+        "0",
+        "--shield",
+        "--report",
+        str(report),
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "the shield replaced" in proc.stdout
+    data = json.loads((report / "evaluation.json").read_text())
+    policy = data["details"]["safety"]["policy"]
+    assert policy["unresolved"] == 0
+    assert 0.0 <= policy["intervention_rate"] <= 1.0
+    assert data["details"]["safety"]["random"]["intervention_rate"] > 0

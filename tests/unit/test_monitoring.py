@@ -1,0 +1,289 @@
+"""Anomaly rules, the monitor row, the anomaly log and the dashboard (no Ray)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from rl_platform.monitoring import (
+    ANOMALY_KINDS,
+    Anomaly,
+    AnomalyDetector,
+    AnomalyLog,
+    MonitoringSpec,
+    RunMonitor,
+    follow,
+    monitor_row,
+    read_anomalies,
+    read_results,
+    render_dashboard,
+)
+
+QUICKSTART_RUN = Path("/tmp/qs2/quickstart/20261127-115537")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def make_result(
+    iteration: int,
+    ret: float | None = 10.0,
+    entropy: dict[str, float] | None = None,
+    steps_per_iter: float = 1000.0,
+    time_s: float = 1.0,
+    learner: dict[str, float] | None = None,
+) -> dict:
+    """A nested result shaped like RLlib's (only the keys the monitor reads)."""
+    runners = {"num_env_steps_sampled": steps_per_iter}
+    if ret is not None:
+        runners |= {
+            "episode_return_mean": ret,
+            "episode_return_min": ret - 1,
+            "episode_return_max": ret + 1,
+        }
+    learners = {
+        "__all_modules__": {"num_env_steps_trained": 100, "num_trainable_parameters": math.nan}
+    }
+    for mid, value in (entropy or {"shared": 1.0}).items():
+        learners[mid] = {
+            "entropy": value,
+            "policy_loss": 0.1,
+            "vf_loss": 0.5,
+            "mean_kl_loss": 0.01,
+            "num_trainable_parameters": math.nan,  # RLlib reports this as NaN: benign
+            **(learner or {}),
+        }
+    return {
+        "training_iteration": iteration,
+        "time_this_iter_s": time_s,
+        "num_env_steps_sampled_lifetime": steps_per_iter * iteration,
+        "env_runners": runners,
+        "learners": learners,
+    }
+
+
+def feed(detector: AnomalyDetector, results: list[dict]) -> list[Anomaly]:
+    return [a for r in results for a in detector.observe(r)]
+
+
+def series(values) -> list[dict]:
+    return [make_result(i + 1, float(v)) for i, v in enumerate(values)]
+
+
+def test_steady_series_has_no_anomaly():
+    rng = np.random.default_rng(0)
+    assert feed(AnomalyDetector(), series(10 + 0.3 * rng.standard_normal(200))) == []
+
+
+def test_reward_drop_gives_one_collapse_at_the_rule_iteration():
+    rng = np.random.default_rng(1)
+    values = np.r_[np.full(50, 10.0), np.full(60, 2.0)] + 0.1 * rng.standard_normal(110)
+    found = feed(AnomalyDetector(), series(values))
+    assert [a.kind for a in found] == ["reward_collapse"]
+    # Rule: mean of the last 10 < earlier - 0.5 * |earlier| (earlier ~ 10): with k of the
+    # last 10 at ~2, 10 - 0.8 k < 5 first holds at k = 7, i.e. iteration 57.
+    assert found[0].iteration == 57
+    assert found[0].value < found[0].threshold
+    assert "57" in found[0].message
+
+
+def test_collapse_on_negative_returns_means_getting_worse():
+    detector = AnomalyDetector()
+    values = [-10.0] * 50 + [-20.0] * 20
+    found = feed(detector, series(values))
+    assert [a.kind for a in found] == ["reward_collapse"]
+    assert found[0].threshold == pytest.approx(-15.0)
+    # An improvement from -10 to -2 is no collapse.
+    assert feed(AnomalyDetector(), series([-10.0] * 50 + [-2.0] * 20)) == []
+
+
+def test_noisy_series_is_unstable():
+    rng = np.random.default_rng(2)
+    values = np.r_[10 + 0.2 * rng.standard_normal(30), 10 + 40 * rng.standard_normal(30)]
+    found = feed(AnomalyDetector(MonitoringSpec(collapse_ratio=0.01)), series(values))
+    kinds = {a.kind for a in found}
+    assert "instability" in kinds
+    first = next(a for a in found if a.kind == "instability")
+    assert first.iteration > 30 and first.value > first.threshold
+
+
+def test_nan_in_learner_loss_names_the_key():
+    detector = AnomalyDetector()
+    results = [make_result(i) for i in range(1, 4)]
+    results.append(make_result(4, learner={"vf_loss": math.nan}))
+    found = feed(detector, results)
+    assert [(a.kind, a.key, a.module) for a in found] == [
+        ("nan", "learners/shared/vf_loss", "shared")
+    ]
+    assert "learners/shared/vf_loss" in found[0].message
+
+
+def test_inf_episode_return_is_caught():
+    found = feed(AnomalyDetector(), series([1.0, 2.0, math.inf]))
+    assert {a.key for a in found} >= {"env_runners/episode_return_mean"}
+    assert all(a.kind == "nan" and a.iteration == 3 for a in found)
+
+
+def test_entropy_collapse_per_module():
+    results = [
+        make_result(i, entropy={"a": 1.0, "b": 1.0 if i < 5 else 0.001}) for i in range(1, 10)
+    ]
+    found = feed(AnomalyDetector(), results)
+    assert [(a.kind, a.module, a.iteration) for a in found] == [("entropy_collapse", "b", 5)]
+    assert found[0].threshold == pytest.approx(0.01)
+    # Off when the floor is None; skipped for modules without entropy.
+    assert feed(AnomalyDetector(MonitoringSpec(entropy_floor=None)), results) == []
+
+
+def test_stalled_throughput():
+    results = [make_result(i, time_s=1.0) for i in range(1, 8)]
+    results.append(make_result(8, time_s=20.0))  # 1000 steps in 20 s: 5% of the median
+    found = feed(AnomalyDetector(), results)
+    assert [(a.kind, a.iteration) for a in found] == [("stalled_throughput", 8)]
+    assert found[0].value == pytest.approx(50.0)
+    assert found[0].threshold == pytest.approx(200.0)
+
+
+def test_reported_once_per_onset_and_rearmed_after_recovery():
+    entropies = [1.0, 1.0, 0.001, 0.001, 0.001, 1.0, 0.001, 0.001]
+    results = [make_result(i + 1, entropy={"m": e}) for i, e in enumerate(entropies)]
+    found = feed(AnomalyDetector(), results)
+    assert [a.iteration for a in found] == [3, 7]
+
+
+def test_flat_results_work_like_nested():
+    flat = {
+        "training_iteration": 4,
+        "learners/shared/policy_loss": math.nan,
+        "env_runners/episode_return_mean": 1.0,
+    }
+    found = AnomalyDetector().observe(flat)
+    assert [a.key for a in found] == ["learners/shared/policy_loss"]
+
+
+def test_spec_rejects_unknown_fields_and_kinds():
+    with pytest.raises(ValidationError):
+        MonitoringSpec(colapse_ratio=0.3)
+    with pytest.raises(ValidationError):
+        MonitoringSpec(stop_on=["explosion"])
+    assert set(MonitoringSpec(stop_on=list(ANOMALY_KINDS)).stop_on) == set(ANOMALY_KINDS)
+
+
+def test_monitor_row_per_module_figures():
+    result = make_result(3, entropy={"a": 0.5, "b": 0.7})
+    result["env_runners"]["rewards"] = {"profit": 1.5}
+    result["curriculum"] = {"level": 2, "level_name": "hard", "score": 0.8}
+    result["evaluation"] = {"score": 0.9, "iteration": 3, "level": "hard"}
+    row = monitor_row(result)
+    assert row["iteration"] == 3
+    assert row["episode_return_mean"] == 10.0
+    assert row["entropy/a"] == 0.5 and row["entropy/b"] == 0.7
+    assert row["policy_loss/a"] == 0.1 and row["mean_kl_loss/b"] == 0.01
+    assert row["reward/profit"] == 1.5
+    assert row["curriculum/level"] == 2 and row["evaluation/score"] == 0.9
+    assert row["env_steps_per_s"] == 1000.0
+    assert all(isinstance(v, float) for v in row.values())
+    assert not any(k.startswith("num_") or "__all_modules__" in k for k in row)
+    result["evaluation"]["iteration"] = 2  # carried forward from an earlier iteration
+    assert "evaluation/score" not in monitor_row(result)
+
+
+def test_anomaly_log_round_trip(tmp_path):
+    anomalies = [
+        Anomaly("nan", 3, "learners/m/vf_loss is nan.", math.nan, math.inf, "m", "k"),
+        Anomaly("reward_collapse", 57, "dropped", 2.0, 5.0),
+    ]
+    log = AnomalyLog(tmp_path)
+    log.append(anomalies[:1])
+    log.append([])
+    log.append(anomalies[1:])
+    lines = (tmp_path / "anomalies.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and all(json.loads(line) for line in lines)
+    back = read_anomalies(tmp_path)
+    assert back[1] == anomalies[1]
+    assert back[0].kind == "nan" and math.isnan(back[0].value) and back[0].threshold == math.inf
+    assert read_anomalies(tmp_path / "missing") == []
+
+
+def test_run_monitor_observes_each_iteration_once_and_requests_stop(tmp_path):
+    monitor = RunMonitor(MonitoringSpec(stop_on=["nan"]), tmp_path)
+    bad = make_result(1, learner={"policy_loss": math.inf})
+    first = monitor.observe(bad)
+    assert monitor.observe(bad) == first  # the stopper and the callback both call it
+    assert len(read_anomalies(tmp_path)) == 1
+    assert monitor.stop_reason is not None and monitor.stop_reason.kind == "nan"
+
+
+def write_run(run_dir: Path, results: list[dict], partial_tail: bool = True) -> None:
+    (run_dir / "trial").mkdir(parents=True)
+    text = "".join(json.dumps(r) + "\n" for r in results)
+    if partial_tail:
+        text += '{"training_iteration": 99, "env_ru'  # a live run mid-write
+    (run_dir / "trial" / "result.json").write_text(text)
+
+
+def test_render_dashboard_on_fabricated_run(tmp_path):
+    rng = np.random.default_rng(3)
+    results = []
+    for i, v in enumerate(
+        np.r_[np.full(50, 10.0), np.full(15, 2.0)] + 0.1 * rng.standard_normal(65)
+    ):
+        result = make_result(i + 1, float(v), entropy={"a": 1.0, "b": 0.5})
+        result["env_runners"]["rewards"] = {"profit": float(v) / 2, "risk": -0.1}
+        result["curriculum"] = {"level": i // 20, "score": 0.5}
+        results.append(result)
+    write_run(tmp_path, results)
+    assert len(read_results(tmp_path)) == 65
+    AnomalyLog(tmp_path).append(
+        [Anomaly("reward_collapse", 57, "<script>alert('x')</script> & more", 2.0, 5.0)]
+    )
+    plots = render_dashboard(tmp_path)
+    expected = {"returns", "losses", "exploration", "throughput", "rewards", "curriculum"}
+    assert expected <= set(plots)
+    for name, path in plots.items():
+        assert path.parent == tmp_path / "monitor"
+        if name != "index":
+            assert path.read_bytes().startswith(PNG_MAGIC)
+    page = plots["index"].read_text()
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in page
+    assert page.count("data:image/png;base64,") == len(plots) - 1
+
+
+def test_render_dashboard_replays_when_no_log(tmp_path):
+    values = [10.0] * 50 + [2.0] * 10
+    write_run(tmp_path, series(values), partial_tail=False)
+    page = render_dashboard(tmp_path, out_dir=tmp_path / "out")["index"].read_text()
+    assert "reward_collapse" in page and "replayed" in page
+
+
+def test_follow_stops_when_the_run_finishes(tmp_path):
+    write_run(tmp_path, series([1.0, 2.0, 3.0]))
+    (tmp_path / "summary.json").write_text("{}")
+    updates = []
+    plots = follow(tmp_path, interval_s=0.01, on_update=updates.append, timeout_s=5)
+    assert len(updates) == 1 and plots["index"].exists()
+
+
+def test_follow_times_out_on_a_live_run(tmp_path):
+    write_run(tmp_path, series([1.0, 2.0]))
+    updates = []
+    follow(tmp_path, interval_s=0.01, on_update=updates.append, timeout_s=0.05)
+    assert len(updates) == 1  # rendered once; the file did not grow
+
+
+@pytest.mark.skipif(not QUICKSTART_RUN.exists(), reason="no quickstart run on this machine")
+def test_render_dashboard_on_real_run(tmp_path):
+    plots = render_dashboard(QUICKSTART_RUN, out_dir=tmp_path)
+    assert {"returns", "losses", "exploration", "throughput", "index"} <= set(plots)
+    assert plots["losses"].read_bytes().startswith(PNG_MAGIC)
+    rows = [monitor_row(r) for r in read_results(QUICKSTART_RUN)]
+    assert all("entropy/shared" in row and "episode_return_mean" in row for row in rows)
+    # The benign NaN parameter counts of a healthy run raise nothing.
+    detector = AnomalyDetector()
+    assert not [
+        a for r in read_results(QUICKSTART_RUN) for a in detector.observe(r) if a.kind == "nan"
+    ]
