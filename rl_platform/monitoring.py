@@ -295,8 +295,9 @@ def monitor_row(result: Mapping[str, Any]) -> dict[str, float]:
             ("env_runners/agent_episode_returns_mean/", "return/"),
             ("env_runners/module_episode_returns_mean/", "module_return/"),
             ("env_runners/rewards/", "reward/"),
+            ("env_runners/actions/", "actions/"),  # per module: p_k / mean_d, std_d, saturated
         ):
-            if key.startswith(prefix):
+            if key.startswith(prefix) and "/sample_" not in key:
                 put(name + key[len(prefix) :], value)
     wanted = {*EXPLORATION_STATS, *VALUE_STATS}
     wanted.update(stat for stats in LOSS_STATS.values() for stat in stats)
@@ -768,6 +769,11 @@ def render_dashboard(
                 ("window score", series.matching(["curriculum/score"])),
             ],
         ),
+        "actions": _panels(
+            out / "actions.png",
+            "Actions per module (frequencies, or mean / std per dimension)",
+            [("actions", series.prefixed("actions/"))],
+        ),
         "evaluation": _panels(
             out / "evaluation.png", "Evaluation", [("evaluation", series.prefixed("evaluation/"))]
         ),
@@ -863,3 +869,131 @@ def follow(
         if timeout_s is not None and time.monotonic() - started >= timeout_s:
             return plots
         time.sleep(interval_s)
+
+
+# --------------------------------------------------------------------------- csv
+
+MONITOR_CSV = "monitor.csv"
+
+
+def append_monitor_csv(
+    run_dir: str | Path, result: Mapping[str, Any], extra: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Append this iteration's :func:`monitor_row` to ``RUN_DIR/monitor.csv``.
+
+    Columns are the union over iterations: when a row brings a new figure (an evaluation,
+    a level), the file is rewritten with the wider header, earlier rows left blank there.
+    """
+    import csv
+
+    row = monitor_row(result)
+    for key, value in (extra or {}).items():
+        row.setdefault(key, value)
+    path = Path(run_dir) / MONITOR_CSV
+    rows: list[dict[str, Any]] = []
+    header: list[str] = []
+    if path.is_file():
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            header = list(reader.fieldnames or [])
+            if not set(row) <= set(header):
+                rows = list(reader)
+    if header and set(row) <= set(header):
+        with path.open("a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=header).writerow(row)
+        return row
+    header += [k for k in row if k not in header]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows([*rows, row])
+    return row
+
+
+# --------------------------------------------------------------------------- actions
+
+ACTIONS_KEY = "actions"
+ACTION_SAMPLE_PER_EPISODE = 16  # action values per episode, module and dim kept for histograms
+
+
+def action_metrics_callback() -> type:
+    """The RLlib callback class that logs each policy's action distribution.
+
+    Per module and episode (``env_runners/actions/<module>/...``): the frequency of each
+    discrete action (``p_<k>``), or each continuous dimension's mean, std and the share of
+    values at or beyond the Box bounds (``mean_<d>``, ``std_<d>``, ``saturated``); and up to
+    :data:`ACTION_SAMPLE_PER_EPISODE` sampled values per dimension (``sample_<d>``, a list
+    Tune's TensorBoard logger draws as a histogram). Made on demand so that importing this
+    module stays free of Ray.
+    """
+    global _ACTION_CALLBACK
+    if _ACTION_CALLBACK is not None:
+        return _ACTION_CALLBACK
+    import gymnasium as gym
+    import numpy as np
+    from ray.rllib.callbacks.callbacks import RLlibCallback
+
+    class ActionMetricsCallback(RLlibCallback):
+        """Logs action frequencies / moments and a small sample, per module."""
+
+        def on_episode_end(self, *, episode, env_runner=None, metrics_logger=None, **kwargs):  # noqa: D102
+            if metrics_logger is None or not hasattr(episode, "agent_episodes"):
+                return
+            spaces = getattr(env_runner, "env", None)
+            by_module: dict[str, list[Any]] = {}
+            for agent, sa_episode in episode.agent_episodes.items():
+                actions = np.asarray(sa_episode.get_actions())
+                if actions.size:
+                    by_module.setdefault(episode.module_for(agent), []).append(actions)
+            rng = np.random.default_rng(len(episode) + hash(episode.id_) % 1000)
+            for module, parts in by_module.items():
+                values = np.concatenate(parts)
+                space = _action_space(spaces, episode, module)
+                if isinstance(space, gym.spaces.Discrete) or values.dtype.kind in "iu":
+                    counts = np.bincount(values.astype(int).ravel(), minlength=_n(space))
+                    for k, count in enumerate(counts / counts.sum()):
+                        metrics_logger.log_value((ACTIONS_KEY, module, f"p_{k}"), float(count))
+                    continue
+                flat = values.reshape(len(values), -1)
+                for d in range(flat.shape[1]):
+                    column = flat[:, d]
+                    metrics_logger.log_value(
+                        (ACTIONS_KEY, module, f"mean_{d}"), float(column.mean())
+                    )
+                    metrics_logger.log_value((ACTIONS_KEY, module, f"std_{d}"), float(column.std()))
+                    picked = rng.choice(column, min(ACTION_SAMPLE_PER_EPISODE, len(column)), False)
+                    for value in picked:
+                        metrics_logger.log_value(
+                            (ACTIONS_KEY, module, f"sample_{d}"), float(value), reduce="item_series"
+                        )
+                if isinstance(space, gym.spaces.Box):
+                    low, high = space.low.reshape(-1), space.high.reshape(-1)
+                    saturated = (flat <= low) | (flat >= high)
+                    metrics_logger.log_value(
+                        (ACTIONS_KEY, module, "saturated"), float(saturated.mean())
+                    )
+
+    _ACTION_CALLBACK = ActionMetricsCallback
+    return ActionMetricsCallback
+
+
+_ACTION_CALLBACK: type | None = None
+
+
+def _action_space(env: Any, episode: Any, module: str) -> Any:
+    """The action space of one of `module`'s agents (None when it cannot be found)."""
+    agent = next((a for a in episode.agent_episodes if episode.module_for(a) == module), None)
+    for candidate in (getattr(env, "unwrapped", None), env):
+        spaces = getattr(candidate, "action_spaces", None)
+        if isinstance(spaces, dict) and agent in spaces:
+            return spaces[agent]
+        envs = getattr(candidate, "envs", None)
+        if envs:
+            inner = getattr(envs[0], "unwrapped", envs[0])
+            if agent in getattr(inner, "action_spaces", {}):
+                return inner.action_spaces[agent]
+    return None
+
+
+def _n(space: Any) -> int:
+    return int(getattr(space, "n", 0) or 0)

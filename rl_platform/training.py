@@ -209,6 +209,10 @@ def _make_progress_callback(run_dir: Path, reward_names: list[str], monitor: Any
             row = iteration_row(result, self._last)
             if self.monitor is not None:
                 row.anomalies.extend(a.message for a in self.monitor.observe(result))
+                from rl_platform.monitoring import append_monitor_csv
+
+                rate = {"env_steps_per_s": row.env_steps_per_s}
+                append_monitor_csv(self.run_dir, result, extra=rate)
             self._last = (row.env_steps, row.time_total_s)
             _append_metrics(self.run_dir / METRICS_FILE, row.csv_row(self.reward_names))
             if _progress_sink is not None:

@@ -75,6 +75,10 @@ def experiment_callbacks(experiment: ExperimentConfig) -> list[type]:
     from rl_platform.rewards import RewardMetricsCallback
 
     callbacks: list[type] = [RewardMetricsCallback]
+    if experiment.monitoring.enabled:
+        from rl_platform.monitoring import action_metrics_callback
+
+        callbacks.append(action_metrics_callback())
     if experiment.curriculum is not None:
         from rl_platform.curriculum import callback_class
 

@@ -56,11 +56,28 @@ def test_an_anomaly_in_stop_on_stops_the_run_and_is_logged(tmp_path, ray_address
     kinds = [json.loads(line)["kind"] for line in lines]
     assert "instability" in kinds
 
+    with (run_dir / "monitor.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == summary["iterations"]
+    for column in (
+        "entropy/shared",
+        "policy_loss/shared",
+        "mean_kl_loss/shared",
+        "actions/shared/mean_0",
+        "actions/shared/std_0",
+        "env_steps_per_s",
+    ):
+        assert rows[-1].get(column) not in (None, ""), column
+    result = json.loads((run_dir / "trial" / "result.json").read_text().splitlines()[-1])
+    sample = result["env_runners"]["actions"]["shared"]["sample_0"]  # TensorBoard histogram
+    assert isinstance(sample, list) and len(sample) > 10
+
     monitor = rlp("monitor", str(run_dir))
     assert monitor.returncode == 0, monitor.stderr[-2000:]
     index = run_dir / "monitor" / "index.html"
     assert "instability" in index.read_text()
-    assert (run_dir / "monitor" / "returns.png").stat().st_size > 1000
+    for plot in ("returns", "losses", "exploration", "actions", "throughput"):
+        assert (run_dir / "monitor" / f"{plot}.png").stat().st_size > 1000, plot
 
 
 def test_the_shield_trains_and_evaluates(tmp_path, ray_address):
