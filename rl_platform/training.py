@@ -185,7 +185,9 @@ def init_ray(address: str | None = None, verbose: bool = False) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(include_dashboard=False, **kwargs)
+        # "local": a new private Ray even when `ray start` left a cluster on this machine
+        # (a bare ray.init() would join it).
+        ray.init(address="local", include_dashboard=False, **kwargs)
 
 
 # --------------------------------------------------------------------------- progress

@@ -14,6 +14,7 @@ def ray_address():
     import ray
 
     ray.init(
+        address="local",  # never join a cluster `ray start` left on this machine
         include_dashboard=False,
         num_cpus=4,  # logical: lets a test use 2 env runners and a remote learner
         log_to_driver=False,
