@@ -714,6 +714,54 @@ def _print_evaluation(outcome) -> None:
 
 
 @app.command()
+def finetune(
+    checkpoint: Annotated[Path, typer.Argument(help="The served checkpoint (or run dir).")],
+    store: Annotated[Path, typer.Option(help="The serving feedback store (feedback.sqlite).")],
+    output: Annotated[Path, typer.Option(help="New export folder (gets policies/).")],
+    arm: Annotated[
+        str | None, typer.Option(help="Only this arm's transitions (champion, challenger).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the transitions.")] = 20,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    temperature: Annotated[float, typer.Option(help="AWR temperature (reward stds).")] = 1.0,
+    min_transitions: Annotated[int, typer.Option(help="Refuse below this many.")] = 50,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Fine-tune a policy offline from served feedback (advantage-weighted regression).
+
+    The result is a weights-only export that `rlp serve` loads: roll it out as the
+    challenger (--challenger OUTPUT) and let the A/B report judge it.
+
+    [bold]Example[/]
+
+      rlp finetune runs/quickstart/20261127-115537 --store feedback.sqlite --output finetuned/
+    """
+    from rl_platform.evaluation.suite import EvaluationError, resolve_target
+    from rl_platform.serving.finetune import finetune_from_store
+
+    try:
+        source = resolve_target(checkpoint).checkpoint
+        result = finetune_from_store(
+            source,
+            store,
+            output,
+            arm=arm,
+            epochs=epochs,
+            lr=lr,
+            temperature=temperature,
+            min_transitions=min_transitions,
+            seed=seed,
+        )
+    except (EvaluationError, ValueError, FileNotFoundError, FileExistsError) as err:
+        _fail(str(err))
+    console.print(
+        f"fine-tuned {source} on {result.transitions} transitions: loss "
+        f"{result.loss_before:.4f} -> {result.loss_after:.4f}; export in {result.out}",
+        highlight=False,
+    )
+
+
+@app.command()
 def serve(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint or run directory.")],
     port: Annotated[int, typer.Option()] = 8000,

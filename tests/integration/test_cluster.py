@@ -18,19 +18,17 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from quickstart_runs import QUICKSTART, TINY, sets
+from quickstart_runs import rlp as run_rlp
 
 pytestmark = pytest.mark.slow
 
-QUICKSTART = Path(__file__).resolve().parents[2] / "experiments" / "quickstart.yaml"
 SMALL = [
-    "algorithm.hyperparams.train_batch_size_per_learner=400",
-    "algorithm.hyperparams.minibatch_size=100",
-    "algorithm.hyperparams.num_epochs=2",
-    "resources.num_env_runners=3",
+    *TINY,
+    "resources.num_env_runners=3",  # more CPUs than either node has: they spread
     "resources.num_envs_per_env_runner=1",
     "stop.training_iteration=2",
     "checkpoint.every=1",
-    "evaluation.every=0",
 ]
 
 
@@ -114,9 +112,7 @@ def cluster(tmp_path_factory):
 
 
 def rlp(cluster, *args, timeout=600):
-    env = {**cluster["env"], "COLUMNS": "200"}
-    cmd = [sys.executable, "-m", "rl_platform", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    return run_rlp(*args, env=cluster["env"], timeout=timeout)
 
 
 def query(cluster, expression: str):
@@ -159,7 +155,7 @@ def test_both_nodes_are_alive(cluster):
 
 def test_submit_follow_runs_the_experiment_on_both_nodes(cluster):
     storage = cluster["storage"] / "ok"
-    args = [item for s in SMALL for item in ("--set", s)]
+    args = sets(SMALL)
     proc = rlp(
         cluster,
         "submit",
@@ -194,7 +190,7 @@ def test_submit_follow_runs_the_experiment_on_both_nodes(cluster):
 def test_a_failing_job_makes_submit_follow_exit_nonzero_with_its_error(cluster, tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the storage folder should be")
-    args = [item for s in SMALL for item in ("--set", s)]
+    args = sets(SMALL)
     proc = rlp(
         cluster,
         "submit",
@@ -247,7 +243,7 @@ def test_an_unreachable_cluster_is_a_clear_error(tmp_path):
 
 def test_jobs_stop_ends_a_running_job(cluster):
     items = [*SMALL, "stop.training_iteration=1000"]
-    args = [item for s in items for item in ("--set", s)]
+    args = sets(items)
     storage = cluster["storage"] / "stopped"
     proc = rlp(
         cluster,

@@ -1,21 +1,16 @@
 """Evaluation during training ranks checkpoints; `rlp evaluate` reports on a trained run."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from quickstart_runs import QUICKSTART, TINY, rlp
 
 from rl_platform.training import train
 
-TINY = [
-    "algorithm.hyperparams.train_batch_size_per_learner=400",
-    "algorithm.hyperparams.minibatch_size=100",
-    "algorithm.hyperparams.num_epochs=2",
-    "resources.num_envs_per_env_runner=2",
+EVALUATED = [
+    *TINY,
     "stop.training_iteration=4",
     "checkpoint.every=2",
     "checkpoint.keep=null",
@@ -24,19 +19,10 @@ TINY = [
 ]
 
 
-def rlp(*args, timeout=300):
-    env = {**os.environ, "COLUMNS": "250"}
-    cmd = [sys.executable, "-m", "rl_platform", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-
-
-QUICKSTART = Path(__file__).resolve().parents[2] / "experiments" / "quickstart.yaml"
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, ray_address):
     output = tmp_path_factory.mktemp("runs")
-    return train(QUICKSTART, TINY, output=output, address=ray_address)
+    return train(QUICKSTART, EVALUATED, output=output, address=ray_address)
 
 
 def results(run_dir: Path) -> list[dict]:

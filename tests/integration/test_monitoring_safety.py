@@ -2,34 +2,8 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-QUICKSTART = Path(__file__).resolve().parents[2] / "experiments" / "quickstart.yaml"
-TINY = [
-    "algorithm.hyperparams.train_batch_size_per_learner=400",
-    "algorithm.hyperparams.minibatch_size=100",
-    "algorithm.hyperparams.num_epochs=2",
-    "resources.num_envs_per_env_runner=2",
-    "evaluation.every=0",
-]
-
-
-def rlp(*args, timeout=600):
-    env = {**os.environ, "COLUMNS": "250"}
-    cmd = [sys.executable, "-m", "rl_platform", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def sets(items):
-    return [arg for item in items for arg in ("--set", item)]
-
-
-def only_run(output: Path) -> Path:
-    (run_dir,) = [p for p in (output / "quickstart").iterdir() if p.is_dir()]
-    return run_dir
+from quickstart_runs import QUICKSTART, TINY, only_run, rlp, sets
 
 
 def test_an_anomaly_in_stop_on_stops_the_run_and_is_logged(tmp_path, ray_address):

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from policy_exports import fresh_ppo_export
 
-from rl_platform.checkpoints import PolicyExportError, export_policies, load_policy, read_manifest
-from rl_platform.config import load_experiment
+from rl_platform.checkpoints import PolicyExportError, load_policy, read_manifest
 
 EXPERIMENT = {
     "name": "t",
@@ -20,27 +20,7 @@ EXPERIMENT = {
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A checkpoint laid out as RLlib writes it, holding one PPO module."""
-    from ray.rllib.algorithms.ppo.ppo_catalog import PPOCatalog
-    from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import (
-        DefaultPPOTorchRLModule,
-    )
-    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-
-    from rl_platform.envs.rendezvous import RendezvousEnv
-
-    env = RendezvousEnv({})
-    module = RLModuleSpec(
-        module_class=DefaultPPOTorchRLModule,
-        observation_space=env.observation_spaces["agent_0"],
-        action_space=env.action_spaces["agent_0"],
-        model_config={"fcnet_hiddens": [16, 16], "vf_share_layers": False},
-        catalog_class=PPOCatalog,
-    ).build()
-    root = tmp_path_factory.mktemp("ckpt")
-    module.save_to_path(str(root / "learner_group" / "learner" / "rl_module" / "shared"))
-    resolved = load_experiment(EXPERIMENT).model_dump(mode="json")
-    export_policies(root, resolved)
-    return root, module
+    return fresh_ppo_export(tmp_path_factory.mktemp("ckpt"), EXPERIMENT)
 
 
 def test_export_reloads_to_the_same_policy(checkpoint):

@@ -72,6 +72,7 @@ COMMANDS = [
     "jobs logs",
     "jobs stop",
     "evaluate",
+    "finetune",
     "serve",
     "monitor",
     "schema",

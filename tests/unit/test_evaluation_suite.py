@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
+from policy_exports import fresh_ppo_export
 from typer.testing import CliRunner
 
-from rl_platform.checkpoints import export_policies
 from rl_platform.cli import app
 from rl_platform.config import load_experiment
 from rl_platform.evaluation import suite
@@ -35,32 +35,14 @@ EXPERIMENT = {
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A run directory with one checkpoint of an untrained PPO module and its export."""
-    from ray.rllib.algorithms.ppo.ppo_catalog import PPOCatalog
-    from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import (
-        DefaultPPOTorchRLModule,
-    )
-    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-
-    from rl_platform.envs.rendezvous import RendezvousEnv
-
     resolved = load_experiment(EXPERIMENT)
-    env = RendezvousEnv(dict(resolved.env.config))
-    module = RLModuleSpec(
-        module_class=DefaultPPOTorchRLModule,
-        observation_space=env.observation_spaces["agent_0"],
-        action_space=env.action_spaces["agent_0"],
-        model_config={"fcnet_hiddens": [16, 16], "vf_share_layers": False},
-        catalog_class=PPOCatalog,
-    ).build()
     run = tmp_path_factory.mktemp("run")
     (run / "config.yaml").write_text(resolved.to_yaml())
     (run / "metrics.csv").write_text(
         "iteration,env_steps,episode_return_mean,level,reward_env\n"
         "1,1000,-30,,-10\n2,2000,-15,,-5\n3,3000,-9,,-3\n"
     )
-    root = run / "trial" / "checkpoint_000000"
-    module.save_to_path(str(root / "learner_group" / "learner" / "rl_module" / "shared"))
-    export_policies(root, resolved.model_dump(mode="json"))
+    root, _ = fresh_ppo_export(run / "trial" / "checkpoint_000000", EXPERIMENT)
     return run, root
 
 

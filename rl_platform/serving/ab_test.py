@@ -1,0 +1,348 @@
+"""A/B tests of two policies in serving: sticky routing, a feedback store, Welch's t-test.
+
+A session is routed to the champion or the challenger by a hash of its id
+(:class:`ABRouter`), so a user sees one policy for the whole session. Every decision
+served is written to a :class:`FeedbackStore` (SQLite, what the request carried as
+JSON); rewards reported later attach to the session's latest decision. :func:`ab_report`
+compares the arms' rewarded decisions with Welch's t-test (unequal variances, Welch 1947),
+and the same rows are the transitions :mod:`rl_platform.serving.finetune` learns from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+ARMS = (CHAMPION, CHALLENGER)
+SCHEMA_VERSION = 1
+# Rows read per query while iterating transitions: the lock is held per page, not per loop.
+_PAGE = 1000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL,
+    request_id TEXT NOT NULL UNIQUE,
+    arm TEXT NOT NULL,
+    observations TEXT NOT NULL,
+    actions TEXT NOT NULL,
+    time REAL NOT NULL,
+    reward REAL,
+    rewarded_at REAL
+);
+CREATE INDEX IF NOT EXISTS decisions_session ON decisions (session_id, id);
+CREATE INDEX IF NOT EXISTS decisions_arm_reward ON decisions (arm, reward);
+"""
+
+
+class FeedbackStoreError(RuntimeError):
+    """A feedback store file that is not one, or was written by a newer rl_platform."""
+
+
+class Transition(NamedTuple):
+    """One rewarded decision: what the request carried, the actions served, the reward.
+
+    ``observations`` maps agent -> local observation; ``actions`` agent -> action (an
+    int for a discrete space, a list of floats for a box); ``time`` is when the decision
+    was served (Unix seconds).
+    """
+
+    session_id: str
+    request_id: str
+    arm: str
+    observations: dict[str, list[float]]
+    actions: dict[str, Any]
+    reward: float
+    time: float
+
+
+class ABRouter:
+    """Sticky assignment of sessions to the champion or the challenger.
+
+    ``sha256(salt + session_id)`` read as a uniform number in [0, 1) picks the
+    challenger when below ``split``, so the same session always gets the same arm and a
+    new ``salt`` reshuffles everyone. Requests without a session get the champion.
+    """
+
+    def __init__(self, split: float, salt: str = "") -> None:
+        if not 0.0 <= split <= 1.0:
+            raise ValueError(f"A/B split must be in [0, 1] (challenger share), got {split!r}")
+        self.split = float(split)
+        self.salt = salt
+
+    def arm(self, session_id: str | None) -> str:
+        """The arm serving ``session_id``: :data:`CHAMPION` or :data:`CHALLENGER`."""
+        if session_id is None:
+            return CHAMPION
+        digest = hashlib.sha256((self.salt + session_id).encode()).digest()
+        u = int.from_bytes(digest[:8], "big") / 2.0**64
+        return CHALLENGER if u < self.split else CHAMPION
+
+
+def _json(value: Any, what: str) -> str:
+    """``value`` as JSON text (numpy arrays and scalars become lists and numbers)."""
+
+    def plain(obj: Any) -> Any:
+        if isinstance(obj, np.ndarray | np.generic):
+            return obj.tolist()
+        raise TypeError(f"{type(obj).__name__} is not JSON")
+
+    try:
+        return json.dumps(value, default=plain, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} must be JSON (finite numbers, lists, dicts): {err}") from None
+
+
+class FeedbackStore:
+    """Decisions served and the rewards reported for them, in one SQLite file.
+
+    WAL mode with a commit per write, so rows survive a crash of the server and other
+    processes (``rlp finetune``, a second store on the same file) read them while it
+    writes. One connection guarded by a lock, so request threads can share a store.
+    Past ``max_records`` decisions the oldest are dropped.
+    """
+
+    def __init__(self, path: str | Path, max_records: int = 1_000_000) -> None:
+        if max_records < 1:
+            raise ValueError(f"max_records must be >= 1, got {max_records}")
+        self.path = Path(path)
+        self.max_records = int(max_records)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._check_version()
+        except sqlite3.DatabaseError as err:
+            self._db.close()
+            raise FeedbackStoreError(f"{self.path}: not a feedback store: {err}") from None
+        except FeedbackStoreError:
+            self._db.close()
+            raise
+
+    def _check_version(self) -> None:
+        with self._db:
+            row = self._db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            if row[0] is None:
+                self._db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise FeedbackStoreError(
+                    f"{self.path}: feedback store schema version {row[0]}, written by a newer "
+                    f"rl_platform; this one reads up to version {SCHEMA_VERSION}. Upgrade "
+                    f"rl_platform or point the server at a new store file."
+                )
+
+    def record_decision(
+        self,
+        session_id: str,
+        arm: str,
+        request_id: str,
+        observations: dict[str, list[float]],
+        actions: dict[str, Any],
+    ) -> None:
+        """Store one served decision (agent -> observation, agent -> action) for ``arm``.
+
+        Raises:
+            ValueError: an unknown arm, a request id already stored, or data that is not
+                JSON.
+        """
+        if arm not in ARMS:
+            raise ValueError(f"arm must be {CHAMPION!r} or {CHALLENGER!r}, got {arm!r}")
+        obs_text = _json(observations, "observations")
+        act_text = _json(actions, "actions")
+        with self._lock, self._db:
+            try:
+                cursor = self._db.execute(
+                    "INSERT INTO decisions (session_id, request_id, arm, observations, actions,"
+                    " time) VALUES (?, ?, ?, ?, ?, ?)",
+                    (session_id, request_id, arm, obs_text, act_text, time.time()),
+                )
+            except sqlite3.IntegrityError:
+                raise ValueError(f"request id {request_id!r} is already stored") from None
+            # Ids grow by one per decision, so this keeps the newest max_records.
+            self._db.execute(
+                "DELETE FROM decisions WHERE id <= ?", (cursor.lastrowid - self.max_records,)
+            )
+
+    def record_feedback(self, session_id: str, reward: float, request_id: str | None = None) -> str:
+        """Attach ``reward`` to the session's latest decision (or to ``request_id``).
+
+        A second reward for the same decision replaces the first. Returns the decision's
+        arm.
+
+        Raises:
+            KeyError: no decision stored for this session (or this request of it).
+            ValueError: a reward that is not a finite number.
+        """
+        reward = float(reward)
+        if not math.isfinite(reward):
+            raise ValueError(f"reward must be a finite number, got {reward!r}")
+        with self._lock, self._db:
+            if request_id is None:
+                row = self._db.execute(
+                    "SELECT id, arm FROM decisions WHERE session_id = ? ORDER BY id DESC LIMIT 1",
+                    (session_id,),
+                ).fetchone()
+                missing = f"no decision stored for session {session_id!r}"
+            else:
+                row = self._db.execute(
+                    "SELECT id, arm FROM decisions WHERE request_id = ? AND session_id = ?",
+                    (request_id, session_id),
+                ).fetchone()
+                missing = f"no decision stored for request {request_id!r} of {session_id!r}"
+            if row is None:
+                raise KeyError(missing)
+            self._db.execute(
+                "UPDATE decisions SET reward = ?, rewarded_at = ? WHERE id = ?",
+                (reward, time.time(), row[0]),
+            )
+        return row[1]
+
+    def counts(self) -> dict[str, int]:
+        """Rewarded decisions per arm (both arms always present)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT arm, COUNT(*) FROM decisions WHERE reward IS NOT NULL GROUP BY arm"
+            ).fetchall()
+        return {**dict.fromkeys(ARMS, 0), **dict(rows)}
+
+    def rewards(self, arm: str) -> list[float]:
+        """The rewards of ``arm``'s rewarded decisions, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT reward FROM decisions WHERE arm = ? AND reward IS NOT NULL ORDER BY id",
+                (arm,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def transitions(self, arm: str | None = None) -> Iterator[Transition]:
+        """The rewarded decisions (of ``arm``, or of both), oldest first."""
+        last = 0
+        where = "id > ? AND reward IS NOT NULL" + (" AND arm = ?" if arm is not None else "")
+        while True:
+            params: tuple[Any, ...] = (last, arm) if arm is not None else (last,)
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT id, session_id, request_id, arm, observations, actions, reward, time"
+                    f" FROM decisions WHERE {where} ORDER BY id LIMIT {_PAGE}",
+                    params,
+                ).fetchall()
+            for row in rows:
+                yield Transition(
+                    session_id=row[1],
+                    request_id=row[2],
+                    arm=row[3],
+                    observations=json.loads(row[4]),
+                    actions=json.loads(row[5]),
+                    reward=row[6],
+                    time=row[7],
+                )
+            if len(rows) < _PAGE:
+                return
+            last = rows[-1][0]
+
+    def __len__(self) -> int:
+        """Decisions stored, rewarded or not."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+
+    def close(self) -> None:
+        """Close the file (every write is already committed)."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> FeedbackStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def welch_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Welch's t statistic of ``mean(a) - mean(b)`` and its two-sided p-value.
+
+    Two samples without variance give t = 0, p = 1 when their means are equal and
+    t = +-inf, p = 0 otherwise.
+
+    Raises:
+        ValueError: a sample with fewer than two values.
+    """
+    from scipy import stats
+
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(x) < 2 or len(y) < 2:
+        raise ValueError(f"Welch's t-test needs two values per sample, got {len(x)} and {len(y)}")
+    if x.var() == 0.0 and y.var() == 0.0:
+        diff = x.mean() - y.mean()
+        return (0.0, 1.0) if diff == 0.0 else (math.copysign(math.inf, diff), 0.0)
+    result = stats.ttest_ind(x, y, equal_var=False)
+    return float(result.statistic), float(result.pvalue)
+
+
+def _arm_summary(rewards: list[float]) -> dict[str, Any]:
+    """n, mean, sample std and the mean's 95% Student-t interval (None where undefined)."""
+    from scipy import stats
+
+    n = len(rewards)
+    if n == 0:
+        return {"n": 0, "mean": None, "std": None, "ci95": None}
+    x = np.asarray(rewards, dtype=np.float64)
+    mean = float(x.mean())
+    if n == 1:
+        return {"n": 1, "mean": mean, "std": None, "ci95": None}
+    std = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    return {"n": n, "mean": mean, "std": std, "ci95": [mean - half, mean + half]}
+
+
+def ab_report(store: FeedbackStore, alpha: float = 0.05, min_samples: int = 30) -> dict[str, Any]:
+    """Compare the arms' rewards: per-arm figures, Welch's t-test and a one-line verdict.
+
+    ``significant`` is None until both arms have ``min_samples`` rewarded decisions
+    (stopping early on a lucky streak is how A/B tests lie); ``t`` and ``p_value`` are
+    given as soon as both arms have two (``t`` None when infinite, so the report stays
+    JSON). The report is JSON-ready.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if min_samples < 2:
+        raise ValueError(f"min_samples must be >= 2 (a t-test needs two values), got {min_samples}")
+    rewards = {arm: store.rewards(arm) for arm in ARMS}
+    n = {arm: len(r) for arm, r in rewards.items()}
+    t = p = None
+    if min(n.values()) >= 2:
+        t, p = welch_t_test(rewards[CHALLENGER], rewards[CHAMPION])
+    significant: bool | None = None
+    if min(n.values()) < min_samples:
+        verdict = (
+            f"not enough data: {n[CHAMPION]}/{min_samples} champion and "
+            f"{n[CHALLENGER]}/{min_samples} challenger rewarded decisions"
+        )
+    else:
+        significant = bool(p < alpha)
+        if significant:
+            better = CHALLENGER if t > 0 else CHAMPION
+            verdict = f"{better} better (p={p:.3g} < {alpha:g})"
+        else:
+            verdict = f"no significant difference (p={p:.3g})"
+    return {
+        "arms": {arm: _arm_summary(r) for arm, r in rewards.items()},
+        "t": t if t is not None and math.isfinite(t) else None,
+        "p_value": p,
+        "significant": significant,
+        "verdict": verdict,
+        "alpha": alpha,
+        "min_samples": min_samples,
+    }
