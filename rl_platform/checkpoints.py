@@ -38,7 +38,8 @@ class PolicyExportError(RuntimeError):
     """A policy export that is missing, corrupt, untrusted or incompatible."""
 
 
-def _versions() -> dict[str, str]:
+def runtime_versions() -> dict[str, str]:
+    """The rl_platform, Ray and torch versions of this process (stored in manifests)."""
     import ray
     import torch
 
@@ -89,7 +90,7 @@ def export_policies(checkpoint_dir: str | Path, experiment: dict[str, Any]) -> P
     shared = experiment["algorithm"]["shared_policy"]
     manifest = {
         "format_version": FORMAT_VERSION,
-        "versions": _versions(),
+        "versions": runtime_versions(),
         "env": {"id": env_id, "config": _trained_env_config(experiment)},
         "algorithm": experiment["algorithm"]["id"],
         "agents": {a: (SHARED_MODULE_ID if shared else a) for a in agents},
@@ -153,7 +154,7 @@ def load_policy(export_dir: str | Path, module_id: str):
         raise PolicyExportError(
             f"{export_dir}: no module {module_id!r}; it has {', '.join(manifest['modules'])}."
         )
-    saved, here = manifest["versions"], _versions()
+    saved, here = manifest["versions"], runtime_versions()
     try:
         module_cls = _import_trusted(spec["module_class"])
         catalog_cls = _import_trusted(spec["catalog_class"]) if spec["catalog_class"] else None

@@ -26,7 +26,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rl_platform.checkpoints import EXPORT_DIR, MANIFEST, _versions, load_policy, read_manifest
+from rl_platform.checkpoints import (
+    EXPORT_DIR,
+    MANIFEST,
+    load_policy,
+    read_manifest,
+    runtime_versions,
+)
 from rl_platform.serving.ab_test import ARMS, FeedbackStore, Transition
 
 MAX_WEIGHT = 20.0  # AWR's weight clip: one lucky reward cannot dominate the fit.
@@ -146,7 +152,7 @@ def finetune_from_store(
         torch.save(state, target / f"{module_id}.pt")
     new_manifest = {
         **manifest,
-        "versions": _versions(),  # the versions that wrote these weights
+        "versions": runtime_versions(),  # the versions that wrote these weights
         "finetuned_from": {
             "checkpoint": str(Path(export).resolve()),
             "store": str(store.resolve()),
