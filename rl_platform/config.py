@@ -222,7 +222,16 @@ class ResourcesSpec(_Model):
     num_env_runners: NonNegativeInt = Field(
         default=1, description="Remote sampling workers; 0 samples in the driver's process."
     )
-    num_envs_per_env_runner: PositiveInt = 1
+    num_envs_per_env_runner: PositiveInt = Field(
+        default=1, description="Env copies per runner (B of the batched sampler)."
+    )
+    sampler: Literal["stock", "batched"] = Field(
+        default="stock",
+        description=(
+            "`batched`: step the env's batched core over all copies and agents at once "
+            "(PPO, MAPPO, IPPO; falls back to `stock` with a log line where unsupported)."
+        ),
+    )
     num_cpus_per_env_runner: PositiveFloat = 1
     num_learners: NonNegativeInt = Field(
         default=0, description="Remote learner workers; 0 trains in the algorithm's process."

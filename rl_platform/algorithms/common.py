@@ -6,6 +6,7 @@ are set here once; each algorithm module only adds its own hyperparameters and m
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from rl_platform.config import ExperimentConfig
 
 SHARED_MODULE_ID = "shared"
+
+log = logging.getLogger(__name__)
 
 
 def map_to_shared(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
@@ -149,13 +152,49 @@ def module_ids(experiment: ExperimentConfig, env_cls: type) -> list[str]:
     return [SHARED_MODULE_ID]
 
 
+def with_sampler(
+    config: AlgorithmConfig, experiment: ExperimentConfig, batched_sampling: bool
+) -> AlgorithmConfig:
+    """Use the batched env runner when ``resources.sampler`` asks for it and it can run.
+
+    ``batched_sampling`` says whether the algorithm samples through stock connectors and
+    its modules' action distributions (on-policy actor-critics), which the batched
+    runner reproduces; otherwise, or when the env or the reward settings are not
+    supported (:func:`rl_platform.sampling.unsupported_reason`), the stock runner samples
+    and a log line says why.
+    """
+    if experiment.resources.sampler != "batched":
+        return config
+    reason = None
+    if not batched_sampling:
+        reason = f"algorithm {experiment.algorithm.id!r} does not support it"
+    if reason is None:
+        from rl_platform.sampling import unsupported_reason
+
+        reason = unsupported_reason(experiment)
+    if reason is not None:
+        log.warning("resources.sampler: batched -> using the stock sampler: %s", reason)
+        return config
+    from rl_platform.sampling import BatchedEnvRunner
+
+    log.info(
+        "resources.sampler: batched (%d env copies per runner)",
+        experiment.resources.num_envs_per_env_runner,
+    )
+    return config.env_runners(env_runner_cls=BatchedEnvRunner)
+
+
 def apply_experiment(
-    config: AlgorithmConfig, experiment: ExperimentConfig, env_cls: type
+    config: AlgorithmConfig,
+    experiment: ExperimentConfig,
+    env_cls: type,
+    batched_sampling: bool = False,
 ) -> AlgorithmConfig:
     """Set everything an experiment decides on an algorithm's (new-stack) RLlib config.
 
     The env runners build the experiment's env inside :class:`~rl_platform.rewards.RewardEnv`
-    (the reward engineering), whatever the algorithm.
+    (the reward engineering), whatever the algorithm. ``batched_sampling``: the
+    algorithm can sample with the batched runner (:func:`with_sampler`).
     """
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
@@ -196,4 +235,4 @@ def apply_experiment(
             delay_between_env_runner_restarts_s=1.0,
         )
     )
-    return config
+    return with_sampler(config, experiment, batched_sampling)

@@ -393,7 +393,7 @@ def _build(experiment: ExperimentConfig, env_cls: type, critic_obs_key: str) -> 
             f"{experiment.algorithm.id} supports 'tanh' or 'relu'."
         )
     module_ids(experiment, env_cls)  # refuses a shared policy over unlike agents
-    config = apply_experiment(PPOConfig(), experiment, env_cls)
+    config = apply_experiment(PPOConfig(), experiment, env_cls, batched_sampling=True)
     config = with_global_state(
         config, experiment, hp.agent_id_in_obs and experiment.algorithm.shared_policy
     )

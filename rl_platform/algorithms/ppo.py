@@ -47,5 +47,5 @@ def build(experiment: ExperimentConfig, env_cls: type) -> AlgorithmConfig:
     from ray.rllib.algorithms.ppo import PPOConfig
 
     hp = Hyperparams.model_validate(experiment.algorithm.hyperparams)
-    config = apply_experiment(PPOConfig(), experiment, env_cls)
+    config = apply_experiment(PPOConfig(), experiment, env_cls, batched_sampling=True)
     return config.training(**hp.model_dump())

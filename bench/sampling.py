@@ -1,0 +1,214 @@
+"""Sampling speed: RLlib's stock env runner against the batched sampler, on trading (5 agents).
+
+How to run:  python bench/sampling.py [--quick]
+Prints a table and writes bench/results/sampling.json. In one run, on one machine, with
+the same MAPPO module (weights copied):
+
+* ``raw_core``: the batched core alone, pre-sampled random actions, B = 64 and 1024;
+* ``sampling``: env and agent steps/s that ``sample()`` returns, in-process (no Ray
+  cluster), stock runner at B = 1 and 64, batched runner at B = 1, 64 and 1024; the
+  targets are batched >= 20x stock and >= 25% of the raw core rate (at B = 1024);
+* ``training``: wall time of the same fixed MAPPO budget with each sampler;
+* ``end_to_end``: MAPPO agent steps/s with the batched sampler, 600 envs, 60,000 env
+  steps ("frames") a batch, one minibatch pass (one epoch, one minibatch).
+
+Results to expect on the 2-core development machine: see the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+AGENTS = 5
+
+
+def experiment(sampler: str, envs: int, runners: int = 0, **hyperparams):
+    from rl_platform.config import load_experiment
+
+    return load_experiment(
+        {
+            "name": f"bench_sampling_{sampler}",
+            "seed": 0,
+            "env": {"id": "trading", "config": {"num_agents": AGENTS, "episode_length": 200}},
+            "algorithm": {"id": "mappo", "shared_policy": True, "hyperparams": hyperparams},
+            "resources": {
+                "num_env_runners": runners,
+                "num_envs_per_env_runner": envs,
+                "sampler": sampler,
+            },
+            "stop": {"training_iteration": 1},
+        }
+    )
+
+
+def raw_core_rate(batch: int, seconds: float) -> float:
+    """Env steps/s of the trading core alone (random actions drawn before timing)."""
+    from rl_platform.envs.trading import TradingEnv
+
+    env = TradingEnv({"num_agents": AGENTS, "episode_length": 200})
+    core = env.core_cls(env.env_config, batch_size=batch)
+    rng = np.random.default_rng(0)
+    core.reset(rng)
+    space = core.action_space
+    actions = [
+        rng.uniform(space.low, space.high, (batch, AGENTS, *space.shape)).astype(np.float32)
+        for _ in range(16)
+    ]
+    steps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        result = core.step(actions[steps % 16], rng)
+        done = result.terminated | result.truncated
+        if done.any():
+            core.reset(rng, mask=done)
+        core.observe()
+        core.global_state()
+        steps += 1
+    return steps * batch / (time.perf_counter() - started)
+
+
+def runner(sampler: str, envs: int):
+    from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+
+    from rl_platform.sampling import BatchedEnvRunner
+    from rl_platform.training import build_algorithm_config
+
+    config = build_algorithm_config(experiment(sampler, envs))
+    cls = BatchedEnvRunner if sampler == "batched" else MultiAgentEnvRunner
+    return cls(config=config)
+
+
+def sampling_rate(sampler: str, envs: int, seconds: float, weights) -> dict[str, float]:
+    """Env and agent steps/s of ``sample()`` (one rollout fragment per call)."""
+    r = runner(sampler, envs)
+    r.set_state({"rl_module": weights})
+    r.sample(num_timesteps=max(envs, 200))  # warm up
+    env_steps = agent_steps = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        episodes = r.sample(num_timesteps=max(envs * 50, 200))
+        env_steps += sum(e.env_steps() for e in episodes)
+        agent_steps += sum(e.agent_steps() for e in episodes)
+    elapsed = time.perf_counter() - started
+    r.stop()
+    return {"env_steps_per_s": env_steps / elapsed, "agent_steps_per_s": agent_steps / elapsed}
+
+
+def training_time(sampler: str, iterations: int, envs: int, batch: int) -> dict[str, float]:
+    """Wall time of `iterations` MAPPO iterations of `batch` env steps each."""
+    from rl_platform.training import build_algorithm_config
+
+    exp = experiment(
+        sampler, envs, train_batch_size_per_learner=batch, minibatch_size=batch // 4,
+        num_epochs=4,
+    )  # fmt: skip
+    algo = build_algorithm_config(exp).build_algo()
+    try:
+        started = time.perf_counter()
+        for _ in range(iterations):
+            result = algo.train()
+        elapsed = time.perf_counter() - started
+        steps = result["num_env_steps_sampled_lifetime"]
+        return {
+            "wall_s": elapsed,
+            "env_steps": int(steps),
+            "return_mean": float(result["env_runners"].get("episode_return_mean", float("nan"))),
+        }
+    finally:
+        algo.stop()
+
+
+def end_to_end(iterations: int, envs: int, batch: int) -> dict[str, float]:
+    """MAPPO agent steps/s with the batched sampler, one minibatch pass per iteration."""
+    from rl_platform.training import build_algorithm_config
+
+    exp = experiment(
+        "batched", envs, train_batch_size_per_learner=batch, minibatch_size=batch,
+        num_epochs=1,
+    )  # fmt: skip
+    algo = build_algorithm_config(exp).build_algo()
+    try:
+        algo.train()  # warm up
+        started = time.perf_counter()
+        for _ in range(iterations):
+            algo.train()
+        elapsed = time.perf_counter() - started
+        agent_steps = iterations * batch * AGENTS
+        return {
+            "iterations": iterations,
+            "wall_s": elapsed,
+            "agent_steps_per_s": agent_steps / elapsed,
+            "env_steps_per_s": iterations * batch / elapsed,
+        }
+    finally:
+        algo.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="Short timings (a smoke run).")
+    args = parser.parse_args()
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    seconds = 1.0 if args.quick else 4.0
+
+    import ray
+    import torch
+
+    torch.set_num_threads(1)
+    weights = runner("batched", 1).get_state(components="rl_module")["rl_module"]
+    results: dict = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "env": {"id": "trading", "num_agents": AGENTS, "episode_length": 200},
+        "raw_core": {str(b): raw_core_rate(b, seconds) for b in (64, 1024)},
+        "sampling": {},
+    }
+    for sampler, sizes in (("stock", (1, 64)), ("batched", (1, 64, 1024))):
+        for b in sizes:
+            rate = sampling_rate(sampler, b, seconds, weights)
+            results["sampling"][f"{sampler}_B{b}"] = rate
+            print(f"{sampler:8s} B={b:5d}: {rate['env_steps_per_s']:10.0f} env steps/s, "
+                  f"{rate['agent_steps_per_s']:10.0f} agent steps/s", flush=True)  # fmt: skip
+    stock = max(v["env_steps_per_s"] for k, v in results["sampling"].items() if "stock" in k)
+    best = results["sampling"]["batched_B1024"]["env_steps_per_s"]
+    results["speedup_vs_best_stock"] = best / stock
+    results["share_of_raw_core_B1024"] = best / results["raw_core"]["1024"]
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        iterations, batch = (2, 4000) if args.quick else (5, 12000)
+        results["training"] = {
+            "budget": {"iterations": iterations, "env_steps_per_iteration": batch, "envs": 64},
+            "stock": training_time("stock", iterations, 64, batch),
+            "batched": training_time("batched", iterations, 64, batch),
+        }
+        e2e = (1, 600, 12000) if args.quick else (3, 600, 60000)
+        results["end_to_end"] = {"envs": e2e[1], "batch_env_steps": e2e[2], **end_to_end(*e2e)}
+    finally:
+        ray.shutdown()
+
+    print(f"raw core: B=64 {results['raw_core']['64']:.0f}, "
+          f"B=1024 {results['raw_core']['1024']:.0f} env steps/s")  # fmt: skip
+    print(f"batched B=1024 / best stock: {results['speedup_vs_best_stock']:.1f}x; "
+          f"share of raw core: {results['share_of_raw_core_B1024']:.0%}")  # fmt: skip
+    for name in ("stock", "batched"):
+        t = results["training"][name]
+        print(f"training, {name:8s}: {t['wall_s']:.1f} s for {t['env_steps']} env steps")
+    e = results["end_to_end"]
+    print(f"end to end (600 envs, {e['batch_env_steps']} a batch, 1 pass): "
+          f"{e['agent_steps_per_s']:.0f} agent steps/s")  # fmt: skip
+    out = ROOT / "bench" / "results" / "sampling.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The batched sampler against a step-by-step reference (no Ray: runners built in-process)."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.utils.spaces.space_utils import unsquash_action
+
+from rl_platform.config import load_experiment
+from rl_platform.curriculum import set_task_of
+from rl_platform.envs.wrappers import GlobalStateEnv
+from rl_platform.rewards import EPISODE_INFO, TASK_INFO, episode_summary, mean_cosine_similarity
+from rl_platform.sampling import BatchedEnvRunner, mean_cosine_similarities, unsupported_reason
+from rl_platform.training import build_algorithm_config
+
+
+def experiment(env_id="rendezvous", env_config=None, envs=1, **sections):
+    raw = {
+        "name": "sampler",
+        "seed": 0,
+        "env": {"id": env_id, "config": {"num_agents": 3, "episode_length": 5}},
+        "algorithm": {"id": "mappo", "shared_policy": True},
+        "rewards": {
+            "team": 0.5,
+            "shaping": {"potential": "proximity", "weight": 0.5},
+            "coordination": {"weight": 0.1},
+        },
+        "resources": {"num_env_runners": 0, "num_envs_per_env_runner": envs, "sampler": "batched"},
+        "stop": {"training_iteration": 1},
+    }
+    if env_config is not None:
+        raw["env"]["config"] = env_config
+    if env_id != "rendezvous":
+        raw["rewards"] = {}
+    raw.update(sections)
+    return load_experiment(raw)
+
+
+def make_runner(exp, seed=7):
+    config = build_algorithm_config(exp)
+    runner = BatchedEnvRunner(config=config)
+    runner._sampler.rng = np.random.default_rng(seed)
+    return config, runner
+
+
+def test_cosine_similarities_match_the_single_copy_function():
+    vectors = np.random.default_rng(0).normal(size=(4, 3, 2))
+    vectors[1, 2] = 0.0
+    expected = np.stack([mean_cosine_similarity(v) for v in vectors])
+    np.testing.assert_allclose(mean_cosine_similarities(vectors), expected)
+
+
+def test_matches_a_step_by_step_reference():
+    """B=1: observations, global states, rewards (team, shaping, coordination), episode
+    boundaries, log-probs and the episodes' reward summaries equal the stock env's."""
+    exp = experiment()
+    config, runner = make_runner(exp)
+    episodes = runner.sample(num_timesteps=12) + runner.sample(num_timesteps=4)
+    assert [len(e) for e in episodes] == [5, 5, 2, 3, 1]
+    assert [e.is_done for e in episodes] == [True, True, False, True, False]
+    assert episodes[2].id_ == episodes[3].id_ and episodes[3].env_t_started == 2
+
+    env = GlobalStateEnv(dict(config.env_config))
+    module = runner.module["shared"]
+    space = env.action_spaces["agent_0"]
+    obs, _ = env.reset(seed=7)
+    for episode in episodes:
+        agents = list(episode.agent_episodes)
+        for t in range(len(episode)):
+            for agent in agents:
+                sa = episode.agent_episodes[agent]
+                seen = sa.get_observations(t)
+                np.testing.assert_allclose(seen["obs"], obs[agent]["obs"], rtol=1e-6)
+                np.testing.assert_allclose(seen["state"], obs[agent]["state"], rtol=1e-6)
+            actions = {a: episode.agent_episodes[a].get_actions(t) for a in agents}
+            batch = {Columns.OBS: {
+                k: torch.as_tensor(np.stack([obs[a][k] for a in agents])) for k in ("obs", "state")
+            }}  # fmt: skip
+            logits = module.forward_exploration(batch)[Columns.ACTION_DIST_INPUTS]
+            dist = module.get_exploration_action_dist_cls().from_logits(logits)
+            logp = dist.logp(torch.as_tensor(np.stack([actions[a] for a in agents]))).numpy()
+            stored = [episode.agent_episodes[a].get_extra_model_outputs(Columns.ACTION_LOGP, t)
+                      for a in agents]  # fmt: skip
+            np.testing.assert_allclose(stored, logp, rtol=1e-4, atol=1e-5)
+            env_actions = {a: unsquash_action(actions[a], space) for a in agents}
+            obs, rewards, terms, truncs, infos = env.step(env_actions)
+            for agent in agents:
+                got = episode.agent_episodes[agent].get_rewards(t)
+                assert got == pytest.approx(rewards[agent], rel=1e-5, abs=1e-6)
+            ended = terms["__all__"] or truncs["__all__"]
+            assert ended == (episode.is_done and t == len(episode) - 1)
+        if episode.is_done:
+            final = {a: episode.agent_episodes[a].get_observations(-1) for a in agents}
+            for agent in agents:
+                np.testing.assert_allclose(final[agent]["obs"], obs[agent]["obs"], rtol=1e-6)
+            summary = episode_summary(episode)
+            reference = infos["agent_0"][EPISODE_INFO]
+            assert summary[TASK_INFO] == infos["agent_0"][TASK_INFO]
+            assert summary[EPISODE_INFO].keys() == reference.keys()
+            for name, value in reference.items():
+                assert summary[EPISODE_INFO][name] == pytest.approx(value, rel=1e-5, abs=1e-6)
+            obs, _ = env.reset()
+
+
+def test_two_step_game_copies_match_the_stock_env_and_metrics_add_up():
+    exp = experiment("two_step_game", {}, envs=4)
+    config, runner = make_runner(exp)
+    episodes = runner.sample(num_timesteps=4 * 5)
+    env = GlobalStateEnv(dict(config.env_config))
+    returns = []
+    for episode in episodes:
+        assert len(episode) == 2 or not episode.is_done
+        if not episode.is_done:
+            continue
+        obs, _ = env.reset(seed=0)
+        total = 0.0
+        for t in range(2):
+            actions = {a: sa.get_actions(t) for a, sa in episode.agent_episodes.items()}
+            obs, rewards, *_ = env.step(actions)
+            for a, sa in episode.agent_episodes.items():
+                assert sa.get_rewards(t) == pytest.approx(rewards[a])
+                np.testing.assert_allclose(sa.get_observations(t + 1)["obs"], obs[a]["obs"])
+            total += sum(rewards.values())
+        returns.append(total)
+    assert len(returns) == 8  # 4 copies x 2 whole episodes in 5 steps
+    metrics = runner.get_metrics()
+    assert float(metrics["episode_return_mean"]) == pytest.approx(np.mean(returns))
+    assert float(metrics["num_env_steps_sampled"]) == 20
+    assert {a: float(v) for a, v in metrics["num_agent_steps_sampled"].items()} == {
+        "agent_0": 20,
+        "agent_1": 20,
+    }
+    assert float(metrics["num_episodes"]) == 8
+
+
+def test_set_task_reaches_the_batched_core():
+    _, runner = make_runner(experiment(envs=3))
+    assert set_task_of(runner.env, "hard") == 1
+    assert runner.env.core.get_task() == "hard"
+
+
+@pytest.mark.parametrize(
+    ("sections", "reason"),
+    [
+        ({"rewards": {"difference": True}}, "difference"),
+        ({"safety": {"constraints": [{"name": "max_speed", "limit": 0.5}]}}, "safety"),
+    ],
+)
+def test_unsupported_settings_fall_back_to_the_stock_runner(caplog, sections, reason):
+    exp = experiment(**sections)
+    assert reason in unsupported_reason(exp)
+    with caplog.at_level(logging.WARNING, logger="rl_platform.algorithms.common"):
+        config = build_algorithm_config(exp)
+    assert config.env_runner_cls is None
+    assert "using the stock sampler" in caplog.text and reason in caplog.text
+
+
+def test_stock_is_the_default_and_batched_is_selected():
+    raw = {"name": "x", "env": {"id": "rendezvous"}, "algorithm": {"id": "mappo"},
+           "stop": {"training_iteration": 1}}  # fmt: skip
+    assert load_experiment(raw).resources.sampler == "stock"
+    assert build_algorithm_config(load_experiment(raw)).env_runner_cls is None
+    assert build_algorithm_config(experiment()).env_runner_cls is BatchedEnvRunner
