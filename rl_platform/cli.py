@@ -1,6 +1,6 @@
 """The ``rlp`` command line: parses arguments, calls the library, renders progress.
 
-Exit codes: 0 success; 1 a run failed (or a command is not available yet); 2 bad input
+Exit codes: 0 success; 1 a run, job or cluster call failed; 2 bad input
 (an invalid experiment, override or run directory), reported in one paragraph with no
 traceback; 130 interrupted (the run can be resumed).
 """
@@ -38,14 +38,6 @@ EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
-
-
-def _not_yet(command: str, step: str) -> NoReturn:
-    _fail(
-        f"`rlp {command}` is not available yet: it lands with the roadmap's {step}. "
-        "`rlp train` works today.",
-        EXIT_FAILED,
-    )
 
 
 # --------------------------------------------------------------------------- train
@@ -764,18 +756,77 @@ def finetune(
 @app.command()
 def serve(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint or run directory.")],
-    port: Annotated[int, typer.Option()] = 8000,
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    challenger: Annotated[Path | None, typer.Option()] = None,
-    split: Annotated[float, typer.Option()] = 0.1,
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind (keep 127.0.0.1; put a proxy in front).")
+    ] = "127.0.0.1",
+    challenger: Annotated[
+        Path | None, typer.Option(help="A second checkpoint for an A/B test (same env).")
+    ] = None,
+    split: Annotated[float, typer.Option(help="Share of sessions the challenger serves.")] = 0.1,
+    shield: Annotated[
+        bool, typer.Option(help="Filter served actions through the run's safety section.")
+    ] = False,
+    store: Annotated[
+        Path | None,
+        typer.Option(help="Feedback store (sqlite); default beside the checkpoint with A/B."),
+    ] = None,
+    replicas: Annotated[int, typer.Option(help="Serve replicas.")] = 1,
+    max_batch_size: Annotated[int, typer.Option(help="Requests per forward pass.")] = 32,
+    batch_wait_ms: Annotated[float, typer.Option(help="How long a batch waits to fill.")] = 2.0,
+    batching: Annotated[bool, typer.Option(help="Batch requests (serve.batch).")] = True,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster to serve on; default: a private local Ray.")
+    ] = None,
 ) -> None:
-    """Serve a trained policy over HTTP with Ray Serve.
+    """Serve a trained policy over HTTP with Ray Serve (Ctrl-C stops it).
 
-    [bold]Example[/]
+    POST /v1/act, POST /v1/feedback, GET /v1/ab, GET /v1/info, GET /healthz; the
+    OpenAPI schema is at /docs. Only the weights-only policy export is loaded.
+
+    [bold]Examples[/]
 
       rlp serve runs/quickstart/20261125-101500 --port 8000
+
+      rlp serve runs/quickstart/20261125-101500 --challenger finetuned/ --split 0.1
     """
-    _not_yet("serve", "step 10 (serving)")
+    from rl_platform.serving.app import ServingError
+    from rl_platform.serving.app import serve as run_server
+
+    if not 0.0 <= split <= 1.0:
+        _fail(f"--split is a share in [0, 1], got {split}.")
+    if not 0 < port < 65536:
+        _fail(f"--port must be in 1..65535, got {port}.")
+
+    def ready(info) -> None:
+        console.print(
+            f"serving {info.checkpoint} ({info.checkpoint_id}) at {info.url}"
+            + (f", challenger {info.challenger} on {info.split:.0%}" if info.challenger else "")
+            + (", shielded" if info.shield else "")
+            + " (Ctrl-C stops)",
+            highlight=False,
+        )
+
+    try:
+        run_server(
+            checkpoint,
+            host=host,
+            port=port,
+            challenger=challenger,
+            split=split,
+            shield=shield,
+            store=store,
+            num_replicas=replicas,
+            max_batch_size=max_batch_size,
+            batch_wait_timeout_s=batch_wait_ms / 1000.0,
+            batching=batching,
+            address=address,
+            on_ready=ready,
+        )
+    except ServingError as err:
+        _fail(str(err))
+    except RuntimeError as err:  # Serve could not deploy the application
+        _fail(f"Ray Serve could not start the application: {err}", EXIT_FAILED)
 
 
 @app.command()

@@ -185,6 +185,33 @@ class BatchedCore(ABC):
             f"expected one of: {', '.join(self.constraints) or '(none declared)'}"
         )
 
+    def observed_violations(
+        self, name: str, limit: float, obs: np.ndarray, actions: np.ndarray
+    ) -> np.ndarray:
+        """Constraint `name` judged from observations and actions alone (no env state).
+
+        What a policy server can check: it sees a request's observations (B, N, obs_dim)
+        and the actions (B, N, *action_shape) it is about to return, never the env. A
+        core implements this for the constraints an agent's observation decides, erring
+        on the safe side where it cannot see everything (an action is flagged whenever
+        it would break the constraint in some state matching the observation), so every
+        flag of :meth:`constraint_violations` is also raised here. It reads no state of
+        the core: any core built with the same config answers for any batch size.
+
+        Returns:
+            (B, N) bool, true where the agent's action violates the constraint.
+
+        Raises:
+            ValueError: the core declares no constraint `name`.
+            NotImplementedError: the constraint cannot be judged from observations.
+        """
+        if name not in self.constraints:
+            return self.constraint_violations(name, limit, actions)  # raises: unknown name
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot judge constraint {name!r} from observations "
+            "alone: it depends on env state an agent does not observe"
+        )
+
     def default_actions(self, obs: np.ndarray) -> np.ndarray:
         """The default action for every agent of observations (B, N, obs_dim)."""
         shape = obs.shape[:-1] + self.action_space.shape

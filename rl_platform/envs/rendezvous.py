@@ -209,6 +209,14 @@ class RendezvousCore(BatchedCore):
             velocity = np.clip(actions, -1.0, 1.0)
         return np.sqrt(np.square(velocity).sum(-1)) > limit
 
+    def observed_violations(
+        self, name: str, limit: float, obs: np.ndarray, actions: np.ndarray
+    ) -> np.ndarray:
+        """``max_speed`` from the action alone (B, N): the same flags as the env's."""
+        if name not in self.constraints:
+            return super().observed_violations(name, limit, obs, actions)
+        return self.constraint_violations(name, limit, actions)  # it reads no state
+
     def default_action(self) -> np.ndarray:  # noqa: D102
         return np.int64(0) if self.config.discrete else np.zeros(2, dtype=np.float32)
 

@@ -303,6 +303,26 @@ class ResourceAllocationCore(BatchedCore):
             share = np.clip(actions, 0.0, 1.0)  # requests are fractions of capacity
         return share.max(axis=-1) > limit
 
+    def observed_violations(
+        self, name: str, limit: float, obs: np.ndarray, actions: np.ndarray
+    ) -> np.ndarray:
+        """``max_share`` flags (B, N) from observations and actions: the env's own.
+
+        A continuous request is a share of capacity already; a discrete one is a multiple
+        of the agent's need, which it observes beside each resource's capacity.
+        """
+        if name not in self.constraints:
+            return super().observed_violations(name, limit, obs, actions)
+        actions = np.asarray(actions)
+        if self.config.discrete:
+            r = self._r
+            need, capacity = obs[..., :r], obs[..., r : 2 * r]
+            multiple = DISCRETE_REQUESTS[actions.astype(np.int64)][..., None]
+            share = multiple * need / np.maximum(capacity, EPS)
+        else:
+            share = np.clip(actions, 0.0, 1.0)
+        return share.max(axis=-1) > limit
+
     def default_action(self) -> np.ndarray:  # noqa: D102
         # Requesting nothing: the counterfactual of "this agent is absent".
         return np.int64(0) if self.config.discrete else np.zeros(self._r, dtype=np.float32)

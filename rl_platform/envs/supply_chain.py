@@ -415,6 +415,30 @@ class SupplyChainCore(BatchedCore):
         position[:, -1] += np.minimum(order[:, -1], capacity)
         return position < limit
 
+    def observed_violations(
+        self, name: str, limit: float, obs: np.ndarray, actions: np.ndarray
+    ) -> np.ndarray:
+        """``max_order`` / ``min_safety_stock`` flags (B, N) from observations and actions.
+
+        ``max_order`` needs the action only. ``min_safety_stock`` reads the inventory
+        position from the observation (stock + in transit + arriving + ordered and not
+        yet shipped upstream - backlog), and the factory's (the last agent's) supply cap
+        from its upstream availability (the supplier's capacity, 0 in an outage): the
+        env's own flags. Observations are clipped at ``CLIP``, which can only understate
+        what is in transit, so a clipped observation errs on the safe side.
+        """
+        if name not in self.constraints:
+            return super().observed_violations(name, limit, obs, actions)
+        order = self._decode(np.asarray(actions))[0]  # reads the config only
+        if name == "max_order":
+            return order > limit
+        obs = np.asarray(obs, dtype=np.float32)
+        stock, backlog, slow, arriving = (obs[..., k] for k in range(4))
+        position = stock + slow + arriving - backlog + obs[..., 7]  # 7: upstream backlog
+        position[..., :-1] += order[..., :-1]
+        position[..., -1] += np.minimum(order[..., -1], obs[..., -1, 6])  # 6: availability
+        return position < limit
+
     def default_action(self) -> np.ndarray:  # noqa: D102
         # Order the mean demand by the slow mode, no discount: a neutral echelon.
         if self.config.discrete:

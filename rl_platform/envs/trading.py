@@ -667,6 +667,27 @@ class TradingCore(BatchedCore):
             return np.abs(np.where(kept_open, requested, 0.0)) > limit
         return kept_open & (np.abs(requested - row[POSITION]) > limit)
 
+    def observed_violations(
+        self, name: str, limit: float, obs: np.ndarray, actions: np.ndarray
+    ) -> np.ndarray:
+        """``max_position`` / ``max_order`` flags (B, N) from observations and actions.
+
+        The agent observes its own position (``AGENT_FEATURES``) but not its stop and
+        take-profit levels, so a close forced by one is not foreseen: the target
+        position counts as held, which flags every action :meth:`constraint_violations`
+        flags and, where a stop would have closed the position, possibly more.
+        """
+        if name not in self.constraints:
+            return super().observed_violations(name, limit, obs, actions)
+        if self._discrete:
+            requested = DISCRETE_ACTIONS[np.asarray(actions, dtype=np.int64)][..., 0]
+        else:
+            requested = np.clip(np.asarray(actions, dtype=np.float64)[..., 0], -1.0, 1.0)
+        if name == "max_position":
+            return np.abs(requested) > limit
+        position = obs[..., self._w + len(MARKET_FEATURES) + AGENT_FEATURES.index("position")]
+        return np.abs(requested - position) > limit
+
     def default_action(self) -> np.ndarray:  # noqa: D102
         # Flat with middle stop and take-profit widths: "this agent stays out".
         return np.int64(2) if self.config.discrete else np.zeros(3, dtype=np.float32)

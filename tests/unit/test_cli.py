@@ -88,18 +88,6 @@ def test_every_command_has_help_with_an_example(command):
     assert "Example" in result.output
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["serve", "ckpt"],
-    ],
-)
-def test_later_commands_say_they_are_not_available_yet(args):
-    result = runner.invoke(app, args)
-    assert result.exit_code == 1
-    assert "not available yet" in result.output
-
-
 def test_envs_list_and_check():
     listed = runner.invoke(app, ["envs", "list"], env={"COLUMNS": "200"})
     assert listed.exit_code == 0 and "rendezvous" in listed.output and "ppo" in listed.output
