@@ -778,6 +778,10 @@ def serve(
     address: Annotated[
         str | None, typer.Option(help="Ray cluster to serve on; default: a private local Ray.")
     ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option(help="Deploy on the --address cluster and return; run again to update."),
+    ] = False,
 ) -> None:
     """Serve a trained policy over HTTP with Ray Serve (Ctrl-C stops it).
 
@@ -789,6 +793,8 @@ def serve(
       rlp serve runs/quickstart/20261125-101500 --port 8000
 
       rlp serve runs/quickstart/20261125-101500 --challenger finetuned/ --split 0.1
+
+      rlp serve RUN --address auto --detach    # again with --challenger NEW: rolling update
     """
     from rl_platform.serving.app import ServingError
     from rl_platform.serving.app import serve as run_server
@@ -797,6 +803,8 @@ def serve(
         _fail(f"--split is a share in [0, 1], got {split}.")
     if not 0 < port < 65536:
         _fail(f"--port must be in 1..65535, got {port}.")
+    if detach and not address:
+        _fail("--detach needs --address: a private Ray ends with this process.")
 
     def ready(info) -> None:
         console.print(
@@ -822,6 +830,7 @@ def serve(
             batching=batching,
             address=address,
             on_ready=ready,
+            blocking=not detach,
         )
     except ServingError as err:
         _fail(str(err))

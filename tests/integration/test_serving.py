@@ -593,3 +593,35 @@ def test_feedback_reaches_the_ab_report_and_survives_a_restart(server):
     assert server.get("/v1/ab").json()["counts"] == report["counts"]
     result = server.post("/v1/act", body(obs, session="fb-3")).json()
     assert result["arm"] == served["fb-3"]["arm"]  # sticky across restarts
+
+
+def test_a_challenger_rolls_out_without_downtime(server):
+    """Deploying again (here: adding a challenger) updates the app while it answers."""
+    import threading
+    import time
+
+    server.use("plain")
+    obs = observations(1, seed=7)[0]
+    stop, codes = threading.Event(), []
+
+    def hammer() -> None:
+        session, i = requests.Session(), 0
+        while not stop.is_set():
+            reply = session.post(
+                server.url + "/v1/act", json=body(obs, f"rollout-{i}"), timeout=TIMEOUT
+            )
+            codes.append(reply.status_code)
+            i += 1
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        server.use("ab")
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        thread.join()
+    assert len(codes) > 20 and set(codes) == {200}, sorted(set(codes))
+    arms = {server.post("/v1/act", body(obs, f"after-{i}")).json()["arm"] for i in range(200)}
+    assert arms == {"champion", "challenger"}

@@ -103,3 +103,13 @@ def test_schema_is_json_schema_of_the_experiment():
     assert result.exit_code == 0
     schema = json.loads(result.output)
     assert {"name", "env", "algorithm", "stop"} <= set(schema["properties"])
+
+
+def test_serve_refuses_bad_options_before_starting_anything(tmp_path):
+    for args, message in [
+        (["--detach"], "--address"),
+        (["--split", "1.5"], "--split"),
+        (["--port", "0"], "--port"),
+    ]:
+        result = runner.invoke(app, ["serve", str(tmp_path), *args])
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
