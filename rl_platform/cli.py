@@ -91,7 +91,10 @@ def _print_summary(result) -> None:
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     table.add_row("status", result.status)
-    table.add_row("run directory", str(result.run_dir))
+    if result.remote:
+        table.add_row("run directory", f"{result.remote} (driver files staged in {result.run_dir})")
+    else:
+        table.add_row("run directory", str(result.run_dir))
     table.add_row("iterations", str(result.iterations))
     table.add_row("env steps", f"{result.env_steps:,}")
     if result.episode_return_mean is not None:
@@ -117,8 +120,11 @@ def train(
         typer.Option("--set", "-s", help="Override a field: key.path=value (YAML value)."),
     ] = None,
     output: Annotated[
-        Path | None,
-        typer.Option(help="Parent folder of run directories (default: YAML storage, else runs)."),
+        str | None,
+        typer.Option(
+            help="Parent folder (or cloud URI) of run directories (default: YAML storage, "
+            "else runs)."
+        ),
     ] = None,
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address; default: a private local Ray.")
@@ -376,7 +382,7 @@ def tune(
         int | None, typer.Option(help="Trials in all (overrides tune.num_samples).")
     ] = None,
     output: Annotated[
-        Path | None,
+        str | None,
         typer.Option(help="Parent folder of sweep directories (default: YAML storage, else runs)."),
     ] = None,
     address: Annotated[

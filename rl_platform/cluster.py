@@ -198,14 +198,12 @@ def _check_storage(storage: str | None, source: str | Path) -> str:
     if not storage:
         raise ConfigError(
             f"{source}: `rlp submit` needs a storage path for the runs: set `storage:` in the "
-            "YAML or pass --storage, an absolute path every node of the cluster sees "
-            "(an NFS/EFS mount, a Kubernetes volume, /data in docker/compose.yaml)."
+            "YAML or pass --storage: a cloud URI (s3://bucket/runs) or an absolute path every "
+            "node of the cluster sees (an NFS/EFS mount, a Kubernetes volume, /data in "
+            "docker/compose.yaml)."
         )
-    if "://" in storage:
-        raise ConfigError(
-            f"{source}: storage = {storage!r}: cloud URIs are not supported yet; mount the "
-            "bucket on every node (s3fs, gcsfuse, EFS) and give its path."
-        )
+    if "://" in storage:  # cloud storage Tune writes to from every node (rl_platform.storage)
+        return storage
     if not storage.startswith("/"):
         raise ConfigError(
             f"{source}: storage = {storage!r} must be an absolute path: a relative one "

@@ -91,9 +91,10 @@ class TrainResult:
     iterations: int = 0
     env_steps: int = 0
     episode_return_mean: float | None = None
-    best_checkpoint: Path | None = None
+    best_checkpoint: Path | str | None = None  # a URI string for runs on cloud storage
     best_metric: float | None = None
-    last_checkpoint: Path | None = None
+    last_checkpoint: Path | str | None = None
+    remote: str | None = None  # the run directory's URI when `output` is cloud storage
     wall_time_s: float = 0.0
     env_steps_per_s: float = 0.0
     metric: str = RETURN_KEY
@@ -195,16 +196,21 @@ def init_ray(address: str | None = None, verbose: bool = False) -> None:
 _progress_sink: Callable[[IterationRow], None] | None = None
 
 
-def _make_progress_callback(run_dir: Path, reward_names: list[str], monitor: Any = None):
+def _make_progress_callback(
+    run_dir: Path, reward_names: list[str], monitor: Any = None, remote: str | None = None
+):
     from ray.tune import Callback
 
     class RunCallback(Callback):
         """In the driver: metrics.csv, anomalies.jsonl, the progress display, exports."""
 
-        def __init__(self, run_dir: Path, reward_names: list[str], monitor: Any) -> None:
+        def __init__(
+            self, run_dir: Path, reward_names: list[str], monitor: Any, remote: str | None
+        ) -> None:
             self.run_dir = run_dir
             self.reward_names = reward_names
             self.monitor = monitor
+            self.remote = remote
             self._last: tuple[float, float] | None = None
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: D102
@@ -222,9 +228,14 @@ def _make_progress_callback(run_dir: Path, reward_names: list[str], monitor: Any
 
         def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):  # noqa: D102
             from rl_platform.checkpoints import export_for_run
+            from rl_platform.storage import export_remote_checkpoint, upload_driver_files
 
             try:
-                export_for_run(checkpoint.path, self.run_dir)
+                if self.remote is None:
+                    export_for_run(checkpoint.path, self.run_dir)
+                else:
+                    export_remote_checkpoint(checkpoint, self.run_dir)
+                    upload_driver_files(self.run_dir, self.remote)
             except Exception as err:  # noqa: BLE001 (an export must never stop training)
                 log.warning("could not export policies of %s: %s", checkpoint.path, err)
 
@@ -233,10 +244,11 @@ def _make_progress_callback(run_dir: Path, reward_names: list[str], monitor: Any
                 "run_dir": self.run_dir,
                 "reward_names": self.reward_names,
                 "monitor": self.monitor,
+                "remote": self.remote,
                 "_last": None,
             }
 
-    return RunCallback(run_dir, reward_names, monitor)
+    return RunCallback(run_dir, reward_names, monitor, remote)
 
 
 def iteration_row(result: dict[str, Any], last: tuple[float, float] | None) -> IterationRow:
@@ -310,7 +322,13 @@ def train(
         ResumeError: `resume` is not a resumable run directory.
         TrainingError: the trial failed beyond its retries.
     """
+    from rl_platform.storage import is_uri, join, staging_root, upload_driver_files
+
     quiet_logs(verbose)
+    if is_uri(resume):
+        raise ResumeError(
+            f"{resume}: resume a run on cloud storage from a local copy of its directory."
+        )
     if resume is not None:
         run_dir = Path(resume)
         experiment = _check_resumable(run_dir)
@@ -322,8 +340,14 @@ def train(
     _check_resources(experiment, algo_config, autoscaling=address is not None)
     from ray import tune
 
+    remote = None
     if resume is None:
-        run_dir = _new_run_dir(output_dir(output, experiment), experiment.name)
+        target = output if output is not None else experiment.storage
+        if is_uri(target):  # Tune writes to the URI; the driver's files are staged here
+            run_dir = _new_run_dir(staging_root(), experiment.name)
+            remote = join(str(target), experiment.name, run_dir.name)
+        else:
+            run_dir = _new_run_dir(output_dir(output, experiment), experiment.name)
         (run_dir / CONFIG_FILE).write_text(experiment.to_yaml())
 
     global _progress_sink
@@ -343,16 +367,18 @@ def train(
                 algo_config.algo_class,
                 param_space=algo_config,
                 tune_config=tune.TuneConfig(num_samples=1, trial_dirname_creator=_trial_dirname),
-                run_config=_run_config(experiment, run_dir),
+                run_config=_run_config(experiment, run_dir, remote),
             )
         results = tuner.fit()
     finally:
         _progress_sink = None
-    summary = _summarize(experiment, run_dir, results, time.monotonic() - started)
+    summary = _summarize(experiment, run_dir, results, time.monotonic() - started, remote)
     previous = _read_summary(run_dir)
     if previous and previous.get("wall_time_s"):
         summary.wall_time_s += float(previous["wall_time_s"])
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    if remote is not None:
+        upload_driver_files(run_dir, remote)
     if summary.status == "error":
         raise TrainingError(summary.error or "the trial failed")
     return summary
@@ -388,25 +414,31 @@ def _trial_dirname(trial: Any) -> str:
     return TRIAL_DIR
 
 
-def _run_config(experiment: ExperimentConfig, run_dir: Path):
+def _run_config(experiment: ExperimentConfig, run_dir: Path, remote: str | None = None):
     from rl_platform.monitoring import RunMonitor
     from rl_platform.rewards import reward_parts
 
     monitor = None
     if experiment.monitoring.enabled:
         monitor = RunMonitor(experiment.monitoring, run_dir.resolve())
-    progress = _make_progress_callback(run_dir.resolve(), reward_parts(experiment), monitor)
-    return tune_run_config(experiment, run_dir, [progress], monitor)
+    progress = _make_progress_callback(run_dir.resolve(), reward_parts(experiment), monitor, remote)
+    storage = remote.rsplit("/", 1)[0] if remote else None
+    return tune_run_config(experiment, run_dir, [progress], monitor, storage)
 
 
 def tune_run_config(
-    experiment: ExperimentConfig, run_dir: Path, callbacks: list[Any], monitor: Any = None
+    experiment: ExperimentConfig,
+    run_dir: Path,
+    callbacks: list[Any],
+    monitor: Any = None,
+    storage: str | None = None,
 ):
     """Tune's RunConfig for runs in `run_dir` with the experiment's stop, checkpoint, failures.
 
     ``rlp train`` and ``rlp tune`` share it; each passes its own progress callbacks.
     ``monitor`` (one trial's :class:`~rl_platform.monitoring.RunMonitor`) also stops the
-    run on the anomaly kinds in ``monitoring.stop_on``.
+    run on the anomaly kinds in ``monitoring.stop_on``. ``storage``: a URI Tune writes the
+    run to instead of ``run_dir``'s parent (:mod:`rl_platform.storage`).
     """
     from ray import tune
 
@@ -424,7 +456,7 @@ def tune_run_config(
         )
     return tune.RunConfig(
         name=run_dir.name,
-        storage_path=str(run_dir.parent.resolve()),
+        storage_path=storage or str(run_dir.parent.resolve()),
         stop=stop,
         verbose=0,
         checkpoint_config=tune.CheckpointConfig(
@@ -495,7 +527,11 @@ def _check_resumable(run_dir: Path) -> ExperimentConfig:
 
 
 def _summarize(
-    experiment: ExperimentConfig, run_dir: Path, results: Any, wall_time_s: float
+    experiment: ExperimentConfig,
+    run_dir: Path,
+    results: Any,
+    wall_time_s: float,
+    remote: str | None = None,
 ) -> TrainResult:
     result = results[0]
     metrics = result.metrics or {}
@@ -506,11 +542,11 @@ def _summarize(
     except (RuntimeError, KeyError, ValueError):
         best = None
     if best is not None:
-        best_path = Path(best.path)
+        best_path = _location(best, remote)
         for checkpoint, ckpt_metrics in result.best_checkpoints:
             if checkpoint.path == best.path:
                 best_value = _lookup(ckpt_metrics, ckpt.metric)
-    last_path = Path(result.checkpoint.path) if result.checkpoint else None
+    last_path = _location(result.checkpoint, remote) if result.checkpoint else None
     if best_path is None:
         best_path = last_path
 
@@ -548,7 +584,17 @@ def _summarize(
         metric=ckpt.metric,
         error=error,
         metrics=metrics,
+        remote=remote,
     )
+
+
+def _location(checkpoint: Any, remote: str | None) -> Path | str:
+    """A checkpoint's local path, or its URI for a run on cloud storage."""
+    if remote is None:
+        return Path(checkpoint.path)
+    from rl_platform.storage import checkpoint_uri
+
+    return checkpoint_uri(checkpoint)
 
 
 def _stopping_anomaly(experiment: ExperimentConfig, run_dir: Path) -> Any:

@@ -801,6 +801,15 @@ def tune(
                 raise ConfigError(f"--num-samples = {num_samples}: expected at least 1 trial.")
             spec = spec.model_copy(update={"num_samples": num_samples})
         experiment = experiment.model_copy(update={"tune": spec})
+    from rl_platform.storage import is_uri
+
+    target = output if output is not None else experiment.storage
+    if resume is None and is_uri(target):
+        raise ConfigError(
+            f"{where}: a sweep's output {target!r} must be a filesystem path (shared by the "
+            "nodes on a cluster): the sweep directory holds the Optuna study's sqlite file. "
+            "Single runs (rlp train) can write to cloud storage."
+        )
     plan = plan_sweep(experiment, where)
     spec = plan.spec
     trial_experiment = load_experiment(plan.trial_base)

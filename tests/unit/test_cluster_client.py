@@ -11,12 +11,12 @@ from rl_platform.config import ConfigError, load_experiment
 from rl_platform.training import output_dir
 
 
-def test_storage_must_be_an_absolute_shared_path():
+def test_storage_must_be_a_cloud_uri_or_an_absolute_shared_path():
     assert _check_storage("/data/runs", "x.yaml") == "/data/runs"
+    assert _check_storage("s3://bucket/runs", "x.yaml") == "s3://bucket/runs"
     for bad, message in [
         (None, "needs a storage path"),
         ("runs", "absolute path"),
-        ("s3://bucket/runs", "cloud URIs"),
     ]:
         with pytest.raises(ConfigError, match=message):
             _check_storage(bad, "x.yaml")
