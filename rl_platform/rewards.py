@@ -143,8 +143,9 @@ class RewardEnv(MultiAgentEnv):
             self._bonus = coordination.weight * (1.0 if coordination.prefer == "similar" else -1.0)
         self._shield = None
         if config.get("safety"):
-            from rl_platform.safety import SafetySpec, Shield
+            from rl_platform.safety import SafetySpec, Shield, shield_action_dict
 
+            self._shield_step = shield_action_dict  # imported once, not per step
             self._shield = Shield.for_env(
                 self.inner, SafetySpec.model_validate(config["safety"]), max_entries=0
             )
@@ -190,9 +191,7 @@ class RewardEnv(MultiAgentEnv):
         spec = self.spec_
         shielded: set[str] | None = None
         if self._shield is not None and self._shield.spec.enabled:
-            from rl_platform.safety import shield_action_dict
-
-            action_dict, entries = shield_action_dict(self.inner, action_dict, self._shield)
+            action_dict, entries = self._shield_step(self.inner, action_dict, self._shield)
             shielded = {entry.agent for entry in entries}
         counterfactual = {}
         if spec.difference:

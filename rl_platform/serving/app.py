@@ -272,13 +272,11 @@ def versions() -> dict[str, str]:
     """rl_platform, Ray, torch, FastAPI and pydantic versions of this process."""
     import fastapi
     import pydantic
-    import ray
-    import torch
+
+    from rl_platform.checkpoints import runtime_versions
 
     return {
-        "rl_platform": __version__,
-        "ray": ray.__version__,
-        "torch": torch.__version__,
+        **runtime_versions(),
         "fastapi": fastapi.__version__,
         "pydantic": pydantic.__version__,
     }
