@@ -311,6 +311,65 @@ class SafetySpec(_Model):
         return self
 
 
+class HierarchySpec(_Model):
+    """Hierarchical control (the experiment's ``hierarchy``).
+
+    A meta-controller picks one of the env's strategies (``BatchedCore.strategies``) for
+    each agent every ``every`` steps; low-level policies act under the chosen strategy.
+    See :mod:`rl_platform.advanced.hierarchical`.
+    """
+
+    every: PositiveInt = Field(default=10, description="Steps between strategy choices (K).")
+    strategies: list[str] | None = Field(
+        default=None, description="The env's strategies offered to the meta-controller; null = all."
+    )
+    low_level: Literal["strategies", "learned"] = Field(
+        default="strategies",
+        description=(
+            "strategies: the env's parameterized strategy policies act; learned: a trained "
+            "low-level policy acts on its observation plus the chosen strategy."
+        ),
+    )
+
+
+class CuriositySpec(_Model):
+    """An Intrinsic Curiosity Module (the experiment's ``curiosity``).
+
+    Forward and inverse models over a learned feature encoder; the forward model's error
+    is an intrinsic reward added, times ``weight``, to the extrinsic reward before the
+    advantages are computed. See :mod:`rl_platform.advanced.curiosity`.
+    """
+
+    weight: NonNegativeFloat = Field(default=0.05, description="Scale of the intrinsic reward.")
+    forward_loss_weight: float = Field(
+        default=0.2, ge=0.0, le=1.0, description="ICM loss = b * forward + (1 - b) * inverse."
+    )
+    feature_dim: PositiveInt = Field(default=32, description="Size of the learned features.")
+    hidden_sizes: tuple[PositiveInt, ...] = Field(
+        default=(64,), description="Hidden layers of the encoder, forward and inverse models."
+    )
+    lr: PositiveFloat = Field(default=1e-3, description="Learning rate of the ICM.")
+
+
+class MetaSpec(_Model):
+    """Meta-learning over a distribution of tasks (the experiment's ``meta``).
+
+    See :mod:`rl_platform.advanced.meta`.
+    """
+
+    method: Literal["reptile", "fomaml"] = Field(
+        default="reptile", description="First-order meta-gradient used for the outer update."
+    )
+    tasks: list[str] = Field(min_length=1, description="Training tasks (the env's task names).")
+    held_out: list[str] = Field(
+        default_factory=list, description="Tasks kept out of meta-training, for adaptation."
+    )
+    inner_iterations: PositiveInt = Field(
+        default=2, description="Training iterations on one task per meta-step."
+    )
+    meta_lr: float = Field(default=0.5, gt=0.0, le=1.0, description="Outer step size.")
+
+
 EVALUATION_PREFIX = "evaluation/"
 
 
@@ -440,6 +499,15 @@ class ExperimentConfig(_Model):
             "A constraint shield on every action in training (with an optional penalty), "
             "and in `rlp evaluate --shield` and serving."
         ),
+    )
+    hierarchy: HierarchySpec | None = Field(
+        default=None, description="A meta-controller choosing each agent's strategy every K steps."
+    )
+    curiosity: CuriositySpec | None = Field(
+        default=None, description="An intrinsic curiosity reward (ICM) for exploration."
+    )
+    meta: MetaSpec | None = Field(
+        default=None, description="Meta-training over tasks, for fast adaptation to new ones."
     )
     tune: TuneSpec | None = None
 
@@ -594,6 +662,7 @@ def _resolve_against_registry(config: ExperimentConfig, where: str) -> Experimen
                 f"component {name!r}; expected one of: {', '.join(components)}."
             )
     _check_curriculum(config, env_cls, where)
+    _check_advanced(config, env_cls, where)
     if config.safety is not None:
         from rl_platform.safety import check_safety
 
@@ -617,6 +686,24 @@ def _resolve_against_registry(config: ExperimentConfig, where: str) -> Experimen
             "checkpoint": _resolve_checkpoint_metric(config, env_cls, where),
         }
     )
+
+
+def _check_advanced(config: ExperimentConfig, env_cls: type, where: str) -> None:
+    """Refuse hierarchy, curiosity and meta settings the env or algorithm cannot run."""
+    import importlib
+
+    for field, module in (
+        ("hierarchy", "hierarchical"),
+        ("curiosity", "curiosity"),
+        ("meta", "meta"),
+    ):
+        if getattr(config, field) is None:
+            continue
+        check = importlib.import_module(f"rl_platform.advanced.{module}").check
+        try:
+            check(config, env_cls)
+        except ValueError as err:
+            raise ConfigError(f"{where}: {field}: {err}") from None
 
 
 def _resolve_checkpoint_metric(
