@@ -70,6 +70,7 @@ def reward_env_config(experiment: ExperimentConfig) -> dict[str, Any]:
         "env_config": env_config_of(experiment),
         "rewards": experiment.rewards.model_dump(mode="json"),
         "safety": experiment.safety.model_dump(mode="json") if experiment.safety else None,
+        "hierarchy": experiment.hierarchy.model_dump(mode="json") if experiment.hierarchy else None,
     }
 
 
@@ -78,6 +79,10 @@ def experiment_callbacks(experiment: ExperimentConfig) -> list[type]:
     from rl_platform.rewards import RewardMetricsCallback
 
     callbacks: list[type] = [RewardMetricsCallback]
+    if experiment.hierarchy is not None:
+        from rl_platform.advanced.hierarchical import StrategyMetricsCallback
+
+        callbacks.append(StrategyMetricsCallback)
     if experiment.monitoring.enabled:
         from rl_platform.monitoring import action_metrics_callback
 
@@ -200,12 +205,18 @@ def apply_experiment(
 
     from rl_platform.rewards import RewardEnv
 
+    runner_env: type = RewardEnv
+    if experiment.hierarchy is not None:  # meta-controllers acting through strategies
+        from rl_platform.advanced.hierarchical import HierarchicalEnv
+
+        runner_env = HierarchicalEnv
+
     res = experiment.resources
     shared = experiment.algorithm.shared_policy
     network = experiment.algorithm.network
     config = (
         config.api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
-        .environment(env=RewardEnv, env_config=reward_env_config(experiment))
+        .environment(env=runner_env, env_config=reward_env_config(experiment))
         .env_runners(
             num_env_runners=res.num_env_runners,
             num_envs_per_env_runner=res.num_envs_per_env_runner,

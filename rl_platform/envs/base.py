@@ -111,6 +111,9 @@ class BatchedCore(ABC):
     # Safety constraints a shield can enforce (`rl_platform.safety`): name -> one line
     # saying what is compared with the limit, in which units.
     constraints: ClassVar[dict[str, str]] = {}
+    # Named strategies a meta-controller chooses between (`hierarchy:`, see
+    # rl_platform.advanced.hierarchical): parameterized option policies over observations.
+    strategies: ClassVar[tuple[str, ...]] = ()
 
     observation_space: gym.spaces.Box
     action_space: gym.Space
@@ -156,6 +159,17 @@ class BatchedCore(ABC):
 
         `name` is one of ``baselines``; baselines see only observations, like policies.
         """
+
+    def strategy_actions(self, name: str, obs: np.ndarray) -> np.ndarray:
+        """Actions (B, N, *action_shape) of strategy `name` for observations (B, N, obs_dim).
+
+        `name` is one of ``strategies``; like baselines, strategies see only observations
+        and read no state of the core, so any core built with the same config answers.
+        """
+        raise ValueError(
+            f"{type(self).__name__} has no strategy {name!r}; "
+            f"expected one of: {', '.join(self.strategies) or '(none declared)'}"
+        )
 
     def potential(self, name: str) -> np.ndarray:
         """Phi of the current state for each agent, (B, N) float32; `name` is in ``potentials``.
@@ -429,6 +443,7 @@ class CoreMultiAgentEnv(MultiAgentEnv):
     baselines: ClassVar[tuple[str, ...]] = ()
     potentials: ClassVar[tuple[str, ...]] = ()
     constraints: ClassVar[dict[str, str]] = {}
+    strategies: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -438,6 +453,7 @@ class CoreMultiAgentEnv(MultiAgentEnv):
             cls.baselines = cls.core_cls.baselines
             cls.potentials = cls.core_cls.potentials
             cls.constraints = cls.core_cls.constraints
+            cls.strategies = cls.core_cls.strategies
 
     @classmethod
     def parallel_env(cls, **config: Any) -> CoreParallelEnv:
@@ -510,6 +526,21 @@ class CoreMultiAgentEnv(MultiAgentEnv):
             raise ValueError(f"unknown baseline {name!r}; expected one of {self.core.baselines}")
         stacked = np.stack([obs[a] for a in self.possible_agents])[None]
         actions = self.core.baseline_actions(name, stacked)[0]
+        return dict(zip(self.possible_agents, actions))
+
+    def strategy_actions(
+        self, obs: dict[str, np.ndarray], choices: dict[str, str]
+    ) -> dict[str, Any]:
+        """Each agent's action under its chosen strategy (``choices``: agent -> name)."""
+        stacked = np.stack([obs[a] for a in self.possible_agents])[None]
+        names = [choices[a] for a in self.possible_agents]
+        actions = None
+        for name in dict.fromkeys(names):  # each strategy computed once, for all agents
+            proposed = self.core.strategy_actions(name, stacked)[0]
+            if actions is None:
+                actions = np.array(proposed, copy=True)
+            mask = np.array([n == name for n in names])
+            actions[mask] = proposed[mask]
         return dict(zip(self.possible_agents, actions))
 
     def heuristic_actions(self, obs: dict[str, np.ndarray]) -> dict[str, Any]:

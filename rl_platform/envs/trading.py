@@ -106,6 +106,7 @@ Speed on the 2-core dev machine: about 12,000 env steps/s for the single-copy RL
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import gymnasium as gym
@@ -223,6 +224,55 @@ _GATE_OFFSET = np.array(
 _MEAN_OF_3 = np.full(3, 1.0 / 3.0)
 
 
+@dataclass(frozen=True)
+class Strategy:
+    """A parameterized trading rule over observed features (an option policy).
+
+    ``signal = trend * t + sentiment * s - reversion * b - fundamental * p``, with t the
+    window's trend over its volatility (a t-statistic), s the sentiment, b the Bollinger
+    position and p the log price (the gap to the fundamental, which pulls the price back
+    by 1% of it a step). The target position is ``clip(scale * signal, -max_position,
+    max_position)``, 0 where ``|signal| < threshold``, times ``min(1, vol_target /
+    volatility)`` (volatility in observation units, 30 x the per-step return: 0.3 is 1% a
+    step), rounded to steps of 0.5 (fewer small, costly trades). ``stop`` and ``take``
+    are the stop-loss and take-profit actions (-1 .. 1 -> 1% .. 10% and 2% .. 20%).
+    """
+
+    trend: float = 0.0
+    sentiment: float = 0.0
+    reversion: float = 0.0
+    fundamental: float = 0.0
+    scale: float = 1.0
+    max_position: float = 1.0
+    threshold: float = 0.0
+    vol_target: float = float("inf")
+    stop: float = 1.0
+    take: float = 1.0
+
+
+# The meta-controller's options (``hierarchy:``). Which pays depends on the state: trends
+# pay where the volatility is low, reversion to the fundamental where it is high (see the
+# module docstring's strategy table).
+STRATEGIES = {
+    # The trend's t-statistic at full size, never sized down, widest stops.
+    "aggressive": Strategy(trend=1.0),
+    # Half positions on strong trends only (|t| >= 2), volatility-sized, tight stop (3.3%)
+    # and take-profit (6.5%).
+    "conservative": Strategy(
+        trend=0.5, max_position=0.5, threshold=1.0, vol_target=0.3, stop=-0.5, take=-0.5
+    ),
+    # Moderate risk: half-size trend following with a sentiment tilt, volatility-sized,
+    # middle stops (5.5%) and take-profits (11%).
+    "balanced": Strategy(
+        trend=0.5, sentiment=0.25, max_position=0.5, vol_target=0.3, stop=0.0, take=0.0
+    ),
+    # Against the gap to the fundamental (the price's pull back), widest stops.
+    "contrarian": Strategy(fundamental=1.0),
+    # The trend's t-statistic / 2, volatility-sized (the ``momentum`` baseline's rule).
+    "momentum": Strategy(trend=0.5, vol_target=0.3),
+}
+
+
 class TradingConfig(CoreEnvConfig):
     """Constructor arguments of the trading env."""
 
@@ -232,6 +282,13 @@ class TradingConfig(CoreEnvConfig):
     obs_dim: int = Field(default=50, ge=1, le=4096, description="Observation size (padded).")
     discrete: bool = Field(default=False, description="5 target positions instead of a Box.")
     task: Literal["easy", "medium", "hard", "expert"] = "easy"
+    random_levels: list[Literal["easy", "medium", "hard", "expert"]] = Field(
+        default_factory=list,
+        description=(
+            "Draw each episode's level uniformly from these at reset (one env copy per "
+            "core only; overrides task and set_task); empty: the task level."
+        ),
+    )
 
     @model_validator(mode="after")
     def _room_for_features(self) -> TradingConfig:
@@ -314,6 +371,7 @@ class TradingCore(BatchedCore):
     baselines: ClassVar[tuple[str, ...]] = ("momentum", "buy_and_hold", "mean_reversion", "flat")
     state_fields: ClassVar[tuple[str, ...]] = ("_returns", "_market", "_book")
     potentials: ClassVar[tuple[str, ...]] = ("position_risk", "equity")
+    strategies: ClassVar[tuple[str, ...]] = tuple(STRATEGIES)
     trace_fields: ClassVar[tuple[str, ...]] = (
         "price", "order_flow", "crowd_flow", "position", "pnl", "fee",
     )  # fmt: skip
@@ -330,6 +388,11 @@ class TradingCore(BatchedCore):
 
     def __init__(self, config: TradingConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
+        if config.random_levels and batch_size != 1:
+            raise ValueError(
+                f"random_levels needs one env copy per core (the level is per core), "
+                f"got {batch_size} copies"
+            )
         b, n, w = batch_size, config.num_agents, config.window
         self._n, self._w, self._discrete = n, w, config.discrete
         self._returns = np.zeros((b, HISTORY))  # log returns, newest last
@@ -420,6 +483,8 @@ class TradingCore(BatchedCore):
         self._set_level()
 
     def reset(self, rng: np.random.Generator, mask: np.ndarray | None = None) -> None:  # noqa: D102
+        if self.config.random_levels:
+            self._task = self.config.random_levels[rng.integers(len(self.config.random_levels))]
         self._set_level()
         rows = np.arange(self.batch_size) if mask is None else np.flatnonzero(mask)
         draws = rng.standard_normal((len(rows), HISTORY + 2))
@@ -714,6 +779,35 @@ class TradingCore(BatchedCore):
             return (target * 2.0 + 2.0).astype(np.int64)
         actions = np.ones((*obs.shape[:-1], 3), dtype=np.float32)  # widest stops
         actions[..., 0] = target
+        return actions
+
+    def strategy_actions(self, name: str, obs: np.ndarray) -> np.ndarray:
+        """Actions (B, N, *action_shape) of strategy `name` (``STRATEGIES``) for obs.
+
+        With ``discrete: true`` the target maps to the nearest of the 5 positions (the
+        discrete actions' stops are always the widest).
+        """
+        rule = STRATEGIES.get(name)
+        if rule is None:
+            return super().strategy_actions(name, obs)
+        w = self._w
+        feature = {key: obs[..., w + i] for i, key in enumerate(MARKET_FEATURES)}
+        vol = np.maximum(feature["volatility"], 1e-3)
+        t_stat = feature["trend"] * np.sqrt(w) / vol
+        signal = (
+            rule.trend * t_stat
+            + rule.sentiment * feature["sentiment"]
+            - rule.reversion * feature["bollinger"]
+            - rule.fundamental * feature["log_price"]
+        )
+        target = np.clip(rule.scale * signal, -rule.max_position, rule.max_position)
+        target = np.where(np.abs(signal) < rule.threshold, 0.0, target)
+        target = target * np.minimum(1.0, rule.vol_target / vol)
+        target = np.round(target * 2.0) / 2.0
+        if self.config.discrete:
+            return (target * 2.0 + 2.0).astype(np.int64)
+        actions = np.empty((*obs.shape[:-1], 3), dtype=np.float32)
+        actions[..., 0], actions[..., 1], actions[..., 2] = target, rule.stop, rule.take
         return actions
 
 

@@ -34,15 +34,21 @@ class GlobalStateEnv(MultiAgentEnv):
     Config: ``env_id`` (a registry id), ``env_config`` (its constructor config),
     ``agent_id`` (append one-hot agent indices) and optionally ``rewards`` (the
     experiment's reward section: the env is then built inside a
-    :class:`~rl_platform.rewards.RewardEnv`). Task switching and the rest of the inner
-    env's API stay reachable through :attr:`inner`, ``set_task`` and ``get_task``.
+    :class:`~rl_platform.rewards.RewardEnv`, or, with ``hierarchy``, in a
+    :class:`~rl_platform.advanced.hierarchical.HierarchicalEnv`). Task switching and the
+    rest of the inner env's API stay reachable through :attr:`inner`, ``set_task`` and
+    ``get_task``.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
         from rl_platform.rewards import RewardEnv, make_env
 
-        if "rewards" in config:
+        if config.get("hierarchy"):
+            from rl_platform.advanced.hierarchical import HierarchicalEnv
+
+            self.inner = HierarchicalEnv(config)
+        elif "rewards" in config:
             self.inner = RewardEnv(config)
         else:
             self.inner = make_env(
