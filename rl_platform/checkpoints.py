@@ -96,6 +96,8 @@ def export_policies(checkpoint_dir: str | Path, experiment: dict[str, Any]) -> P
         "agents": {a: (SHARED_MODULE_ID if shared else a) for a in agents},
         "modules": modules,
     }
+    if experiment.get("hierarchy"):  # its modules choose strategies (advanced.hierarchical)
+        manifest["hierarchy"] = experiment["hierarchy"]
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return out
 

@@ -18,14 +18,20 @@ any other agents (PPO, IPPO, MAPPO; shared or per-agent modules):
   set ``algorithm.hyperparams.gamma`` for meta steps. An episode that ends inside a
   K-step block ends the meta step with the rewards summed so far.
 
+With ``low_level: learned`` (:class:`LearnedHierarchyEnv`) both levels are RLlib
+policies in one multi-agent setup: ``meta_<agent>`` agents (the ``meta`` module) choose
+every K steps, and the env's agents (their ``shared`` or own modules) act every step on
+their observation plus the one-hot of the choice, learning what each choice means.
+
 Each episode reports, in its last infos, the share of the agents' choices that went
 to each strategy; :class:`StrategyMetricsCallback` logs them as
 ``env_runners/strategy_share/<name>`` so a run shows what the meta-controller learned.
 
-Not supported (refused by :func:`check`): ``low_level: learned`` (a trained low-level
-policy conditioned on the strategy), the batched sampler (it steps the env core
+Not supported (refused by :func:`check`): the batched sampler (it steps the env core
 directly, below this wrapper), in-training evaluation (``evaluation.every``: it plays
-base actions) and algorithms other than PPO, IPPO and MAPPO.
+base actions) and algorithms other than PPO, IPPO and MAPPO. ``rlp evaluate`` and
+``rlp serve`` refuse hierarchical runs (their policies act through the wrapper);
+``bench/hierarchical.py`` evaluates a meta-controller with :class:`StrategyController`.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ ALGORITHMS = ("ppo", "ippo", "mappo")  # on-policy; the replay ones need fixed m
 SHARE_INFO = "strategy_share"  # in the last infos: strategy -> share of the episode's choices
 STRATEGY_INFO = "strategy"  # in every infos: the agent's strategy in force
 CONFIG_KEY = "hierarchy"  # the env config's key holding the HierarchySpec as a dict
+META_PREFIX = "meta_"  # low_level learned: meta_<agent> is <agent>'s meta-controller
+META_MODULE_ID = "meta"  # low_level learned: the meta-controllers' module
 
 
 def strategy_names(spec: HierarchySpec, env_cls: type) -> list[str]:
@@ -72,11 +80,6 @@ def check(experiment: ExperimentConfig, env_cls: type) -> None:
         raise ValueError(f"strategies {names} name one strategy twice")
     if len(names) < 2:
         raise ValueError(f"a meta-controller needs at least two strategies to choose, got {names}")
-    if spec.low_level != "strategies":
-        raise ValueError(
-            f"low_level: {spec.low_level!r} is not supported yet; use low_level: strategies "
-            "(the env's parameterized strategy policies act under the choice)"
-        )
     if experiment.algorithm.id not in ALGORITHMS:
         raise ValueError(
             f"algorithm {experiment.algorithm.id!r} cannot train a meta-controller; "
@@ -202,8 +205,9 @@ class HierarchicalEnv(MultiAgentEnv):
         self._counts = Counter()
         return self._wrap(obs), infos
 
-    def step(self, action_dict: dict[str, Any]):  # noqa: D102
-        for agent, action in action_dict.items():
+    def _choose(self, choices: dict[str, Any]) -> None:
+        """Put each agent's strategy index (agent -> index) in force and count it."""
+        for agent, action in choices.items():
             index = int(action)
             if not 0 <= index < len(self.names):
                 raise ValueError(
@@ -212,6 +216,16 @@ class HierarchicalEnv(MultiAgentEnv):
                 )
             self._choice[agent] = index
             self._counts[self.names[index]] += 1
+
+    def _report_shares(self, infos: dict[str, dict[str, Any]]) -> None:
+        """Put the episode's share of choices per strategy in every agent's infos."""
+        chosen = sum(self._counts.values()) or 1
+        share = {name: self._counts[name] / chosen for name in self.names}
+        for info in infos.values():
+            info[SHARE_INFO] = share
+
+    def step(self, action_dict: dict[str, Any]):  # noqa: D102
+        self._choose(action_dict)
         totals = dict.fromkeys(self._obs, 0.0)
         for _ in range(self.hierarchy.every):
             choices = {a: self.names[self._choice[a]] for a in self._obs}
@@ -226,10 +240,7 @@ class HierarchicalEnv(MultiAgentEnv):
         for agent in totals:
             infos.setdefault(agent, {})[STRATEGY_INFO] = self.names[self._choice[agent]]
         if terms.get("__all__") or truncs.get("__all__"):
-            chosen = sum(self._counts.values()) or 1
-            share = {name: self._counts[name] / chosen for name in self.names}
-            for info in infos.values():
-                info[SHARE_INFO] = share
+            self._report_shares(infos)
         return self._wrap(obs), totals, terms, truncs, infos
 
     def state(self) -> np.ndarray:
@@ -248,6 +259,132 @@ class HierarchicalEnv(MultiAgentEnv):
     def get_task(self) -> str | None:
         """The inner env's task level."""
         return self.inner.get_task()
+
+
+class LearnedHierarchyEnv(HierarchicalEnv):
+    """``low_level: learned``: meta-controllers and low-level policies, both trained.
+
+    Agents: ``meta_<agent>``, the meta-controllers (``Discrete(len(strategies))`` on the
+    base observation plus the one-hot of the strategy in force), and the env's agents,
+    which act every base step on their observation plus the one-hot of their
+    meta-controller's choice (the strategies' rules are not used: the low-level policy
+    learns what each choice means). A decision step (the meta agents act, the env does
+    not move, reward 0) alternates with K base steps. After the K-th the meta agents
+    observe again, with the K base rewards summed; the base agents observe again after
+    the next decision (RLlib adds their last reward to that step). At the episode's end
+    every agent observes. ``episode_return_mean`` counts each base reward twice (once
+    for the base agent, once in its meta-controller's sum); the per-module returns are
+    ``module_episode_returns_mean``.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        import gymnasium as gym
+
+        super().__init__(config)
+        base = list(self.inner.possible_agents)
+        self.meta_of = {agent: META_PREFIX + agent for agent in base}
+        self.possible_agents = [*self.meta_of.values(), *base]
+        choice_spaces = self.observation_spaces  # base observation + one-hot, per base agent
+        self.observation_spaces = {
+            **{self.meta_of[a]: choice_spaces[a] for a in base},
+            **choice_spaces,
+        }
+        self.action_spaces = {
+            **{self.meta_of[a]: gym.spaces.Discrete(len(self.names)) for a in base},
+            **self.inner.action_spaces,
+        }
+        self.observation_space = gym.spaces.Dict(self.observation_spaces)
+        self.action_space = gym.spaces.Dict(self.action_spaces)
+        self._deciding = True
+        self._since_decision = 0
+        self._totals: dict[str, float] = {}
+
+    def _meta_obs(self) -> dict[str, np.ndarray]:
+        return {self.meta_of[a]: o for a, o in self._wrap(self._obs).items()}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # noqa: D102
+        super().reset(seed=seed, options=options)
+        self._deciding = True
+        obs = self._meta_obs()
+        self.agents = list(self.possible_agents)  # all in the episode; some act each step
+        return obs, {agent: {} for agent in obs}
+
+    def step(self, action_dict: dict[str, Any]):  # noqa: D102
+        flags = dict.fromkeys(self.possible_agents, False)
+        flags["__all__"] = False
+        if self._deciding:
+            base = {a for a, m in self.meta_of.items() if m in action_dict}
+            self._choose({a: action_dict[self.meta_of[a]] for a in base})
+            self._deciding, self._since_decision = False, 0
+            self._totals = dict.fromkeys(base, 0.0)
+            obs = self._wrap({a: o for a, o in self._obs.items() if a in base})
+            infos = {a: {STRATEGY_INFO: self.names[self._choice[a]]} for a in obs}
+            return obs, dict.fromkeys(action_dict, 0.0), flags, dict(flags), infos
+        obs, rewards, terms, truncs, infos = self.inner.step(action_dict)
+        self._obs = obs
+        self._since_decision += 1
+        for agent, reward in rewards.items():
+            self._totals[agent] = self._totals.get(agent, 0.0) + reward
+        done = bool(terms.get("__all__") or truncs.get("__all__"))
+        out_rewards = dict(rewards)
+        out_obs: dict[str, np.ndarray] = {}
+        if done or self._since_decision >= self.hierarchy.every:
+            out_rewards.update({self.meta_of[a]: r for a, r in self._totals.items()})
+            out_obs.update(self._meta_obs())
+            self._deciding = True
+        if done or not self._deciding:
+            out_obs.update(self._wrap(obs))
+        if done:
+            self.agents = []
+        infos = {a: infos.get(a, {}) for a in out_obs}
+        for agent, meta in self.meta_of.items():
+            if meta in infos:
+                infos[meta] = {
+                    **infos.get(agent, {}),
+                    STRATEGY_INFO: self.names[self._choice[agent]],
+                }
+        if done:
+            self._report_shares(infos)
+        terms = {**terms, **{m: terms.get(a, False) for a, m in self.meta_of.items()}}
+        truncs = {**truncs, **{m: truncs.get(a, False) for a, m in self.meta_of.items()}}
+        return out_obs, out_rewards, terms, truncs, infos
+
+
+def env_class(spec: HierarchySpec) -> type:
+    """The env RLlib builds for a ``hierarchy`` section (its ``low_level``)."""
+    return LearnedHierarchyEnv if spec.low_level == "learned" else HierarchicalEnv
+
+
+def build_env(config: dict[str, Any]) -> MultiAgentEnv:
+    """The hierarchical env for an env config holding ``hierarchy`` (see :func:`env_class`)."""
+    from rl_platform.config import HierarchySpec
+
+    return env_class(HierarchySpec.model_validate(config[CONFIG_KEY]))(config)
+
+
+def map_meta_or_shared(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
+    """Policy mapping: meta-controllers -> the ``meta`` module, other agents -> ``shared``."""
+    from rl_platform.algorithms.common import SHARED_MODULE_ID
+
+    return META_MODULE_ID if agent_id.startswith(META_PREFIX) else SHARED_MODULE_ID
+
+
+def map_meta_or_self(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
+    """Policy mapping: meta-controllers -> the ``meta`` module, other agents -> their own."""
+    return META_MODULE_ID if agent_id.startswith(META_PREFIX) else agent_id
+
+
+def with_meta_modules(config: Any, experiment: ExperimentConfig, env_cls: type) -> Any:
+    """Add the ``meta`` module and its policy mapping for ``low_level: learned``."""
+    from rl_platform.algorithms.common import module_ids
+
+    if experiment.hierarchy is None or experiment.hierarchy.low_level != "learned":
+        return config
+    shared = experiment.algorithm.shared_policy
+    return config.multi_agent(
+        policies={*module_ids(experiment, env_cls), META_MODULE_ID},
+        policy_mapping_fn=map_meta_or_shared if shared else map_meta_or_self,
+    )
 
 
 class StrategyMetricsCallback(RLlibCallback):

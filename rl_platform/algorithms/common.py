@@ -206,10 +206,10 @@ def apply_experiment(
     from rl_platform.rewards import RewardEnv
 
     runner_env: type = RewardEnv
-    if experiment.hierarchy is not None:  # meta-controllers acting through strategies
-        from rl_platform.advanced.hierarchical import HierarchicalEnv
+    if experiment.hierarchy is not None:  # meta-controllers choosing strategies
+        from rl_platform.advanced.hierarchical import env_class
 
-        runner_env = HierarchicalEnv
+        runner_env = env_class(experiment.hierarchy)
 
     res = experiment.resources
     shared = experiment.algorithm.shared_policy
@@ -246,4 +246,8 @@ def apply_experiment(
             delay_between_env_runner_restarts_s=1.0,
         )
     )
+    if experiment.hierarchy is not None:
+        from rl_platform.advanced.hierarchical import with_meta_modules
+
+        config = with_meta_modules(config, experiment, env_cls)
     return with_sampler(config, experiment, batched_sampling)

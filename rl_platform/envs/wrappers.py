@@ -45,9 +45,9 @@ class GlobalStateEnv(MultiAgentEnv):
         from rl_platform.rewards import RewardEnv, make_env
 
         if config.get("hierarchy"):
-            from rl_platform.advanced.hierarchical import HierarchicalEnv
+            from rl_platform.advanced.hierarchical import build_env
 
-            self.inner = HierarchicalEnv(config)
+            self.inner = build_env(config)
         elif "rewards" in config:
             self.inner = RewardEnv(config)
         else:

@@ -159,6 +159,13 @@ def resolve_target(path: str | Path) -> Target:
         manifest = read_manifest(checkpoint)
     except PolicyExportError as err:
         raise EvaluationError(f"{err} Is {path} a checkpoint written by rlp train?") from None
+    if manifest.get("hierarchy"):
+        raise EvaluationError(
+            f"{checkpoint}: a hierarchical run (hierarchy:): its modules choose strategies "
+            "every K steps (or act on the one-hot of a choice) rather than act on the env's "
+            "observations, which the evaluation suite and serving do not play yet; "
+            "bench/hierarchical.py scores a meta-controller against fixed strategies"
+        )
     try:
         from rl_platform.evaluation.policy import TrainedPolicy
 

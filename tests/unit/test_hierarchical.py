@@ -10,11 +10,14 @@ import pytest
 
 from rl_platform import registry
 from rl_platform.advanced.hierarchical import (
+    META_MODULE_ID,
     SHARE_INFO,
     STRATEGY_INFO,
     HierarchicalEnv,
+    LearnedHierarchyEnv,
     StrategyController,
     StrategyMetricsCallback,
+    build_env,
     meta_observation,
 )
 from rl_platform.algorithms.common import reward_env_config
@@ -180,6 +183,44 @@ def test_algorithm_configs_train_the_meta_controller(algorithm):
     assert env.action_spaces["agent_0"] == gym.spaces.Discrete(5)
 
 
+def test_learned_low_level_alternates_decisions_with_k_base_steps():
+    from ray.rllib.utils.pre_checks.env import check_multiagent_environments
+
+    overrides = ["hierarchy.low_level=learned", "hierarchy.every=3"]
+    overrides += ["env.config.episode_length=8"]
+    env = build_env(reward_env_config(experiment(*overrides)))
+    assert isinstance(env, LearnedHierarchyEnv)
+    base = [f"agent_{i}" for i in range(5)]
+    meta = [f"meta_{a}" for a in base]
+    assert env.possible_agents == meta + base
+    assert env.action_spaces["meta_agent_0"] == gym.spaces.Discrete(5)
+    assert env.action_spaces["agent_0"] == gym.spaces.Box(-1, 1, (3,))
+    assert env.observation_spaces["agent_0"].shape == (55,)
+    check_multiagent_environments(build_env(reward_env_config(experiment(*overrides))))
+
+    obs, _ = env.reset(seed=2)
+    observed, since = [sorted(obs)], dict.fromkeys(base, 0.0)
+    while True:
+        actions = {a: (1 if a.startswith("meta_") else np.zeros(3)) for a in obs}
+        obs, rewards, terms, truncs, infos = env.step(actions)
+        observed.append(sorted(obs))
+        for agent in base:
+            since[agent] += rewards.get(agent, 0.0)
+        if "meta_agent_0" in obs:  # the meta-controllers get the rewards since their choice
+            assert rewards["meta_agent_0"] == pytest.approx(since["agent_0"])
+            assert obs["meta_agent_0"][-5:].tolist() == np.eye(5)[1].tolist()
+            since = dict.fromkeys(base, 0.0)
+        elif set(obs) == set(base) and set(actions) == set(meta):
+            assert rewards == dict.fromkeys(meta, 0.0)  # a decision moves nothing
+            assert obs["agent_0"][-5:].tolist() == np.eye(5)[1].tolist()
+        if truncs["__all__"]:
+            break
+    # decide, 3 base steps, decide, 3 base steps, decide, 2 base steps (the episode ends)
+    pattern = [meta] + ([base] * 3 + [meta]) * 2 + [base] * 2 + [sorted(base + meta)]
+    assert observed == [sorted(p) for p in pattern]
+    assert not terms["__all__"] and SHARE_INFO in infos["meta_agent_0"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [
@@ -187,7 +228,6 @@ def test_algorithm_configs_train_the_meta_controller(algorithm):
         (["hierarchy.strategies=[aggressive, yolo]"], "unknown strategy 'yolo'"),
         (["hierarchy.strategies=[momentum, momentum]"], "twice"),
         (["hierarchy.strategies=[momentum]"], "at least two"),
-        (["hierarchy.low_level=learned"], "low_level: 'learned' is not supported"),
         (["algorithm.id=qmix", "algorithm.hyperparams={}"], "cannot train a meta-controller"),
         (["resources.sampler=batched"], "resources.sampler: batched"),
         (["evaluation.every=5"], "evaluation.every"),
@@ -198,3 +238,16 @@ def test_unsupported_settings_are_refused(overrides, fragment):
         experiment(*overrides)
     message = str(info.value)
     assert "hierarchy:" in message and fragment in message, message
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_learned_low_level_maps_meta_controllers_to_their_own_module(shared):
+    from rl_platform.training import build_algorithm_config
+
+    config = build_algorithm_config(
+        experiment("hierarchy.low_level=learned", f"algorithm.shared_policy={shared}")
+    )
+    base = {"shared"} if shared else {f"agent_{i}" for i in range(5)}
+    assert set(config.policies) == base | {META_MODULE_ID}
+    assert config.policy_mapping_fn("meta_agent_3", None) == META_MODULE_ID
+    assert config.policy_mapping_fn("agent_3", None) == ("shared" if shared else "agent_3")
