@@ -35,6 +35,9 @@ Baselines: ``proportional`` (request one's current needs, so over-subscription s
 proportion to stated need), ``equal_share`` (request capacity / N), ``greedy`` (request
 everything).
 
+Strategies for a meta-controller (``hierarchy:``): ``modest``, ``exact``, ``padded`` and
+``greedy`` request 0.5, 1, 1.5 and 2 times the agent's observed needs.
+
 Constraint a shield can enforce (:mod:`rl_platform.safety`): ``max_share``, an agent's
 largest request as a share of a resource's current capacity above the limit.
 
@@ -69,6 +72,10 @@ LEVELS = {
     "expert": (1.6, 0.30, 0.20, 0.05),
 }
 DISCRETE_REQUESTS = np.array([0.0, 0.5, 1.0, 1.5, 2.0], dtype=np.float32)  # x own needs
+# Strategies a meta-controller chooses from (``hierarchy:``): request this multiple of
+# one's own needs (padding wins a larger share of an over-subscribed resource, at the
+# price of fairness and waste when it is not).
+STRATEGY_MULTIPLES = {"modest": 0.5, "exact": 1.0, "padded": 1.5, "greedy": 2.0}
 NEED_PERSISTENCE = 0.9  # AR(1) coefficient of needs around their means
 EPS = 1e-6
 
@@ -93,6 +100,7 @@ class ResourceAllocationCore(BatchedCore):
         "waste": 0.1,
     }
     baselines: ClassVar[tuple[str, ...]] = ("proportional", "equal_share", "greedy")
+    strategies: ClassVar[tuple[str, ...]] = tuple(STRATEGY_MULTIPLES)
     state_fields: ClassVar[tuple[str, ...]] = (
         "_mean_need", "_need", "_capacity", "_grant", "_requested", "_satisfaction", "_t",
     )  # fmt: skip
@@ -326,6 +334,18 @@ class ResourceAllocationCore(BatchedCore):
     def default_action(self) -> np.ndarray:  # noqa: D102
         # Requesting nothing: the counterfactual of "this agent is absent".
         return np.int64(0) if self.config.discrete else np.zeros(self._r, dtype=np.float32)
+
+    def strategy_actions(self, name: str, obs: np.ndarray) -> np.ndarray:
+        """Requests of ``STRATEGY_MULTIPLES[name]`` times the agent's observed needs."""
+        multiple = STRATEGY_MULTIPLES.get(name)
+        if multiple is None:
+            return super().strategy_actions(name, obs)
+        if self.config.discrete:
+            index = int(np.flatnonzero(DISCRETE_REQUESTS == multiple)[0])
+            return np.full(obs.shape[:-1], index, dtype=np.int64)
+        r = self._r
+        need, capacity = obs[..., :r], obs[..., r : 2 * r]
+        return np.clip(multiple * need / np.maximum(capacity, EPS), 0.0, 1.0).astype(np.float32)
 
     def baseline_actions(self, name: str, obs: np.ndarray) -> np.ndarray:  # noqa: D102
         r = self._r

@@ -51,6 +51,9 @@ transport and discounts, per unit of mean demand, x 0.1), ``service_level`` (fil
 of what was owed this step, in [0, 1]) and ``turnover`` (shipped / (shipped + stock), in
 [0, 1]). Default weights 0.4, 0.4, 0.2 (the seed's).
 
+Strategies for a meta-controller (``hierarchy:``): ``lean``, ``standard`` and
+``buffered`` order up to forecast x (lead time + 1) x 1.0, 1.5 and 2.0.
+
 Baselines: ``base_stock`` (order up to forecast x (lead time + 1) x ``BASE_STOCK_FACTOR``
 minus the inventory position, the factor tuned by :func:`tune_base_stock`), ``s_S``
 (order up to forecast x (lead + 2) when the position falls below forecast x lead) and
@@ -103,6 +106,10 @@ FORECAST_SMOOTHING = 0.2
 # episodes): 1.4 scored best at easy (33.8), 1.6 at medium, hard and expert (28.9, 22.1,
 # 18.7); 1.5 sits between.
 BASE_STOCK_FACTOR = 1.5
+# Strategies a meta-controller chooses from (``hierarchy:``): order-up-to levels of
+# forecast x (lead time + 1) x this factor (lean stock is cheap while demand is calm,
+# buffers pay when it surges or supply is disrupted).
+STRATEGY_FACTORS = {"lean": 1.0, "standard": BASE_STOCK_FACTOR, "buffered": 2.0}
 # Discrete actions: (order x mean demand, fast share).
 DISCRETE_ORDERS = np.array(
     [[0.0, 0.0], [0.5, 0.0], [1.0, 0.0], [1.5, 0.0], [2.0, 0.0], [1.0, 1.0], [2.0, 1.0]],
@@ -160,6 +167,7 @@ class SupplyChainCore(BatchedCore):
         "turnover": 0.2,
     }
     baselines: ClassVar[tuple[str, ...]] = ("base_stock", "s_S", "order_demand")
+    strategies: ClassVar[tuple[str, ...]] = tuple(STRATEGY_FACTORS)
     state_fields: ClassVar[tuple[str, ...]] = ("_ledger", "_disruption", "_angle", "_t")
     potentials: ClassVar[tuple[str, ...]] = ("base_stock_gap", "backlog")
     trace_fields: ClassVar[tuple[str, ...]] = (
@@ -447,6 +455,13 @@ class SupplyChainCore(BatchedCore):
 
     def baseline_actions(self, name: str, obs: np.ndarray) -> np.ndarray:  # noqa: D102
         return self._orders_to_actions(self.baseline_orders(name, obs))
+
+    def strategy_actions(self, name: str, obs: np.ndarray) -> np.ndarray:
+        """Orders up to ``STRATEGY_FACTORS[name]`` x forecast x (lead time + 1), slow mode."""
+        factor = STRATEGY_FACTORS.get(name)
+        if factor is None:
+            return super().strategy_actions(name, obs)
+        return self._orders_to_actions(self.baseline_orders("base_stock", obs, factor))
 
     def baseline_orders(
         self, name: str, obs: np.ndarray, factor: float = BASE_STOCK_FACTOR

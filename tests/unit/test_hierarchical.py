@@ -251,3 +251,25 @@ def test_learned_low_level_maps_meta_controllers_to_their_own_module(shared):
     assert set(config.policies) == base | {META_MODULE_ID}
     assert config.policy_mapping_fn("meta_agent_3", None) == META_MODULE_ID
     assert config.policy_mapping_fn("agent_3", None) == ("shared" if shared else "agent_3")
+
+
+STRATEGY_ENVS = [e for e in sorted(registry.ENVS) if registry.ENVS[e].load().strategies]
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+@pytest.mark.parametrize("env_id", STRATEGY_ENVS)
+def test_every_declared_strategy_acts_within_the_action_space(env_id, discrete):
+    env_cls = registry.ENVS[env_id].load()
+    core = env_cls.core_cls(env_cls.config_model.model_validate({"discrete": discrete}), 16)
+    rng = np.random.default_rng(0)
+    core.reset(rng)
+    for step in range(20):
+        obs = core.observe()
+        for name in env_cls.strategies:
+            actions = core.strategy_actions(name, obs)
+            assert actions.shape == (*obs.shape[:2], *core.action_space.shape), name
+            assert all(
+                core.action_space.contains(a) for a in actions.reshape(-1, *actions.shape[2:])
+            )
+        core.step(core.strategy_actions(env_cls.strategies[step % 2], obs), rng)
+    assert {"trading", "resource_allocation", "supply_chain"} <= set(STRATEGY_ENVS)
