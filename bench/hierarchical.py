@@ -63,8 +63,8 @@ def stats(values):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--iterations", type=int, default=20)
-    parser.add_argument("--episodes", type=int, default=200, help="Per level.")
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--episodes", type=int, default=500, help="Per level.")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
