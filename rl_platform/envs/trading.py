@@ -72,6 +72,26 @@ in steps of 0.5; ``buy_and_hold`` is always fully long; ``mean_reversion`` bets 
 the Bollinger position; ``flat`` is the default action (never trades, earns exactly 0).
 The first three use the widest stops.
 
+Strategies for a meta-controller (``hierarchy:``; ``STRATEGIES``, each a
+:class:`Strategy`: a rule over the trend's t-statistic, the sentiment, the Bollinger
+position and the gap to the fundamental, sized by volatility, with its own stops):
+``aggressive`` (full-size trend following), ``conservative`` (half size on strong trends,
+tight stops), ``balanced`` (half-size trend with a sentiment tilt), ``contrarian``
+(against the gap to the fundamental) and ``momentum`` (the baseline's rule). Mean
+per-agent return over 500 episodes with the exploration bonus off
+(``python bench/hierarchical.py``):
+
+=====  ==========  ============  ========  ==========  ========
+level  aggressive  conservative  balanced  contrarian  momentum
+=====  ==========  ============  ========  ==========  ========
+easy   0.58        0.34          0.48      -0.02       0.64
+hard   -0.59       -0.00         -0.01     0.11        -0.19
+=====  ==========  ============  ========  ==========  ========
+
+Trends pay in calm markets, the pull back to the fundamental in volatile ones, so no
+strategy is best everywhere. ``random_levels`` draws each episode's level from a list
+(one env copy per core), a setting where the choice has to follow the market.
+
 Constraints a shield can enforce (:mod:`rl_platform.safety`): ``max_position`` (the
 absolute position held after the step, 0 where a stop or take-profit closes it, above
 the limit in units) and ``max_order`` (the absolute position change the action asks for
