@@ -65,9 +65,12 @@ def check(experiment: ExperimentConfig, env_cls: type) -> None:
     spec = experiment.hierarchy
     declared = tuple(getattr(env_cls, "strategies", ()))
     if not declared:
+        from rl_platform import registry
+
+        having = [e for e, entry in sorted(registry.ENVS.items()) if _strategies_of(entry)]
         raise ValueError(
             f"env {experiment.env.id!r} declares no strategies for a meta-controller to "
-            "choose from (BatchedCore.strategies); the trading env does"
+            f"choose from (BatchedCore.strategies); envs that do: {', '.join(having)}"
         )
     names = strategy_names(spec, env_cls)
     unknown = [name for name in names if name not in declared]
@@ -95,6 +98,14 @@ def check(experiment: ExperimentConfig, env_cls: type) -> None:
             "evaluation.every > 0 plays the policy on base actions, not through the "
             "strategies; set evaluation.every: 0 (bench/hierarchical.py evaluates greedily)"
         )
+
+
+def _strategies_of(entry: Any) -> tuple[str, ...]:
+    """A registry entry's strategies; () where its class cannot be loaded."""
+    try:
+        return tuple(getattr(entry.load(), "strategies", ()))
+    except Exception:  # noqa: BLE001 (a broken plugin must not hide the real message)
+        return ()
 
 
 def _one_hot_box(space: Any, size: int) -> Any:

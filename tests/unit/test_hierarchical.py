@@ -224,7 +224,10 @@ def test_learned_low_level_alternates_decisions_with_k_base_steps():
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [
-        (["env.id=coverage", "env.config={}", "rewards.weights={}"], "declares no strategies"),
+        (
+            ["env.id=coverage", "env.config={}", "rewards.weights={}"],
+            "envs that do: resource_allocation, supply_chain, trading",
+        ),
         (["hierarchy.strategies=[aggressive, yolo]"], "unknown strategy 'yolo'"),
         (["hierarchy.strategies=[momentum, momentum]"], "twice"),
         (["hierarchy.strategies=[momentum]"], "at least two"),
@@ -273,3 +276,14 @@ def test_every_declared_strategy_acts_within_the_action_space(env_id, discrete):
             )
         core.step(core.strategy_actions(env_cls.strategies[step % 2], obs), rng)
     assert {"trading", "resource_allocation", "supply_chain"} <= set(STRATEGY_ENVS)
+
+
+def test_the_safety_shield_judges_the_strategies_actions():
+    shield = ["safety={constraints: [{name: max_position, limit: 0.5}], penalty: 1.0}"]
+    env = hierarchical_env(*shield, "env.config.random_levels=[easy]")
+    env.reset(seed=0)
+    _, rewards, *_ = env.step(dict.fromkeys(env.possible_agents, NAMES.index("aggressive")))
+    totals = env.inner._totals["agent_0"]  # RewardEnv's sums over the K base steps
+    assert totals["interventions"] > 0  # full positions replaced by the fallback ...
+    assert totals["safety"] == -totals["interventions"]  # ... and penalised
+    assert rewards["agent_0"] == pytest.approx(totals["total"])
