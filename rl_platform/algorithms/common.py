@@ -198,7 +198,8 @@ def apply_experiment(
     """Set everything an experiment decides on an algorithm's (new-stack) RLlib config.
 
     The env runners build the experiment's env inside :class:`~rl_platform.rewards.RewardEnv`
-    (the reward engineering), whatever the algorithm. ``batched_sampling``: the
+    (the reward engineering), whatever the algorithm; with a ``hierarchy`` section, inside
+    :mod:`rl_platform.advanced.hierarchical`'s env around it. ``batched_sampling``: the
     algorithm can sample with the batched runner (:func:`with_sampler`).
     """
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
