@@ -126,7 +126,10 @@ def test_an_episode_ending_inside_a_block_ends_the_meta_step_with_its_partial_su
 
 
 def test_spaces_reset_observation_and_rllib_checks():
+    from pettingzoo.test import parallel_api_test
     from ray.rllib.utils.pre_checks.env import check_multiagent_environments
+
+    from rl_platform.envs.base import CoreParallelEnv
 
     env = hierarchical_env()
     obs, _ = env.reset(seed=1)
@@ -136,6 +139,7 @@ def test_spaces_reset_observation_and_rllib_checks():
         assert env.observation_spaces[agent].contains(obs[agent])
         assert not obs[agent][-5:].any()  # no strategy in force yet
     check_multiagent_environments(hierarchical_env())
+    parallel_api_test(CoreParallelEnv(hierarchical_env()), num_cycles=50)  # PettingZoo's
     first, second = (rollout(hierarchical_env(), seed=5, steps=30) for _ in range(2))
     for a, b in zip(first, second, strict=True):
         assert all(np.array_equal(a[k], b[k]) for k in a)
