@@ -1,8 +1,8 @@
 """Does a trained meta-controller choose strategies better than any fixed strategy? Trading.
 
 How to run:
-    python bench/hierarchical.py                    # 1 training seed, ~5 min on 2 cores
-    python bench/hierarchical.py --seeds 0 1 2 --iterations 30 --episodes 400
+    python bench/hierarchical.py                    # 1 training seed, 5-10 min on 2 cores
+    python bench/hierarchical.py --seeds 0 1 2      # 3 training seeds, 3x as long
 
 Trains ``experiments/trading_hierarchical.yaml`` (PPO meta-controllers choosing each
 trader's strategy every 10 steps; episodes drawn at the easy or the hard level) for
@@ -14,6 +14,10 @@ K-step controller (:class:`~rl_platform.advanced.hierarchical.StrategyController
 Prints the mean per-agent episode return +- its standard error per level and over both
 (the training mix), the learned choice's paired difference with the best fixed strategy,
 and what it chose at each level; writes bench/results/hierarchical.json.
+
+Results to expect (seed 0): the learned choice scores about 0.39 over both levels, the
+best fixed strategy (balanced) 0.24, a random choice 0.11; it trades trends at easy and
+turns contrarian at hard (README, "Hierarchical control").
 """
 
 import argparse
