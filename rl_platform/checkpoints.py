@@ -64,6 +64,7 @@ def export_policies(checkpoint_dir: str | Path, experiment: dict[str, Any]) -> P
     from ray.rllib.utils.serialization import gym_space_to_dict
 
     from rl_platform import registry
+    from rl_platform.advanced.curiosity import is_curiosity_module_id
     from rl_platform.algorithms.common import SHARED_MODULE_ID
 
     checkpoint_dir = Path(checkpoint_dir)
@@ -72,6 +73,8 @@ def export_policies(checkpoint_dir: str | Path, experiment: dict[str, Any]) -> P
     out.mkdir(exist_ok=True)
     modules: dict[str, Any] = {}
     for path in sorted(p for p in modules_dir.iterdir() if p.is_dir()):
+        if experiment.get("curiosity") and is_curiosity_module_id(path.name):
+            continue  # an ICM (learner-only): not a policy
         module = RLModule.from_checkpoint(str(path))
         catalog = getattr(module, "catalog", None)
         torch.save(module.state_dict(), out / f"{path.name}.pt")
