@@ -57,6 +57,7 @@ Ray and torch.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -437,8 +438,13 @@ def with_curiosity(
     specs = {}
     for policy_id in module_ids(experiment, env_cls):
         agent, obs_space = spaces[policy_id]
-        if policy_spec is not None:
-            specs[policy_id] = policy_spec
+        # Spaces given explicitly: a local env runner (num_env_runners: 0) would otherwise
+        # hand the policies of a MultiRLModuleSpec the env's Dict of all agents' spaces.
+        specs[policy_id] = dataclasses.replace(
+            policy_spec or RLModuleSpec(),
+            observation_space=obs_space,
+            action_space=env.action_spaces[agent],
+        )
         specs[curiosity_module_id(policy_id)] = RLModuleSpec(
             module_class=CuriosityModule,
             observation_space=obs_space,
