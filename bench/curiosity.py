@@ -90,9 +90,9 @@ def summarize_run(rows: list[dict[str, float]], window: int) -> dict:
 def thirds(values: list[float]) -> str:
     """Mean of each third of a curve, as "a / b / c" (or "-" without data)."""
     parts = [p for p in np.array_split(np.asarray(values, dtype=float), 3) if len(p)]
-    if not parts or all(np.isnan(p).all() for p in parts):
+    if not parts or np.isnan(np.concatenate(parts)).all():
         return "-"
-    return " / ".join(f"{np.nanmean(p):.3f}" for p in parts)
+    return " / ".join(f"{np.mean(p):.3f}" for p in parts)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -134,10 +134,10 @@ def main() -> None:
         figures = {}
         for key in ("success", "extrinsic_return", "greedy_success", "wall_s"):
             figures[key], figures[f"{key}_std"] = mean_std([r[key] for r in mine])
-        curves = [r["curve"]["intrinsic_reward"] for r in mine]
-        weighted = [r["curve"]["intrinsic_weighted"] for r in mine]
-        figures["intrinsic_by_third"] = thirds(np.nanmean(curves, axis=0).tolist())
-        figures["intrinsic_weighted_by_third"] = thirds(np.nanmean(weighted, axis=0).tolist())
+        for key in ("intrinsic_reward", "intrinsic_weighted"):
+            curves = np.array([r["curve"][key] for r in mine], dtype=float)
+            mean = curves.mean(axis=0) if not np.isnan(curves).all() else curves[0]
+            figures[f"{key}_by_third"] = thirds(mean.tolist())
         figures["reached"] = sum(r["steps_to_success"] is not None for r in mine)
         summary[config] = figures
     plain = [r["success"] for r in runs if r["config"] == CONFIGS[0]]
@@ -145,8 +145,8 @@ def main() -> None:
     t, p = welch_t_test(curious, plain) if len(plain) > 1 else (float("nan"), float("nan"))
     print(
         f"\nlandmark {env_config}, {args.steps} env steps per run, {len(args.seeds)} seeds; "
-        f"random play: {random.mean():.3f} arrivals per agent, "
-        f"success {(random >= 1).mean():.3f}"
+        f"random play: {random.mean():.4f} arrivals per agent, "
+        f"success {(random >= 1).mean():.4f}"
     )
     header = (
         f"{'config':>15} | {'train success':>13} | {'extrinsic/agent':>15} | "
@@ -160,7 +160,7 @@ def main() -> None:
             f"{config:>15} | {f['success']:.2f} +- {f['success_std']:.2f} | "
             f"{f['extrinsic_return']:>7.2f} +- {f['extrinsic_return_std']:.2f} | "
             f"{f['greedy_success']:>6.2f} +- {f['greedy_success_std']:.2f} | "
-            f"{f['reached']:>5}/{len(args.seeds)}     | {f['intrinsic_by_third']} | "
+            f"{f['reached']:>5}/{len(args.seeds)}     | {f['intrinsic_reward_by_third']} | "
             f"{f['intrinsic_weighted_by_third']}"
         )
     print(f"success, curiosity - plain: {np.mean(curious) - np.mean(plain):+.2f}, "

@@ -89,7 +89,7 @@ if TYPE_CHECKING:
 ICM_PREFIX = "icm_"
 SUPPORTED_ALGORITHMS = ("ppo", "mappo", "ippo")
 RESULT_KEY = "curiosity"  # result["curiosity"]: the iteration's figures, mean over modules
-# Learner metrics of every ICM module; the last five make result["curiosity"].
+# Learner metrics of every ICM module; their means over modules make result["curiosity"].
 METRICS = (
     "forward_loss",
     "inverse_loss",
@@ -97,7 +97,6 @@ METRICS = (
     "intrinsic_reward_weighted",
     "extrinsic_reward",
 )
-REWARD_METRICS = METRICS[2:]
 MIN_REWARD_SCALE = 1e-8  # floor of the running mean the intrinsic reward is divided by
 
 

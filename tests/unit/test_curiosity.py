@@ -208,3 +208,20 @@ def test_bad_curiosity_fields_are_refused():
     data["curiosity"] = {"forward_loss_weight": 1.5}
     with pytest.raises(ConfigError, match="forward_loss_weight"):
         load_experiment(data)
+
+
+class MultiDiscreteEnv:
+    """Just what check() reads of an env: agents and their spaces."""
+
+    def __init__(self, config):
+        self.possible_agents = ["a"]
+        self.observation_spaces = {"a": gym.spaces.Box(0, 1, (3,))}
+        self.action_spaces = {"a": gym.spaces.MultiDiscrete([2, 2])}
+
+
+def test_unsupported_action_spaces_are_refused():
+    from rl_platform.advanced.curiosity import check
+
+    loaded = load_experiment(experiment("ppo"))
+    with pytest.raises(ValueError, match="acts in a MultiDiscrete"):
+        check(loaded, MultiDiscreteEnv)
