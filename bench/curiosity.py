@@ -3,6 +3,7 @@
 How to run:
     python bench/curiosity.py                        # 3 seeds x 2 configs, a few minutes on 2 cores
     python bench/curiosity.py --steps 100000 --seeds 0 1 2 3 4
+    python bench/curiosity.py --set algorithm.hyperparams.entropy_coeff=0.05 --name e05.json
 
 Trains experiments/landmark_curiosity.yaml (two agents, 8x8 grid, the landmark in the far
 corner, 40 steps, reward only on arrival) to the same env-step budget with its
@@ -39,9 +40,9 @@ CONFIGS = ("ippo", "ippo+curiosity")
 SUCCESS_LEVEL = 0.5  # "learned": the training success rate first reaches this
 
 
-def experiment(config: str, seed: int, steps: int) -> dict:
-    """The bench's experiment: the YAML's, with or without its curiosity section."""
-    data = load_experiment(EXPERIMENT).model_dump(mode="json")
+def experiment(config: str, seed: int, steps: int, overrides: list[str]) -> dict:
+    """The bench's experiment: the YAML's (with `overrides`), with or without curiosity."""
+    data = load_experiment(EXPERIMENT, overrides).model_dump(mode="json")
     data.update(
         name=f"bench_{config.replace('+', '_')}",
         seed=seed,
@@ -104,17 +105,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--window", type=int, default=5, help="Last iterations averaged.")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="Override the experiment for both configs, e.g. algorithm.hyperparams.lr=3e-4.",
+    )  # fmt: skip
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--name", default="curiosity.json", help="File name of the JSON.")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="bench_curiosity_"))
-    env_config = load_experiment(EXPERIMENT).env.config
+    env_config = load_experiment(EXPERIMENT, args.overrides).env.config
     random = episode_scores("landmark", RANDOM, env_config, 200, 1000)
     runs = []
     for seed in args.seeds:
         for config in CONFIGS:
             started = time.perf_counter()
-            result = rl_platform.train(experiment(config, seed, args.steps), output=scratch)
+            result = rl_platform.train(
+                experiment(config, seed, args.steps, args.overrides), output=scratch
+            )
             wall = time.perf_counter() - started
             run = summarize_run(read_rows(Path(result.run_dir)), args.window)
             greedy = policy_scores(result.last_checkpoint, episodes=50, seed=1000)
@@ -144,7 +152,8 @@ def main() -> None:
     curious = [r["success"] for r in runs if r["config"] == CONFIGS[1]]
     t, p = welch_t_test(curious, plain) if len(plain) > 1 else (float("nan"), float("nan"))
     print(
-        f"\nlandmark {env_config}, {args.steps} env steps per run, {len(args.seeds)} seeds; "
+        f"\nlandmark {env_config}, {args.steps} env steps per run, {len(args.seeds)} seeds, "
+        f"overrides {args.overrides or 'none'}; "
         f"random play: {random.mean():.4f} arrivals per agent, "
         f"success {(random >= 1).mean():.4f}"
     )
@@ -167,10 +176,11 @@ def main() -> None:
           f"Welch t = {t:.2f}, p = {p:.3f}")  # fmt: skip
     report = {
         "env_config": env_config, "steps": args.steps, "seeds": args.seeds,
+        "overrides": args.overrides,
         "random_arrivals": float(random.mean()), "random_success": float((random >= 1).mean()),
         "runs": runs, "summary": summary, "welch_t": t, "p_value": p,
     }  # fmt: skip
-    path = args.output / "curiosity.json"
+    path = args.output / args.name
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
 
