@@ -225,3 +225,19 @@ def test_unsupported_action_spaces_are_refused():
     loaded = load_experiment(experiment("ppo"))
     with pytest.raises(ValueError, match="acts in a MultiDiscrete"):
         check(loaded, MultiDiscreteEnv)
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "ippo"])
+def test_learners_build_the_icm_and_env_runners_do_not(algorithm):
+    from rl_platform.training import build_algorithm_config
+
+    config = build_algorithm_config(load_experiment(experiment(algorithm)))
+    env = config.env(dict(config.env_config))
+    learner = config.get_multi_rl_module_spec(env=env, inference_only=False)
+    runner = config.get_multi_rl_module_spec(env=env, inference_only=True)
+    assert set(learner.rl_module_specs) == {"shared", "icm_shared"}
+    assert set(runner.rl_module_specs) == {"shared"}
+    icm = learner.rl_module_specs["icm_shared"]
+    assert icm.learner_only and icm.module_class is CuriosityModule
+    assert icm.model_config["obs_key"] == ("obs" if algorithm == "ippo" else None)
+    assert config.learner_class.__name__.startswith("Curiosity")
