@@ -35,7 +35,8 @@ noise: 0.155 / 0.029 / 0.011 / 0.0005); ``direct`` 1.0 and ``still`` 0.0 at ever
 (``still`` 0 because the landmark is never the start cell). PPO is a better explorer than
 random moves: with all rewards 0 its normalized advantages are noise that drifts the
 policy, and a drifted walk is carried by the walls to a corner; IPPO found the expert
-landmark within 60,000 steps in some seeds (``python bench/curiosity.py``).
+landmark within 60,000 steps in 6 of 10 seeds with entropy bonus 0.01 and in 5 of 5 with
+0.05 (``python bench/curiosity.py``; README, "Curiosity").
 """
 
 from __future__ import annotations
