@@ -80,3 +80,18 @@ def test_direct_baseline_arrives_after_the_manhattan_distance():
     results = [c.step(c.baseline_actions("direct", c.observe()), None) for _ in range(4)]
     assert [bool(r.terminated[0]) for r in results] == [False, False, False, True]
     assert (c.potential("progress") == 0).all()
+
+
+def test_the_wall_blocks_all_but_the_door_and_direct_goes_through_it():
+    c = core(wall=True, task="medium", episode_length=10)  # start (2, 2), wall at x = 3
+    c.step(np.array([[RIGHT, RIGHT]]), None)
+    assert c._pos[0].tolist() == [[2, 2], [2, 2]]  # into the wall: no move
+    c.reset(np.random.default_rng(0))
+    results = [c.step(c.baseline_actions("direct", c.observe()), None) for _ in range(7)]
+    # the medium landmark (3, 3) would sit in the wall: it moves behind it, to (4, 3)
+    assert c._landmark.tolist() == [[4, 3]]
+    # down 2 to the door row, right 2 through the door, up 3 to the landmark
+    assert c._arrived.all() and bool(results[-1].terminated[0])
+    assert not any(bool(r.terminated[0]) for r in results[:-1])
+    with pytest.raises(ValueError, match="grid_size >= 4"):
+        LandmarkConfig(wall=True, grid_size=3)
