@@ -64,7 +64,6 @@ def export_policies(checkpoint_dir: str | Path, experiment: dict[str, Any]) -> P
     from ray.rllib.utils.serialization import gym_space_to_dict
 
     from rl_platform import registry
-    from rl_platform.advanced.curiosity import is_curiosity_module_id
     from rl_platform.algorithms.common import SHARED_MODULE_ID
 
     checkpoint_dir = Path(checkpoint_dir)
@@ -72,9 +71,12 @@ def export_policies(checkpoint_dir: str | Path, experiment: dict[str, Any]) -> P
     out = checkpoint_dir / EXPORT_DIR
     out.mkdir(exist_ok=True)
     modules: dict[str, Any] = {}
-    for path in sorted(p for p in modules_dir.iterdir() if p.is_dir()):
-        if experiment.get("curiosity") and is_curiosity_module_id(path.name):
-            continue  # an ICM (learner-only): not a policy
+    paths = sorted(p for p in modules_dir.iterdir() if p.is_dir())
+    if experiment.get("curiosity"):  # the ICMs (learner-only) are not policies
+        from rl_platform.advanced.curiosity import is_curiosity_module_id
+
+        paths = [p for p in paths if not is_curiosity_module_id(p.name)]
+    for path in paths:
         module = RLModule.from_checkpoint(str(path))
         catalog = getattr(module, "catalog", None)
         torch.save(module.state_dict(), out / f"{path.name}.pt")
