@@ -1,21 +1,22 @@
 """Does curiosity help on a sparse-reward task? IPPO with and without an ICM on landmark.
 
 How to run:
-    python bench/curiosity.py                        # 3 seeds x 2 configs, a few minutes on 2 cores
-    python bench/curiosity.py --steps 100000 --seeds 0 1 2 3 4
-    python bench/curiosity.py --set algorithm.hyperparams.entropy_coeff=0.05 --name e05.json
+    python bench/curiosity.py                        # 3 seeds x 2 configs, ~3 min on 2 cores
+    python bench/curiosity.py --seeds 0 1 2 3 4 5 6 7 8 9
+    python bench/curiosity.py --set env.config.wall=false --name open.json   # any override
 
-Trains experiments/landmark_curiosity.yaml (two agents, 8x8 grid, the landmark in the far
-corner, 40 steps, reward only on arrival) to the same env-step budget with its
-``curiosity:`` section and with ``curiosity: null``, for each seed. Per run it reads
-metrics.csv: the training success rate (share of episodes where both agents arrived,
-``reward_success``) and extrinsic return per agent (``reward_env``) over the last
-``--window`` iterations, the first env step at which the success rate reached 0.5, and
-the intrinsic reward (raw and weighted, per step) over training; then it scores the final
-policy greedily on 50 held-out episodes (``policy_scores``, seed 1000; the greedy
-success rate is the share of episodes where every agent arrived). Prints each run, the
-per-config mean and std, and Welch's t-test of the training success rates; writes
-bench/results/curiosity.json.
+Trains experiments/landmark_curiosity.yaml (two agents, 15x15 grid, the landmark behind a
+wall whose only door is at the bottom row, 40 steps, reward only on arrival) to the same
+env-step budget with its ``curiosity:`` section and with ``curiosity: null``, for each
+seed (``--set`` overrides apply to both). Per run it reads metrics.csv: the training
+success rate (share of episodes where both agents arrived, ``reward_success``) and
+extrinsic return per agent (``reward_env``) over the last ``--window`` iterations, the
+first env step at which the success rate reached 0.5, and the intrinsic reward (raw and
+weighted, per step) over training; then it scores the final policy greedily on 50
+held-out episodes (``policy_scores``, seed 1000; the greedy success rate is the share of
+episodes where every agent arrived). Prints each run, the per-config mean and std, and
+Welch's t-test of the training success rates; writes bench/results/curiosity.json (or
+``--name``).
 """
 
 import argparse
