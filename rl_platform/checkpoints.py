@@ -71,7 +71,12 @@ def export_policies(checkpoint_dir: str | Path, experiment: dict[str, Any]) -> P
     out = checkpoint_dir / EXPORT_DIR
     out.mkdir(exist_ok=True)
     modules: dict[str, Any] = {}
-    for path in sorted(p for p in modules_dir.iterdir() if p.is_dir()):
+    paths = sorted(p for p in modules_dir.iterdir() if p.is_dir())
+    if experiment.get("curiosity"):  # the ICMs (learner-only) are not policies
+        from rl_platform.advanced.curiosity import is_curiosity_module_id
+
+        paths = [p for p in paths if not is_curiosity_module_id(p.name)]
+    for path in paths:
         module = RLModule.from_checkpoint(str(path))
         catalog = getattr(module, "catalog", None)
         torch.save(module.state_dict(), out / f"{path.name}.pt")

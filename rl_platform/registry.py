@@ -120,6 +120,13 @@ register_env(
 
 register_env(
     EnvEntry(
+        "landmark",
+        "N agents find a distant landmark on a grid, rewarded only on arrival (exploration)",
+        "rl_platform.envs.landmark:LandmarkEnv",
+    )
+)
+register_env(
+    EnvEntry(
         "two_step_game",
         "the QMIX paper's two-step matrix game: 2 agents, optimum 8, safe 7 (value factorization)",
         "rl_platform.envs.matrix_games:TwoStepGameEnv",

@@ -56,7 +56,9 @@ class IterationRow:
 
     ``level`` is the curriculum level ("" without a curriculum) and ``level_change`` says
     what changed after this iteration ("" when nothing did). ``rewards`` holds the
-    per-agent mean episode sum of each reward part (``env_runners/rewards/<name>``).
+    per-agent mean episode sum of each reward part (``env_runners/rewards/<name>``);
+    ``curiosity`` the per-step intrinsic and extrinsic rewards and ICM losses of a run with
+    ``curiosity:`` (``result["curiosity"]``, written as ``curiosity_<name>`` columns).
     """
 
     iteration: int
@@ -69,15 +71,17 @@ class IterationRow:
     rewards: dict[str, float] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)  # measured at this iteration
     anomalies: list[str] = field(default_factory=list)  # set by the driver's monitor
+    curiosity: dict[str, float] = field(default_factory=dict)
 
     def csv_row(self, reward_names: list[str]) -> dict[str, Any]:
         """The row of metrics.csv: figures, level, reward parts, evaluation score.
 
         ``eval_score`` is NaN where no evaluation was measured at this iteration.
         """
-        skip = ("rewards", "level_change", "evaluation", "anomalies")
+        skip = ("rewards", "level_change", "evaluation", "anomalies", "curiosity")
         row = {k: v for k, v in asdict(self).items() if k not in skip}
         row.update({f"reward_{n}": self.rewards.get(n, math.nan) for n in reward_names})
+        row.update({f"curiosity_{n}": v for n, v in self.curiosity.items()})
         row["eval_score"] = self.evaluation.get("score", math.nan)
         return row
 
@@ -280,6 +284,7 @@ def iteration_row(result: dict[str, Any], last: tuple[float, float] | None) -> I
         level_change=change,
         rewards={k: float(v) for k, v in (runners.get("rewards") or {}).items()},
         evaluation=dict(evaluation),
+        curiosity={k: float(v) for k, v in (result.get("curiosity") or {}).items()},
     )
 
 

@@ -416,7 +416,12 @@ def _build(experiment: ExperimentConfig, env_cls: type, critic_obs_key: str) -> 
         rl_module_spec=RLModuleSpec(module_class=ActorCriticModule, model_config=model_config)
     )
     config = config.learners(learner_class=ValueNormPPOLearner)
-    return config.training(**hp.model_dump(exclude=MAPPO_ONLY))
+    config = config.training(**hp.model_dump(exclude=MAPPO_ONLY))
+    if experiment.curiosity is not None:
+        from rl_platform.advanced.curiosity import with_curiosity
+
+        config = with_curiosity(config, experiment, env_cls)
+    return config
 
 
 class MAPPO:

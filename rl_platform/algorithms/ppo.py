@@ -48,4 +48,9 @@ def build(experiment: ExperimentConfig, env_cls: type) -> AlgorithmConfig:
 
     hp = Hyperparams.model_validate(experiment.algorithm.hyperparams)
     config = apply_experiment(PPOConfig(), experiment, env_cls, batched_sampling=True)
-    return config.training(**hp.model_dump())
+    config = config.training(**hp.model_dump())
+    if experiment.curiosity is not None:
+        from rl_platform.advanced.curiosity import with_curiosity
+
+        config = with_curiosity(config, experiment, env_cls)
+    return config
