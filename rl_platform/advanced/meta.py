@@ -124,7 +124,9 @@ def _check_meta_step_alignment(experiment: Any) -> None:
     """Stops and checkpoints fall on meta-step boundaries, where the learner holds theta."""
     k = experiment.meta.inner_iterations
     stop = experiment.stop
-    others = [n for n, v in stop.model_dump().items() if v is not None and n != "training_iteration"]
+    others = [
+        n for n, v in stop.model_dump().items() if v is not None and n != "training_iteration"
+    ]
     if stop.training_iteration is None or others or stop.training_iteration % k:
         raise ValueError(
             f"stop must be training_iteration alone and a multiple of inner_iterations ({k}), "
@@ -161,7 +163,9 @@ class TaskSampler:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state_dict` (of a run with the same tasks)."""
         if list(state["tasks"]) != self.tasks:
-            raise ValueError(f"the checkpoint's meta tasks {state['tasks']} differ from {self.tasks}")
+            raise ValueError(
+                f"the checkpoint's meta tasks {state['tasks']} differ from {self.tasks}"
+            )
         self._rng.bit_generator.state = state["rng"]
 
 

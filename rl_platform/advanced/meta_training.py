@@ -117,7 +117,9 @@ class MetaLearningCallback(RLlibCallback):
 
     def on_env_runners_recreated(self, *, env_runner_group, env_runner_indices, **kwargs):  # noqa: D102
         if self.task:
-            set_task_in_group(env_runner_group, self.task, self.spec["kind"], list(env_runner_indices))
+            set_task_in_group(
+                env_runner_group, self.task, self.spec["kind"], list(env_runner_indices)
+            )
 
     def on_train_result(self, *, algorithm, result, **kwargs):  # noqa: D102
         if self.meta is None:
@@ -267,16 +269,21 @@ def adaptation_experiment(
     if not meta:
         raise AdaptError(f"{run_dir}: not a meta-training run (its experiment has no meta).")
     env_cls = registry.get_env(raw["env"]["id"]).load()
-    try:
-        overrides = task_overrides(env_cls, task)
-    except ValueError as err:
-        raise AdaptError(f"--task {task}: {err}") from None
+    offered = env_tasks(env_cls)
+    kind = offered.get(meta["tasks"][0])
+    if offered.get(task) != kind:
+        same = ", ".join(sorted(n for n, k in offered.items() if k == kind))
+        raise AdaptError(
+            f"--task {task}: env {raw['env']['id']!r} has no such task {kind}; the run was "
+            f"meta-trained on its {kind}s, expected one of: {same}."
+        )
+    overrides = task_overrides(env_cls, task)
     if task in meta.get("tasks", []):
         log.warning("task %s was a meta-training task, not a held-out one", task)
     raw.pop("meta")
     raw["env"]["config"] = {**raw["env"]["config"], **overrides}
-    kind = "scratch" if scratch else "adapted"
-    raw["name"] = f"{raw['name']}-{kind}-{task}"
+    start = "scratch" if scratch else "adapted"
+    raw["name"] = f"{raw['name']}-{start}-{task}"
     raw["stop"] = {"training_iteration": iterations or int(meta.get("inner_iterations", 1))}
     raw["checkpoint"] = {**raw.get("checkpoint", {}), "every": 0}
     raw["initial_policies"] = None if scratch else str((checkpoint / EXPORT_DIR).resolve())
@@ -311,7 +318,10 @@ def adapt(
         iterations: training iterations of the adaptation.
         scratch: start from fresh weights instead of the meta-weights.
         seed: the run's seed (default: the meta-training run's).
-        output, address, progress, verbose: as for :func:`rl_platform.training.train`.
+        output: parent of the run directory (as for :func:`~rl_platform.training.train`).
+        address: a Ray cluster address; a private local Ray when None.
+        progress: called with each iteration's figures.
+        verbose: let Ray's and the workers' logs through.
 
     Returns:
         The run's :class:`~rl_platform.training.TrainResult`.
