@@ -9,9 +9,9 @@ meet the others there, don't waste effort) and differ in one hidden parameter, w
 is what meta-learning exploits: a meta-trained policy adapts to a new meeting point in
 a few iterations.
 
-The tasks (``variants``) are eight compass points on a circle of radius
-``MEETING_RADIUS`` around the origin (``n``, ``ne``, ..., ``nw``); ``center`` is the
-origin. ``set_variant(name)`` switches the meeting point from the next step on (between
+The tasks (``variants``) are the 16 points of the compass on a circle of radius
+``MEETING_RADIUS`` around the origin (``e``, ``ene``, ``ne``, ``nne``, ``n``, ...,
+``ese``); ``center`` is the origin. ``set_variant(name)`` switches the meeting point from the next step on (between
 training iterations for meta-learning). Task levels set the spawn radius, as in
 rendezvous. Baselines see only observations, so they cannot know the meeting point:
 ``centroid`` walks to the others' centroid, ``still`` never moves.
@@ -33,11 +33,15 @@ from rl_platform.envs.base import CoreMultiAgentEnv, StepResult
 from rl_platform.envs.rendezvous import MOVES, RendezvousConfig, RendezvousCore
 
 MEETING_RADIUS = 0.6
-_COMPASS = ("e", "ne", "n", "nw", "w", "sw", "s", "se")
+# The 16 points of the compass, counterclockwise from east.
+_COMPASS = (
+    "e", "ene", "ne", "nne", "n", "nnw", "nw", "wnw",
+    "w", "wsw", "sw", "ssw", "s", "sse", "se", "ese",
+)  # fmt: skip
 MEETING_POINTS: dict[str, tuple[float, float]] = {
     name: (
-        round(MEETING_RADIUS * math.cos(i * math.pi / 4), 6),
-        round(MEETING_RADIUS * math.sin(i * math.pi / 4), 6),
+        round(MEETING_RADIUS * math.cos(i * math.pi / 8), 6),
+        round(MEETING_RADIUS * math.sin(i * math.pi / 8), 6),
     )
     for i, name in enumerate(_COMPASS)
 }

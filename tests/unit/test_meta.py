@@ -104,7 +104,7 @@ def test_optimizer_reset_forgets_adam_moments():
 
 def test_tasks_are_levels_or_variants_with_their_overrides():
     tasks = env_tasks(MeetingPointEnv)
-    assert tasks["n"] == "variant" and tasks["hard"] == "level" and len(tasks) == 13
+    assert tasks["n"] == "variant" and tasks["hard"] == "level" and len(tasks) == 21
     assert task_overrides(MeetingPointEnv, "hard") == {"task": "hard"}
     assert task_overrides(MeetingPointEnv, "sw") == {"meeting_point": MEETING_POINTS["sw"]}
     with pytest.raises(ValueError, match="no task 'up'"):
