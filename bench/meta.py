@@ -1,18 +1,19 @@
 """Few-shot adaptation from meta-trained weights vs training from scratch, same budget.
 
 How to run:
-    python bench/meta.py                        # ~4 min on 2 cores
+    python bench/meta.py                        # ~6 min on 2 cores
+    python bench/meta.py --tasks e s            # meeting points outside the trained arc
     python bench/meta.py --iterations 1 --seeds 0 1 2 3 4
 
-Meta-trains experiments/meeting_point_meta.yaml once (Reptile over six meeting points,
-40 PPO iterations), then for each held-out meeting point (n, sw) and seed trains N
-iterations (default 2, 2,000 env steps) with ``rl_platform.adapt`` from the
+Meta-trains experiments/meeting_point_meta.yaml once (Reptile over four meeting points of
+the northern arc, 40 PPO iterations), then for each held-out meeting point (ne, n, nw:
+between the trained ones) and seed trains N iterations (default 2, 2,000 env steps) with ``rl_platform.adapt`` from the
 meta-weights and with ``scratch=True`` from fresh weights, and scores each final policy
 greedily on 50 episodes of that task (``policy_scores``, seed 1000; mean per-agent
 return). Also scores the meta-weights before adaptation (zero-shot), the env's
 ``centroid`` baseline (meets, but where it cannot know) and random moves. Prints each
-run, mean +- std per start and Welch's t-test of adapted vs scratch; writes
-bench/results/meta.json.
+run, mean +- std per start and Welch's t-test of adapted vs scratch per task and over
+all; writes bench/results/meta.json (meta_<tasks>.json with --tasks).
 """
 
 import argparse
@@ -100,11 +101,16 @@ def main() -> None:
             note = "(meta-weights, no adaptation)"
             print(f"{task:>6} {'zero-shot':>10} {ref['zero_shot']:8.2f}   {note}")
             print(f"{task:>6} {'centroid':>10} {ref['centroid']:8.2f}   random {ref['random']:.2f}")
-    adapted = [r["score"] for r in runs if r["start"] == "adapted"]
-    scratch = [r["score"] for r in runs if r["start"] == "scratch"]
-    t, p = welch_t_test(adapted, scratch)
-    diff = summary["all"]["adapted"]["mean"] - summary["all"]["scratch"]["mean"]
-    print(f"adapted - scratch: {diff:+.2f}, Welch t = {t:.2f}, p = {p:.4f}")
+    tests = {}
+    for task in [*tasks, "all"]:
+        adapted, scratch = (
+            [r["score"] for r in runs if r["start"] == start and task in ("all", r["task"])]
+            for start in ("adapted", "scratch")
+        )
+        t, p = welch_t_test(adapted, scratch)
+        diff = summary[task]["adapted"]["mean"] - summary[task]["scratch"]["mean"]
+        tests[task] = {"difference": diff, "welch_t": t, "p_value": p}
+        print(f"{task:>6} adapted - scratch: {diff:+.2f}, Welch t = {t:.2f}, p = {p:.4f}")
     report = {
         "experiment": str(EXPERIMENT.relative_to(ROOT)),
         "overrides": args.overrides,
@@ -115,10 +121,9 @@ def main() -> None:
         "reference": reference,
         "runs": runs,
         "summary": summary,
-        "welch_t": t,
-        "p_value": p,
+        "welch": tests,
     }
-    path = args.output / "meta.json"
+    path = args.output / ("meta.json" if args.tasks is None else f"meta_{'_'.join(tasks)}.json")
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
 

@@ -126,3 +126,25 @@ def test_adaptation_starts_from_the_meta_weights_on_the_held_out_task(meta_run, 
         adaptation_experiment(adapted.run_dir, "n")
     with pytest.raises(AdaptError, match="no such run"):
         adaptation_experiment(tmp_path / "missing", "n")
+
+
+@pytest.mark.slow
+def test_fomaml_meta_trains_with_level_tasks_and_the_stock_local_runner(tmp_path, ray_address):
+    """Tasks as task levels (set_task), first-order MAML, sampling in the driver's runner."""
+    experiment = {
+        **EXPERIMENT,
+        "meta": {"method": "fomaml", "tasks": ["easy", "hard"], "held_out": ["expert"]},
+        "resources": {"num_env_runners": 0},
+        "stop": {"training_iteration": 4},
+        "checkpoint": {"every": 0},
+    }
+    result = train(experiment, output=tmp_path)
+    assert result.status == "finished"
+    meta = result.metrics["meta"]
+    assert meta["meta_step"] == 1 and meta["finished_task"] in ("easy", "hard")
+    algorithm = load_algorithm(result.last_checkpoint)
+    try:
+        (callback,) = [c for c in algorithm.callbacks if isinstance(c, MetaLearningCallback)]
+        assert algorithm.env_runner.env.unwrapped.envs[0].unwrapped.get_task() == callback.task
+    finally:
+        algorithm.stop()

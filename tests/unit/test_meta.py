@@ -14,6 +14,7 @@ from rl_platform.advanced.meta import (
     reptile_update,
     reset_optimizer_state,
     switch_env,
+    switch_runner_env,
     task_overrides,
 )
 from rl_platform.config import ConfigError, load_experiment
@@ -119,6 +120,24 @@ def test_switching_a_variant_moves_the_meeting_point_through_wrappers():
         assert core_of(env).config.meeting_point == MEETING_POINTS["sw"]
         switch_env(env, "hard", "level")
         assert env.get_task() == "hard"
+
+
+def test_switching_reaches_the_batched_sampler_core_and_vector_envs():
+    from rl_platform.sampling import BatchedMultiAgentEnv
+
+    config = {"env_id": "meeting_point", "env_config": {}, "rewards": {}, "agent_id": True}
+    batched = BatchedMultiAgentEnv(GlobalStateEnv, config, num_envs=3)
+    assert switch_runner_env(batched, "sw", "variant") == 1
+    assert batched.core.config.meeting_point == MEETING_POINTS["sw"]
+
+    class VectorEnv:  # what a stock env runner holds: .unwrapped.envs
+        def __init__(self, envs):
+            self.unwrapped, self.envs = self, envs
+
+    envs = [RewardEnv(config) for _ in range(2)]
+    assert switch_runner_env(VectorEnv(envs), "n", "variant") == 2
+    assert all(core_of(e).config.meeting_point == MEETING_POINTS["n"] for e in envs)
+    assert switch_runner_env(None, "n", "variant") == 0  # a local runner without env
 
 
 def test_the_meeting_point_sets_the_goal_reward():
