@@ -7,8 +7,9 @@ How to run:
 
 Meta-trains experiments/meeting_point_meta.yaml once (Reptile over four meeting points of
 the northern arc, 40 PPO iterations), then for each held-out meeting point (ne, n, nw:
-between the trained ones) and seed trains N iterations (default 2, 2,000 env steps) with ``rl_platform.adapt`` from the
-meta-weights and with ``scratch=True`` from fresh weights, and scores each final policy
+between the trained ones) and seed trains N iterations (default 2, 2,000 env steps)
+with ``rl_platform.adapt`` from the meta-weights and with ``scratch=True`` from fresh
+weights, and scores each final policy
 greedily on 50 episodes of that task (``policy_scores``, seed 1000; mean per-agent
 return). Also scores the meta-weights before adaptation (zero-shot), the env's
 ``centroid`` baseline (meets, but where it cannot know) and random moves. Prints each

@@ -11,10 +11,11 @@ a few iterations.
 
 The tasks (``variants``) are the 16 points of the compass on a circle of radius
 ``MEETING_RADIUS`` around the origin (``e``, ``ene``, ``ne``, ``nne``, ``n``, ...,
-``ese``); ``center`` is the origin. ``set_variant(name)`` switches the meeting point from the next step on (between
-training iterations for meta-learning). Task levels set the spawn radius, as in
-rendezvous. Baselines see only observations, so they cannot know the meeting point:
-``centroid`` walks to the others' centroid, ``still`` never moves.
+``ese``); ``center`` is the origin. ``set_variant(name)`` switches the meeting point
+from the next step on (between training iterations for meta-learning). Task levels set
+the spawn radius, as in rendezvous. Baselines see only observations, so they cannot
+know the meeting point: ``centroid`` walks to the others' centroid, ``still`` never
+moves.
 
 Return per agent over 25 steps at ``medium``, meeting point ``ne``: about -25 for random
 moves, -21 for ``still``, -15 for ``centroid`` (it meets, but at the wrong place); an

@@ -186,3 +186,18 @@ def test_a_valid_meta_section_loads():
     assert experiment.meta.method == "reptile" and experiment.meta.held_out == ["n"]
     fomaml = load_experiment({**EXPERIMENT, "meta": {**EXPERIMENT["meta"], "method": "fomaml"}})
     assert fomaml.meta.method == "fomaml"
+
+
+def test_rlp_adapt_refuses_bad_input_with_exit_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from rl_platform.cli import app
+
+    runner = CliRunner()
+    missing = runner.invoke(app, ["adapt", str(tmp_path / "nope"), "--task", "n"])
+    assert missing.exit_code == 2 and "no such run directory" in missing.output
+    (tmp_path / "config.yaml").write_text(load_experiment(EXPERIMENT).to_yaml())
+    no_checkpoint = runner.invoke(app, ["adapt", str(tmp_path), "--task", "n"])
+    assert no_checkpoint.exit_code == 2 and "no checkpoint yet" in no_checkpoint.output
+    usage = runner.invoke(app, ["adapt", "--help"], env={"COLUMNS": "200"})
+    assert usage.exit_code == 0 and "rlp adapt runs/meeting_point_meta" in usage.output
