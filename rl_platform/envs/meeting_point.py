@@ -18,7 +18,7 @@ know the meeting point: ``centroid`` walks to the others' centroid, ``still`` ne
 moves.
 
 Return per agent over 25 steps at ``medium``, meeting point ``ne``: about -25 for random
-moves, -21 for ``still``, -15 for ``centroid`` (it meets, but at the wrong place); an
+moves, -21 for ``still``, -15 for ``centroid`` (it meets, but at the wrong place);
 agents walking straight to the meeting point get about -3.
 """
 
