@@ -54,6 +54,7 @@ def main() -> None:
     experiment = rl_platform.load_experiment(meta.run_dir / "config.yaml")
     tasks = args.tasks or list(experiment.meta.held_out)
     env_config = dict(experiment.env.config)
+    agents = env_config["num_agents"]
     print(f"meta-trained in {meta_wall:.0f} s ({meta.iterations} iterations): {meta.run_dir}")
 
     reference, runs = {}, []
@@ -94,9 +95,22 @@ def main() -> None:
             scores = [
                 r["score"] for r in runs if r["start"] == start and task in ("all", r["task"])
             ]
+            sampled = [
+                r["train_return"] / agents
+                for r in runs
+                if r["start"] == start and task in ("all", r["task"])
+            ]
             mean, std = float(np.mean(scores)), float(np.std(scores, ddof=1))
-            summary.setdefault(task, {})[start] = {"mean": mean, "std": std, "n": len(scores)}
-            print(f"{task:>6} {start:>10} {mean:8.2f} +- {std:5.2f}")
+            summary.setdefault(task, {})[start] = {
+                "mean": mean,
+                "std": std,
+                "n": len(scores),
+                "sampled_return_last_iteration": float(np.mean(sampled)),
+            }
+            print(
+                f"{task:>6} {start:>10} {mean:8.2f} +- {std:5.2f}   (sampled, last "
+                f"iteration: {np.mean(sampled):.2f})"
+            )
         if task != "all":
             ref = reference[task]
             note = "(meta-weights, no adaptation)"
