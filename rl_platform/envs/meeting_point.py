@@ -6,8 +6,8 @@ minus each agent's distance to the task's meeting point. The meeting point is *n
 observed: a policy learns it from rewards, as in the 2-d navigation tasks of MAML
 (Finn et al. 2017). Tasks therefore share their structure (move to one fixed point,
 meet the others there, don't waste effort) and differ in one hidden parameter, which
-is what meta-learning exploits: a meta-trained policy adapts to a new meeting point in
-a few iterations.
+is what meta-learning exploits (``experiments/meeting_point_meta.yaml``,
+``bench/meta.py``).
 
 The tasks (``variants``) are the 16 points of the compass on a circle of radius
 ``MEETING_RADIUS`` around the origin (``e``, ``ene``, ``ne``, ``nne``, ``n``, ...,
