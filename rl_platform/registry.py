@@ -92,7 +92,7 @@ register_env(
 register_env(
     EnvEntry(
         "meeting_point",
-        "rendezvous at a meeting point the agents do not observe; 9 tasks (meta-learning)",
+        "rendezvous at a meeting point the agents do not observe; 17 tasks (meta-learning)",
         "rl_platform.envs.meeting_point:MeetingPointEnv",
     )
 )
