@@ -201,3 +201,31 @@ def test_rlp_adapt_refuses_bad_input_with_exit_2(tmp_path):
     assert no_checkpoint.exit_code == 2 and "no checkpoint yet" in no_checkpoint.output
     usage = runner.invoke(app, ["adapt", "--help"], env={"COLUMNS": "200"})
     assert usage.exit_code == 0 and "rlp adapt runs/meeting_point_meta" in usage.output
+
+
+def test_initial_policies_load_weights_only_and_refuse_what_does_not_fit(tmp_path):
+    from policy_exports import fresh_ppo_export
+
+    from rl_platform.warm_start import check_initial_policies, load_weights, set_module_weights
+
+    experiment = {**EXPERIMENT, "meta": None}
+    root, module = fresh_ppo_export(tmp_path / "checkpoint_000000", experiment)
+    check_initial_policies(root, "meeting_point")
+    with pytest.raises(ValueError, match="trained on env 'meeting_point', not 'rendezvous'"):
+        check_initial_policies(root, "rendezvous")
+    weights = load_weights(root / "policies", ["shared"])
+    for name, value in module.state_dict().items():
+        np.testing.assert_array_equal(weights["shared"][name], value.numpy())
+    with pytest.raises(ValueError, match="no weights for module"):
+        load_weights(root, ["agent_0"])
+
+    class LearnerGroup:  # what set_module_weights reads before it writes
+        def get_weights(self, module_ids=None):
+            return {"shared": {k: np.zeros((1,)) for k in weights["shared"]}}
+
+    algorithm = type("Algorithm", (), {"learner_group": LearnerGroup()})()
+    with pytest.raises(ValueError, match="has shape"):
+        set_module_weights(algorithm, weights)
+    # A loaded experiment points at the export.
+    loaded = load_experiment({**experiment, "initial_policies": str(root)})
+    assert loaded.initial_policies == str(root)
