@@ -9,6 +9,7 @@ The library API mirrors the ``rlp`` commands::
     print(sweep.best_yaml, sweep.best.params)
     report = rl_platform.evaluate(result.run_dir)
     print(report.report_dir, report.result["dimensions"]["policy"])
+    adapted = rl_platform.adapt(meta_run_dir, task="n", iterations=2)  # after a meta: run
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["evaluate", "load_experiment", "train", "tune", "__version__"]
+__all__ = ["adapt", "evaluate", "load_experiment", "train", "tune", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -33,6 +34,10 @@ def __getattr__(name: str) -> Any:
         from rl_platform.evaluation.suite import evaluate
 
         return evaluate
+    if name == "adapt":
+        from rl_platform.advanced.meta_training import adapt
+
+        return adapt
     if name == "load_experiment":
         from rl_platform.config import load_experiment
 

@@ -175,6 +175,66 @@ def train(
         _fail(result.error or "stopped on an anomaly", EXIT_FAILED)
 
 
+@app.command()
+def adapt(
+    source: Annotated[
+        Path, typer.Argument(help="A meta-training run directory or one of its checkpoints.")
+    ],
+    task: Annotated[str, typer.Option(help="The task to adapt to (usually a held-out one).")],
+    iterations: Annotated[
+        int | None,
+        typer.Option(min=1, help="Training iterations (default: meta.inner_iterations)."),
+    ] = None,
+    scratch: Annotated[
+        bool, typer.Option(help="Start from fresh weights instead (the comparison).")
+    ] = False,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: the run's).")] = None,
+    output: Annotated[
+        str | None, typer.Option(help="Parent folder of run directories (default: runs).")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address; default: a private local Ray.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option(help="Show Ray's and the workers' logs.")] = False,
+) -> None:
+    """Adapt meta-trained weights to a task in a few iterations (a normal training run).
+
+    The run trains the meta-training run's experiment (without meta) on TASK, starting
+    from the meta-weights of the run's last checkpoint; --scratch trains from fresh
+    weights with the same budget, for comparison.
+
+    [bold]Examples[/]
+
+      rlp adapt runs/meeting_point_meta/20261127-150231 --task n --iterations 2
+
+      rlp adapt runs/meeting_point_meta/20261127-150231 --task n --iterations 2 --scratch
+    """
+    from rl_platform.advanced.meta_training import AdaptError
+    from rl_platform.advanced.meta_training import adapt as run_adaptation
+    from rl_platform.config import ConfigError
+    from rl_platform.training import TrainingError
+
+    try:
+        result = run_adaptation(
+            source,
+            task,
+            iterations,
+            scratch=scratch,
+            seed=seed,
+            output=output,
+            address=address,
+            progress=_ProgressTable(),
+            verbose=verbose,
+        )
+    except (AdaptError, ConfigError) as err:
+        _fail(str(err))
+    except TrainingError as err:
+        _fail(str(err), EXIT_FAILED)
+    _print_summary(result)
+    if result.status == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
 # --------------------------------------------------------------------------- envs, schema
 
 

@@ -354,15 +354,23 @@ class CuriositySpec(_Model):
 class MetaSpec(_Model):
     """Meta-learning over a distribution of tasks (the experiment's ``meta``).
 
-    See :mod:`rl_platform.advanced.meta`.
+    Each meta-step trains ``inner_iterations`` iterations on one task drawn (seeded by
+    the experiment's seed) from ``tasks``, then moves the meta-weights toward the
+    result (Reptile) or along the last inner update (first-order MAML). Tasks are the
+    env's task levels or named variants. See :mod:`rl_platform.advanced.meta`.
     """
 
     method: Literal["reptile", "fomaml"] = Field(
-        default="reptile", description="First-order meta-gradient used for the outer update."
+        default="reptile",
+        description="reptile: move the meta-weights toward the task-adapted weights; fomaml: "
+        "first-order MAML, move them along the last inner iteration's update.",
     )
-    tasks: list[str] = Field(min_length=1, description="Training tasks (the env's task names).")
+    tasks: list[str] = Field(
+        min_length=1, description="Training tasks: the env's task levels or named variants."
+    )
     held_out: list[str] = Field(
-        default_factory=list, description="Tasks kept out of meta-training, for adaptation."
+        default_factory=list,
+        description="Tasks never trained on in meta-training, for `rlp adapt`.",
     )
     inner_iterations: PositiveInt = Field(
         default=2, description="Training iterations on one task per meta-step."
@@ -508,6 +516,14 @@ class ExperimentConfig(_Model):
     )
     meta: MetaSpec | None = Field(
         default=None, description="Meta-training over tasks, for fast adaptation to new ones."
+    )
+    initial_policies: str | None = Field(
+        default=None,
+        description=(
+            "A policies/ export (or the checkpoint holding one) whose module weights the "
+            "run starts from, loaded with weights_only (e.g. meta-trained weights, as "
+            "`rlp adapt` does); null = fresh weights."
+        ),
     )
     tune: TuneSpec | None = None
 
@@ -663,6 +679,13 @@ def _resolve_against_registry(config: ExperimentConfig, where: str) -> Experimen
             )
     _check_curriculum(config, env_cls, where)
     _check_advanced(config, env_cls, where)
+    if config.initial_policies is not None:
+        from rl_platform.warm_start import check_initial_policies
+
+        try:
+            check_initial_policies(config.initial_policies, config.env.id)
+        except ValueError as err:
+            raise ConfigError(f"{where}: initial_policies: {err}") from None
     if config.safety is not None:
         from rl_platform.safety import check_safety
 

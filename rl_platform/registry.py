@@ -91,6 +91,13 @@ register_env(
 
 register_env(
     EnvEntry(
+        "meeting_point",
+        "rendezvous at a meeting point the agents do not observe; 17 tasks (meta-learning)",
+        "rl_platform.envs.meeting_point:MeetingPointEnv",
+    )
+)
+register_env(
+    EnvEntry(
         "trading",
         "N traders in one market with impact, costs and background traders (seed: trading)",
         "rl_platform.envs.trading:TradingEnv",

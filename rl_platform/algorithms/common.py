@@ -91,6 +91,14 @@ def experiment_callbacks(experiment: ExperimentConfig) -> list[type]:
         from rl_platform.curriculum import callback_class
 
         callbacks.append(callback_class(experiment, env_config_of(experiment)))
+    if experiment.meta is not None:
+        from rl_platform.advanced.meta_training import callback_class as meta_callback
+
+        callbacks.append(meta_callback(experiment))
+    if experiment.initial_policies is not None:
+        from rl_platform.warm_start import callback_class as initial_policies_callback
+
+        callbacks.append(initial_policies_callback(experiment.initial_policies))
     if experiment.evaluation.every > 0:  # after the curriculum: it reads the current level
         from rl_platform.evaluation.callback import callback_class as evaluation_callback
 

@@ -1,0 +1,115 @@
+"""Meeting point: N agents meet at a place nobody tells them (a task family for meta-learning).
+
+The rendezvous dynamics (:mod:`rl_platform.envs.rendezvous`: positions on a plane,
+bounded velocity, the same observations) with one more reward component: ``goal``,
+minus each agent's distance to the task's meeting point. The meeting point is *not*
+observed: a policy learns it from rewards, as in the 2-d navigation tasks of MAML
+(Finn et al. 2017). Tasks therefore share their structure (move to one fixed point,
+meet the others there, don't waste effort) and differ in one hidden parameter, which
+is what meta-learning exploits (``experiments/meeting_point_meta.yaml``,
+``bench/meta.py``).
+
+The tasks (``variants``) are the 16 points of the compass on a circle of radius
+``MEETING_RADIUS`` around the origin (``e``, ``ene``, ``ne``, ``nne``, ``n``, ...,
+``ese``); ``center`` is the origin. ``set_variant(name)`` switches the meeting point
+from the next step on (between training iterations for meta-learning). Task levels set
+the spawn radius, as in rendezvous. Baselines see only observations, so they cannot
+know the meeting point: ``centroid`` walks to the others' centroid, ``still`` never
+moves.
+
+Return per agent over 25 steps at ``medium``, meeting point ``ne``: about -25 for random
+moves, -21 for ``still``, -15 for ``centroid`` (it meets, but at the wrong place);
+agents walking straight to the meeting point get about -3.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from rl_platform.envs.base import CoreMultiAgentEnv, StepResult
+from rl_platform.envs.rendezvous import MOVES, RendezvousConfig, RendezvousCore
+
+MEETING_RADIUS = 0.6
+# The 16 points of the compass, counterclockwise from east.
+_COMPASS = (
+    "e", "ene", "ne", "nne", "n", "nnw", "nw", "wnw",
+    "w", "wsw", "sw", "ssw", "s", "sse", "se", "ese",
+)  # fmt: skip
+MEETING_POINTS: dict[str, tuple[float, float]] = {
+    name: (
+        round(MEETING_RADIUS * math.cos(i * math.pi / 8), 6),
+        round(MEETING_RADIUS * math.sin(i * math.pi / 8), 6),
+    )
+    for i, name in enumerate(_COMPASS)
+}
+MEETING_POINTS["center"] = (0.0, 0.0)
+
+
+class MeetingPointConfig(RendezvousConfig):
+    """Constructor arguments: rendezvous's plus the (unobserved) meeting point."""
+
+    meeting_point: tuple[float, float] = Field(
+        default=MEETING_POINTS["ne"], description="Where the agents should meet (x, y)."
+    )
+
+
+class MeetingPointCore(RendezvousCore):
+    """B copies of the meeting-point dynamics (rendezvous plus a hidden goal)."""
+
+    reward_components: ClassVar[tuple[str, ...]] = ("goal", "proximity", "effort")
+    default_reward_weights: ClassVar[dict[str, float]] = {
+        "goal": 1.0,
+        "proximity": 0.5,
+        "effort": 0.05,
+    }
+    variants: ClassVar[dict[str, dict[str, Any]]] = {
+        name: {"meeting_point": point} for name, point in MEETING_POINTS.items()
+    }
+
+    def __init__(self, config: MeetingPointConfig, batch_size: int) -> None:
+        super().__init__(config, batch_size)
+        self._goal = np.asarray(config.meeting_point, dtype=np.float32)
+
+    def set_variant(self, name: str) -> None:
+        """Switch to the task `name` of ``variants`` (a meeting point) from the next step."""
+        if name not in self.variants:
+            raise ValueError(f"unknown task {name!r}; expected one of {sorted(self.variants)}")
+        self.config = self.config.model_copy(update=self.variants[name])
+        self._goal = np.asarray(self.config.meeting_point, dtype=np.float32)
+
+    def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepResult:  # noqa: D102
+        speed = self.config.max_speed
+        if self.config.discrete:
+            actions = actions.astype(np.int64)
+            velocity = MOVES[actions] * speed
+            effort = (actions != 0).astype(np.float32)
+        else:
+            clipped = np.clip(actions, -1.0, 1.0)
+            velocity = clipped * speed
+            effort = np.square(clipped).sum(-1)
+        np.clip(self._pos + velocity, -1.0, 1.0, out=self._pos)
+        self._t += 1
+        goal = -np.sqrt(np.square(self._pos - self._goal).sum(-1))
+        components = {"goal": goal, "proximity": self._proximity(), "effort": -effort}
+        return self.time_limit_result(components, self._t, self.config.episode_length)
+
+
+class MeetingPointEnv(CoreMultiAgentEnv):
+    """RLlib ``MultiAgentEnv`` of one meeting-point copy (PettingZoo: ``parallel_env``)."""
+
+    core_cls = MeetingPointCore
+    config_model = MeetingPointConfig
+    variants: ClassVar[dict[str, dict[str, Any]]] = MeetingPointCore.variants
+
+    def set_variant(self, name: str) -> None:
+        """Switch the task (meeting point) from the next step on."""
+        self.core.set_variant(name)
+
+
+def parallel_env(**config: object):
+    """PettingZoo ``ParallelEnv`` of the meeting-point env."""
+    return MeetingPointEnv.parallel_env(**config)

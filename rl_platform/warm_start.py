@@ -1,0 +1,107 @@
+"""Start a run from the module weights of a policy export (the experiment's ``initial_policies``).
+
+The export (:mod:`rl_platform.checkpoints`: ``policies/<module_id>.pt`` state dicts) is
+read with ``torch.load(weights_only=True)``, so nothing is unpickled. When the algorithm
+is built, the callback of :func:`callback_class` puts each module's weights into the learner
+and pushes them to every env runner before the first iteration. A resumed run then
+loads its own checkpoint over them, as usual.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def export_dir_of(path: str | Path) -> Path:
+    """The ``policies/`` folder of an export path or of the checkpoint holding one."""
+    from rl_platform.checkpoints import EXPORT_DIR, MANIFEST
+
+    path = Path(path)
+    if (path / EXPORT_DIR / MANIFEST).is_file():
+        return path / EXPORT_DIR
+    return path
+
+
+def check_initial_policies(path: str | Path, env_id: str) -> None:
+    """Raise ValueError unless `path` holds a policy export trained on env `env_id`."""
+    from rl_platform.checkpoints import PolicyExportError, read_manifest
+
+    try:
+        manifest = read_manifest(export_dir_of(path))
+    except PolicyExportError as err:
+        raise ValueError(str(err)) from None
+    trained_on = manifest.get("env", {}).get("id")
+    if trained_on != env_id:
+        raise ValueError(f"{path}: the policies were trained on env {trained_on!r}, not {env_id!r}")
+
+
+def load_weights(path: str | Path, module_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Module id -> state dict (numpy arrays) of the export at `path`.
+
+    Raises:
+        ValueError: a module is missing from the export.
+    """
+    import torch
+
+    from rl_platform.checkpoints import read_manifest
+
+    export = export_dir_of(path)
+    have = read_manifest(export)["modules"]
+    missing = [m for m in module_ids if m not in have]
+    if missing:
+        raise ValueError(
+            f"{export}: no weights for module(s) {', '.join(missing)} (it has "
+            f"{', '.join(have)}); train with the same algorithm.shared_policy"
+        )
+    weights = {}
+    for module_id in module_ids:
+        state = torch.load(export / f"{module_id}.pt", weights_only=True, map_location="cpu")
+        weights[module_id] = {k: v.numpy() for k, v in state.items()}
+    return weights
+
+
+def set_module_weights(algorithm: Any, weights: dict[str, dict[str, Any]]) -> None:
+    """Put module weights into the learner(s) and push them to every env runner.
+
+    Raises:
+        ValueError: the weights do not fit the modules (names or shapes).
+    """
+    from rl_platform.algorithms.common import sync_env_runner_weights
+
+    current = algorithm.learner_group.get_weights(module_ids=list(weights))
+    for module_id, state in weights.items():
+        have = current[module_id]
+        if set(state) != set(have):
+            raise ValueError(
+                f"module {module_id!r}: the weights' layers {sorted(set(state) ^ set(have))} "
+                "do not match the network (same algorithm and algorithm.network?)"
+            )
+        for name, value in state.items():
+            if tuple(value.shape) != tuple(have[name].shape):
+                raise ValueError(
+                    f"module {module_id!r}: {name} has shape {tuple(value.shape)}, the network "
+                    f"{tuple(have[name].shape)} (same env config and algorithm.network?)"
+                )
+    algorithm.learner_group.set_weights(weights)
+    sync_env_runner_weights(algorithm)
+
+
+def callback_class(path: str | Path) -> type:
+    """An RLlib callback class that loads the export at `path` into a new algorithm.
+
+    Its ``on_algorithm_init`` puts the weights into the learner(s) and every env runner.
+    (Ray is imported here, not at module level: the config module imports this one.)
+    """
+    from ray.rllib.callbacks.callbacks import RLlibCallback
+
+    resolved = str(Path(path).resolve())
+
+    class InitialPoliciesCallback(RLlibCallback):
+        """Loads ``initial_policies`` into a new algorithm."""
+
+        def on_algorithm_init(self, *, algorithm, **kwargs):  # noqa: D102
+            module_ids = list(algorithm.learner_group.get_weights())
+            set_module_weights(algorithm, load_weights(resolved, module_ids))
+
+    return InitialPoliciesCallback
