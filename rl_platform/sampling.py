@@ -11,7 +11,9 @@ env's :class:`~rl_platform.envs.base.BatchedCore` directly:
 * each step is ONE ``core.step`` over B copies x N agents and ONE forward pass per
   RLModule over all the observations that module acts on (``forward_exploration`` and
   the module's exploration action distribution, log-probs included;
-  ``forward_inference`` and the deterministic action when not exploring);
+  ``forward_inference`` and the deterministic action when not exploring; a module that
+  picks its actions itself, as IQL/VDN/QMIX's epsilon-greedy does, is taken at its word,
+  and their replay buffers take the episodes as they come);
 * copies whose episode ended are reset individually (``core.reset(rng, mask=done)``);
 * the rollout stays in arrays ``(T, B, N, ...)`` and becomes episodes once per fragment
   (:func:`episodes_from_rollout`), not once per step.
@@ -19,9 +21,9 @@ env's :class:`~rl_platform.envs.base.BatchedCore` directly:
 Rewards are composed as :class:`~rl_platform.rewards.RewardEnv` composes them, on arrays
 (:class:`BatchedRewards`): the env's weighted reward with the team share, potential
 shaping and the coordination bonus, with each episode's summary in the last infos (so
-``env_runners/rewards/<name>`` and the curriculum work unchanged). Difference rewards and
-the safety shield are not supported yet: :func:`unsupported_reason` names them and the
-experiment falls back to the stock runner with a log line.
+``env_runners/rewards/<name>`` and the curriculum work unchanged). Difference rewards,
+the safety shield and recurrent modules are not supported yet: :func:`unsupported_reason`
+names them and the experiment falls back to the stock runner with a log line.
 
 Observations are what :class:`~rl_platform.envs.wrappers.GlobalStateEnv` gives
 (``{"obs", "state"}`` with the agent one-hot when configured) or, for an env run in a
@@ -93,6 +95,8 @@ def unsupported_reason(experiment: Any) -> str | None:
         return "rewards.difference is not supported by the batched sampler yet"
     if experiment.safety is not None and experiment.safety.enabled:
         return "the safety shield is not supported by the batched sampler yet"
+    if experiment.algorithm.hyperparams.get("recurrent"):
+        return "recurrent modules (a hidden state per agent) need the stock sampler"
     return None
 
 
@@ -635,14 +639,20 @@ class BatchedEnvRunner(MultiAgentEnvRunner):
                 else:
                     out = module.forward_inference(batch)
                     dist_cls = module.get_inference_action_dist_cls()
-                logits = out[Columns.ACTION_DIST_INPUTS]
-                dist = dist_cls.from_logits(logits)
-                if not explore:
-                    dist = dist.to_deterministic()
-                sampled = dist.sample()
-                columns = {Columns.ACTION_DIST_INPUTS: logits}
-                if explore:
-                    columns[Columns.ACTION_LOGP] = dist.logp(sampled)
+                if Columns.ACTIONS in out:
+                    # The module chose its actions itself (the value-based modules'
+                    # epsilon-greedy); RLlib's GetActions connector keeps them as well.
+                    sampled = out[Columns.ACTIONS]
+                    columns = {}
+                else:
+                    logits = out[Columns.ACTION_DIST_INPUTS]
+                    dist = dist_cls.from_logits(logits)
+                    if not explore:
+                        dist = dist.to_deterministic()
+                    sampled = dist.sample()
+                    columns = {Columns.ACTION_DIST_INPUTS: logits}
+                    if explore:
+                        columns[Columns.ACTION_LOGP] = dist.logp(sampled)
                 values = sampled.numpy().reshape(b, n, *sampled.shape[1:])
                 if actions is None:
                     actions = np.empty(

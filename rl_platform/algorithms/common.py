@@ -171,10 +171,11 @@ def with_sampler(
     """Use the batched env runner when ``resources.sampler`` asks for it and it can run.
 
     ``batched_sampling`` says whether the algorithm samples through stock connectors and
-    its modules' action distributions (on-policy actor-critics), which the batched
-    runner reproduces; otherwise, or when the env or the reward settings are not
-    supported (:func:`rl_platform.sampling.unsupported_reason`), the stock runner samples
-    and a log line says why.
+    its modules' action distributions or their own actions (the PPO family; IQL, VDN and
+    QMIX's epsilon-greedy), which the batched runner reproduces; otherwise, or when the
+    env or the reward settings are not supported
+    (:func:`rl_platform.sampling.unsupported_reason`), the stock runner samples and a log
+    line says why.
     """
     if experiment.resources.sampler != "batched":
         return config

@@ -667,7 +667,9 @@ def build_value_decomposition(
                 "gradient algorithm (ppo, mappo)."
             )
     module_ids(experiment, env_cls)  # refuses a shared policy over unlike agents
-    config = apply_experiment(ValueDecompositionConfig(), experiment, env_cls)
+    config = apply_experiment(
+        ValueDecompositionConfig(), experiment, env_cls, batched_sampling=True
+    )
     config = with_global_state(
         config,
         experiment,

@@ -135,6 +135,29 @@ def test_two_step_game_copies_match_the_stock_env_and_metrics_add_up():
     assert float(metrics["num_episodes"]) == 8
 
 
+def test_value_based_modules_act_greedily_and_their_episodes_fill_the_replay_buffer():
+    """QMIX's own epsilon-greedy actions (here epsilon 0: the argmax of its Q-values) are
+    what the batched runner plays, and its episodes become joint replay transitions."""
+    from rl_platform.algorithms.replay import JointReplayBuffer
+
+    qmix = {"id": "qmix", "shared_policy": True, "hyperparams": {"epsilon": 0.0}}
+    exp = experiment("two_step_game", {}, envs=4, algorithm=qmix)
+    config, runner = make_runner(exp)
+    assert config.env_runner_cls is BatchedEnvRunner
+    episodes = runner.sample(num_timesteps=4 * 5)
+    module = runner.module["shared"]
+    for episode in episodes:
+        for sa in episode.agent_episodes.values():
+            obs = sa.get_observations(slice(0, len(sa)))
+            batch = {Columns.OBS: {k: torch.as_tensor(v) for k, v in obs.items()}}
+            greedy = module.forward_inference(batch)[Columns.ACTIONS].numpy()
+            np.testing.assert_array_equal(np.asarray(sa.get_actions(slice(0, len(sa)))), greedy)
+    buffer = JointReplayBuffer(100, ["agent_0", "agent_1"], state_dim=config.state_dim, seed=0)
+    assert buffer.add_episodes(episodes) == 4 * 5
+    stored = buffer.sample(20)
+    assert stored["actions"].dtype == np.int64 and stored["mask"].all()
+
+
 def test_set_task_reaches_the_batched_core():
     _, runner = make_runner(experiment(envs=3))
     assert set_task_of(runner.env, "hard") == 1
@@ -146,6 +169,14 @@ def test_set_task_reaches_the_batched_core():
     [
         ({"rewards": {"difference": True}}, "difference"),
         ({"safety": {"constraints": [{"name": "max_speed", "limit": 0.5}]}}, "safety"),
+        (
+            {
+                "env": {"id": "rendezvous", "config": {"discrete": True}},
+                "algorithm": {"id": "qmix", "hyperparams": {"recurrent": True}},
+                "rewards": {},
+            },
+            "recurrent",
+        ),
     ],
 )
 def test_unsupported_settings_fall_back_to_the_stock_runner(caplog, sections, reason):
