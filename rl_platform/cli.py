@@ -86,6 +86,15 @@ class _ProgressTable:
             console.print(f"      [bold yellow]anomaly: {message}[/]", highlight=False)
 
 
+def _finish_training(result) -> None:
+    """Print a training run's summary; exit non-zero when it was interrupted or stopped."""
+    _print_summary(result)
+    if result.status == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if result.status == "stopped_on_anomaly":
+        _fail(result.error or "stopped on an anomaly", EXIT_FAILED)
+
+
 def _print_summary(result) -> None:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
@@ -168,11 +177,7 @@ def train(
         _fail(str(err))
     except TrainingError as err:
         _fail(str(err), EXIT_FAILED)
-    _print_summary(result)
-    if result.status == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if result.status == "stopped_on_anomaly":
-        _fail(result.error or "stopped on an anomaly", EXIT_FAILED)
+    _finish_training(result)
 
 
 @app.command()
@@ -230,9 +235,7 @@ def adapt(
         _fail(str(err))
     except TrainingError as err:
         _fail(str(err), EXIT_FAILED)
-    _print_summary(result)
-    if result.status == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
+    _finish_training(result)
 
 
 # --------------------------------------------------------------------------- envs, schema

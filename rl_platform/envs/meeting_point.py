@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import Field
 
 from rl_platform.envs.base import CoreMultiAgentEnv, StepResult
-from rl_platform.envs.rendezvous import MOVES, RendezvousConfig, RendezvousCore
+from rl_platform.envs.rendezvous import RendezvousConfig, RendezvousCore
 
 MEETING_RADIUS = 0.6
 # The 16 points of the compass, counterclockwise from east.
@@ -82,17 +82,7 @@ class MeetingPointCore(RendezvousCore):
         self._goal = np.asarray(self.config.meeting_point, dtype=np.float32)
 
     def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepResult:  # noqa: D102
-        speed = self.config.max_speed
-        if self.config.discrete:
-            actions = actions.astype(np.int64)
-            velocity = MOVES[actions] * speed
-            effort = (actions != 0).astype(np.float32)
-        else:
-            clipped = np.clip(actions, -1.0, 1.0)
-            velocity = clipped * speed
-            effort = np.square(clipped).sum(-1)
-        np.clip(self._pos + velocity, -1.0, 1.0, out=self._pos)
-        self._t += 1
+        effort = self._move(actions)
         goal = -np.sqrt(np.square(self._pos - self._goal).sum(-1))
         components = {"goal": goal, "proximity": self._proximity(), "effort": -effort}
         return self.time_limit_result(components, self._t, self.config.episode_length)

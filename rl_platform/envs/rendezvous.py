@@ -167,6 +167,12 @@ class RendezvousCore(BatchedCore):
         return np.concatenate([flat, self._time_left()[:, None]], axis=-1).astype(np.float32)
 
     def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepResult:  # noqa: D102
+        effort = self._move(actions)
+        components = {"proximity": self._proximity(), "effort": -effort}
+        return self.time_limit_result(components, self._t, self.config.episode_length)
+
+    def _move(self, actions: np.ndarray) -> np.ndarray:
+        """Move every agent by its action (clipped to the arena); returns its effort (B, N)."""
         speed = self.config.max_speed
         if self.config.discrete:
             actions = actions.astype(np.int64)
@@ -178,8 +184,7 @@ class RendezvousCore(BatchedCore):
             effort = np.square(clipped).sum(-1)
         np.clip(self._pos + velocity, -1.0, 1.0, out=self._pos)
         self._t += 1
-        components = {"proximity": self._proximity(), "effort": -effort}
-        return self.time_limit_result(components, self._t, self.config.episode_length)
+        return effort
 
     def _proximity(self) -> np.ndarray:
         """Minus each agent's distance to the centroid of the others, (B, N) float32."""
