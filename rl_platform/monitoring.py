@@ -914,6 +914,7 @@ def append_monitor_csv(
 
 ACTIONS_KEY = "actions"
 ACTION_SAMPLE_PER_EPISODE = 16  # action values per episode, module and dim kept for histograms
+ACTION_SAMPLE_PER_CALL = 256  # at most this many of them logged per module, dim and sample()
 
 
 def action_metrics_callback() -> type:
@@ -922,9 +923,11 @@ def action_metrics_callback() -> type:
     Per module and episode (``env_runners/actions/<module>/...``): the frequency of each
     discrete action (``p_<k>``), or each continuous dimension's mean, std and the share of
     values at or beyond the Box bounds (``mean_<d>``, ``std_<d>``, ``saturated``); and up to
-    :data:`ACTION_SAMPLE_PER_EPISODE` sampled values per dimension (``sample_<d>``, a list
-    Tune's TensorBoard logger draws as a histogram). Made on demand so that importing this
-    module stays free of Ray.
+    :data:`ACTION_SAMPLE_PER_EPISODE` sampled values per dimension, of which at most
+    :data:`ACTION_SAMPLE_PER_CALL` per ``sample()`` call are logged (``sample_<d>``, a list
+    Tune's TensorBoard logger draws as a histogram; the cap keeps a batched runner that
+    ends hundreds of episodes per call from spending its time logging them). Made on
+    demand so that importing this module stays free of Ray.
     """
     global _ACTION_CALLBACK
     if _ACTION_CALLBACK is not None:
@@ -934,7 +937,12 @@ def action_metrics_callback() -> type:
     from ray.rllib.callbacks.callbacks import RLlibCallback
 
     class ActionMetricsCallback(RLlibCallback):
-        """Logs action frequencies / moments and a small sample, per module."""
+        """Logs action frequencies / moments per episode and a capped sample per call."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._rng = np.random.default_rng(0)
+            self._samples: dict[tuple[str, int], list[np.ndarray]] = {}
 
         def on_episode_end(self, *, episode, env_runner=None, metrics_logger=None, **kwargs):  # noqa: D102
             if metrics_logger is None or not hasattr(episode, "agent_episodes"):
@@ -945,7 +953,6 @@ def action_metrics_callback() -> type:
                 actions = np.asarray(sa_episode.get_actions())
                 if actions.size:
                     by_module.setdefault(episode.module_for(agent), []).append(actions)
-            rng = np.random.default_rng(len(episode) + hash(episode.id_) % 1000)
             for module, parts in by_module.items():
                 values = np.concatenate(parts)
                 space = _action_space(spaces, episode, module)
@@ -955,22 +962,34 @@ def action_metrics_callback() -> type:
                         metrics_logger.log_value((ACTIONS_KEY, module, f"p_{k}"), float(count))
                     continue
                 flat = values.reshape(len(values), -1)
+                picked = self._rng.choice(
+                    len(flat), min(ACTION_SAMPLE_PER_EPISODE, len(flat)), replace=False
+                )
                 for d in range(flat.shape[1]):
                     column = flat[:, d]
                     metrics_logger.log_value(
                         (ACTIONS_KEY, module, f"mean_{d}"), float(column.mean())
                     )
                     metrics_logger.log_value((ACTIONS_KEY, module, f"std_{d}"), float(column.std()))
-                    picked = rng.choice(column, min(ACTION_SAMPLE_PER_EPISODE, len(column)), False)
-                    for value in picked:
-                        metrics_logger.log_value(
-                            (ACTIONS_KEY, module, f"sample_{d}"), float(value), reduce="item_series"
-                        )
+                    self._samples.setdefault((module, d), []).append(column[picked])
                 if isinstance(space, gym.spaces.Box):
                     low, high = space.low.reshape(-1), space.high.reshape(-1)
                     saturated = (flat <= low) | (flat >= high)
                     metrics_logger.log_value(
                         (ACTIONS_KEY, module, "saturated"), float(saturated.mean())
+                    )
+
+        def on_sample_end(self, *, env_runner=None, metrics_logger=None, **kwargs):  # noqa: D102
+            samples, self._samples = self._samples, {}
+            if metrics_logger is None:
+                return
+            for (module, d), parts in samples.items():
+                values = np.concatenate(parts)
+                if len(values) > ACTION_SAMPLE_PER_CALL:
+                    values = self._rng.choice(values, ACTION_SAMPLE_PER_CALL, replace=False)
+                for value in values.tolist():
+                    metrics_logger.log_value(
+                        (ACTIONS_KEY, module, f"sample_{d}"), value, reduce="item_series"
                     )
 
     _ACTION_CALLBACK = ActionMetricsCallback

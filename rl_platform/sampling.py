@@ -31,11 +31,11 @@ plain ``RewardEnv``, the local observation.
 
 Not done (differences from the stock runner): ``on_episode_created``,
 ``on_episode_start`` and ``on_episode_step`` callbacks are not called (``on_episode_end``
-and ``on_sample_end`` are); per-step infos are empty dicts (only an episode's last infos
-carry its reward summary); the env-to-module and module-to-env connector pipelines are
-not run (the runner does their default work: observations to tensors, actions sampled,
-Box actions unsquashed or clipped as ``normalize_actions``/``clip_actions`` say), so
-custom connectors need the stock runner.
+and ``on_sample_end`` are); per-step infos are empty (one shared empty dict per agent and
+chunk; only an episode's last infos carry its reward summary); the env-to-module and
+module-to-env connector pipelines are not run (the runner does their default work:
+observations to tensors, actions sampled, Box actions unsquashed or clipped as
+``normalize_actions``/``clip_actions`` say), so custom connectors need the stock runner.
 """
 
 from __future__ import annotations
@@ -415,10 +415,9 @@ def episodes_from_rollout(
             term, trunc = bool(rollout.terminated[end, b]), bool(rollout.truncated[end, b])
             summary = rollout.summaries.get((end, b)) if finished else None
             for n, (agent, module) in enumerate(zip(agent_ids, module_ids)):
-                infos = [{} for _ in range(length + 1)]
-                if summary is not None:
-                    infos[-1] = dict(summary)
-                sa = SingleAgentEpisode(
+                # One empty dict for every step but the last (per-step infos are empty).
+                infos = [{}] * length + [dict(summary) if summary is not None else {}]
+                sa = _single_agent_episode(
                     id_=f"{episode_ids[b]}_{n}",
                     observations=_buffer(_take(obs, (slice(None), n)), *obs_spaces[agent]),
                     infos=_buffer(infos),
@@ -427,17 +426,16 @@ def episodes_from_rollout(
                     extra_model_outputs={
                         k: _buffer(v[start : end + 1, b, n]) for k, v in rollout.extra.items()
                     },
-                    terminated=term,
-                    truncated=trunc,
+                    is_terminated=term,
+                    is_truncated=trunc,
                     t_started=int(env_t[b]),
-                    len_lookback_buffer=0,
+                    t=int(env_t[b]) + length,
                     agent_id=agent,
                     module_id=module,
                     multi_agent_episode_id=episode_ids[b],
+                    _observation_space=observation_spaces[agent],
+                    _action_space=action_spaces[agent],
                 )
-                # Spaces set without the setters (which re-derive the space structs).
-                sa._observation_space = observation_spaces[agent]
-                sa._action_space = action_spaces[agent]
                 episode.agent_episodes[agent] = sa
                 # Absolute agent steps in a list, as the stock episodes keep them.
                 t0 = int(env_t[b])
@@ -456,6 +454,27 @@ def episodes_from_rollout(
                 env_t[b] += length
             start = end + 1
     return chunks
+
+
+def _single_agent_episode(**slots: Any) -> SingleAgentEpisode:
+    """A ``SingleAgentEpisode`` with its slots set as given, without its constructor.
+
+    The constructor re-derives every buffer's space struct and validates the lengths
+    (together a third of a 1024-copy rollout fragment's time); the rollout's arrays are
+    consistent by construction (``tests/unit/test_sampling.py`` validates the result and
+    checks that every slot is set). Slots not given get the constructor's defaults.
+    """
+    episode = SingleAgentEpisode.__new__(SingleAgentEpisode)
+    defaults = {
+        "_custom_data": {},
+        "_start_time": None,
+        "_last_step_time": None,
+        "_last_added_observation": None,
+        "_last_added_infos": None,
+    }
+    for name, value in {**defaults, **slots}.items():
+        setattr(episode, name, value)
+    return episode
 
 
 def _buffer(data: Any, space: gym.Space | None = None, struct: Any = None) -> Any:

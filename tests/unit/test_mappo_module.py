@@ -112,3 +112,13 @@ def test_gaussian_mean_starts_at_the_box_center_and_never_leaves_the_box():
     far = {Columns.OBS: {"obs": 1e3 * torch.randn(8, 4)}}
     mean = module.forward_inference(far)[Columns.ACTION_DIST_INPUTS][:, :2]
     assert (mean >= torch.tensor([0.0, -2.0])).all() and (mean <= torch.tensor([1.0, 6.0])).all()
+
+
+def test_sigmoid_tanh_is_tanh_with_its_gradient():
+    from rl_platform.algorithms.mappo import SigmoidTanh
+
+    x = torch.linspace(-20.0, 20.0, 4001, requires_grad=True)
+    y = SigmoidTanh()(x)
+    torch.testing.assert_close(y, torch.tanh(x), atol=3e-7, rtol=0)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(grad, 1.0 - torch.tanh(x.detach()) ** 2, atol=1e-6, rtol=0)

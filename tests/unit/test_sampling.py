@@ -62,6 +62,11 @@ def test_matches_a_step_by_step_reference():
     assert [e.is_done for e in episodes] == [True, True, False, True, False]
     assert episodes[2].id_ == episodes[3].id_ and episodes[3].env_t_started == 2
 
+    for episode in episodes:  # the fast-built agent episodes pass RLlib's own checks
+        episode.validate()
+        for sa in episode.agent_episodes.values():
+            sa.validate()
+            assert all(hasattr(sa, slot) for slot in type(sa).__slots__)
     env = GlobalStateEnv(dict(config.env_config))
     module = runner.module["shared"]
     space = env.action_spaces["agent_0"]
