@@ -6,13 +6,15 @@ How to run:
     python bench/serve_load.py --train                           # trains the quickstart first
     python bench/serve_load.py --concurrency 1 8 32 64 --duration 10 --modes batched unbatched
 
-Starts a private local Ray (``--cpus`` logical CPUs, default 2) and the server
-(:func:`rl_platform.serving.app.serve`, one replica) on a free port, then for each mode
+For each ingress (``direct``: the replica listens on the port itself, what `rlp serve`
+does with one replica; ``proxy``: Serve's HTTP proxy in front of it) and each mode
 (``batched``: ``@serve.batch`` with ``--max-batch-size`` / ``--batch-wait-ms``;
-``unbatched``: one forward pass per request) and each concurrency level runs that many
-closed-loop clients (asyncio + aiohttp, one connection each) for ``--duration`` seconds
-after a warm-up, each POSTing ``/v1/act`` with all agents' observations (drawn from the
-env, pre-encoded). Prints requests/s, p50/p99 latency and errors per level and writes
+``unbatched``: one forward pass per request) it serves the checkpoint
+(:func:`rl_platform.serving.app.serve`, one replica, a private local Ray) on a free port
+and, for each concurrency level, runs that many closed-loop clients (asyncio + aiohttp,
+one connection each) for ``--duration`` seconds after a warm-up, each POSTing
+``/v1/act`` with all agents' observations (drawn from the env, pre-encoded). Prints
+requests/s, p50/p99 latency and errors per level and writes
 bench/results/serve_load.json. The clients share the machine with the server, so on 2
 cores they take CPU from it: the figures are a floor.
 
@@ -156,12 +158,14 @@ def main() -> None:
     parser.add_argument(
         "--no-access-log", dest="access_log", action="store_false", help="no Serve access log"
     )
-    parser.add_argument("--cpus", type=int, default=2, help="logical CPUs of the local Ray")
+    parser.add_argument(
+        "--ingress", nargs="+", default=["direct", "proxy"], choices=["direct", "proxy"],
+        help="direct: the replica listens on the port (rlp serve's default with one "
+        "replica); proxy: Serve's HTTP proxy in front of it",
+    )  # fmt: skip
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
-
-    import ray
 
     from rl_platform.serving import app
 
@@ -176,40 +180,47 @@ def main() -> None:
         checkpoint = fresh_export(scratch)
     bodies = request_bodies(checkpoint, 256, seed=0)
     load_before = os.getloadavg()
-    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
-    port = free_port()
     rows = []
-    try:
+    for ingress in args.ingress:
         for mode in args.modes:
+            # Each mode in a fresh private Ray started by serve(), as `rlp serve` does.
             info = app.serve(
                 checkpoint,
-                port=port,
+                port=free_port(),
                 blocking=False,
                 batching=mode == "batched",
                 max_batch_size=args.max_batch_size,
                 batch_wait_timeout_s=args.batch_wait_ms / 1e3,
                 access_log=args.access_log,
+                direct_ingress=ingress == "direct",
             )
-            url = info.url + "/v1/act"
-            for concurrency in args.concurrency:
-                row = asyncio.run(load_level(url, bodies, concurrency, args.duration, args.warmup))
-                row["mode"] = mode
-                rows.append(row)
-                print(
-                    f"{mode:>9}  c={concurrency:<3} {row['requests_per_s']:8.1f} req/s  "
-                    f"p50 {row['p50_ms'] or float('nan'):6.2f} ms  "
-                    f"p99 {row['p99_ms'] or float('nan'):6.2f} ms  errors {row['errors']}",
-                    flush=True,
-                )
-    finally:
-        app.shutdown()
-        ray.shutdown()
+            try:
+                url = info.url + "/v1/act"
+                for concurrency in args.concurrency:
+                    row = asyncio.run(
+                        load_level(url, bodies, concurrency, args.duration, args.warmup)
+                    )
+                    row.update(mode=mode, ingress=ingress)
+                    rows.append(row)
+                    print(
+                        f"{ingress:>6} {mode:>9}  c={concurrency:<3} "
+                        f"{row['requests_per_s']:8.1f} req/s  "
+                        f"p50 {row['p50_ms'] or float('nan'):6.2f} ms  "
+                        f"p99 {row['p99_ms'] or float('nan'):6.2f} ms  errors {row['errors']}",
+                        flush=True,
+                    )
+            finally:
+                app.shutdown()
 
     print()
-    print(f"{'mode':>9} | {'clients':>7} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | errors")
+    print(
+        f"{'ingress':>7} | {'mode':>9} | {'clients':>7} | {'req/s':>8} | {'p50 ms':>7} | "
+        f"{'p99 ms':>7} | errors"
+    )
     for r in rows:
         print(
-            f"{r['mode']:>9} | {r['concurrency']:>7} | {r['requests_per_s']:8.1f} | "
+            f"{r['ingress']:>7} | {r['mode']:>9} | {r['concurrency']:>7} | "
+            f"{r['requests_per_s']:8.1f} | "
             f"{r['p50_ms'] or float('nan'):7.2f} | {r['p99_ms'] or float('nan'):7.2f} | "
             f"{r['errors']}"
         )
@@ -220,7 +231,7 @@ def main() -> None:
             "warmup_s": args.warmup,
             "max_batch_size": args.max_batch_size,
             "batch_wait_ms": args.batch_wait_ms,
-            "ray_cpus": args.cpus,
+            "ray_cpus": os.cpu_count(),
             "access_log": args.access_log,
             "replicas": 1,
         },

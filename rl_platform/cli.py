@@ -844,6 +844,13 @@ def serve(
     max_batch_size: Annotated[int, typer.Option(help="Requests per forward pass.")] = 32,
     batch_wait_ms: Annotated[float, typer.Option(help="How long a batch waits to fill.")] = 2.0,
     batching: Annotated[bool, typer.Option(help="Batch requests (serve.batch).")] = True,
+    proxy: Annotated[
+        bool,
+        typer.Option(
+            help="Serve's HTTP proxy in front even for one replica in a private Ray "
+            "(default there: the replica listens on --port itself, direct ingress)."
+        ),
+    ] = False,
     address: Annotated[
         str | None, typer.Option(help="Ray cluster to serve on; default: a private local Ray.")
     ] = None,
@@ -880,6 +887,7 @@ def serve(
             f"serving {info.checkpoint} ({info.checkpoint_id}) at {info.url}"
             + (f", challenger {info.challenger} on {info.split:.0%}" if info.challenger else "")
             + (", shielded" if info.shield else "")
+            + (" (direct ingress)" if info.direct_ingress else "")
             + " (Ctrl-C stops)",
             highlight=False,
         )
@@ -898,6 +906,7 @@ def serve(
             batch_wait_timeout_s=batch_wait_ms / 1000.0,
             batching=batching,
             address=address,
+            direct_ingress=False if proxy else None,
             on_ready=ready,
             blocking=not detach,
         )

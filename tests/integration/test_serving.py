@@ -242,6 +242,63 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_rlp_serve_answers_from_the_replica_on_its_port(runs):
+    """`rlp serve` with one replica in its own Ray: the replica listens on --port itself
+    (direct ingress, no proxy hop) and answers as the proxied app does, bad input too."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "rl_platform", "serve", str(runs["champion"])]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if requests.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "rlp serve did not answer in time"
+            time.sleep(0.5)
+        lines = []  # the replica answers before `rlp serve` reports it is ready
+        while not lines or "Ctrl-C stops" not in lines[-1]:
+            lines.append(proc.stdout.readline())
+            assert lines[-1], "".join(lines)[-3000:]
+        obs = observations(2, seed=5)
+        with ThreadPoolExecutor(2) as pool:
+            replies = list(
+                pool.map(
+                    lambda b: requests.post(url + "/v1/act", json=body(obs[b]), timeout=TIMEOUT),
+                    range(2),
+                )
+            )
+        assert [r.status_code for r in replies] == [200, 200]
+        served = np.array(
+            [[r.json()["actions"][f"agent_{i}"] for i in range(AGENTS)] for r in replies]
+        )
+        np.testing.assert_allclose(served, greedy(runs["champion"], obs), atol=1e-5)
+        bad = requests.post(
+            url + "/v1/act", json={"observations": {"nobody": [0.0]}}, timeout=TIMEOUT
+        )
+        assert 400 <= bad.status_code < 500 and "nobody" in bad.text
+        assert requests.get(url + "/v1/info", timeout=TIMEOUT).json()["env"]["id"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output[-3000:]
+    assert "(direct ingress)" in "".join(lines)
+
+
 class Server:
     """One Ray + Serve for the module; ``use`` deploys a configuration once."""
 
