@@ -40,7 +40,9 @@ observations to tensors, actions sampled, Box actions unsquashed or clipped as
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import gc
 import logging
 import math
 import time
@@ -456,6 +458,22 @@ def episodes_from_rollout(
     return chunks
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector while a block runs.
+
+    Building thousands of episode objects would otherwise trigger many collections
+    that scan them all, none of them cyclic garbage.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _single_agent_episode(**slots: Any) -> SingleAgentEpisode:
     """A ``SingleAgentEpisode`` with its slots set as given, without its constructor.
 
@@ -712,15 +730,16 @@ class BatchedEnvRunner(MultiAgentEnvRunner):
         steps = max(1, math.ceil(num_timesteps / self.num_envs))
         if self.config.count_steps_by == "agent_steps":
             steps = max(1, math.ceil(steps / len(self._agents)))
-        chunks = self._rollout(steps, explore)
-        returned = []
-        for chunk in chunks:
-            if chunk.done:
-                self._done_episodes_for_metrics.append(chunk.episode)
-            else:
-                self._ongoing_episodes_for_metrics[chunk.episode.id_].append(chunk.episode)
-            returned.append(chunk.episode)
-        self._episode_end_callbacks(chunks)
+        with _gc_paused():  # thousands of episode objects, none of them cyclic garbage
+            chunks = self._rollout(steps, explore)
+            returned = []
+            for chunk in chunks:
+                if chunk.done:
+                    self._done_episodes_for_metrics.append(chunk.episode)
+                else:
+                    self._ongoing_episodes_for_metrics[chunk.episode.id_].append(chunk.episode)
+                returned.append(chunk.episode)
+            self._episode_end_callbacks(chunks)
         return returned
 
     def _sample_episodes(self, num_episodes: int, explore: bool) -> list[Any]:
@@ -752,17 +771,18 @@ class BatchedEnvRunner(MultiAgentEnvRunner):
     def _rollout(self, steps: int, explore: bool) -> list[EpisodeChunk]:
         start = time.perf_counter()
         rollout = self._sampler.run(self._act, steps, explore, self._env_actions)
-        chunks = episodes_from_rollout(
-            rollout,
-            episode_ids=self._episode_ids,
-            env_t=self._env_t,
-            agent_ids=self._agents,
-            module_ids=self._modules,
-            observation_spaces=self.env.single_observation_spaces,
-            action_spaces=self.env.single_action_spaces,
-            mapping_fn=self.config.policy_mapping_fn,
-            start_time=start,
-        )
+        with _gc_paused():  # ~10 objects per agent and chunk, none of them cyclic garbage
+            chunks = episodes_from_rollout(
+                rollout,
+                episode_ids=self._episode_ids,
+                env_t=self._env_t,
+                agent_ids=self._agents,
+                module_ids=self._modules,
+                observation_spaces=self.env.single_observation_spaces,
+                action_spaces=self.env.single_action_spaces,
+                mapping_fn=self.config.policy_mapping_fn,
+                start_time=start,
+            )
         self._count(steps, sum(chunk.done for chunk in chunks))
         return chunks
 
