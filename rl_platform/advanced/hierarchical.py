@@ -238,8 +238,8 @@ class HierarchicalEnv(MultiAgentEnv):
     def step(self, action_dict: dict[str, Any]):  # noqa: D102
         self._choose(action_dict)
         totals = dict.fromkeys(self._obs, 0.0)
+        choices = {a: self.names[self._choice[a]] for a in self._obs}  # fixed for K steps
         for _ in range(self.hierarchy.every):
-            choices = {a: self.names[self._choice[a]] for a in self._obs}
             actions = self.inner.strategy_actions(self._obs, choices)
             obs, rewards, terms, truncs, infos = self.inner.step(actions)
             for agent, reward in rewards.items():
