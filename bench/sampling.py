@@ -5,9 +5,11 @@ Prints a table and writes bench/results/sampling.json. In one run, on one machin
 the same MAPPO module (weights copied):
 
 * ``raw_core``: the batched core alone, pre-sampled random actions, B = 64 and 1024;
-* ``sampling``: env and agent steps/s that ``sample()`` returns, in-process (no Ray
-  cluster), stock runner at B = 1 and 64, batched runner at B = 1, 64 and 1024; the
-  targets are batched >= 20x stock and >= 25% of the raw core rate (at B = 1024);
+* ``sampling``: env and agent steps/s that ``sample()`` returns (with the
+  ``get_metrics()`` call each training iteration makes after it), in-process (no Ray
+  cluster), stock runner at B = 1 and 64, batched runner at B = 1, 64 and 1024, 50
+  steps per env copy a call; the targets are batched >= 20x stock and >= 25% of the raw
+  core rate (at B = 1024);
 * ``training``: wall time of the same fixed MAPPO budget with each sampler;
 * ``end_to_end``: MAPPO agent steps/s with the batched sampler, 600 envs, 60,000 env
   steps ("frames") a batch, one minibatch pass (one epoch, one minibatch).
@@ -87,17 +89,24 @@ def runner(sampler: str, envs: int):
 
 
 def sampling_rate(sampler: str, envs: int, seconds: float, weights) -> dict[str, float]:
-    """Env and agent steps/s of ``sample()`` (one rollout fragment per call)."""
+    """Env and agent steps/s of ``sample()`` + ``get_metrics()``, what a training iteration
+    asks of a runner (a rollout fragment of 50 steps per env copy per call)."""
     r = runner(sampler, envs)
     r.set_state({"rl_module": weights})
-    r.sample(num_timesteps=max(envs, 200))  # warm up
+    fragment = max(envs * 50, 200)
+    for _ in range(2):  # warm up: the process's memory grows to its steady size
+        r.sample(num_timesteps=fragment)
+        r.get_metrics()
     env_steps = agent_steps = 0
-    started = time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        episodes = r.sample(num_timesteps=max(envs * 50, 200))
-        env_steps += sum(e.env_steps() for e in episodes)
+    elapsed = 0.0
+    while elapsed < seconds:
+        started = time.perf_counter()
+        episodes = r.sample(num_timesteps=fragment)
+        r.get_metrics()
+        elapsed += time.perf_counter() - started
+        env_steps += sum(e.env_steps() for e in episodes)  # counted off the clock
         agent_steps += sum(e.agent_steps() for e in episodes)
-    elapsed = time.perf_counter() - started
+        del episodes
     r.stop()
     return {"env_steps_per_s": env_steps / elapsed, "agent_steps_per_s": agent_steps / elapsed}
 

@@ -12,7 +12,12 @@ from rl_platform.config import load_experiment
 from rl_platform.curriculum import set_task_of
 from rl_platform.envs.wrappers import GlobalStateEnv
 from rl_platform.rewards import EPISODE_INFO, TASK_INFO, episode_summary, mean_cosine_similarity
-from rl_platform.sampling import BatchedEnvRunner, mean_cosine_similarities, unsupported_reason
+from rl_platform.sampling import (
+    BatchedEnvRunner,
+    draw_actions,
+    mean_cosine_similarities,
+    unsupported_reason,
+)
 from rl_platform.training import build_algorithm_config
 
 
@@ -50,6 +55,40 @@ def test_cosine_similarities_match_the_single_copy_function():
     vectors[1, 2] = 0.0
     expected = np.stack([mean_cosine_similarity(v) for v in vectors])
     np.testing.assert_allclose(mean_cosine_similarities(vectors), expected)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "categorical"])
+def test_numpy_draws_follow_rllibs_distributions(name):
+    """The batched runner's numpy draws: RLlib's log-probs, moments and deterministic actions."""
+    from ray.rllib.core.distribution.torch.torch_distribution import (
+        TorchCategorical,
+        TorchDiagGaussian,
+    )
+
+    rng = np.random.default_rng(0)
+    rows = 200_000
+    if name == "gaussian":
+        dist_cls = TorchDiagGaussian
+        inputs = np.tile(np.float32([[0.5, -1.0, np.log(0.3), np.log(2.0)]]), (rows, 1))
+    else:
+        dist_cls = TorchCategorical
+        inputs = np.tile(np.float32([[1.0, 0.0, -1.0]]), (rows, 1))
+    actions, logp = draw_actions(dist_cls, inputs, True, rng)
+    dist = dist_cls.from_logits(torch.as_tensor(inputs))
+    expected = dist.logp(torch.as_tensor(actions)).numpy()
+    np.testing.assert_allclose(logp, expected, rtol=1e-4, atol=1e-5)
+    if name == "gaussian":
+        np.testing.assert_allclose(actions.mean(0), [0.5, -1.0], atol=0.02)
+        np.testing.assert_allclose(actions.std(0), [0.3, 2.0], rtol=0.02)
+    else:
+        shares = np.bincount(actions, minlength=3) / rows
+        np.testing.assert_allclose(
+            shares, torch.softmax(torch.tensor([1.0, 0.0, -1.0]), 0), atol=0.005
+        )
+    greedy, none = draw_actions(dist_cls, inputs[:2], False, rng)
+    assert none is None
+    expected = dist_cls.from_logits(torch.as_tensor(inputs[:2])).to_deterministic().sample()
+    np.testing.assert_allclose(greedy, expected.numpy())
 
 
 def test_matches_a_step_by_step_reference():
@@ -138,6 +177,76 @@ def test_two_step_game_copies_match_the_stock_env_and_metrics_add_up():
         "agent_1": 20,
     }
     assert float(metrics["num_episodes"]) == 8
+
+
+def test_episode_metrics_add_up_over_the_chunks_of_several_sample_calls():
+    """get_metrics() works from arrays, keeping no chunks: its episode returns, lengths and
+    per-agent returns equal those of the returned chunks summed per episode."""
+    from collections import defaultdict
+
+    _, runner = make_runner(experiment(envs=3))
+    chunks = []
+    for steps in (2, 3, 4, 2, 5):  # fragments cutting the 5-step episodes anywhere
+        chunks += runner.sample(num_timesteps=3 * steps)
+    assert not runner._ongoing_episodes_for_metrics
+    returns, lengths, agents = defaultdict(float), defaultdict(int), defaultdict(float)
+    for chunk in chunks:
+        returns[chunk.id_] += chunk.get_return()
+        lengths[chunk.id_] += len(chunk)
+        for agent, sa in chunk.agent_episodes.items():
+            agents[(chunk.id_, agent)] += sa.get_return()
+    done = [c.id_ for c in chunks if c.is_done]
+    assert len(done) == 9  # 3 copies x 16 steps: 3 whole episodes each
+    metrics = runner.get_metrics()
+    assert float(metrics["episode_return_mean"]) == pytest.approx(
+        np.mean([returns[i] for i in done])
+    )
+    assert float(metrics["episode_return_min"]) == pytest.approx(min(returns[i] for i in done))
+    assert float(metrics["episode_len_mean"]) == 5 == float(metrics["episode_len_max"])
+    assert {lengths[i] for i in done} == {5}
+    for agent in ("agent_0", "agent_2"):
+        expected = np.mean([agents[(i, agent)] for i in done])
+        assert float(metrics["agent_episode_returns_mean"][agent]) == pytest.approx(expected)
+    expected = np.mean([returns[i] for i in done])
+    assert float(metrics["module_episode_returns_mean"]["shared"]) == pytest.approx(expected)
+
+
+def test_rollout_blocks_are_reused_only_once_their_episodes_are_gone():
+    _, runner = make_runner(experiment(envs=2))
+    kept = runner.sample(num_timesteps=2 * 4)
+    seen = [
+        np.array(e.agent_episodes["agent_0"].get_observations(slice(0, 4))["obs"]) for e in kept
+    ]
+
+    def block_of(episodes):
+        return id(episodes[0].agent_episodes["agent_0"].observations.data["obs"].base)
+
+    block = block_of(kept)
+    runner.sample(num_timesteps=2 * 4)  # `kept` still holds the first block: a new one
+    now = [np.array(e.agent_episodes["agent_0"].get_observations(slice(0, 4))["obs"]) for e in kept]
+    np.testing.assert_array_equal(now, seen)
+    again = runner.sample(num_timesteps=2 * 4)
+    assert block_of(again) != block
+    del kept, again  # now nothing holds the first block
+    reused = runner.sample(num_timesteps=2 * 4)
+    assert block_of(reused) == block
+
+
+def test_sampling_leaves_no_objects_frozen_and_keeps_others_frozen():
+    import gc
+
+    _, runner = make_runner(experiment(envs=2))
+    runner.sample(num_timesteps=2 * 4)
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
+    marker = [object()]
+    gc.freeze()  # someone else's frozen objects stay frozen
+    try:
+        runner.sample(num_timesteps=2 * 4)
+        assert gc.get_freeze_count() > 0
+        assert not any(o is marker for o in gc.get_objects())  # still in the frozen set
+    finally:
+        gc.unfreeze()
+    assert any(o is marker for o in gc.get_objects())
 
 
 def test_value_based_modules_act_greedily_and_their_episodes_fill_the_replay_buffer():
