@@ -491,7 +491,10 @@ def episodes_from_rollout(
                 agent_module_ids=dict(zip(agent_ids, module_ids)),
                 env_t_started=t0,
             )
-            term, trunc = bool(rollout.terminated[end, b]), bool(rollout.truncated[end, b])
+            # The flags the stock runner's episodes get: once every agent is done, RLlib
+            # marks the episode terminated, also when the env truncated it (a time limit;
+            # MultiAgentEpisode.add_env_step), so both samplers' learners bootstrap alike.
+            term, trunc = finished, bool(rollout.truncated[end, b])
             summary = rollout.summaries.get((end, b)) if finished else None
             extra = {k: v[rows, b] for k, v in rollout.extra.items()}
             actions, rewards = rollout.actions[rows, b], rollout.rewards[rows, b]

@@ -179,6 +179,25 @@ def test_two_step_game_copies_match_the_stock_env_and_metrics_add_up():
     assert float(metrics["num_episodes"]) == 8
 
 
+def test_episode_flags_at_a_time_limit_are_the_stock_runners():
+    """RLlib marks an episode whose agents are all done terminated, also at a time limit;
+    the batched episodes carry the same flags, so the learners bootstrap alike."""
+    from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+
+    exp = experiment()
+    stock_config = build_algorithm_config(
+        load_experiment({**exp.model_dump(), "resources": {"num_env_runners": 0}})
+    )
+    stock = MultiAgentEnvRunner(config=stock_config)
+    _, batched = make_runner(exp)
+    for runner in (stock, batched):
+        (episode,) = [e for e in runner.sample(num_timesteps=5) if e.is_done]
+        flags = {(sa.is_terminated, sa.is_truncated) for sa in episode.agent_episodes.values()}
+        assert (episode.is_terminated, episode.is_truncated) == (True, True)
+        assert flags == {(True, True)}
+    stock.stop()
+
+
 def test_episode_metrics_add_up_over_the_chunks_of_several_sample_calls():
     """get_metrics() works from arrays, keeping no chunks: its episode returns, lengths and
     per-agent returns equal those of the returned chunks summed per episode."""
