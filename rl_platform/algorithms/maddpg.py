@@ -671,7 +671,7 @@ def build_maddpg(experiment: ExperimentConfig, env_cls: type) -> MADDPGConfig:
         raise ConfigError(f"{where}: needs Discrete or bounded 1-d Box actions, got {space}.")
     module_ids(experiment, env_cls)  # refuses a shared policy over unlike agents
     shared = experiment.algorithm.shared_policy
-    config = apply_experiment(MADDPGConfig(), experiment, env_cls)
+    config = apply_experiment(MADDPGConfig(), experiment, env_cls, batched_sampling=True)
     config = with_global_state(
         config, experiment, hp.agent_id_in_obs and shared, module_spaces=True
     )

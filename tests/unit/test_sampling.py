@@ -291,6 +291,28 @@ def test_value_based_modules_act_greedily_and_their_episodes_fill_the_replay_buf
     assert stored["actions"].dtype == np.int64 and stored["mask"].all()
 
 
+@pytest.mark.parametrize("discrete", [False, True])
+def test_maddpg_actors_play_their_own_actions_into_the_replay_buffer(discrete):
+    """MADDPG's actors choose (noisy or sampled) env actions themselves: the batched runner
+    plays them unchanged, inside the box, and its episodes become joint transitions."""
+    from rl_platform.algorithms.replay import JointReplayBuffer
+
+    maddpg = {"id": "maddpg", "shared_policy": True}
+    env = {"id": "rendezvous", "config": {"num_agents": 3, "episode_length": 5,
+                                          "discrete": discrete}}  # fmt: skip
+    exp = experiment(envs=4, algorithm=maddpg, env=env, rewards={})
+    config, runner = make_runner(exp)
+    assert config.env_runner_cls is BatchedEnvRunner
+    episodes = runner.sample(num_timesteps=4 * 5)
+    space = runner.env.agent_action_space
+    for episode in episodes:
+        for sa in episode.agent_episodes.values():
+            assert all(space.contains(np.asarray(a, dtype=space.dtype)) for a in sa.get_actions())
+    agents = ["agent_0", "agent_1", "agent_2"]
+    buffer = JointReplayBuffer(100, agents, state_dim=config.state_dim, seed=0)
+    assert buffer.add_episodes(episodes) == 4 * 5
+
+
 def test_set_task_reaches_the_batched_core():
     _, runner = make_runner(experiment(envs=3))
     assert set_task_of(runner.env, "hard") == 1
