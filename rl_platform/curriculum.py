@@ -222,6 +222,19 @@ def score_ranges(
     return ranges
 
 
+def checkpointed_state(algorithm: Any, key: str) -> dict[str, Any] | None:
+    """The state a driver-side callback keeps under `key` in the algorithm's metrics.
+
+    The algorithm's MetricsLogger is checkpointed, so after ``on_checkpoint_loaded``
+    this is what the callback stored before the checkpoint; None when it stored nothing.
+    """
+    try:
+        state = algorithm.metrics.peek(key)
+    except KeyError:
+        return None
+    return state if isinstance(state, dict) else None
+
+
 def set_task_everywhere(algorithm: Any, level: str) -> int:
     """Call ``set_task(level)`` on every env of the algorithm's (and evaluation's) runners.
 
@@ -286,11 +299,8 @@ class CurriculumCallback(RLlibCallback):
     def on_checkpoint_loaded(self, *, algorithm, **kwargs):  # noqa: D102
         if self.curriculum is None:
             return
-        try:
-            state = algorithm.metrics.peek(STATE_KEY)
-        except KeyError:
-            state = None
-        if isinstance(state, dict):
+        state = checkpointed_state(algorithm, STATE_KEY)
+        if state is not None:
             self.curriculum.load_state_dict(state)
             log.info("curriculum restored at level %s", self.curriculum.level)
         self._publish(algorithm)

@@ -43,6 +43,7 @@ from rl_platform.advanced.meta import (
     task_overrides,
 )
 from rl_platform.config import MetaSpec
+from rl_platform.curriculum import checkpointed_state
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +101,8 @@ class MetaLearningCallback(RLlibCallback):
     def on_checkpoint_loaded(self, *, algorithm, **kwargs):  # noqa: D102
         if self.meta is None:
             return
-        try:
-            state = algorithm.metrics.peek(STATE_KEY)
-        except KeyError:
-            state = None
-        if not isinstance(state, dict):
+        state = checkpointed_state(algorithm, STATE_KEY)
+        if state is None:
             return
         self.sampler.load_state_dict(state["sampler"])
         self.meta_step, self.task = int(state["meta_step"]), str(state["task"])
