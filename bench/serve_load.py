@@ -27,7 +27,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -139,12 +138,6 @@ async def load_level(
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint or run directory")
@@ -186,7 +179,7 @@ def main() -> None:
             # Each mode in a fresh private Ray started by serve(), as `rlp serve` does.
             info = app.serve(
                 checkpoint,
-                port=free_port(),
+                port=app.free_port(),
                 blocking=False,
                 batching=mode == "batched",
                 max_batch_size=args.max_batch_size,

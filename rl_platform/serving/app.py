@@ -29,7 +29,6 @@ How to run it::
 """
 
 import asyncio
-import contextlib
 import errno
 import hashlib
 import logging
@@ -42,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import gymnasium as gym
 import numpy as np
@@ -1018,12 +1018,13 @@ def serve(
         _check_port_free(host, int(port))  # a local proxy would fail on it, less clearly
     private = not address and not ray.is_initialized()
     direct = _direct_ingress_possible(direct_ingress, private, num_replicas, autoscaling_config)
-    proxy_port = _free_port(host) if direct else int(port)
+    proxy_port = free_port(host) if direct else int(port)
     if not ray.is_initialized():
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            with _ray_environment(_direct_ingress_env(int(port)) if direct else {}):
+            # Serve's processes read these settings when Ray starts them.
+            with mock.patch.dict(os.environ, _direct_ingress_env(int(port)) if direct else {}):
                 ray.init(address="local", include_dashboard=False, log_to_driver=False)
             _started_ray = True
     ray_serve.start(http_options={"host": host, "port": proxy_port})
@@ -1081,23 +1082,8 @@ def _direct_ingress_env(port: int) -> dict[str, str]:
     }
 
 
-@contextlib.contextmanager
-def _ray_environment(values: dict[str, str]):
-    """Set environment variables while Ray starts (its processes inherit them)."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _free_port(host: str) -> int:
-    """A port the OS has free on ``host`` now (for the proxy that direct ingress bypasses)."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS has free on ``host`` now (e.g. for the proxy that direct ingress bypasses)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

@@ -22,6 +22,7 @@ from rl_platform.envs.base import BatchedCore
 from rl_platform.evaluation.baselines import random_actions
 from rl_platform.evaluation.policy import TrainedPolicy
 from rl_platform.evaluation.rollout import make_core
+from rl_platform.serving.app import free_port
 
 AGENTS = 3
 TRADING = {
@@ -234,12 +235,6 @@ def test_discrete_actions_are_served_as_action_indices(runs):
 
 
 # --------------------------------------------------------------------------- HTTP
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_rlp_serve_answers_from_the_replica_on_its_port(runs):
