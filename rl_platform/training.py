@@ -22,12 +22,12 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rl_platform import registry
 from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
+from rl_platform.runs import ResumeError, hold, holds_directories, new_run_dir
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -40,10 +40,6 @@ METRICS_FILE = "metrics.csv"
 TRIAL_DIR = "trial"
 RETURN_KEY = "env_runners/episode_return_mean"
 ENV_STEPS_KEY = "num_env_steps_sampled_lifetime"
-
-
-class ResumeError(ValueError):
-    """A run directory that cannot be resumed (missing, corrupt or already finished)."""
 
 
 class TrainingError(RuntimeError):
@@ -300,6 +296,7 @@ def _append_metrics(path: Path, row: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- train
 
 
+@holds_directories
 def train(
     source: str | Path | dict[str, Any] | ExperimentConfig,
     overrides: list[str] | dict[str, Any] | None = None,
@@ -337,6 +334,7 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         experiment = _check_resumable(run_dir)
+        hold(run_dir)  # until train returns: a second resume of it is refused
     else:
         experiment = load_experiment(source, overrides)
     algo_config = build_algorithm_config(experiment)
@@ -353,6 +351,7 @@ def train(
             remote = join(str(target), experiment.name, run_dir.name)
         else:
             run_dir = _new_run_dir(output_dir(output, experiment), experiment.name)
+        hold(run_dir)
         (run_dir / CONFIG_FILE).write_text(experiment.to_yaml())
 
     global _progress_sink
@@ -484,15 +483,8 @@ def output_dir(output: str | Path | None, experiment: ExperimentConfig) -> Path:
 
 
 def _new_run_dir(output: Path, name: str, prefix: str = "") -> Path:
-    """A new ``<output>/<name>/<prefix><timestamp>`` folder (``-2``, ``-3``... if taken)."""
-    stamp = prefix + datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = output / name / stamp
-    suffix = 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = output / name / f"{stamp}-{suffix}"
-    run_dir.mkdir(parents=True)
-    return run_dir
+    """A new ``<output>/<name>/<prefix><timestamp>`` folder (see :func:`runs.new_run_dir`)."""
+    return new_run_dir(output, name, prefix)
 
 
 def _read_summary(run_dir: Path) -> dict[str, Any] | None:
