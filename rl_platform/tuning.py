@@ -56,15 +56,22 @@ from rl_platform.config import (
     apply_overrides,
     load_experiment,
 )
+from rl_platform.ray_session import init_ray, signals_deferred
+from rl_platform.resume import (
+    SWEEP_SEARCH_STATE,
+    ResumeError,
+    TrialState,
+    check_tune_state,
+    resumed,
+    trim_tables,
+)
 from rl_platform.training import (
     ENV_STEPS_KEY,
-    ResumeError,
     _check_resources,
     _lookup,
     _new_run_dir,
     build_algorithm_config,
     criteria_met,
-    init_ray,
     output_dir,
     quiet_logs,
     read_json,
@@ -788,7 +795,7 @@ def tune(
     _quiet_optuna(verbose)
     if resume is not None:
         sweep_dir = Path(resume)
-        experiment = _check_resumable(sweep_dir)
+        experiment, trials = _check_resumable(sweep_dir)
         where = str(sweep_dir / SWEEP_FILE)
     elif source is None:
         raise ConfigError("give a sweep (a YAML path, dict or config), or resume=SWEEP_DIR.")
@@ -843,8 +850,11 @@ def tune(
     state_period = os.environ.get(STATE_PERIOD_VARIABLE)
     os.environ.setdefault(STATE_PERIOD_VARIABLE, EXPERIMENT_STATE_PERIOD_S)
     started = time.monotonic()
+    results = None
     try:
         if resume is not None:
+            # the rows after the checkpoints the trials restore from are written again
+            trim_tables(None, resumed(trials, resume_errored=False))
             tuner = ray_tune.Tuner.restore(
                 str(sweep_dir.resolve()),
                 trainable=trainable,
@@ -862,15 +872,19 @@ def tune(
                 run_config=_run_config(plan, sweep_dir),
             )
         results = tuner.fit()
+    except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: Tune did not stop gracefully
+        log.info("interrupted; Tune's last saved state is what a resume continues from")
     finally:
         _progress_sink = None
         if state_period is None:
             os.environ.pop(STATE_PERIOD_VARIABLE, None)
-    result = summarize(plan, sweep_dir, results, storage_url, time.monotonic() - started)
-    previous = read_json(sweep_dir / SUMMARY_FILE)
-    if previous and previous.get("wall_time_s"):
-        result.wall_time_s += float(previous["wall_time_s"])
-    (sweep_dir / SUMMARY_FILE).write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    with signals_deferred():  # the summary is written whole, whatever comes now
+        elapsed = time.monotonic() - started
+        result = summarize(plan, sweep_dir, results, storage_url, elapsed)
+        previous = read_json(sweep_dir / SUMMARY_FILE)
+        if previous and previous.get("wall_time_s"):
+            result.wall_time_s += float(previous["wall_time_s"])
+        (sweep_dir / SUMMARY_FILE).write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 
 
@@ -952,7 +966,8 @@ def _new_sweep_dir(output: Path, name: str) -> Path:
     return _new_run_dir(output, name, prefix="sweep-")
 
 
-def _check_resumable(sweep_dir: Path) -> ExperimentConfig:
+def _check_resumable(sweep_dir: Path) -> tuple[ExperimentConfig, list[TrialState]]:
+    """The sweep and its Tune trials; ResumeError (nothing changed) if it cannot resume."""
     if not sweep_dir.is_dir():
         raise ResumeError(f"{sweep_dir}: no such sweep directory.")
     if not (sweep_dir / SWEEP_FILE).is_file():
@@ -970,9 +985,10 @@ def _check_resumable(sweep_dir: Path) -> ExperimentConfig:
             "trials); nothing to resume. Start a new sweep for more trials."
         )
     try:
-        return load_experiment(sweep_dir / SWEEP_FILE)
+        experiment = load_experiment(sweep_dir / SWEEP_FILE)
     except ConfigError as err:
         raise ResumeError(f"{sweep_dir}: its {SWEEP_FILE} no longer validates: {err}") from None
+    return experiment, check_tune_state(sweep_dir, SWEEP_SEARCH_STATE, resume_errored=False)
 
 
 def _quiet_optuna(verbose: bool) -> None:
@@ -989,7 +1005,11 @@ def _quiet_optuna(verbose: bool) -> None:
 def summarize(
     plan: SweepPlan, sweep_dir: Path, results: Any, storage_url: str, wall_time_s: float
 ) -> SweepResult:
-    """Write trials.csv, best.yaml, the plots; return the sweep's result."""
+    """Write trials.csv, best.yaml, the plots; return the sweep's result.
+
+    ``results`` is what ``Tuner.fit`` returned, or None when it was interrupted before it
+    could return: the trials are then read from Tune's last saved state.
+    """
     import optuna
 
     spec = plan.spec
@@ -999,11 +1019,11 @@ def summarize(
         for t in study.get_trials(deepcopy=False)
         if "tune_trial_id" in t.user_attrs
     }
-    trials = results._experiment_analysis.trials
+    trials = _saved_trials(sweep_dir) if results is None else results._experiment_analysis.trials
     rows = [_trial_row(plan, trial, by_tune_id.get(trial.trial_id)) for trial in trials]
     rows.sort(key=lambda r: r.trial_id)
     done = sum(r.status in ("complete", "stopped early", "error") for r in rows)
-    status = "finished" if done >= spec.num_samples else "interrupted"
+    status = "finished" if done >= spec.num_samples and results is not None else "interrupted"
     result = SweepResult(
         sweep_dir=sweep_dir,
         status=status,
@@ -1026,6 +1046,15 @@ def summarize(
         write_best_yaml(plan, result.best, result.best_yaml, sweep_dir)
     result.plots = write_plots(study, rows, plan, sweep_dir / PLOTS_DIR)
     return result
+
+
+def _saved_trials(sweep_dir: Path) -> list[Any]:
+    """The trials of Tune's last saved experiment state (none if it cannot be read)."""
+    try:
+        return ray_tune.ExperimentAnalysis(str(sweep_dir.resolve())).trials
+    except Exception as err:  # noqa: BLE001 (a summary must be written in any case)
+        log.warning("could not read the trials of %s: %s", sweep_dir, err)
+        return []
 
 
 STUDY_STATUS = {"COMPLETE": "complete", "PRUNED": "stopped early", "FAIL": "error"}

@@ -41,7 +41,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import gymnasium as gym
 import numpy as np
@@ -53,6 +52,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rl_platform import __version__
 from rl_platform.checkpoints import EXPORT_DIR, MANIFEST, read_manifest
+from rl_platform.ray_session import init_ray, shutdown_ray
 from rl_platform.serving.schemas import (
     ABReport,
     ActRequest,
@@ -1020,13 +1020,9 @@ def serve(
     direct = _direct_ingress_possible(direct_ingress, private, num_replicas, autoscaling_config)
     proxy_port = free_port(host) if direct else int(port)
     if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            # Serve's processes read these settings when Ray starts them.
-            with mock.patch.dict(os.environ, _direct_ingress_env(int(port)) if direct else {}):
-                ray.init(address="local", include_dashboard=False, log_to_driver=False)
-            _started_ray = True
+        # Serve's processes read the direct-ingress settings when Ray starts them.
+        env = _direct_ingress_env(int(port)) if direct else None
+        _started_ray = init_ray(address, env=env)
     ray_serve.start(http_options={"host": host, "port": proxy_port})
     handle = ray_serve.run(application, name=APP_NAME, route_prefix="/", blocking=False)
     info = ServingInfo(
@@ -1129,5 +1125,5 @@ def shutdown() -> None:
     if ray.is_initialized():
         ray_serve.shutdown()
         if _started_ray:
-            ray.shutdown()
+            shutdown_ray()  # none of its processes remain
             _started_ray = False
