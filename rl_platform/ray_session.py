@@ -139,7 +139,7 @@ def _start_private(env: dict[str, str], options: dict[str, Any]) -> None:
             LOOPBACK_VARIABLE,
         )
     _private = PrivateRay(roots=roots, node_ip=node_ip, watchdog=_start_watchdog(roots))
-    atexit.register(shutdown_ray)  # runs before Ray's own exit hook (registered earlier)
+    atexit.register(_shutdown_at_exit)  # runs before Ray's own exit hook (registered earlier)
 
 
 @contextmanager
@@ -193,16 +193,27 @@ def shutdown_ray() -> None:
     global _private
     import ray
 
-    private, _private = _private, None
-    processes = private.processes() if private is not None else {}
-    if ray.is_initialized():
-        ray.shutdown()
-    if private is None:
+    with signals_deferred():  # a Ctrl-C meanwhile would leave Ray half stopped
+        private, _private = _private, None
+        processes = private.processes() if private is not None else {}
+        if ray.is_initialized():
+            ray.shutdown()
+        if private is None:
+            return
+        end_processes(processes)
+        if private.watchdog is not None and private.watchdog.poll() is None:
+            private.watchdog.terminate()
+            private.watchdog.wait()
+
+
+def _shutdown_at_exit() -> None:
+    """At exit: :func:`shutdown_ray`, deaf to further Ctrl-C and SIGTERM (it is quick)."""
+    if _private is None:
         return
-    end_processes(processes)
-    if private.watchdog is not None and private.watchdog.poll() is None:
-        private.watchdog.terminate()
-        private.watchdog.wait()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+    shutdown_ray()
 
 
 def end_processes(processes: dict[int, int], grace_s: float = EXIT_GRACE_S) -> list[int]:

@@ -140,7 +140,7 @@ def _newest(directory: Path, pattern: str, what: str) -> Path:
 
 def _load_pickle(path: Path, what: str) -> Any:
     """Load a Tune pickle as Tune does (a dict), or raise ResumeError naming it."""
-    import ray.cloudpickle as cloudpickle
+    import pickle  # what ray.cloudpickle.loads is
 
     try:
         data = path.read_bytes()
@@ -152,7 +152,7 @@ def _load_pickle(path: Path, what: str) -> Any:
     try:
         if not data:
             raise ValueError("the file is empty")
-        value = cloudpickle.loads(data)
+        value = pickle.loads(data)  # the user's own Tune state (see the docstring)
         if not isinstance(value, dict):
             raise ValueError(f"it holds a {type(value).__name__}, not Tune's state")
     except Exception as err:  # noqa: BLE001 (any failure to load it is the file's)
@@ -169,6 +169,12 @@ def _read_trials(directory: Path, state_file: Path) -> list[TrialState]:
     from ray.tune import ExperimentAnalysis, ResultGrid
 
     try:
+        state = json.loads(state_file.read_bytes())
+        # what Tune's controller restores: its own state and the trials (at least one)
+        if not isinstance(state, dict) or not isinstance(state.get("runner_data"), dict):
+            raise ValueError("no runner_data")
+        if not isinstance(state.get("trial_data"), list) or not state["trial_data"]:
+            raise ValueError("no trial_data")
         analysis = ExperimentAnalysis(str(state_file.resolve()))
         results = list(ResultGrid(analysis))
     except Exception as err:  # noqa: BLE001 (whatever Tune's reader fails on)
@@ -177,8 +183,6 @@ def _read_trials(directory: Path, state_file: Path) -> list[TrialState]:
             "would start the run again from iteration 1, deleting its checkpoints. "
             "Nothing was changed; restore the file from a backup or start a new run."
         ) from None
-    if not analysis.trials:
-        raise ResumeError(f"{state_file}: Tune's experiment state lists no trial to resume.")
     trials = []
     for trial, result in zip(analysis.trials, results):
         checkpoint, iteration = None, 0
