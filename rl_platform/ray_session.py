@@ -208,12 +208,9 @@ def shutdown_ray() -> None:
 
 def _shutdown_at_exit() -> None:
     """At exit: :func:`shutdown_ray`, deaf to further Ctrl-C and SIGTERM (it is quick)."""
-    if _private is None:
-        return
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
-    shutdown_ray()
+    if _private is not None:
+        with signals_ignored():
+            shutdown_ray()
 
 
 def end_processes(processes: dict[int, int], grace_s: float = EXIT_GRACE_S) -> list[int]:
@@ -271,6 +268,24 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def received_signal() -> int | None:
     """``signal.SIGTERM`` once one was received (after :func:`catch_sigterm`), else None."""
     return _received
+
+
+@contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM while a short last step runs (a stopped run's summary).
+
+    The run is stopping already; a further Ctrl-C must not leave its summary half
+    written. Only in the main thread; elsewhere the block runs unprotected.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 @contextmanager

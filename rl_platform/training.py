@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from rl_platform import registry
 from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
-from rl_platform.ray_session import init_ray, signals_deferred
+from rl_platform.ray_session import init_ray, signals_ignored
 from rl_platform.resume import RUN_SEARCH_STATE, ResumeError, check_tune_state, resumed, trim_tables
 
 if TYPE_CHECKING:
@@ -359,7 +359,7 @@ def train(
         log.info("interrupted; Tune's last saved state is what a resume continues from")
     finally:
         _progress_sink = None
-    with signals_deferred():  # the summary is written whole, whatever comes now
+    with signals_ignored():  # the summary is written whole, whatever comes now
         elapsed = time.monotonic() - started
         if results is None:
             summary = _interrupted_summary(experiment, run_dir, elapsed, remote)

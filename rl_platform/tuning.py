@@ -56,7 +56,7 @@ from rl_platform.config import (
     apply_overrides,
     load_experiment,
 )
-from rl_platform.ray_session import init_ray, signals_deferred
+from rl_platform.ray_session import init_ray, signals_ignored
 from rl_platform.resume import (
     SWEEP_SEARCH_STATE,
     ResumeError,
@@ -878,7 +878,7 @@ def tune(
         _progress_sink = None
         if state_period is None:
             os.environ.pop(STATE_PERIOD_VARIABLE, None)
-    with signals_deferred():  # the summary is written whole, whatever comes now
+    with signals_ignored():  # the summary is written whole, whatever comes now
         elapsed = time.monotonic() - started
         result = summarize(plan, sweep_dir, results, storage_url, elapsed)
         previous = read_json(sweep_dir / SUMMARY_FILE)
