@@ -18,7 +18,9 @@ someone you trust) wrote.
 A trial resumes from its latest checkpoint, at iteration ``k``; the rows a killed or
 interrupted run wrote after ``k`` would be written again. :func:`trim_tables` drops them
 (``metrics.csv``, ``monitor.csv``, ``anomalies.jsonl`` and the trial's ``result.json``
-and ``progress.csv``), so a resumed run's tables hold each iteration once.
+and ``progress.csv``) before Tune starts, and the driver's callbacks drop the rows from
+iteration ``i`` on when a result for ``i`` comes again (a trial retried after a failure
+restarts from its checkpoint too), so every table holds each iteration once.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def resumed(trials: Iterable[TrialState], resume_errored: bool = True) -> list[T
 
 
 def trim_tables(run_dir: Path | None, trials: Iterable[TrialState]) -> None:
-    """Drop the rows after each resumed trial's checkpoint iteration from its tables.
+    """Before a resume: drop the rows after each resumed trial's checkpoint iteration.
 
     Args:
         run_dir: a ``rlp train`` run directory (its own tables are trimmed to the one
@@ -113,15 +115,28 @@ def trim_tables(run_dir: Path | None, trials: Iterable[TrialState]) -> None:
     """
     trials = list(trials)
     for trial in trials:
-        _trim_jsonl(trial.path / RESULT_FILE, "training_iteration", trial.iteration)
-        _trim_csv(trial.path / PROGRESS_FILE, "training_iteration", trial.iteration)
-    if run_dir is None or len(trials) != 1:
-        return
-    (trial,) = trials
+        trim_trial_tables(trial.path, trial.iteration)
+    if run_dir is not None and len(trials) == 1:
+        trim_run_tables(run_dir, trials[0].iteration)
+
+
+def trim_trial_tables(trial_dir: Path, last: float, in_place: bool = False) -> None:
+    """Keep the rows of a trial's ``result.json`` and ``progress.csv`` up to iteration `last`.
+
+    ``in_place`` rewrites the files where they are, for files Tune's loggers hold open
+    (they append, so their next row lands after what is kept); otherwise each file is
+    replaced atomically (a kill leaves the old or the new file).
+    """
+    _trim_jsonl(trial_dir / RESULT_FILE, "training_iteration", last, in_place)
+    _trim_csv(trial_dir / PROGRESS_FILE, "training_iteration", last, in_place)
+
+
+def trim_run_tables(run_dir: Path, last: float, in_place: bool = False) -> None:
+    """Keep the rows of ``metrics.csv``, ``monitor.csv``, ``anomalies.jsonl`` up to `last`."""
     for name, column in RUN_TABLES.items():
-        _trim_csv(run_dir / name, column, trial.iteration)
+        _trim_csv(run_dir / name, column, last, in_place)
     for name, key in RUN_JSONL.items():
-        _trim_jsonl(run_dir / name, key, trial.iteration)
+        _trim_jsonl(run_dir / name, key, last, in_place)
 
 
 # --------------------------------------------------------------------------- reading
@@ -224,40 +239,51 @@ def _reason(err: BaseException) -> str:
 # --------------------------------------------------------------------------- trimming
 
 
-def _trim_csv(path: Path, column: str, last: int) -> None:
-    """Keep the header and the rows whose `column` is at most `last`."""
+def _trim_csv(path: Path, column: str, last: float, in_place: bool) -> None:
+    """Keep the header and the whole rows whose `column` is at most `last`, byte for byte."""
     if not path.is_file():
         return
-    with path.open(newline="") as handle:
-        rows = list(csv.reader(handle))
-    if not rows or column not in rows[0]:
+    lines = _read_lines(path)
+    if not lines:
         return
-    width, at = len(rows[0]), rows[0].index(column)
-    # a row cut short by a kill is dropped too: Tune writes it again
-    kept = [rows[0]] + [r for r in rows[1:] if len(r) == width and _iteration(r[at]) <= last]
-    if len(kept) == len(rows):
+    header = next(csv.reader([lines[0]]))
+    if column not in header:
         return
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows(kept)
-    _replace(path, buffer.getvalue())
+    at = header.index(column)
+
+    def keep(line: str) -> bool:
+        if not line.endswith("\n"):
+            return False  # cut short by a kill: Tune writes it again
+        row = next(csv.reader([line]), [])
+        return len(row) == len(header) and _iteration(row[at]) <= last
+
+    kept = lines[:1] + [line for line in lines[1:] if keep(line)]
+    if len(kept) != len(lines):
+        _write(path, "".join(kept), in_place)
 
 
-def _trim_jsonl(path: Path, key: str, last: int) -> None:
+def _trim_jsonl(path: Path, key: str, last: float, in_place: bool) -> None:
     """Keep the JSON lines whose `key` is at most `last` (a partial last line is dropped)."""
     if not path.is_file():
         return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if _line_iteration(line, key) <= last]
-    if len(kept) == len(lines) and (not lines or lines[-1].endswith("\n")):
-        return
-    _replace(path, "".join(line if line.endswith("\n") else line + "\n" for line in kept))
+    lines = _read_lines(path)
+    kept = [line for line in lines if line.endswith("\n") and _line_iteration(line, key) <= last]
+    if len(kept) != len(lines):
+        _write(path, "".join(kept), in_place)
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The file's lines, each with its line end as written (csv's CR LF kept)."""
+    with path.open(newline="") as handle:
+        *lines, rest = handle.read().split("\n")
+    return [line + "\n" for line in lines] + ([rest] if rest else [])
 
 
 def _line_iteration(line: str, key: str) -> float:
     try:
         record = json.loads(line)
     except json.JSONDecodeError:
-        return float("inf")  # a line cut short by a kill: Tune writes it again
+        return float("inf")
     return _iteration(record.get(key) if isinstance(record, dict) else None)
 
 
@@ -268,8 +294,13 @@ def _iteration(value: Any) -> float:
         return float("inf")
 
 
-def _replace(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically (a kill leaves the old or the new file)."""
+def _write(path: Path, text: str, in_place: bool) -> None:
+    if in_place:
+        with path.open("r+", newline="") as handle:
+            handle.write(text)
+            handle.truncate()
+        return
     temporary = path.with_name(f".{path.name}.trimmed")
-    temporary.write_text(text)
+    with temporary.open("w", newline="") as handle:
+        handle.write(text)
     os.replace(temporary, path)

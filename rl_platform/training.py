@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING, Any
 from rl_platform import registry
 from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
 from rl_platform.ray_session import init_ray, signals_ignored
-from rl_platform.resume import RUN_SEARCH_STATE, ResumeError, check_tune_state, resumed, trim_tables
+from rl_platform.resume import (
+    RUN_SEARCH_STATE,
+    ResumeError,
+    check_tune_state,
+    resumed,
+    trim_run_tables,
+    trim_tables,
+    trim_trial_tables,
+)
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -192,9 +200,16 @@ def _make_progress_callback(
             self.monitor = monitor
             self.remote = remote
             self._last: tuple[float, float] | None = None
+            self._written: int | None = None  # the last iteration in the tables
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: D102
             row = iteration_row(result, self._last)
+            if self._written is None or row.iteration <= self._written:
+                # resumed or retried from a checkpoint: this iteration and the ones after
+                # it are written again (before Tune's loggers append theirs)
+                trim_run_tables(self.run_dir, row.iteration - 1, in_place=True)
+                trim_trial_tables(Path(trial.local_path), row.iteration - 1, in_place=True)
+            self._written = row.iteration
             if self.monitor is not None:
                 row.anomalies.extend(a.message for a in self.monitor.observe(result))
                 from rl_platform.monitoring import append_monitor_csv
@@ -226,6 +241,7 @@ def _make_progress_callback(
                 "monitor": self.monitor,
                 "remote": self.remote,
                 "_last": None,
+                "_written": None,
             }
 
     return RunCallback(run_dir, reward_names, monitor, remote)

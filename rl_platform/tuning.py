@@ -64,6 +64,7 @@ from rl_platform.resume import (
     check_tune_state,
     resumed,
     trim_tables,
+    trim_trial_tables,
 )
 from rl_platform.training import (
     ENV_STEPS_KEY,
@@ -651,6 +652,7 @@ class SweepProgress(ray_tune.Callback):
     def __init__(self, metric: str, stop: dict[str, float]) -> None:
         self.metric = metric
         self.stop = stop
+        self._written: dict[str, int] = {}  # trial id -> the last iteration in its tables
 
     def _emit(self, event: TrialEvent) -> None:
         if _progress_sink is not None:
@@ -660,6 +662,13 @@ class SweepProgress(ray_tune.Callback):
         self._emit(TrialEvent("start", trial.trial_id, params=dict(trial.config)))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: D102
+        done = int(result.get("training_iteration", 0))
+        last = self._written.get(trial.trial_id)
+        if last is None or done <= last:
+            # resumed or retried from a checkpoint: this iteration and the ones after it
+            # are written again (before Tune's loggers append theirs)
+            trim_trial_tables(Path(trial.local_path), done - 1, in_place=True)
+        self._written[trial.trial_id] = done
         self._emit(
             TrialEvent(
                 "result",

@@ -130,3 +130,44 @@ def test_the_newest_search_state_is_checked_and_a_missing_one_is_refused(tmp_pat
     (tmp_path / "basic-variant-state-2026-01-02.json").write_bytes(pickle.dumps({"a": 1})[:5])
     with pytest.raises(ResumeError, match="2026-01-02.json: Tune's search state is damaged"):
         check_tune_state(tmp_path, RUN_SEARCH_STATE)
+
+
+def fake_result(iteration: int) -> dict:
+    return {
+        "training_iteration": iteration,
+        "num_env_steps_sampled_lifetime": 100 * iteration,
+        "time_total_s": float(iteration),
+        "env_runners": {"episode_return_mean": 0.5},
+    }
+
+
+def test_a_run_retried_from_a_checkpoint_writes_each_iteration_once(tmp_path):
+    """The driver's callback drops the rows from a repeated iteration on, before Tune logs it."""
+    from types import SimpleNamespace
+
+    from rl_platform.training import _make_progress_callback
+
+    run_dir, trial_dir = tmp_path, tmp_path / "trial"
+    trial_dir.mkdir()
+    trial = SimpleNamespace(trial_id="t1", local_path=str(trial_dir))
+    callback = _make_progress_callback(run_dir, [], None)
+    for iteration in (1, 2, 3, 2, 3, 4):  # a failure after 3, retried from iteration 1's checkpoint
+        callback.on_trial_result(0, [trial], trial, fake_result(iteration))
+        with (trial_dir / "result.json").open("a") as handle:  # what Tune's logger appends next
+            handle.write(json.dumps(fake_result(iteration)) + "\n")
+    assert column(run_dir / "metrics.csv", "iteration") == [1, 2, 3, 4]
+    assert jsonl(trial_dir / "result.json", "training_iteration") == [1, 2, 3, 4]
+
+
+def test_a_resumed_sweep_trial_writes_each_iteration_once(tmp_path):
+    from types import SimpleNamespace
+
+    from rl_platform.tuning import SweepProgress
+
+    trial = SimpleNamespace(trial_id="t1", local_path=str(tmp_path))
+    (tmp_path / "result.json").write_text(
+        "".join(json.dumps(fake_result(i)) + "\n" for i in (1, 2, 3))
+    )
+    progress = SweepProgress("env_runners/episode_return_mean", {"training_iteration": 9})
+    progress.on_trial_result(0, [trial], trial, fake_result(3))  # resumed at 2's checkpoint
+    assert jsonl(tmp_path / "result.json", "training_iteration") == [1, 2]
