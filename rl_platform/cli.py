@@ -57,9 +57,7 @@ def _interrupted_code() -> int:
 
 
 def _stopped_before_start(what: str) -> NoReturn:
-    err_console.print(
-        f"interrupted before the {what} started; nothing of it was written.", highlight=False
-    )
+    err_console.print(f"interrupted before the {what} started.", highlight=False)
     raise typer.Exit(_interrupted_code())
 
 

@@ -147,8 +147,8 @@ def _newest(directory: Path, pattern: str, what: str) -> Path:
     matches = sorted(directory.glob(pattern))
     if not matches:
         raise ResumeError(
-            f"{directory}: {what} ({pattern}) is missing, so Tune would start the run "
-            "again from iteration 1. Nothing was changed; start a new run instead."
+            f"{directory}: {what} ({pattern}) is missing, so Tune cannot continue where "
+            "the run stopped. Nothing was changed; start a new run instead."
         )
     return matches[-1]
 

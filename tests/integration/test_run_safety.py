@@ -209,7 +209,7 @@ class Terminated:
 def terminated(tmp_path_factory) -> Terminated:
     """A tiny quickstart run (its own private Ray) stopped by SIGTERM after 4 iterations."""
     output = tmp_path_factory.mktemp("runs")
-    items = [*TINY, "stop.training_iteration=12", "checkpoint.every=3", "checkpoint.keep=null"]
+    items = [*TINY, "stop.training_iteration=8", "checkpoint.every=3", "checkpoint.keep=null"]
     watched = Watched(rlp("train", str(QUICKSTART), *sets(items), "--output", str(output)))
     watched.start()
     try:
@@ -305,7 +305,7 @@ def test_a_resumed_run_holds_each_iteration_once_in_every_table(terminated):
     out, err = watched.finish()
     assert watched.proc.returncode == 0, err[-3000:]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
-    expected = list(range(1, 13))
+    expected = list(range(1, 9))
     assert [int(r["iteration"]) for r in rows(run_dir / "metrics.csv")] == expected
     assert [int(float(r["iteration"])) for r in rows(run_dir / "monitor.csv")] == expected
     trial = run_dir / "trial"
@@ -320,7 +320,7 @@ def test_a_resumed_run_holds_each_iteration_once_in_every_table(terminated):
 
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory) -> Path:
-    """A finished two-trial sweep of PPO on the two-step game (its own private Ray)."""
+    """A finished one-trial sweep of PPO on the two-step game (its own private Ray)."""
     root = tmp_path_factory.mktemp("sweeps")
     sweep = {
         "name": "tiny_sweep",
@@ -335,8 +335,7 @@ def sweep_dir(tmp_path_factory) -> Path:
         "stop": {"training_iteration": 2},
         "checkpoint": {"every": 1, "keep": 1},
         "tune": {
-            "num_samples": 2,
-            "max_concurrent_trials": 1,
+            "num_samples": 1,
             "scheduler": "none",
             "search_space": {"algorithm.hyperparams.lr": {"loguniform": [1.0e-4, 1.0e-2]}},
         },
