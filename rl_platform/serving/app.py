@@ -21,6 +21,13 @@ observations (``BatchedCore.observed_violations``) and replaces an action that b
 one with the fallback baseline's action for the same observations (else the env's
 default action). Bad requests are 4xx with a one-paragraph ``message``, never 500.
 
+Under attack (:mod:`rl_platform.serving.guard`): with a token file every endpoint wants
+``Authorization: Bearer <token>`` (401 otherwise; a host other than loopback always has
+one); request bodies are read within ``body_timeout_s`` in front of Serve, before they
+take a replica's slot (408 after); past ``max_ongoing_requests`` + ``max_queued_requests``
+a request gets 503 with ``Retry-After`` at once; feedback rewards must lie in the env's
+reward range (422), and the A/B report leaves out whatever else the store holds.
+
 How to run it::
 
     from rl_platform.serving.app import serve
