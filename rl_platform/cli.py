@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from rl_platform.serving.guard import BODY_TIMEOUT_S
+
 app = typer.Typer(
     name="rlp",
     help="Multi-agent reinforcement learning on Ray: train, sweep, submit, evaluate, serve.",
@@ -827,8 +829,20 @@ def serve(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint or run directory.")],
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     host: Annotated[
-        str, typer.Option(help="Interface to bind (keep 127.0.0.1; put a proxy in front).")
+        str,
+        typer.Option(
+            help="Interface to bind (keep 127.0.0.1; put a proxy in front). Any other "
+            "host requires a bearer token (generated if no --token-file)."
+        ),
     ] = "127.0.0.1",
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Require 'Authorization: Bearer <token>' on every endpoint, the token "
+            "being this file's content (mode 0600). Default: none on 127.0.0.1; on other "
+            "hosts ~/.config/rl_platform/serve-token, generated if absent."
+        ),
+    ] = None,
     challenger: Annotated[
         Path | None, typer.Option(help="A second checkpoint for an A/B test (same env).")
     ] = None,
@@ -844,6 +858,25 @@ def serve(
     max_batch_size: Annotated[int, typer.Option(help="Requests per forward pass.")] = 32,
     batch_wait_ms: Annotated[float, typer.Option(help="How long a batch waits to fill.")] = 2.0,
     batching: Annotated[bool, typer.Option(help="Batch requests (serve.batch).")] = True,
+    max_ongoing_requests: Annotated[
+        int | None,
+        typer.Option(help="Requests a replica works on at once (default 4 x --max-batch-size)."),
+    ] = None,
+    max_queued_requests: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests waiting for those (default: as many); more get 503 + Retry-After."
+        ),
+    ] = None,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a request body may take to arrive (then 408).")
+    ] = BODY_TIMEOUT_S,
+    reward_range: Annotated[
+        tuple[float, float] | None,
+        typer.Option(
+            help="Feedback rewards accepted, LOW HIGH (default: the env's, else -1e9 1e9)."
+        ),
+    ] = None,
     proxy: Annotated[
         bool,
         typer.Option(
@@ -872,8 +905,7 @@ def serve(
 
       rlp serve RUN --address auto --detach    # again with --challenger NEW: rolling update
     """
-    from rl_platform.serving.app import ServingError
-    from rl_platform.serving.app import serve as run_server
+    from rl_platform.serving import guard
 
     if not 0.0 <= split <= 1.0:
         _fail(f"--split is a share in [0, 1], got {split}.")
@@ -881,8 +913,43 @@ def serve(
         _fail(f"--port must be in 1..65535, got {port}.")
     if detach and not address:
         _fail("--detach needs --address: a private Ray ends with this process.")
+    for name, value in (
+        ("--max-ongoing-requests", max_ongoing_requests),
+        ("--max-queued-requests", max_queued_requests),
+    ):
+        if value is not None and value < 1:
+            _fail(f"{name} must be >= 1, got {value}.")
+    if not (math.isfinite(body_timeout) and body_timeout > 0):
+        _fail(f"--body-timeout must be a positive number of seconds, got {body_timeout}.")
+    if reward_range is not None and not (
+        all(math.isfinite(v) for v in reward_range) and reward_range[0] < reward_range[1]
+    ):
+        _fail(f"--reward-range must be two finite numbers LOW < HIGH, got {reward_range}.")
+    if token_file is not None:
+        try:  # before Ray and the checkpoint: a bad token file is the cheapest thing to fix
+            guard.read_token(token_file)
+        except guard.TokenFileError as err:
+            _fail(f"--token-file: {err}")
+
+    from rl_platform.serving.app import ServingError
+    from rl_platform.serving.app import serve as run_server
 
     def ready(info) -> None:
+        if info.token_file is not None:
+            made = "generated now, " if info.token_created else ""
+            console.print(
+                f"bearer token required: 'Authorization: Bearer <token>', the token in "
+                f"{info.token_file} ({made}readable by you only)",
+                highlight=False,
+            )
+        if info.exposed:
+            err_console.print(
+                f"[bold yellow]warning:[/] listening on {host}: other machines can reach this "
+                "server (it needs the bearer token, over plain HTTP: put a TLS proxy in front "
+                "or bind 127.0.0.1)",
+                highlight=False,
+                soft_wrap=True,
+            )
         console.print(
             f"serving {info.checkpoint} ({info.checkpoint_id}) at {info.url}"
             + (f", challenger {info.challenger} on {info.split:.0%}" if info.challenger else "")
@@ -909,6 +976,11 @@ def serve(
             direct_ingress=False if proxy else None,
             on_ready=ready,
             blocking=not detach,
+            token_file=token_file,
+            reward_range=reward_range,
+            max_ongoing_requests=max_ongoing_requests,
+            max_queued_requests=max_queued_requests,
+            body_timeout_s=body_timeout,
         )
     except ServingError as err:
         _fail(str(err))
