@@ -40,6 +40,35 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
+TrustModuleOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trust-module",
+        help="Trust this module and its submodules as an env source "
+        "(pettingzoo:MODULE:factory); repeatable; also $RLP_TRUSTED_MODULES. Only "
+        "pettingzoo.*, mpe2.* and vmas.* are trusted otherwise.",
+    ),
+]
+TrustOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust",
+        help="Resume even from a directory someone else owns or can write. Resuming "
+        "unpickles its state, which runs code of whoever wrote it.",
+    ),
+]
+
+
+def _trust_modules(names: list[str] | None) -> None:
+    """Add --trust-module names to this process's (and its Ray workers') trusted modules."""
+    from rl_platform.trust import UntrustedModuleError, trust_modules
+
+    try:
+        trust_modules(names or [])
+    except UntrustedModuleError as err:
+        _fail(str(err))
+
+
 # --------------------------------------------------------------------------- train
 
 
@@ -139,11 +168,21 @@ def train(
         str | None, typer.Option(help="Ray cluster address; default: a private local Ray.")
     ] = None,
     resume: Annotated[
-        Path | None, typer.Option(help="Continue an interrupted run from its last checkpoint.")
+        Path | None,
+        typer.Option(
+            help="Continue an interrupted run from its last checkpoint (loads its pickles: "
+            "only your own run directories, unless --trust)."
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option(help="Show Ray's and the workers' logs.")] = False,
+    trust_module: TrustModuleOption = None,
+    trust: TrustOption = False,
 ) -> None:
     """Train one experiment on Ray and summarise it.
+
+    --resume unpickles the run's Tune and RLlib state, which runs code of whoever wrote
+    it: it loads only directories you own that no one else can write, unless --trust.
+    An env id names a module only from pettingzoo.*, mpe2.*, vmas.* or --trust-module.
 
     [bold]Examples[/]
 
@@ -152,10 +191,13 @@ def train(
       rlp train experiments/quickstart.yaml --set stop.training_iteration=5 --set seed=1
 
       rlp train --resume runs/quickstart/20261125-101500
+
+      rlp train my_env.yaml --trust-module my_envs
     """
     from rl_platform.config import ConfigError
     from rl_platform.training import ResumeError, TrainingError
     from rl_platform.training import train as run_training
+    from rl_platform.trust import UntrustedModuleError, UntrustedStateError
 
     if experiment is None and resume is None:
         _fail("give an experiment YAML, or --resume RUN_DIR to continue a run.")
@@ -163,6 +205,7 @@ def train(
         _fail("give either an experiment YAML or --resume RUN_DIR, not both.")
     if resume is not None and set_:
         _fail("--set cannot change a resumed run; it continues with its config.yaml.")
+    _trust_modules(trust_module)
     try:
         result = run_training(
             experiment,
@@ -172,8 +215,9 @@ def train(
             resume=resume,
             progress=_ProgressTable(),
             verbose=verbose,
+            trust=trust,
         )
-    except (ConfigError, ResumeError) as err:
+    except (ConfigError, ResumeError, UntrustedStateError, UntrustedModuleError) as err:
         _fail(str(err))
     except TrainingError as err:
         _fail(str(err), EXIT_FAILED)
@@ -201,12 +245,14 @@ def adapt(
         str | None, typer.Option(help="Ray cluster address; default: a private local Ray.")
     ] = None,
     verbose: Annotated[bool, typer.Option(help="Show Ray's and the workers' logs.")] = False,
+    trust_module: TrustModuleOption = None,
 ) -> None:
     """Adapt meta-trained weights to a task in a few iterations (a normal training run).
 
     The run trains the meta-training run's experiment (without meta) on TASK, starting
     from the meta-weights of the run's last checkpoint; --scratch trains from fresh
-    weights with the same budget, for comparison.
+    weights with the same budget, for comparison. It reads the run's config.yaml and its
+    weights-only policies/ export (torch weights_only: nothing is unpickled).
 
     [bold]Examples[/]
 
@@ -218,7 +264,9 @@ def adapt(
     from rl_platform.advanced.meta_training import adapt as run_adaptation
     from rl_platform.config import ConfigError
     from rl_platform.training import TrainingError
+    from rl_platform.trust import UntrustedModuleError
 
+    _trust_modules(trust_module)
     try:
         result = run_adaptation(
             source,
@@ -231,7 +279,7 @@ def adapt(
             progress=_ProgressTable(),
             verbose=verbose,
         )
-    except (AdaptError, ConfigError) as err:
+    except (AdaptError, ConfigError, UntrustedModuleError) as err:
         _fail(str(err))
     except TrainingError as err:
         _fail(str(err), EXIT_FAILED)
@@ -258,7 +306,8 @@ def envs_list() -> None:
         table.add_row(entry.id, entry.description)
     table.add_row(
         f"{registry.PETTINGZOO_PREFIX}<module>:<factory>",
-        "any PettingZoo env, e.g. pettingzoo:mpe2.simple_spread_v3:parallel_env",
+        "a PettingZoo env from pettingzoo.*, mpe2.*, vmas.* (factory env, parallel_env or "
+        "raw_env) or a --trust-module, e.g. pettingzoo:mpe2.simple_spread_v3:parallel_env",
     )
     console.print(table)
     algos = Table(title="algorithms")
@@ -275,6 +324,7 @@ def envs_check(
     set_: Annotated[
         list[str] | None, typer.Option("--set", "-s", help="Env config: key=value.")
     ] = None,
+    trust_module: TrustModuleOption = None,
 ) -> None:
     """Run the RLlib and PettingZoo conformance checks on an env.
 
@@ -283,11 +333,20 @@ def envs_check(
       rlp envs check rendezvous
 
       rlp envs check rendezvous --set discrete=true --set num_agents=5
+
+      rlp envs check pettingzoo:pettingzoo.classic.rps_v2:env
+
+      rlp envs check pettingzoo:my_envs.grid:parallel_env --trust-module my_envs
     """
     from rl_platform import registry
     from rl_platform.config import ConfigError, apply_overrides
+    from rl_platform.trust import UntrustedModuleError
 
-    entry = registry.get_env(env_id)
+    _trust_modules(trust_module)
+    try:
+        entry = registry.get_env(env_id)
+    except UntrustedModuleError as err:
+        _fail(f"env id {err}.")
     if entry is None:
         _fail(
             f"unknown env {env_id!r}; expected one of: {', '.join(sorted(registry.ENVS))}, "
@@ -453,14 +512,23 @@ def tune(
     ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option(help="Continue a stopped or killed sweep: its sweep directory."),
+        typer.Option(
+            help="Continue a stopped or killed sweep: its sweep directory (loads its "
+            "pickles: only your own sweep directories, unless --trust)."
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option(help="Show Ray's and the workers' logs.")] = False,
+    trust_module: TrustModuleOption = None,
+    trust: TrustOption = False,
 ) -> None:
     """Sweep hyperparameters with Tune, the Optuna searcher and ASHA.
 
     Writes <output>/<name>/sweep-<timestamp>/ with the Optuna study (optuna.db),
     trials.csv, best.yaml (the best trial as a ready-to-run experiment) and plots/.
+
+    --resume unpickles the sweep's Tune state and trial checkpoints, which runs code of
+    whoever wrote them: it loads only directories you own that no one else can write,
+    unless --trust.
 
     [bold]Examples[/]
 
@@ -472,6 +540,7 @@ def tune(
     """
     from rl_platform.config import ConfigError
     from rl_platform.training import ResumeError
+    from rl_platform.trust import UntrustedModuleError, UntrustedStateError
 
     if sweep is None and resume is None:
         _fail("give a sweep YAML, or --resume SWEEP_DIR to continue a sweep.")
@@ -479,6 +548,7 @@ def tune(
         _fail("give either a sweep YAML or --resume SWEEP_DIR, not both.")
     if resume is not None and (set_ or num_samples is not None):
         _fail("--set and --num-samples cannot change a resumed sweep; it continues as it was.")
+    _trust_modules(trust_module)
     from rl_platform.tuning import tune as run_sweep
 
     try:
@@ -491,8 +561,9 @@ def tune(
             resume=resume,
             progress=_SweepProgress(),
             verbose=verbose,
+            trust=trust,
         )
-    except (ConfigError, ResumeError) as err:
+    except (ConfigError, ResumeError, UntrustedStateError, UntrustedModuleError) as err:
         _fail(str(err))
     _print_sweep(result)
     if result.status == "interrupted":
@@ -523,10 +594,12 @@ def submit(
     ship_package: Annotated[
         bool, typer.Option(help="Upload this rl_platform with the job (else: the cluster's).")
     ] = True,
+    trust_module: TrustModuleOption = None,
 ) -> None:
     """Submit an experiment (rlp train) or a sweep (rlp tune) to a Ray cluster.
 
     The YAML is validated here first; the job runs the same command inside the cluster.
+    Modules trusted here (--trust-module, $RLP_TRUSTED_MODULES) are trusted in the job.
 
     [bold]Examples[/]
 
@@ -540,6 +613,7 @@ def submit(
     from rl_platform.cluster import submit as submit_job
     from rl_platform.config import ConfigError
 
+    _trust_modules(trust_module)
     try:
         job = submit_job(experiment, set_ or [], address=address, storage=storage)
     except ConfigError as err:
