@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
-from rl_platform.trust import TRUSTED_MODULES_ENV, trusted_modules
+from rl_platform.trust import worker_env_vars
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +171,8 @@ def submit(
     workdir = Path(tempfile.mkdtemp(prefix="rlp-job-"))
     (workdir / JOB_YAML).write_text(experiment.to_yaml())
     runtime_env: dict[str, Any] = {"working_dir": str(workdir)}
-    if trusted_modules():  # the job (and its workers) trust what was trusted here
-        runtime_env["env_vars"] = {TRUSTED_MODULES_ENV: ",".join(trusted_modules())}
+    if worker_env_vars():  # the job (and its workers) trust the modules trusted here
+        runtime_env["env_vars"] = worker_env_vars()
     if ship_package:
         import rl_platform
 

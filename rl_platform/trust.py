@@ -82,6 +82,16 @@ def trust_modules(names: Iterable[str]) -> tuple[str, ...]:
     return merged
 
 
+def worker_env_vars() -> dict[str, str]:
+    """The variables that carry the trusted modules to Ray workers (a ``runtime_env``).
+
+    A private Ray started by this process inherits them; a cluster's workers (``ray.init``
+    with an address, a submitted job) get them only through ``runtime_env["env_vars"]``.
+    """
+    modules = trusted_modules()
+    return {TRUSTED_MODULES_ENV: ",".join(modules)} if modules else {}
+
+
 def check_env_factory(source: str, prefix: str = "pettingzoo:") -> tuple[str, str]:
     """The (module, factory) an env id such as ``pettingzoo:mpe2.simple_spread_v3:env`` names.
 
