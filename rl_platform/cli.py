@@ -338,8 +338,10 @@ def envs_check(
 
       rlp envs check pettingzoo:my_envs.grid:parallel_env --trust-module my_envs
     """
+    from pydantic import ValidationError
+
     from rl_platform import registry
-    from rl_platform.config import ConfigError, apply_overrides
+    from rl_platform.config import ConfigError, apply_overrides, format_validation_error
     from rl_platform.trust import UntrustedModuleError
 
     _trust_modules(trust_module)
@@ -361,7 +363,9 @@ def envs_check(
             env_cls.probe_config({**config, **entry.bound_config})
     except ConfigError as err:
         _fail(str(err))
-    except ValueError as err:  # pydantic's ValidationError
+    except ValidationError as err:
+        _fail(format_validation_error(f"env {env_id!r}", err, env_cls.config_model, what="config"))
+    except ValueError as err:  # the env cannot be built with this config
         _fail(f"env {env_id!r}: invalid config {config}: {err}")
     from rl_platform.envs.checks import check_env, view_steps_per_second
 

@@ -846,6 +846,7 @@ def format_validation_error(
     err: ValidationError,
     model: type[BaseModel],
     prefix: tuple[str, ...] = (),
+    what: str = "experiment config",
 ) -> str:
     """Turn a pydantic error into one paragraph: source, field path, value, expectation."""
     problems = []
@@ -868,7 +869,7 @@ def format_validation_error(
         else:
             value = item.get("input")
             problems.append(f"{path} = {_short(value)}: {_expectation(item)}")
-    return f"{where}: invalid experiment config: " + "; ".join(problems) + "."
+    return f"{where}: invalid {what}: " + "; ".join(problems) + "."
 
 
 def _is_type_tag(part: str) -> bool:

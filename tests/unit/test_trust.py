@@ -401,3 +401,14 @@ def test_help_says_resume_loads_pickles_and_names_the_trust_options(command):
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())
     assert "unpickles" in text and "--trust " in text and "--trust-module" in text
+
+
+def test_cli_envs_check_refuses_a_boolean_number_in_one_paragraph():
+    from typer.testing import CliRunner
+
+    from rl_platform.cli import app
+
+    result = CliRunner().invoke(app, ["envs", "check", "rendezvous", "--set", "num_agents=true"])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "env 'rendezvous': invalid config: num_agents = True: expected a number" in text
