@@ -44,6 +44,9 @@ def scalar_problem(annotation: Any, value: Any, where: str = "") -> str | None:
     return verdict or None
 
 
+_NUMPY_BOOLS = ("bool", "bool_")  # numpy 2 and 1
+
+
 # _judge returns None (the annotation says nothing about this value), "" (it fits) or a
 # problem; a union fits when any member fits.
 def _judge(annotation: Any, value: Any, where: str) -> str | None:
@@ -61,9 +64,9 @@ def _judge(annotation: Any, value: Any, where: str) -> str | None:
     if origin is Literal:
         return _judge_literal(args, value, where)
     if annotation is bool:
-        return "" if isinstance(value, bool) else _problem(where, "a boolean (true or false)")
+        return "" if _is_bool(value) else _problem(where, "a boolean (true or false)")
     if isinstance(annotation, type) and issubclass(annotation, (int, float)):
-        if isinstance(value, bool):
+        if _is_bool(value):
             return _problem(where, "a number", "a boolean")
         return ""
     if origin in (list, tuple, set, frozenset) and isinstance(value, (list, tuple)):
@@ -78,7 +81,7 @@ def _judge(annotation: Any, value: Any, where: str) -> str | None:
 
 
 def _judge_literal(options: tuple[Any, ...], value: Any, where: str) -> str | None:
-    if isinstance(value, bool) and not any(isinstance(o, bool) for o in options):
+    if _is_bool(value) and not any(isinstance(o, bool) for o in options):
         if any(isinstance(o, (int, float)) for o in options):
             return _problem(where, f"one of {list(options)}", "a boolean")
         return None
@@ -96,6 +99,12 @@ def _judge_items(args: tuple[Any, ...], value: list | tuple, where: str) -> str:
         if verdict:
             return verdict
     return ""
+
+
+def _is_bool(value: Any) -> bool:
+    """A Python or numpy boolean (numpy's is no int subclass, but pydantic takes it as 1)."""
+    kind = type(value)
+    return isinstance(value, bool) or (kind.__module__ == "numpy" and kind.__name__ in _NUMPY_BOOLS)
 
 
 def _problem(where: str, expected: str, got: str = "") -> str:

@@ -4,6 +4,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -323,8 +324,10 @@ def test_strict_types_reach_every_depth_and_keep_yaml_conveniences():
         {"widths": [8, 8], "ranges": {"a": [0, 1.5]}, "share": "1e-3", "anything": {"x": True}}
     )
     assert good.widths == (8, 8) and good.ranges["a"] == (0.0, 1.5) and good.share == 1e-3
+    assert Model.model_validate({"flag": np.bool_(True), "count": np.int64(3)}).count == 3
     for field, value in [
         ("count", True),
+        ("count", np.bool_(True)),
         ("share", False),
         ("flag", 1),
         ("flag", "yes"),
