@@ -45,6 +45,9 @@ class UntrustedModuleError(ValueError):
         self.name = name
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # raised in Ray workers, pickled
+        return type(self), (self.name, self.reason)
+
 
 class UntrustedStateError(ValueError):
     """Pickled state in a directory this user did not write (or others can write)."""

@@ -110,8 +110,9 @@ def test_family_modules_and_factories_are_allowed(env_id, expected):
     ],
 )
 def test_other_modules_and_factories_are_refused(env_id, fragment):
-    with pytest.raises(UntrustedModuleError, match=fragment.replace(".", r"\.")):
+    with pytest.raises(UntrustedModuleError, match=fragment.replace(".", r"\.")) as info:
         trust.check_env_factory(env_id)
+    assert str(pickle.loads(pickle.dumps(info.value))) == str(info.value)  # from Ray workers
     with pytest.raises(UntrustedModuleError):
         registry.get_env(env_id)
 
