@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from rl_platform.trust import check_own_state
+
 log = logging.getLogger(__name__)
 
 EXPORT_DIR = "policies"
@@ -196,16 +198,19 @@ def export_for_run(checkpoint_dir: str | Path, run_dir: str | Path) -> Path:
     return export_policies(checkpoint_dir, experiment)
 
 
-def load_algorithm(checkpoint_dir: str | Path):
+def load_algorithm(checkpoint_dir: str | Path, *, trust: bool = False):
     """A whole RLlib algorithm from its checkpoint, every env runner on its weights.
 
-    For continuing training or sampling with the checkpoint's exact algorithm (it unpickles
-    the checkpoint, so only for checkpoints this user wrote); policies alone load with
-    :func:`load_policy`. ``Algorithm.from_checkpoint`` pushes weights to remote env runners
+    For continuing training or sampling with the checkpoint's exact algorithm. It unpickles
+    the checkpoint, which can run code of whoever wrote it, so it refuses a directory this
+    user alone cannot write (:class:`~rl_platform.trust.UntrustedStateError`) unless
+    `trust`; policies alone load from anyone's export with :func:`load_policy`.
+    ``Algorithm.from_checkpoint`` pushes weights to remote env runners
     fire-and-forget, which RLlib 2.60 can drop; :func:`sync_env_runner_weights` makes it
     synchronous. Unlike Tune's restore, ``from_checkpoint`` does not call the callbacks'
     ``on_checkpoint_loaded``; it is called here, so a curriculum continues at its level.
     """
+    check_own_state(checkpoint_dir, trust=trust)
     from ray.rllib.algorithms.algorithm import Algorithm
     from ray.rllib.utils import force_list
 

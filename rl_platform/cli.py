@@ -42,6 +42,35 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
+TrustModuleOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trust-module",
+        help="Trust this module and its submodules as an env source "
+        "(pettingzoo:MODULE:factory); repeatable; also $RLP_TRUSTED_MODULES. Only "
+        "pettingzoo.*, mpe2.* and vmas.* are trusted otherwise.",
+    ),
+]
+TrustOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust",
+        help="Resume even from a directory someone else owns or can write. Resuming "
+        "unpickles its state, which runs code of whoever wrote it.",
+    ),
+]
+
+
+def _trust_modules(names: list[str] | None) -> None:
+    """Add --trust-module names to this process's (and its Ray workers') trusted modules."""
+    from rl_platform.trust import UntrustedModuleError, trust_modules
+
+    try:
+        trust_modules(names or [])
+    except UntrustedModuleError as err:
+        _fail(str(err))
+
+
 # --------------------------------------------------------------------------- train
 
 
@@ -141,11 +170,21 @@ def train(
         str | None, typer.Option(help="Ray cluster address; default: a private local Ray.")
     ] = None,
     resume: Annotated[
-        Path | None, typer.Option(help="Continue an interrupted run from its last checkpoint.")
+        Path | None,
+        typer.Option(
+            help="Continue an interrupted run from its last checkpoint (loads its pickles: "
+            "only your own run directories, unless --trust)."
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option(help="Show Ray's and the workers' logs.")] = False,
+    trust_module: TrustModuleOption = None,
+    trust: TrustOption = False,
 ) -> None:
     """Train one experiment on Ray and summarise it.
+
+    --resume unpickles the run's Tune and RLlib state, which runs code of whoever wrote
+    it: it loads only directories you own that no one else can write, unless --trust.
+    An env id names a module only from pettingzoo.*, mpe2.*, vmas.* or --trust-module.
 
     [bold]Examples[/]
 
@@ -154,10 +193,13 @@ def train(
       rlp train experiments/quickstart.yaml --set stop.training_iteration=5 --set seed=1
 
       rlp train --resume runs/quickstart/20261125-101500
+
+      rlp train my_env.yaml --trust-module my_envs
     """
     from rl_platform.config import ConfigError
     from rl_platform.training import ResumeError, TrainingError
     from rl_platform.training import train as run_training
+    from rl_platform.trust import UntrustedModuleError, UntrustedStateError
 
     if experiment is None and resume is None:
         _fail("give an experiment YAML, or --resume RUN_DIR to continue a run.")
@@ -165,6 +207,7 @@ def train(
         _fail("give either an experiment YAML or --resume RUN_DIR, not both.")
     if resume is not None and set_:
         _fail("--set cannot change a resumed run; it continues with its config.yaml.")
+    _trust_modules(trust_module)
     try:
         result = run_training(
             experiment,
@@ -174,8 +217,9 @@ def train(
             resume=resume,
             progress=_ProgressTable(),
             verbose=verbose,
+            trust=trust,
         )
-    except (ConfigError, ResumeError) as err:
+    except (ConfigError, ResumeError, UntrustedStateError, UntrustedModuleError) as err:
         _fail(str(err))
     except TrainingError as err:
         _fail(str(err), EXIT_FAILED)
@@ -203,12 +247,14 @@ def adapt(
         str | None, typer.Option(help="Ray cluster address; default: a private local Ray.")
     ] = None,
     verbose: Annotated[bool, typer.Option(help="Show Ray's and the workers' logs.")] = False,
+    trust_module: TrustModuleOption = None,
 ) -> None:
     """Adapt meta-trained weights to a task in a few iterations (a normal training run).
 
     The run trains the meta-training run's experiment (without meta) on TASK, starting
     from the meta-weights of the run's last checkpoint; --scratch trains from fresh
-    weights with the same budget, for comparison.
+    weights with the same budget, for comparison. It reads the run's config.yaml and its
+    weights-only policies/ export (torch weights_only: nothing is unpickled).
 
     [bold]Examples[/]
 
@@ -220,7 +266,9 @@ def adapt(
     from rl_platform.advanced.meta_training import adapt as run_adaptation
     from rl_platform.config import ConfigError
     from rl_platform.training import TrainingError
+    from rl_platform.trust import UntrustedModuleError
 
+    _trust_modules(trust_module)
     try:
         result = run_adaptation(
             source,
@@ -233,7 +281,7 @@ def adapt(
             progress=_ProgressTable(),
             verbose=verbose,
         )
-    except (AdaptError, ConfigError) as err:
+    except (AdaptError, ConfigError, UntrustedModuleError) as err:
         _fail(str(err))
     except TrainingError as err:
         _fail(str(err), EXIT_FAILED)
@@ -260,7 +308,8 @@ def envs_list() -> None:
         table.add_row(entry.id, entry.description)
     table.add_row(
         f"{registry.PETTINGZOO_PREFIX}<module>:<factory>",
-        "any PettingZoo env, e.g. pettingzoo:mpe2.simple_spread_v3:parallel_env",
+        "a PettingZoo env from pettingzoo.*, mpe2.*, vmas.* (factory env, parallel_env or "
+        "raw_env) or a --trust-module, e.g. pettingzoo:mpe2.simple_spread_v3:parallel_env",
     )
     console.print(table)
     algos = Table(title="algorithms")
@@ -277,6 +326,7 @@ def envs_check(
     set_: Annotated[
         list[str] | None, typer.Option("--set", "-s", help="Env config: key=value.")
     ] = None,
+    trust_module: TrustModuleOption = None,
 ) -> None:
     """Run the RLlib and PettingZoo conformance checks on an env.
 
@@ -285,11 +335,22 @@ def envs_check(
       rlp envs check rendezvous
 
       rlp envs check rendezvous --set discrete=true --set num_agents=5
-    """
-    from rl_platform import registry
-    from rl_platform.config import ConfigError, apply_overrides
 
-    entry = registry.get_env(env_id)
+      rlp envs check pettingzoo:pettingzoo.classic.rps_v2:env
+
+      rlp envs check pettingzoo:my_envs.grid:parallel_env --trust-module my_envs
+    """
+    from pydantic import ValidationError
+
+    from rl_platform import registry
+    from rl_platform.config import ConfigError, apply_overrides, format_validation_error
+    from rl_platform.trust import UntrustedModuleError
+
+    _trust_modules(trust_module)
+    try:
+        entry = registry.get_env(env_id)
+    except UntrustedModuleError as err:
+        _fail(f"env id {err}.")
     if entry is None:
         _fail(
             f"unknown env {env_id!r}; expected one of: {', '.join(sorted(registry.ENVS))}, "
@@ -304,7 +365,9 @@ def envs_check(
             env_cls.probe_config({**config, **entry.bound_config})
     except ConfigError as err:
         _fail(str(err))
-    except ValueError as err:  # pydantic's ValidationError
+    except ValidationError as err:
+        _fail(format_validation_error(f"env {env_id!r}", err, env_cls.config_model, what="config"))
+    except ValueError as err:  # the env cannot be built with this config
         _fail(f"env {env_id!r}: invalid config {config}: {err}")
     from rl_platform.envs.checks import check_env, view_steps_per_second
 
@@ -455,14 +518,23 @@ def tune(
     ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option(help="Continue a stopped or killed sweep: its sweep directory."),
+        typer.Option(
+            help="Continue a stopped or killed sweep: its sweep directory (loads its "
+            "pickles: only your own sweep directories, unless --trust)."
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option(help="Show Ray's and the workers' logs.")] = False,
+    trust_module: TrustModuleOption = None,
+    trust: TrustOption = False,
 ) -> None:
     """Sweep hyperparameters with Tune, the Optuna searcher and ASHA.
 
     Writes <output>/<name>/sweep-<timestamp>/ with the Optuna study (optuna.db),
     trials.csv, best.yaml (the best trial as a ready-to-run experiment) and plots/.
+
+    --resume unpickles the sweep's Tune state and trial checkpoints, which runs code of
+    whoever wrote them: it loads only directories you own that no one else can write,
+    unless --trust.
 
     [bold]Examples[/]
 
@@ -474,6 +546,7 @@ def tune(
     """
     from rl_platform.config import ConfigError
     from rl_platform.training import ResumeError
+    from rl_platform.trust import UntrustedModuleError, UntrustedStateError
 
     if sweep is None and resume is None:
         _fail("give a sweep YAML, or --resume SWEEP_DIR to continue a sweep.")
@@ -481,6 +554,7 @@ def tune(
         _fail("give either a sweep YAML or --resume SWEEP_DIR, not both.")
     if resume is not None and (set_ or num_samples is not None):
         _fail("--set and --num-samples cannot change a resumed sweep; it continues as it was.")
+    _trust_modules(trust_module)
     from rl_platform.tuning import tune as run_sweep
 
     try:
@@ -493,8 +567,9 @@ def tune(
             resume=resume,
             progress=_SweepProgress(),
             verbose=verbose,
+            trust=trust,
         )
-    except (ConfigError, ResumeError) as err:
+    except (ConfigError, ResumeError, UntrustedStateError, UntrustedModuleError) as err:
         _fail(str(err))
     _print_sweep(result)
     if result.status == "interrupted":
@@ -525,10 +600,12 @@ def submit(
     ship_package: Annotated[
         bool, typer.Option(help="Upload this rl_platform with the job (else: the cluster's).")
     ] = True,
+    trust_module: TrustModuleOption = None,
 ) -> None:
     """Submit an experiment (rlp train) or a sweep (rlp tune) to a Ray cluster.
 
     The YAML is validated here first; the job runs the same command inside the cluster.
+    Modules trusted here (--trust-module, $RLP_TRUSTED_MODULES) are trusted in the job.
 
     [bold]Examples[/]
 
@@ -542,6 +619,7 @@ def submit(
     from rl_platform.cluster import submit as submit_job
     from rl_platform.config import ConfigError
 
+    _trust_modules(trust_module)
     try:
         job = submit_job(experiment, set_ or [], address=address, storage=storage)
     except ConfigError as err:

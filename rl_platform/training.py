@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from rl_platform import registry
 from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
+from rl_platform.trust import check_own_state
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -309,8 +310,12 @@ def train(
     resume: str | Path | None = None,
     progress: Callable[[IterationRow], None] | None = None,
     verbose: bool = False,
+    trust: bool = False,
 ) -> TrainResult:
     """Train an experiment (or resume an interrupted run) and summarise it.
+
+    Resuming unpickles the run's Tune and RLlib state, which can run code of whoever
+    wrote it: only directories this user alone can write are resumed, unless `trust`.
 
     Args:
         source: experiment YAML path, dict or config (ignored when resuming).
@@ -321,10 +326,12 @@ def train(
         resume: a run directory to continue from its last checkpoint.
         progress: called with each iteration's figures (in the calling process).
         verbose: let Ray's and the workers' logs through.
+        trust: resume even from a directory others can write (``--trust``).
 
     Raises:
         ConfigError: the experiment is invalid; nothing was started or written.
         ResumeError: `resume` is not a resumable run directory.
+        UntrustedStateError: `resume` is not this user's own (see `trust`).
         TrainingError: the trial failed beyond its retries.
     """
     from rl_platform.storage import is_uri, join, staging_root, upload_driver_files
@@ -337,6 +344,7 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         experiment = _check_resumable(run_dir)
+        check_own_state(run_dir, trust=trust)
     else:
         experiment = load_experiment(source, overrides)
     algo_config = build_algorithm_config(experiment)

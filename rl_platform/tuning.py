@@ -72,6 +72,7 @@ from rl_platform.training import (
     stop_reached,
     tune_run_config,
 )
+from rl_platform.trust import check_own_state
 
 log = logging.getLogger(__name__)
 
@@ -766,8 +767,13 @@ def tune(
     resume: str | Path | None = None,
     progress: Callable[[TrialEvent], None] | None = None,
     verbose: bool = False,
+    trust: bool = False,
 ) -> SweepResult:
     """Run a hyperparameter sweep (or resume a stopped one) and summarise it.
+
+    Resuming unpickles the sweep's Tune state and its trials' checkpoints, which can run
+    code of whoever wrote them: only directories this user alone can write are resumed,
+    unless `trust`.
 
     Args:
         source: sweep YAML path, dict or config (an experiment plus ``tune:``; without a
@@ -779,16 +785,19 @@ def tune(
         resume: a sweep directory to continue.
         progress: called with each trial event (in the calling process).
         verbose: let Ray's and the workers' logs through.
+        trust: resume even from a directory others can write (``--trust``).
 
     Raises:
         ConfigError: the sweep is invalid; nothing was started or written.
         ResumeError: `resume` is not a resumable sweep directory.
+        UntrustedStateError: `resume` is not this user's own (see `trust`).
     """
     quiet_logs(verbose)
     _quiet_optuna(verbose)
     if resume is not None:
         sweep_dir = Path(resume)
         experiment = _check_resumable(sweep_dir)
+        check_own_state(sweep_dir, trust=trust)
         where = str(sweep_dir / SWEEP_FILE)
     elif source is None:
         raise ConfigError("give a sweep (a YAML path, dict or config), or resume=SWEEP_DIR.")
