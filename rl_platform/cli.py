@@ -720,6 +720,7 @@ def evaluate(
 
       rlp evaluate runs/quickstart/20261125-101500/trial/checkpoint_000004 --report out/
     """
+    from rl_platform.checkpoints import PolicyExportError
     from rl_platform.evaluation.suite import EvaluationError, SuiteSettings
     from rl_platform.evaluation.suite import evaluate as run_evaluation
 
@@ -742,7 +743,7 @@ def evaluate(
             outcome = run_evaluation(
                 checkpoint, settings, report=report, workers=workers, address=address
             )
-    except EvaluationError as err:
+    except (EvaluationError, PolicyExportError) as err:
         _fail(str(err))
     _print_evaluation(outcome)
 
