@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -213,18 +214,33 @@ def load_weights(export_dir: str | Path, module_id: str) -> dict[str, Any]:
     if not _inside(path, export_dir):
         raise PolicyExportError(f"{what}: {path.name} links outside its export folder.")
     try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols
+            warnings.simplefilter("ignore")
+            state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # noqa: BLE001 (torch raises many kinds for a bad file)
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise PolicyExportError(
-            f"{what}: {path.name} is not a readable weights-only state dict "
-            f"({type(err).__name__}: {reason})."
+            f"{what}: {path.name} is not a readable weights-only state dict: it is truncated, "
+            f"corrupt, or holds pickled objects, which exports never load "
+            f"({type(err).__name__}: {_torch_reason(err)})."
         ) from None
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise PolicyExportError(f"{what}: {path.name} does not hold a state dict of tensors.")
     return state
+
+
+def _torch_reason(err: Exception) -> str:
+    """What the weights-only unpickler refused (not torch's advice to unpickle)."""
+    text = " ".join(str(err).split())
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+        for end in (". Please", " Please use", " Check the documentation"):
+            text = text.split(end, 1)[0]
+    elif text.startswith("Weights only load failed"):
+        text = "refused by the weights-only unpickler"
+    return text.strip()[:160] or type(err).__name__
 
 
 def _import_allowed(path: str, allowed: tuple[str, ...], base: type) -> type:

@@ -20,19 +20,21 @@ import binascii
 import io
 import json
 import math
+import re
 import zlib
 from typing import Annotated, Any, Literal
 
 import gymnasium as gym
 import numpy as np
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     JsonValue,
     NonNegativeInt,
+    PlainValidator,
     PositiveInt,
-    StrictInt,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -67,10 +69,29 @@ class PolicyExportError(ValueError):
 
 # --------------------------------------------------------------------------- schema
 
-Bound = StrictInt | Annotated[float, Field(allow_inf_nan=False)] | Literal["inf", "-inf"]
+def _bound(value: Any) -> float | int | str:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError('a bound is finite, or the string "inf" or "-inf"')
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if value in (INF, NEG_INF):
+        return value
+    raise ValueError('a bound is a number or the string "inf" or "-inf"')
+
+
+Bound = Annotated[float | int | str, PlainValidator(_bound)]
 FloatOrIntDtype = Literal[FLOAT_DTYPES + INT_DTYPES]  # type: ignore[valid-type]
 IntDtype = Literal[INT_DTYPES]  # type: ignore[valid-type]
-ModuleId = Annotated[str, Field(pattern=MODULE_ID_PATTERN)]
+def _module_id(name: str) -> str:
+    if not re.fullmatch(MODULE_ID_PATTERN, name):
+        raise ValueError(
+            "a module id names its weights file: 1-128 letters, digits, '_', '.' or '-', "
+            "not starting with '.'"
+        )
+    return name
+
+
+ModuleId = Annotated[str, AfterValidator(_module_id)]
 
 
 class _Data(BaseModel):
@@ -144,7 +165,7 @@ class MultiBinarySpace(_Data):
     """``gymnasium.spaces.MultiBinary`` of a shape."""
 
     type: Literal["MultiBinary"]
-    shape: list[PositiveInt]
+    shape: Annotated[list[PositiveInt], Field(min_length=1)]
 
     @model_validator(mode="after")
     def _size_fits(self) -> MultiBinarySpace:
@@ -310,23 +331,30 @@ def _check_depth(raw: Any, where: str) -> None:
             stack.extend((child, depth + 1) for child in children)
 
 
-def _describe(err: ValidationError) -> str:
-    """The first error of a validation, as 'field a.b: what (got value)'."""
+def _describe(err: ValidationError, whole: str = "the manifest") -> str:
+    """The first error of a validation, as 'field a.b: what was expected, got value'."""
     first = err.errors(include_url=False)[0]
-    loc = ".".join(str(p) for p in first["loc"] if not _is_union_tag(p)) or "(top level)"
+    loc = ".".join(str(p) for p in first["loc"] if not _is_union_member(p))
     msg = first["msg"].removeprefix("Value error, ")
-    got = first.get("input")
-    shown = json.dumps(got, default=str)[:80] if got is not None else "null"
-    more = err.error_count() - 1
-    tail = f" ({more} more error{'s' if more > 1 else ''})" if more > 0 else ""
     if first["type"] == "missing":
-        return f"field {loc} is missing{tail}"
-    return f"field {loc}: {msg}, got {shown}{tail}"
+        return f"field {loc} is missing"
+    where = f"field {loc}" if loc else whole
+    got = first.get("input")
+    if isinstance(got, (dict, list)) and first["type"] in ("value_error", "assertion_error"):
+        return f"{where}: {msg}"  # a check of the whole object: its fields are the point
+    return f"{where}: {msg}, got {json.dumps(got, default=str)[:80]}"
 
 
-def _is_union_tag(part: Any) -> bool:
-    """Discriminated-union tags in error locations ('Box') are not field names."""
-    return part in ("Box", "Discrete", "MultiDiscrete", "MultiBinary", "Dict", "Tuple")
+_UNION_MEMBERS = {"int", "float", "str", "bool", "none", "list", "dict"}
+
+
+def _is_union_member(part: Any) -> bool:
+    """Union branches in error locations ('Box', 'int', 'literal[...]') are not fields."""
+    return isinstance(part, str) and (
+        part in ("Box", "Discrete", "MultiDiscrete", "MultiBinary", "Dict", "Tuple")
+        or part in _UNION_MEMBERS
+        or "[" in part
+    )
 
 
 # --------------------------------------------------------------------------- spaces
@@ -409,7 +437,7 @@ def space_from_json(data: dict[str, Any]) -> gym.Space:
         spec = _SPACE_ADAPTER.validate_python(data)
         return _build_space(spec)
     except ValidationError as err:
-        raise PolicyExportError(f"invalid space: {_describe(err)}") from None
+        raise PolicyExportError(f"invalid space: {_describe(err, 'the space')}") from None
     except (ValueError, TypeError, OverflowError, AssertionError) as err:
         raise PolicyExportError(f"invalid space {json.dumps(data)[:120]}: {err}") from None
 
@@ -427,7 +455,8 @@ def _build_space(spec: Any) -> gym.Space:
         start = None if spec.start is None else np.array(spec.start, np.int64).reshape(shape)
         return gym.spaces.MultiDiscrete(nvec, dtype=np.dtype(spec.dtype), start=start)
     if isinstance(spec, MultiBinarySpace):
-        return gym.spaces.MultiBinary(list(spec.shape))
+        shape = spec.shape
+        return gym.spaces.MultiBinary(shape[0] if len(shape) == 1 else list(shape))
     if isinstance(spec, DictSpace):
         return gym.spaces.Dict({k: _build_space(s) for k, s in spec.spaces.items()})
     return gym.spaces.Tuple(tuple(_build_space(s) for s in spec.spaces))
