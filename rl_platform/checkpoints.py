@@ -148,7 +148,11 @@ def write_manifest(export_dir: str | Path, manifest: dict[str, Any]) -> Path:
         PolicyExportError: the manifest does not fit the schema (so no reader would load it).
     """
     path = Path(export_dir) / MANIFEST
-    data = validate_manifest(manifest, str(path))
+    try:  # as a reader will see it: tuples become lists, NaN and infinity are refused
+        plain = json.loads(json.dumps(manifest, allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise PolicyExportError(f"{path}: the manifest is not plain JSON data: {err}") from None
+    data = validate_manifest(plain, str(path))
     scratch = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
     scratch.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     scratch.replace(path)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from policy_exports import run_directory
 from typer.testing import CliRunner
@@ -55,8 +55,9 @@ SCALARS = (
 )
 JSON = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=8,
 )
 
@@ -99,11 +100,33 @@ def mutate_json(data, path: Path) -> None:
         parent = doc
         for key in where[:-1]:
             parent = parent[key]
-        if data.draw(st.booleans()):
+        how = data.draw(st.sampled_from(["delete", "replace", "nudge"]))
+        if how == "delete":
             del parent[where[-1]]
-        else:
+        elif how == "replace":
             parent[where[-1]] = data.draw(JSON)
+        else:  # a value of the same type: what keeps a manifest valid but wrong
+            parent[where[-1]] = nudge(data, parent[where[-1]])
     path.write_text(json.dumps(doc))
+
+
+def nudge(data, value):
+    """A plausible neighbour of a JSON value (same type)."""
+    if isinstance(value, bool) or value is None:
+        return data.draw(SCALARS)
+    if isinstance(value, int):
+        return data.draw(st.integers(-2, 70))
+    if isinstance(value, float):
+        return data.draw(st.floats(-1e3, 1e3) | st.sampled_from(["inf", "-inf"]))
+    if isinstance(value, str):
+        return data.draw(st.sampled_from(WORDS) | st.text(max_size=8))
+    if isinstance(value, list):
+        if value and data.draw(st.booleans()):
+            return value[:-1]
+        return [*value, value[-1] if value else data.draw(SCALARS)]
+    if value and data.draw(st.booleans()):
+        return dict(list(value.items())[:-1])
+    return {**value, data.draw(st.sampled_from(WORDS)): data.draw(JSON)}
 
 
 def mutate_bytes(data, path: Path) -> None:
@@ -131,11 +154,14 @@ def mutate(data, run: Path) -> None:
             mutate_bytes(data, target)
 
 
-def works_or_raises(call, error: type[Exception]) -> None:
+def works_or_raises(name: str, call, error: type[Exception]) -> None:
+    """Call; its own error type is fine (recorded for --hypothesis-show-statistics)."""
     try:
         call()
     except error:
-        pass
+        event(f"{name} refused")
+    else:
+        event(f"{name} worked")
 
 
 @settings(
@@ -149,9 +175,11 @@ def test_every_reader_works_or_refuses_a_mutated_run_directory(pristine, data):
         run = Path(scratch) / "run"
         shutil.copytree(pristine, run)
         mutate(data, run)
-        works_or_raises(lambda: load_policy(run / CHECKPOINT, "shared"), PolicyExportError)
-        works_or_raises(lambda: resolve_target(run), EvaluationError)
-        works_or_raises(lambda: plan(run), ServingError)
+        works_or_raises(
+            "load_policy", lambda: load_policy(run / CHECKPOINT, "shared"), PolicyExportError
+        )
+        works_or_raises("resolve_target", lambda: resolve_target(run), EvaluationError)
+        works_or_raises("plan", lambda: plan(run), ServingError)
         result = CliRunner().invoke(
             app,
             [
@@ -159,5 +187,6 @@ def test_every_reader_works_or_refuses_a_mutated_run_directory(pristine, data):
                 "--output", str(Path(scratch) / "out"), "--epochs", "1", "--min-transitions", "4",
             ],
         )  # fmt: skip
+        event(f"rlp finetune exit {result.exit_code}")
         assert result.exit_code in (0, 2), result.output
         assert isinstance(result.exception, (SystemExit, type(None))), repr(result.exception)
