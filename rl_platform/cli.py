@@ -712,7 +712,9 @@ def evaluate(
 ) -> None:
     """Score a checkpoint on the five evaluation dimensions against baselines.
 
-    Writes evaluation.json (every figure), report.md, report.html and plots/*.png.
+    Writes evaluation.json (every figure), report.md, report.html and plots/*.png. Only
+    the weights-only policy export is loaded, as data (no pickle); a run directory is
+    read only inside itself.
 
     [bold]Examples[/]
 
@@ -792,7 +794,8 @@ def finetune(
     """Fine-tune a policy offline from served feedback (advantage-weighted regression).
 
     The result is a weights-only export that `rlp serve` loads: roll it out as the
-    challenger (--challenger OUTPUT) and let the A/B report judge it.
+    challenger (--challenger OUTPUT) and let the A/B report judge it. The source export
+    is loaded as data (no pickle); a run directory is read only inside itself.
 
     [bold]Example[/]
 

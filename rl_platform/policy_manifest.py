@@ -53,6 +53,20 @@ MODULE_CLASSES = (
     "rl_platform.algorithms.maddpg.MADDPGCriticModule",
 )
 CATALOG_CLASSES = ("ray.rllib.algorithms.ppo.ppo_catalog.PPOCatalog",)
+# Names a model_config may give for activations and weight initializers (RLlib resolves
+# them on torch.nn and torch.nn.init).
+ACTIVATIONS = frozenset(
+    ["linear", "relu", "tanh", "elu", "silu", "swish", "sigmoid", "gelu", "softmax"]
+    + ["ReLU", "Tanh", "ELU", "SiLU", "Sigmoid", "GELU", "LeakyReLU", "SELU", "Softplus"]
+)
+INITIALIZERS = frozenset(
+    f"{name}_"
+    for name in [
+        "uniform", "normal", "trunc_normal", "constant", "ones", "zeros", "eye", "dirac",
+        "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal",
+        "sparse",
+    ]
+)  # fmt: skip
 FLOAT_DTYPES = ("float16", "float32", "float64")
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 MAX_SPACE_SIZE = 1 << 20  # numbers in one space's bounds (a Box's low, a MultiDiscrete's nvec)
@@ -214,6 +228,21 @@ class ModuleEntry(_Data):
             )
         return name
 
+    @field_validator("network")
+    @classmethod
+    def _named_layers_only(cls, config: dict[str, Any]) -> dict[str, Any]:
+        # RLlib looks activation and initializer names up on torch.nn / torch.nn.init.
+        for key, value in config.items():
+            if value is None:
+                continue
+            if key.endswith("_activation") and value not in ACTIVATIONS:
+                raise ValueError(f"{key} {value!r} is not one of {', '.join(sorted(ACTIVATIONS))}")
+            if key.endswith("_initializer") and value not in INITIALIZERS:
+                raise ValueError(
+                    f"{key} {value!r} is not one of {', '.join(sorted(INITIALIZERS))}"
+                )
+        return config
+
     @field_validator("catalog_class")
     @classmethod
     def _allowed_catalog(cls, name: str | None) -> str | None:
@@ -282,9 +311,11 @@ def parse_manifest(text: bytes, where: str) -> dict[str, Any]:
     _check_depth(raw, where)
     version = raw.get("format_version")
     if version not in READABLE_FORMATS or isinstance(version, bool):
+        newer = isinstance(version, int) and not isinstance(version, bool) and version > 2
         raise PolicyExportError(
-            f"{where}: export format {version!r}, this rl_platform reads formats "
-            f"{', '.join(map(str, READABLE_FORMATS))}; re-export it with a matching rl_platform."
+            f"{where}: export format {repr(version)[:40]}, this rl_platform reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))}"
+            + ("; a newer rl_platform wrote it: upgrade to load it." if newer else ".")
         )
     if version == 1:
         raw = upgrade_format_1(raw, where)
@@ -550,6 +581,8 @@ def _v1_space(d: Any, where: str, depth: int = 0) -> dict[str, Any]:
                 "type": "Dict",
                 "spaces": {k: _v1_space(s, where, depth + 1) for k, s in d["spaces"].items()},
             }
+    except PolicyExportError:
+        raise
     except (TypeError, ValueError, OverflowError) as err:
         raise PolicyExportError(f"{where}: corrupt {kind} space (format 1): {err}.") from None
     raise PolicyExportError(
@@ -605,8 +638,8 @@ def _v1_array(payload: Any, where: str) -> np.ndarray:
     except (binascii.Error, zlib.error, ValueError, OSError, EOFError) as err:
         raise PolicyExportError(
             f"{where}: a bound is not a plain numeric .npy array ({err}); loading it would "
-            "need pickle, which policy exports never use. Re-export the checkpoint with "
-            "this rl_platform (it writes format 2)."
+            "need pickle, which policy exports never use (a genuine format-1 export holds "
+            "numbers here; export_for_run re-exports a checkpoint you trust in format 2)."
         ) from None
     if np.isnan(array.astype(np.float64)).any():
         raise PolicyExportError(f"{where}: a bound holds NaN.")

@@ -117,6 +117,26 @@ def test_a_format_1_export_still_loads_and_plays_the_same(run):
     assert resolve_target(run).checkpoint == run / CHECKPOINT
 
 
+def test_finetuning_a_format_1_export_writes_format_2(run, tmp_path):
+    from rl_platform.serving.ab_test import CHAMPION, FeedbackStore
+    from rl_platform.serving.finetune import finetune_from_store
+
+    as_format_1(policies(run))
+    rng = np.random.default_rng(0)
+    agents = ["agent_0", "agent_1", "agent_2"]
+    with FeedbackStore(tmp_path / "feedback.sqlite") as store:
+        for i in range(6):
+            obs = {a: rng.uniform(-1, 1, 7).tolist() for a in agents}
+            store.record_decision(f"s{i}", CHAMPION, f"r{i}", obs, {a: [0.1, 0.2] for a in agents})
+            store.record_feedback(f"s{i}", float(i))
+    result = finetune_from_store(
+        run / CHECKPOINT, tmp_path / "feedback.sqlite", tmp_path / "ft", epochs=1, min_transitions=4
+    )
+    assert json.loads((result.out / "manifest.json").read_text())["format_version"] == 2
+    assert read_manifest(result.out)["finetuned_from"]["transitions"] == 6
+    load_policy(result.out, "shared")
+
+
 @pytest.mark.parametrize("kind", ["format1_pickle", "format2_class"])
 def test_load_policy_refuses_a_crafted_export(run, tmp_path, monkeypatch, kind):
     creates = tmp_path / "created"
