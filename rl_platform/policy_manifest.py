@@ -83,6 +83,7 @@ class PolicyExportError(ValueError):
 
 # --------------------------------------------------------------------------- schema
 
+
 def _bound(value: Any) -> float | int | str:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError('a bound is finite, or the string "inf" or "-inf"')
@@ -96,6 +97,8 @@ def _bound(value: Any) -> float | int | str:
 Bound = Annotated[float | int | str, PlainValidator(_bound)]
 FloatOrIntDtype = Literal[FLOAT_DTYPES + INT_DTYPES]  # type: ignore[valid-type]
 IntDtype = Literal[INT_DTYPES]  # type: ignore[valid-type]
+
+
 def _module_id(name: str) -> str:
     if not re.fullmatch(MODULE_ID_PATTERN, name):
         raise ValueError(
@@ -238,9 +241,7 @@ class ModuleEntry(_Data):
             if key.endswith("_activation") and value not in ACTIVATIONS:
                 raise ValueError(f"{key} {value!r} is not one of {', '.join(sorted(ACTIVATIONS))}")
             if key.endswith("_initializer") and value not in INITIALIZERS:
-                raise ValueError(
-                    f"{key} {value!r} is not one of {', '.join(sorted(INITIALIZERS))}"
-                )
+                raise ValueError(f"{key} {value!r} is not one of {', '.join(sorted(INITIALIZERS))}")
         return config
 
     @field_validator("catalog_class")
@@ -339,7 +340,7 @@ def validate_manifest(raw: Any, where: str) -> dict[str, Any]:
 
 
 def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON (infinite bounds are written as \"inf\" / \"-inf\")")
+    raise ValueError(f'{name} is not JSON (infinite bounds are written as "inf" / "-inf")')
 
 
 def _json_type(value: Any) -> str:

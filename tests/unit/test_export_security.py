@@ -181,6 +181,30 @@ def test_rlp_refuses_a_crafted_export_with_exit_2(run, tmp_path, kind, command):
 
 
 @pytest.fixture
+def no_server(monkeypatch):
+    """`rlp serve` must refuse in its plan: past it, this fails instead of starting Ray."""
+    import rl_platform.serving.app as serving
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the plan accepted a corrupt export")
+
+    monkeypatch.setattr(serving, "build_app", refuse)
+
+
+def every_command_refuses(run: Path, tmp_path: Path, message: str) -> None:
+    """`rlp evaluate`, `serve` and `finetune` of `run` exit 2 with `message`, one paragraph."""
+    store, out = str(tmp_path / "feedback.sqlite"), str(tmp_path / "out")
+    for args in (
+        ["evaluate", str(run), "--workers", "0"],
+        ["serve", str(run), "--port", "8391"],
+        ["finetune", str(run), "--store", store, "--output", out],
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, (args[0], result.output, result.exception)
+        assert message in result.output and one_paragraph(result.output), result.output
+
+
+@pytest.fixture
 def elsewhere(pristine, tmp_path) -> Path:
     """A valid checkpoint outside the run directory."""
     other = tmp_path / "elsewhere" / "checkpoint_000009"
@@ -232,12 +256,13 @@ def symlinked_policies(run, elsewhere):
         symlinked_policies,
     ],
 )
-def test_a_run_directory_is_followed_only_inside_itself(run, elsewhere, lead_outside):
+def test_a_run_directory_is_followed_only_inside_itself(
+    run, elsewhere, tmp_path, no_server, lead_outside
+):
     lead_outside(run, elsewhere)
     with pytest.raises(EvaluationError, match="outside the run directory"):
         resolve_target(run)
-    result = CliRunner().invoke(app, ["evaluate", str(run), "--workers", "0"])
-    assert result.exit_code == 2 and "outside the run directory" in result.output
+    every_command_refuses(run, tmp_path, "outside the run directory")
 
 
 def test_a_moved_run_directory_reads_its_own_best_checkpoint(run, tmp_path):
@@ -257,12 +282,11 @@ def test_a_moved_run_directory_reads_its_own_best_checkpoint(run, tmp_path):
         (b'{"best_checkpoint": "', "not UTF-8 JSON"),
     ],
 )
-def test_a_corrupt_summary_is_a_clear_error(run, summary, message):
+def test_a_corrupt_summary_is_a_clear_error(run, tmp_path, no_server, summary, message):
     (run / "summary.json").write_bytes(summary)
     with pytest.raises(EvaluationError, match=message):
         resolve_target(run)
-    result = CliRunner().invoke(app, ["evaluate", str(run), "--workers", "0"])
-    assert result.exit_code == 2 and message in result.output
+    every_command_refuses(run, tmp_path, message)
 
 
 # --------------------------------------------------------------------------- corrupt exports
@@ -337,7 +361,7 @@ CORRUPT = {
 
 
 @pytest.mark.parametrize("name", list(CORRUPT))
-def test_a_corrupt_export_is_exit_2_with_one_paragraph(run, name):
+def test_a_corrupt_export_is_exit_2_with_one_paragraph(run, tmp_path, no_server, name):
     corrupt, message = CORRUPT[name]
     corrupt(run)
     with pytest.raises(EvaluationError, match=message.replace("(", r"\(")):
@@ -345,7 +369,5 @@ def test_a_corrupt_export_is_exit_2_with_one_paragraph(run, name):
     if name != "unknown env":  # the env matters to evaluation, not to rebuilding a module
         with pytest.raises(PolicyExportError):
             load_policy(run / CHECKPOINT, "shared")
-    result = CliRunner().invoke(app, ["evaluate", str(run), "--workers", "0"])
-    assert result.exit_code == 2, result.output
-    assert message in result.output and one_paragraph(result.output), result.output
+    every_command_refuses(run, tmp_path, message)
     assert not (run.parent / "created_by_weights").exists()
