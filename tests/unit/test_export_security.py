@@ -152,7 +152,8 @@ def test_load_policy_refuses_a_crafted_export(run, tmp_path, monkeypatch, kind):
 
 
 def rlp(*args: str, pythonpath: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "250", "PYTHONPATH": str(pythonpath)}
+    path = os.pathsep.join(filter(None, [str(pythonpath), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "COLUMNS": "250", "PYTHONPATH": path}
     cmd = [sys.executable, "-m", "rl_platform", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
