@@ -792,7 +792,9 @@ def evaluate(
 ) -> None:
     """Score a checkpoint on the five evaluation dimensions against baselines.
 
-    Writes evaluation.json (every figure), report.md, report.html and plots/*.png.
+    Writes evaluation.json (every figure), report.md, report.html and plots/*.png. Only
+    the weights-only policy export is loaded, as data (no pickle); a run directory is
+    read only inside itself.
 
     [bold]Examples[/]
 
@@ -800,6 +802,7 @@ def evaluate(
 
       rlp evaluate runs/quickstart/20261125-101500/trial/checkpoint_000004 --report out/
     """
+    from rl_platform.checkpoints import PolicyExportError
     from rl_platform.evaluation.suite import EvaluationError, SuiteSettings
     from rl_platform.evaluation.suite import evaluate as run_evaluation
 
@@ -822,7 +825,7 @@ def evaluate(
             outcome = run_evaluation(
                 checkpoint, settings, report=report, workers=workers, address=address
             )
-    except EvaluationError as err:
+    except (EvaluationError, PolicyExportError) as err:
         _fail(str(err))
     _print_evaluation(outcome)
 
@@ -871,7 +874,8 @@ def finetune(
     """Fine-tune a policy offline from served feedback (advantage-weighted regression).
 
     The result is a weights-only export that `rlp serve` loads: roll it out as the
-    challenger (--challenger OUTPUT) and let the A/B report judge it.
+    challenger (--challenger OUTPUT) and let the A/B report judge it. The source export
+    is loaded as data (no pickle); a run directory is read only inside itself.
 
     [bold]Example[/]
 

@@ -117,21 +117,23 @@ def resolve_arm(path: str | Path) -> ArmSpec:
         ServingError: nothing there, no policy export, a corrupt or unloadable one, or an
             env without a batched core.
     """
+    from rl_platform.checkpoints import PolicyExportError
     from rl_platform.evaluation.suite import EvaluationError, resolve_target
 
     try:
         target = resolve_target(path)
-    except EvaluationError as err:
+        manifest = read_manifest(target.checkpoint)
+        export = target.checkpoint / EXPORT_DIR
+        digest = hashlib.sha256((export / MANIFEST).read_bytes())
+        for module_id in sorted(manifest["modules"]):  # the weights it loads, nothing else
+            digest.update((export / f"{module_id}.pt").read_bytes())
+    except (EvaluationError, PolicyExportError, OSError) as err:
         raise ServingError(f"cannot serve {path}: {err}") from None
-    export = target.checkpoint / EXPORT_DIR
-    digest = hashlib.sha256((export / MANIFEST).read_bytes())
-    for weights in sorted(export.glob("*.pt")):
-        digest.update(weights.read_bytes())
     return ArmSpec(
         checkpoint=str(target.checkpoint.resolve()),
         run_dir=str(target.run_dir.resolve()) if target.run_dir else None,
         id=f"{target.checkpoint.name}-{digest.hexdigest()[:12]}",
-        manifest=read_manifest(target.checkpoint),
+        manifest=manifest,
         safety=target.safety,
     )
 
