@@ -38,11 +38,10 @@ from rl_platform.resume import (
     trim_tables,
     trim_trial_tables,
 )
+from rl_platform.trust import check_own_state
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
-
-    from rl_platform.resume import TrialState
 
 log = logging.getLogger(__name__)
 
@@ -301,8 +300,12 @@ def train(
     resume: str | Path | None = None,
     progress: Callable[[IterationRow], None] | None = None,
     verbose: bool = False,
+    trust: bool = False,
 ) -> TrainResult:
     """Train an experiment (or resume an interrupted run) and summarise it.
+
+    Resuming unpickles the run's Tune and RLlib state, which can run code of whoever
+    wrote it: only directories this user alone can write are resumed, unless `trust`.
 
     Args:
         source: experiment YAML path, dict or config (ignored when resuming).
@@ -313,10 +316,12 @@ def train(
         resume: a run directory to continue from its last checkpoint.
         progress: called with each iteration's figures (in the calling process).
         verbose: let Ray's and the workers' logs through.
+        trust: resume even from a directory others can write (``--trust``).
 
     Raises:
         ConfigError: the experiment is invalid; nothing was started or written.
         ResumeError: `resume` is not a resumable run directory.
+        UntrustedStateError: `resume` is not this user's own (see `trust`).
         TrainingError: the trial failed beyond its retries.
     """
     from rl_platform.storage import is_uri, join, staging_root, upload_driver_files
@@ -329,7 +334,9 @@ def train(
     trials = []
     if resume is not None:
         run_dir = Path(resume)
-        experiment, trials = _check_resumable(run_dir)
+        experiment = _check_resumable(run_dir)
+        check_own_state(run_dir, trust=trust)  # before anything of it is unpickled
+        trials = check_tune_state(run_dir, RUN_SEARCH_STATE, resume_errored=True)
     else:
         experiment = load_experiment(source, overrides)
     algo_config = build_algorithm_config(experiment)
@@ -512,8 +519,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _check_resumable(run_dir: Path) -> tuple[ExperimentConfig, list[TrialState]]:
-    """The run's experiment and Tune trials; ResumeError (nothing changed) if it cannot resume."""
+def _check_resumable(run_dir: Path) -> ExperimentConfig:
+    """The run's experiment; ResumeError if it is no run directory or finished (no pickles)."""
     if not run_dir.is_dir():
         raise ResumeError(f"{run_dir}: no such run directory.")
     if not (run_dir / CONFIG_FILE).is_file():
@@ -533,7 +540,7 @@ def _check_resumable(run_dir: Path) -> tuple[ExperimentConfig, list[TrialState]]
         experiment = load_experiment(run_dir / CONFIG_FILE)
     except ConfigError as err:
         raise ResumeError(f"{run_dir}: its {CONFIG_FILE} no longer validates: {err}") from None
-    return experiment, check_tune_state(run_dir, RUN_SEARCH_STATE, resume_errored=True)
+    return experiment
 
 
 def _interrupted_summary(

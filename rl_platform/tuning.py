@@ -60,7 +60,6 @@ from rl_platform.ray_session import init_ray, signals_ignored
 from rl_platform.resume import (
     SWEEP_SEARCH_STATE,
     ResumeError,
-    TrialState,
     check_tune_state,
     resumed,
     trim_tables,
@@ -80,6 +79,7 @@ from rl_platform.training import (
     stop_reached,
     tune_run_config,
 )
+from rl_platform.trust import check_own_state
 
 log = logging.getLogger(__name__)
 
@@ -782,8 +782,13 @@ def tune(
     resume: str | Path | None = None,
     progress: Callable[[TrialEvent], None] | None = None,
     verbose: bool = False,
+    trust: bool = False,
 ) -> SweepResult:
     """Run a hyperparameter sweep (or resume a stopped one) and summarise it.
+
+    Resuming unpickles the sweep's Tune state and its trials' checkpoints, which can run
+    code of whoever wrote them: only directories this user alone can write are resumed,
+    unless `trust`.
 
     Args:
         source: sweep YAML path, dict or config (an experiment plus ``tune:``; without a
@@ -795,16 +800,20 @@ def tune(
         resume: a sweep directory to continue.
         progress: called with each trial event (in the calling process).
         verbose: let Ray's and the workers' logs through.
+        trust: resume even from a directory others can write (``--trust``).
 
     Raises:
         ConfigError: the sweep is invalid; nothing was started or written.
         ResumeError: `resume` is not a resumable sweep directory.
+        UntrustedStateError: `resume` is not this user's own (see `trust`).
     """
     quiet_logs(verbose)
     _quiet_optuna(verbose)
     if resume is not None:
         sweep_dir = Path(resume)
-        experiment, trials = _check_resumable(sweep_dir)
+        experiment = _check_resumable(sweep_dir)
+        check_own_state(sweep_dir, trust=trust)  # before anything of it is unpickled
+        trials = check_tune_state(sweep_dir, SWEEP_SEARCH_STATE, resume_errored=False)
         where = str(sweep_dir / SWEEP_FILE)
     elif source is None:
         raise ConfigError("give a sweep (a YAML path, dict or config), or resume=SWEEP_DIR.")
@@ -975,8 +984,8 @@ def _new_sweep_dir(output: Path, name: str) -> Path:
     return _new_run_dir(output, name, prefix="sweep-")
 
 
-def _check_resumable(sweep_dir: Path) -> tuple[ExperimentConfig, list[TrialState]]:
-    """The sweep and its Tune trials; ResumeError (nothing changed) if it cannot resume."""
+def _check_resumable(sweep_dir: Path) -> ExperimentConfig:
+    """The sweep's experiment; ResumeError if it is no sweep directory or finished (no pickles)."""
     if not sweep_dir.is_dir():
         raise ResumeError(f"{sweep_dir}: no such sweep directory.")
     if not (sweep_dir / SWEEP_FILE).is_file():
@@ -997,7 +1006,7 @@ def _check_resumable(sweep_dir: Path) -> tuple[ExperimentConfig, list[TrialState
         experiment = load_experiment(sweep_dir / SWEEP_FILE)
     except ConfigError as err:
         raise ResumeError(f"{sweep_dir}: its {SWEEP_FILE} no longer validates: {err}") from None
-    return experiment, check_tune_state(sweep_dir, SWEEP_SEARCH_STATE, resume_errored=False)
+    return experiment
 
 
 def _quiet_optuna(verbose: bool) -> None:
