@@ -123,13 +123,17 @@ def _start_private(env: dict[str, str], options: dict[str, Any]) -> None:
     import ray
 
     before = _children(os.getpid())
-    with mock.patch.dict(os.environ, env), loopback_only():
-        # "local": a new private Ray even when `ray start` left one on this machine (a bare
-        # ray.init() would join it).
-        ray.init(address="local", include_dashboard=False, **options)
-    table = _process_table()
-    roots = {pid: table[pid][1] for pid in _children(os.getpid(), table) - before}
-    node_ip = ray.util.get_node_ip_address()
+    try:
+        with mock.patch.dict(os.environ, env), loopback_only():
+            # "local": a new private Ray even when `ray start` left one on this machine (a
+            # bare ray.init() would join it).
+            ray.init(address="local", include_dashboard=False, **options)
+    finally:  # even when the start failed or was interrupted: what it started must end
+        table = _process_table()
+        roots = {pid: table[pid][1] for pid in _children(os.getpid(), table) - before}
+        node_ip = ray.util.get_node_ip_address() if ray.is_initialized() else ""
+        _private = PrivateRay(roots=roots, node_ip=node_ip, watchdog=_start_watchdog(roots))
+        atexit.register(_shutdown_at_exit)  # runs before Ray's own exit hook (registered first)
     if node_ip != LOOPBACK:
         log.warning(
             "the private Ray listens on %s, not %s: this Ray version ignores %s=0; its "
@@ -138,8 +142,6 @@ def _start_private(env: dict[str, str], options: dict[str, Any]) -> None:
             LOOPBACK,
             LOOPBACK_VARIABLE,
         )
-    _private = PrivateRay(roots=roots, node_ip=node_ip, watchdog=_start_watchdog(roots))
-    atexit.register(_shutdown_at_exit)  # runs before Ray's own exit hook (registered earlier)
 
 
 @contextmanager
