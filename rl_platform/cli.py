@@ -1,8 +1,13 @@
 """The ``rlp`` command line: parses arguments, calls the library, renders progress.
 
 Exit codes: 0 success; 1 a run, job or cluster call failed; 2 bad input
-(an invalid experiment, override or run directory), reported in one paragraph with no
-traceback; 130 interrupted (the run can be resumed).
+(an invalid experiment, override or run directory, a run directory whose Tune state is
+damaged), reported in one paragraph with no traceback; 130 interrupted by Ctrl-C (SIGINT)
+and 143 terminated by SIGTERM (128 + the signal's number, as shells report it). An
+interrupted or terminated ``rlp train``/``tune``/``adapt`` leaves ``summary.json`` with
+status ``interrupted`` and prints the command that resumes it. The first Ctrl-C or SIGTERM
+lets Tune stop and save its state; a second one stops at once (the run then resumes from
+Tune's last saved state). ``rlp serve`` stopped either way exits 0.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from rl_platform.ray_session import catch_sigterm
 from rl_platform.serving.guard import BODY_TIMEOUT_S
 
 app = typer.Typer(
@@ -34,12 +40,26 @@ app.add_typer(envs_app, name="envs")
 console = Console()
 err_console = Console(stderr=True)
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _interrupted_code() -> int:
+    """130 after Ctrl-C, 143 after SIGTERM."""
+    import signal
+
+    from rl_platform.ray_session import received_signal
+
+    return EXIT_TERMINATED if received_signal() == signal.SIGTERM else EXIT_INTERRUPTED
+
+
+def _stopped_before_start(what: str) -> NoReturn:
+    err_console.print(f"interrupted before the {what} started.", highlight=False)
+    raise typer.Exit(_interrupted_code())
 
 
 TrustModuleOption = Annotated[
@@ -121,7 +141,7 @@ def _finish_training(result) -> None:
     """Print a training run's summary; exit non-zero when it was interrupted or stopped."""
     _print_summary(result)
     if result.status == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(_interrupted_code())
     if result.status == "stopped_on_anomaly":
         _fail(result.error or "stopped on an anomaly", EXIT_FAILED)
 
@@ -208,6 +228,7 @@ def train(
     if resume is not None and set_:
         _fail("--set cannot change a resumed run; it continues with its config.yaml.")
     _trust_modules(trust_module)
+    catch_sigterm()
     try:
         result = run_training(
             experiment,
@@ -223,6 +244,8 @@ def train(
         _fail(str(err))
     except TrainingError as err:
         _fail(str(err), EXIT_FAILED)
+    except KeyboardInterrupt:
+        _stopped_before_start("run")
     _finish_training(result)
 
 
@@ -269,6 +292,7 @@ def adapt(
     from rl_platform.trust import UntrustedModuleError
 
     _trust_modules(trust_module)
+    catch_sigterm()
     try:
         result = run_adaptation(
             source,
@@ -285,6 +309,8 @@ def adapt(
         _fail(str(err))
     except TrainingError as err:
         _fail(str(err), EXIT_FAILED)
+    except KeyboardInterrupt:
+        _stopped_before_start("run")
     _finish_training(result)
 
 
@@ -555,6 +581,7 @@ def tune(
     if resume is not None and (set_ or num_samples is not None):
         _fail("--set and --num-samples cannot change a resumed sweep; it continues as it was.")
     _trust_modules(trust_module)
+    catch_sigterm()
     from rl_platform.tuning import tune as run_sweep
 
     try:
@@ -571,9 +598,11 @@ def tune(
         )
     except (ConfigError, ResumeError, UntrustedStateError, UntrustedModuleError) as err:
         _fail(str(err))
+    except KeyboardInterrupt:
+        _stopped_before_start("sweep")
     _print_sweep(result)
     if result.status == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(_interrupted_code())
 
 
 # --------------------------------------------------------------------------- later steps

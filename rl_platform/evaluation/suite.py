@@ -769,18 +769,19 @@ def evaluate(
     if workers != 0:
         import ray
 
-        from rl_platform.training import init_ray, quiet_logs
+        from rl_platform.ray_session import init_ray
+        from rl_platform.training import quiet_logs
 
         quiet_logs(verbose=False)
-        started_ray = not ray.is_initialized()
+        started_ray = not ray.is_initialized()  # connected here: disconnected at the end
         init_ray(address)
     try:
         result = evaluate_target(target, settings, workers=1 if workers is None else workers)
     finally:
         if started_ray:
-            import ray
+            from rl_platform.ray_session import shutdown_ray
 
-            ray.shutdown()
+            shutdown_ray()
     out = Path(report) if report is not None else default_report_dir(target)
     out.mkdir(parents=True, exist_ok=True)
     result = json_ready(result)

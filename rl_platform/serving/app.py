@@ -50,7 +50,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import gymnasium as gym
 import numpy as np
@@ -62,6 +61,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rl_platform import __version__
 from rl_platform.checkpoints import EXPORT_DIR, MANIFEST, read_manifest
+from rl_platform.ray_session import init_ray, shutdown_ray
 from rl_platform.serving import guard
 from rl_platform.serving.schemas import (
     ABReport,
@@ -1199,12 +1199,7 @@ def serve(
     if direct:
         serve_env.update(_direct_ingress_env(int(port)))
     if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            with mock.patch.dict(os.environ, serve_env):
-                ray.init(address="local", include_dashboard=False, log_to_driver=False)
-            _started_ray = True
+        _started_ray = init_ray(address, env=serve_env)
     ray_serve.start(http_options={"host": host, "port": proxy_port})
     handle = ray_serve.run(application, name=APP_NAME, route_prefix="/", blocking=False)
     info = ServingInfo(
@@ -1310,5 +1305,5 @@ def shutdown() -> None:
     if ray.is_initialized():
         ray_serve.shutdown()
         if _started_ray:
-            ray.shutdown()
+            shutdown_ray()  # none of its processes remain
             _started_ray = False
