@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from rl_platform.trust import worker_env_vars
+
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
@@ -110,6 +112,13 @@ def init_ray(
     }
     address = address or os.environ.get("RAY_ADDRESS")  # set inside Ray jobs
     if address:
+        # A cluster's workers do not see this process's environment: the env modules the
+        # user trusted here (--trust-module) travel in the job's runtime_env.
+        trusted = worker_env_vars()
+        if trusted and "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:  # a job has its own
+            runtime_env = dict(options.pop("runtime_env", None) or {})
+            runtime_env["env_vars"] = {**trusted, **(runtime_env.get("env_vars") or {})}
+            options["runtime_env"] = runtime_env
         ray.init(address=address, **options)
         catch_sigterm()
         return False

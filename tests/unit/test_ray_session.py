@@ -82,3 +82,24 @@ def test_signals_are_held_while_a_summary_is_written():
             done.append("written")  # not interrupted half-way
         time.sleep(5)
     assert done == ["written"]
+
+
+def test_joining_a_cluster_carries_the_trusted_env_modules_to_its_workers(monkeypatch):
+    import ray
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(ray_session, "catch_sigterm", lambda: None)
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    monkeypatch.setenv("RLP_TRUSTED_MODULES", "my_envs")
+    started = ray_session.init_ray("127.0.0.1:6379", runtime_env={"env_vars": {"PYTHONPATH": "/x"}})
+    assert started is False
+    assert calls[0]["runtime_env"]["env_vars"] == {
+        "RLP_TRUSTED_MODULES": "my_envs",
+        "PYTHONPATH": "/x",
+    }
+    # inside a Ray job the job's own runtime_env carries them (rlp submit)
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")
+    ray_session.init_ray("auto")
+    assert "runtime_env" not in calls[1]
