@@ -650,7 +650,9 @@ def submit(
 
     _trust_modules(trust_module)
     try:
-        job = submit_job(experiment, set_ or [], address=address, storage=storage)
+        job = submit_job(
+            experiment, set_ or [], address=address, storage=storage, ship_package=ship_package
+        )
     except ConfigError as err:
         _fail(str(err))
     except ClusterError as err:
