@@ -17,7 +17,7 @@ state, the caller writes its summary.
 Ray 2.60 has no public setting for a local Ray's node address (``_node_ip_address=
 "127.0.0.1"`` is rewritten to the routable address); what works is the internal
 ``ray_constants.ENABLE_RAY_CLUSTER`` (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``). It is
-used here only, and ``tests/integration/test_ray_session.py`` fails if Ray changes it.
+used here only, and ``tests/integration/test_run_safety.py`` fails if Ray changes it.
 """
 
 from __future__ import annotations
