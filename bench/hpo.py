@@ -69,7 +69,7 @@ def sweep(method: str, seed: int, samples: int, iterations: int, startup: int) -
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    from rl_platform.training import init_ray
+    from rl_platform.ray_session import init_ray
     from rl_platform.tuning import tune
 
     init_ray()

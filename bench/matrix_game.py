@@ -135,11 +135,12 @@ def main() -> None:
     parser.add_argument("--recurrent", action="store_true", help="GRU agents (recurrent: true)")
     args = parser.parse_args()
 
-    import ray
     import torch
 
+    from rl_platform.ray_session import init_ray, shutdown_ray
+
     torch.set_num_threads(1)  # tiny networks: extra threads only contend on 2 cores
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    init_ray(num_cpus=2)  # a private Ray on 127.0.0.1 (rl_platform.ray_session)
     logging.getLogger("ray.rllib").setLevel(logging.ERROR)
     summary: dict = {
         "optimum": OPTIMUM,
@@ -169,7 +170,7 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        ray.shutdown()
+        shutdown_ray()
     summary["wall_time_s"] = round(time.time() - start, 1)
     path = RECURRENT_RESULTS if args.recurrent else RESULTS
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -168,8 +168,9 @@ def main() -> None:
     logging.getLogger("ray").setLevel(logging.ERROR)
     seconds = 1.0 if args.quick else 4.0
 
-    import ray
     import torch
+
+    from rl_platform.ray_session import init_ray, shutdown_ray
 
     torch.set_num_threads(1)
     weights = runner("batched", 1).get_state(components="rl_module")["rl_module"]
@@ -190,7 +191,7 @@ def main() -> None:
     results["speedup_vs_best_stock"] = best / stock
     results["share_of_raw_core_B1024"] = best / results["raw_core"]["1024"]
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    init_ray(num_cpus=2)  # a private Ray on 127.0.0.1 (rl_platform.ray_session)
     try:
         iterations, batch = (2, 4000) if args.quick else (5, 12000)
         results["training"] = {
@@ -201,7 +202,7 @@ def main() -> None:
         e2e = (1, 600, 12000) if args.quick else (3, 600, 60000)
         results["end_to_end"] = {"envs": e2e[1], "batch_env_steps": e2e[2], **end_to_end(*e2e)}
     finally:
-        ray.shutdown()
+        shutdown_ray()
 
     print(f"raw core: B=64 {results['raw_core']['64']:.0f}, "
           f"B=1024 {results['raw_core']['1024']:.0f} env steps/s")  # fmt: skip

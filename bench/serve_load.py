@@ -15,8 +15,10 @@ and, for each concurrency level, runs that many closed-loop clients (asyncio + a
 one connection each) for ``--duration`` seconds after a warm-up, each POSTing
 ``/v1/act`` with all agents' observations (drawn from the env, pre-encoded). Prints
 requests/s, p50/p99 latency and errors per level and writes
-bench/results/serve_load.json. The clients share the machine with the server, so on 2
-cores they take CPU from it: the figures are a floor.
+bench/results/serve_load.json. Past ``max_ongoing_requests`` + ``max_queued_requests``
+clients (256 at the defaults) the server answers 503 + Retry-After: errors "503". The
+clients share the machine with the server, so on 2 cores they take CPU from it: the
+figures are a floor.
 
 Results to expect (2 cores, quickstart MAPPO policy, 5 agents): see the JSON; the target
 is 500 requests/s with p99 < 20 ms and no errors.
@@ -227,6 +229,9 @@ def main() -> None:
             "ray_cpus": os.cpu_count(),
             "access_log": args.access_log,
             "replicas": 1,
+            # Past these a request gets 503 + Retry-After (counted under errors as "503").
+            "max_ongoing_requests": app.default_max_ongoing_requests(args.max_batch_size),
+            "max_queued_requests": app.default_max_ongoing_requests(args.max_batch_size),
         },
         "machine": {
             "cpus": os.cpu_count(),

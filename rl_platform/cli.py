@@ -1,8 +1,13 @@
 """The ``rlp`` command line: parses arguments, calls the library, renders progress.
 
 Exit codes: 0 success; 1 a run, job or cluster call failed; 2 bad input
-(an invalid experiment, override or run directory), reported in one paragraph with no
-traceback; 130 interrupted (the run can be resumed).
+(an invalid experiment, override or run directory, a run directory whose Tune state is
+damaged), reported in one paragraph with no traceback; 130 interrupted by Ctrl-C (SIGINT)
+and 143 terminated by SIGTERM (128 + the signal's number, as shells report it). An
+interrupted or terminated ``rlp train``/``tune``/``adapt`` leaves ``summary.json`` with
+status ``interrupted`` and prints the command that resumes it. The first Ctrl-C or SIGTERM
+lets Tune stop and save its state; a second one stops at once (the run then resumes from
+Tune's last saved state). ``rlp serve`` stopped either way exits 0.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from rl_platform.ray_session import catch_sigterm
+from rl_platform.serving.guard import BODY_TIMEOUT_S
+
 app = typer.Typer(
     name="rlp",
     help="Multi-agent reinforcement learning on Ray: train, sweep, submit, evaluate, serve.",
@@ -32,12 +40,55 @@ app.add_typer(envs_app, name="envs")
 console = Console()
 err_console = Console(stderr=True)
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _interrupted_code() -> int:
+    """130 after Ctrl-C, 143 after SIGTERM."""
+    import signal
+
+    from rl_platform.ray_session import received_signal
+
+    return EXIT_TERMINATED if received_signal() == signal.SIGTERM else EXIT_INTERRUPTED
+
+
+def _stopped_before_start(what: str) -> NoReturn:
+    err_console.print(f"interrupted before the {what} started.", highlight=False)
+    raise typer.Exit(_interrupted_code())
+
+
+TrustModuleOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trust-module",
+        help="Trust this module and its submodules as an env source "
+        "(pettingzoo:MODULE:factory); repeatable; also $RLP_TRUSTED_MODULES. Only "
+        "pettingzoo.*, mpe2.* and vmas.* are trusted otherwise.",
+    ),
+]
+TrustOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust",
+        help="Resume even from a directory someone else owns or can write. Resuming "
+        "unpickles its state, which runs code of whoever wrote it.",
+    ),
+]
+
+
+def _trust_modules(names: list[str] | None) -> None:
+    """Add --trust-module names to this process's (and its Ray workers') trusted modules."""
+    from rl_platform.trust import UntrustedModuleError, trust_modules
+
+    try:
+        trust_modules(names or [])
+    except UntrustedModuleError as err:
+        _fail(str(err))
 
 
 # --------------------------------------------------------------------------- train
@@ -90,7 +141,7 @@ def _finish_training(result) -> None:
     """Print a training run's summary; exit non-zero when it was interrupted or stopped."""
     _print_summary(result)
     if result.status == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(_interrupted_code())
     if result.status == "stopped_on_anomaly":
         _fail(result.error or "stopped on an anomaly", EXIT_FAILED)
 
@@ -139,11 +190,21 @@ def train(
         str | None, typer.Option(help="Ray cluster address; default: a private local Ray.")
     ] = None,
     resume: Annotated[
-        Path | None, typer.Option(help="Continue an interrupted run from its last checkpoint.")
+        Path | None,
+        typer.Option(
+            help="Continue an interrupted run from its last checkpoint (loads its pickles: "
+            "only your own run directories, unless --trust)."
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option(help="Show Ray's and the workers' logs.")] = False,
+    trust_module: TrustModuleOption = None,
+    trust: TrustOption = False,
 ) -> None:
     """Train one experiment on Ray and summarise it.
+
+    --resume unpickles the run's Tune and RLlib state, which runs code of whoever wrote
+    it: it loads only directories you own that no one else can write, unless --trust.
+    An env id names a module only from pettingzoo.*, mpe2.*, vmas.* or --trust-module.
 
     [bold]Examples[/]
 
@@ -152,10 +213,13 @@ def train(
       rlp train experiments/quickstart.yaml --set stop.training_iteration=5 --set seed=1
 
       rlp train --resume runs/quickstart/20261125-101500
+
+      rlp train my_env.yaml --trust-module my_envs
     """
     from rl_platform.config import ConfigError
     from rl_platform.training import ResumeError, TrainingError
     from rl_platform.training import train as run_training
+    from rl_platform.trust import UntrustedModuleError, UntrustedStateError
 
     if experiment is None and resume is None:
         _fail("give an experiment YAML, or --resume RUN_DIR to continue a run.")
@@ -163,6 +227,8 @@ def train(
         _fail("give either an experiment YAML or --resume RUN_DIR, not both.")
     if resume is not None and set_:
         _fail("--set cannot change a resumed run; it continues with its config.yaml.")
+    _trust_modules(trust_module)
+    catch_sigterm()
     try:
         result = run_training(
             experiment,
@@ -172,11 +238,14 @@ def train(
             resume=resume,
             progress=_ProgressTable(),
             verbose=verbose,
+            trust=trust,
         )
-    except (ConfigError, ResumeError) as err:
+    except (ConfigError, ResumeError, UntrustedStateError, UntrustedModuleError) as err:
         _fail(str(err))
     except TrainingError as err:
         _fail(str(err), EXIT_FAILED)
+    except KeyboardInterrupt:
+        _stopped_before_start("run")
     _finish_training(result)
 
 
@@ -201,12 +270,14 @@ def adapt(
         str | None, typer.Option(help="Ray cluster address; default: a private local Ray.")
     ] = None,
     verbose: Annotated[bool, typer.Option(help="Show Ray's and the workers' logs.")] = False,
+    trust_module: TrustModuleOption = None,
 ) -> None:
     """Adapt meta-trained weights to a task in a few iterations (a normal training run).
 
     The run trains the meta-training run's experiment (without meta) on TASK, starting
     from the meta-weights of the run's last checkpoint; --scratch trains from fresh
-    weights with the same budget, for comparison.
+    weights with the same budget, for comparison. It reads the run's config.yaml and its
+    weights-only policies/ export (torch weights_only: nothing is unpickled).
 
     [bold]Examples[/]
 
@@ -218,7 +289,10 @@ def adapt(
     from rl_platform.advanced.meta_training import adapt as run_adaptation
     from rl_platform.config import ConfigError
     from rl_platform.training import TrainingError
+    from rl_platform.trust import UntrustedModuleError
 
+    _trust_modules(trust_module)
+    catch_sigterm()
     try:
         result = run_adaptation(
             source,
@@ -231,10 +305,12 @@ def adapt(
             progress=_ProgressTable(),
             verbose=verbose,
         )
-    except (AdaptError, ConfigError) as err:
+    except (AdaptError, ConfigError, UntrustedModuleError) as err:
         _fail(str(err))
     except TrainingError as err:
         _fail(str(err), EXIT_FAILED)
+    except KeyboardInterrupt:
+        _stopped_before_start("run")
     _finish_training(result)
 
 
@@ -258,7 +334,8 @@ def envs_list() -> None:
         table.add_row(entry.id, entry.description)
     table.add_row(
         f"{registry.PETTINGZOO_PREFIX}<module>:<factory>",
-        "any PettingZoo env, e.g. pettingzoo:mpe2.simple_spread_v3:parallel_env",
+        "a PettingZoo env from pettingzoo.*, mpe2.*, vmas.* (factory env, parallel_env or "
+        "raw_env) or a --trust-module, e.g. pettingzoo:mpe2.simple_spread_v3:parallel_env",
     )
     console.print(table)
     algos = Table(title="algorithms")
@@ -275,6 +352,7 @@ def envs_check(
     set_: Annotated[
         list[str] | None, typer.Option("--set", "-s", help="Env config: key=value.")
     ] = None,
+    trust_module: TrustModuleOption = None,
 ) -> None:
     """Run the RLlib and PettingZoo conformance checks on an env.
 
@@ -283,11 +361,22 @@ def envs_check(
       rlp envs check rendezvous
 
       rlp envs check rendezvous --set discrete=true --set num_agents=5
-    """
-    from rl_platform import registry
-    from rl_platform.config import ConfigError, apply_overrides
 
-    entry = registry.get_env(env_id)
+      rlp envs check pettingzoo:pettingzoo.classic.rps_v2:env
+
+      rlp envs check pettingzoo:my_envs.grid:parallel_env --trust-module my_envs
+    """
+    from pydantic import ValidationError
+
+    from rl_platform import registry
+    from rl_platform.config import ConfigError, apply_overrides, format_validation_error
+    from rl_platform.trust import UntrustedModuleError
+
+    _trust_modules(trust_module)
+    try:
+        entry = registry.get_env(env_id)
+    except UntrustedModuleError as err:
+        _fail(f"env id {err}.")
     if entry is None:
         _fail(
             f"unknown env {env_id!r}; expected one of: {', '.join(sorted(registry.ENVS))}, "
@@ -302,7 +391,9 @@ def envs_check(
             env_cls.probe_config({**config, **entry.bound_config})
     except ConfigError as err:
         _fail(str(err))
-    except ValueError as err:  # pydantic's ValidationError
+    except ValidationError as err:
+        _fail(format_validation_error(f"env {env_id!r}", err, env_cls.config_model, what="config"))
+    except ValueError as err:  # the env cannot be built with this config
         _fail(f"env {env_id!r}: invalid config {config}: {err}")
     from rl_platform.envs.checks import check_env, view_steps_per_second
 
@@ -453,14 +544,23 @@ def tune(
     ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option(help="Continue a stopped or killed sweep: its sweep directory."),
+        typer.Option(
+            help="Continue a stopped or killed sweep: its sweep directory (loads its "
+            "pickles: only your own sweep directories, unless --trust)."
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option(help="Show Ray's and the workers' logs.")] = False,
+    trust_module: TrustModuleOption = None,
+    trust: TrustOption = False,
 ) -> None:
     """Sweep hyperparameters with Tune, the Optuna searcher and ASHA.
 
     Writes <output>/<name>/sweep-<timestamp>/ with the Optuna study (optuna.journal),
     trials.csv, best.yaml (the best trial as a ready-to-run experiment) and plots/.
+
+    --resume unpickles the sweep's Tune state and trial checkpoints, which runs code of
+    whoever wrote them: it loads only directories you own that no one else can write,
+    unless --trust.
 
     [bold]Examples[/]
 
@@ -472,6 +572,7 @@ def tune(
     """
     from rl_platform.config import ConfigError
     from rl_platform.training import ResumeError
+    from rl_platform.trust import UntrustedModuleError, UntrustedStateError
 
     if sweep is None and resume is None:
         _fail("give a sweep YAML, or --resume SWEEP_DIR to continue a sweep.")
@@ -479,6 +580,8 @@ def tune(
         _fail("give either a sweep YAML or --resume SWEEP_DIR, not both.")
     if resume is not None and (set_ or num_samples is not None):
         _fail("--set and --num-samples cannot change a resumed sweep; it continues as it was.")
+    _trust_modules(trust_module)
+    catch_sigterm()
     from rl_platform.tuning import tune as run_sweep
 
     try:
@@ -491,12 +594,15 @@ def tune(
             resume=resume,
             progress=_SweepProgress(),
             verbose=verbose,
+            trust=trust,
         )
-    except (ConfigError, ResumeError) as err:
+    except (ConfigError, ResumeError, UntrustedStateError, UntrustedModuleError) as err:
         _fail(str(err))
+    except KeyboardInterrupt:
+        _stopped_before_start("sweep")
     _print_sweep(result)
     if result.status == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(_interrupted_code())
 
 
 # --------------------------------------------------------------------------- later steps
@@ -523,10 +629,12 @@ def submit(
     ship_package: Annotated[
         bool, typer.Option(help="Upload this rl_platform with the job (else: the cluster's).")
     ] = True,
+    trust_module: TrustModuleOption = None,
 ) -> None:
     """Submit an experiment (rlp train) or a sweep (rlp tune) to a Ray cluster.
 
     The YAML is validated here first; the job runs the same command inside the cluster.
+    Modules trusted here (--trust-module, $RLP_TRUSTED_MODULES) are trusted in the job.
 
     [bold]Examples[/]
 
@@ -540,8 +648,11 @@ def submit(
     from rl_platform.cluster import submit as submit_job
     from rl_platform.config import ConfigError
 
+    _trust_modules(trust_module)
     try:
-        job = submit_job(experiment, set_ or [], address=address, storage=storage)
+        job = submit_job(
+            experiment, set_ or [], address=address, storage=storage, ship_package=ship_package
+        )
     except ConfigError as err:
         _fail(str(err))
     except ClusterError as err:
@@ -712,7 +823,9 @@ def evaluate(
 ) -> None:
     """Score a checkpoint on the five evaluation dimensions against baselines.
 
-    Writes evaluation.json (every figure), report.md, report.html and plots/*.png.
+    Writes evaluation.json (every figure), report.md, report.html and plots/*.png. Only
+    the weights-only policy export is loaded, as data (no pickle); a run directory is
+    read only inside itself.
 
     [bold]Examples[/]
 
@@ -720,6 +833,7 @@ def evaluate(
 
       rlp evaluate runs/quickstart/20261125-101500/trial/checkpoint_000004 --report out/
     """
+    from rl_platform.checkpoints import PolicyExportError
     from rl_platform.evaluation.suite import EvaluationError, SuiteSettings
     from rl_platform.evaluation.suite import evaluate as run_evaluation
 
@@ -742,7 +856,7 @@ def evaluate(
             outcome = run_evaluation(
                 checkpoint, settings, report=report, workers=workers, address=address
             )
-    except EvaluationError as err:
+    except (EvaluationError, PolicyExportError) as err:
         _fail(str(err))
     _print_evaluation(outcome)
 
@@ -791,7 +905,8 @@ def finetune(
     """Fine-tune a policy offline from served feedback (advantage-weighted regression).
 
     The result is a weights-only export that `rlp serve` loads: roll it out as the
-    challenger (--challenger OUTPUT) and let the A/B report judge it.
+    challenger (--challenger OUTPUT) and let the A/B report judge it. The source export
+    is loaded as data (no pickle); a run directory is read only inside itself.
 
     [bold]Example[/]
 
@@ -827,8 +942,20 @@ def serve(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint or run directory.")],
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     host: Annotated[
-        str, typer.Option(help="Interface to bind (keep 127.0.0.1; put a proxy in front).")
+        str,
+        typer.Option(
+            help="Interface to bind (keep 127.0.0.1; put a proxy in front). Any other "
+            "host requires a bearer token (generated if no --token-file)."
+        ),
     ] = "127.0.0.1",
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Require 'Authorization: Bearer <token>' on every endpoint, the token "
+            "being this file's content (mode 0600). Default: none on 127.0.0.1; on other "
+            "hosts ~/.config/rl_platform/serve-token, generated if absent."
+        ),
+    ] = None,
     challenger: Annotated[
         Path | None, typer.Option(help="A second checkpoint for an A/B test (same env).")
     ] = None,
@@ -844,6 +971,25 @@ def serve(
     max_batch_size: Annotated[int, typer.Option(help="Requests per forward pass.")] = 32,
     batch_wait_ms: Annotated[float, typer.Option(help="How long a batch waits to fill.")] = 2.0,
     batching: Annotated[bool, typer.Option(help="Batch requests (serve.batch).")] = True,
+    max_ongoing_requests: Annotated[
+        int | None,
+        typer.Option(help="Requests a replica works on at once (default 4 x --max-batch-size)."),
+    ] = None,
+    max_queued_requests: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests waiting for those (default: as many); more get 503 + Retry-After."
+        ),
+    ] = None,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a request body may take to arrive (then 408).")
+    ] = BODY_TIMEOUT_S,
+    reward_range: Annotated[
+        tuple[float, float] | None,
+        typer.Option(
+            help="Feedback rewards accepted, LOW HIGH (default: the env's, else -1e9 1e9)."
+        ),
+    ] = None,
     proxy: Annotated[
         bool,
         typer.Option(
@@ -872,8 +1018,7 @@ def serve(
 
       rlp serve RUN --address auto --detach    # again with --challenger NEW: rolling update
     """
-    from rl_platform.serving.app import ServingError
-    from rl_platform.serving.app import serve as run_server
+    from rl_platform.serving import guard
 
     if not 0.0 <= split <= 1.0:
         _fail(f"--split is a share in [0, 1], got {split}.")
@@ -881,8 +1026,43 @@ def serve(
         _fail(f"--port must be in 1..65535, got {port}.")
     if detach and not address:
         _fail("--detach needs --address: a private Ray ends with this process.")
+    for name, value in (
+        ("--max-ongoing-requests", max_ongoing_requests),
+        ("--max-queued-requests", max_queued_requests),
+    ):
+        if value is not None and value < 1:
+            _fail(f"{name} must be >= 1, got {value}.")
+    if not (math.isfinite(body_timeout) and body_timeout > 0):
+        _fail(f"--body-timeout must be a positive number of seconds, got {body_timeout}.")
+    if reward_range is not None and not (
+        all(math.isfinite(v) for v in reward_range) and reward_range[0] < reward_range[1]
+    ):
+        _fail(f"--reward-range must be two finite numbers LOW < HIGH, got {reward_range}.")
+    if token_file is not None:
+        try:  # before Ray and the checkpoint: a bad token file is the cheapest thing to fix
+            guard.read_token(token_file)
+        except guard.TokenFileError as err:
+            _fail(f"--token-file: {err}")
+
+    from rl_platform.serving.app import ServingError
+    from rl_platform.serving.app import serve as run_server
 
     def ready(info) -> None:
+        if info.token_file is not None:
+            made = "generated now, " if info.token_created else ""
+            console.print(
+                f"bearer token required: 'Authorization: Bearer <token>', the token in "
+                f"{info.token_file} ({made}readable by you only)",
+                highlight=False,
+            )
+        if info.exposed:
+            err_console.print(
+                f"[bold yellow]warning:[/] listening on {host}: other machines can reach this "
+                "server (it needs the bearer token, over plain HTTP: put a TLS proxy in front "
+                "or bind 127.0.0.1)",
+                highlight=False,
+                soft_wrap=True,
+            )
         console.print(
             f"serving {info.checkpoint} ({info.checkpoint_id}) at {info.url}"
             + (f", challenger {info.challenger} on {info.split:.0%}" if info.challenger else "")
@@ -909,6 +1089,11 @@ def serve(
             direct_ingress=False if proxy else None,
             on_ready=ready,
             blocking=not detach,
+            token_file=token_file,
+            reward_range=reward_range,
+            max_ongoing_requests=max_ongoing_requests,
+            max_queued_requests=max_queued_requests,
+            body_timeout_s=body_timeout,
         )
     except ServingError as err:
         _fail(str(err))

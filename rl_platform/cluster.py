@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
+from rl_platform.trust import worker_env_vars
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,8 @@ def submit(
     workdir = Path(tempfile.mkdtemp(prefix="rlp-job-"))
     (workdir / JOB_YAML).write_text(experiment.to_yaml())
     runtime_env: dict[str, Any] = {"working_dir": str(workdir)}
+    if worker_env_vars():  # the job (and its workers) trust the modules trusted here
+        runtime_env["env_vars"] = worker_env_vars()
     if ship_package:
         import rl_platform
 

@@ -27,10 +27,14 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from rl_platform.monitoring import MonitoringSpec  # pydantic only at import: no cycle
+from rl_platform.registry import PETTINGZOO_PREFIX
+from rl_platform.trust import UntrustedModuleError, check_env_factory
+from rl_platform.yaml_model import YamlModel
 
 
 class ConfigError(ValueError):
@@ -41,17 +45,32 @@ class ConfigError(ValueError):
     """
 
 
-class _Model(BaseModel):
+class _Model(YamlModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class EnvSpec(_Model):
     """Which environment to train on and its constructor arguments."""
 
-    id: str = Field(description="A registered env id (`rlp envs list`).")
+    id: str = Field(
+        description="A registered env id (`rlp envs list`), or pettingzoo:<module>:<factory> "
+        "for a PettingZoo env: a module of pettingzoo.*, mpe2.* or vmas.* with factory env, "
+        "parallel_env or raw_env, or a module trusted outside the YAML ($RLP_TRUSTED_MODULES "
+        "or --trust-module); nothing else is imported."
+    )
     config: dict[str, Any] = Field(
         default_factory=dict, description="Arguments of the env, checked against its model."
     )
+
+    @field_validator("id")
+    @classmethod
+    def _allowed_module(cls, env_id: str) -> str:
+        if env_id.startswith(PETTINGZOO_PREFIX):
+            try:
+                check_env_factory(env_id, PETTINGZOO_PREFIX)
+            except UntrustedModuleError as err:
+                raise ValueError(err.reason) from None
+        return env_id
 
 
 class NetworkSpec(_Model):
@@ -648,7 +667,7 @@ def _resolve_against_registry(config: ExperimentConfig, where: str) -> Experimen
         raise ConfigError(
             f"{where}: env.id = {config.env.id!r} is not a registered env; "
             f"expected one of: {', '.join(sorted(registry.ENVS))}, "
-            "or pettingzoo:<module>:<factory> for any PettingZoo env."
+            "or pettingzoo:<module>:<factory> for an allow-listed PettingZoo env."
         )
     algo_entry = registry.ALGORITHMS.get(config.algorithm.id)
     if algo_entry is None:
@@ -828,6 +847,7 @@ def format_validation_error(
     err: ValidationError,
     model: type[BaseModel],
     prefix: tuple[str, ...] = (),
+    what: str = "experiment config",
 ) -> str:
     """Turn a pydantic error into one paragraph: source, field path, value, expectation."""
     problems = []
@@ -850,7 +870,7 @@ def format_validation_error(
         else:
             value = item.get("input")
             problems.append(f"{path} = {_short(value)}: {_expectation(item)}")
-    return f"{where}: invalid experiment config: " + "; ".join(problems) + "."
+    return f"{where}: invalid {what}: " + "; ".join(problems) + "."
 
 
 def _is_type_tag(part: str) -> bool:

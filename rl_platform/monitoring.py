@@ -68,7 +68,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from rl_platform.yaml_model import YamlModel
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,7 @@ VALUE_STATS = ("vf_predictions", "vf_explained_var", "q_mean", "q_taken_mean", "
 EXPLORATION_STATS = ("entropy", "epsilon", "exploration_noise", "noise_scale", "curr_entropy_coeff")
 
 
-class MonitoringSpec(BaseModel):
+class MonitoringSpec(YamlModel):
     """Anomaly rules and which anomalies stop a run (see the module docstring for the rules)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -10,6 +10,10 @@ and ``task_levels``, and offers ``parallel_env(**config)`` for PettingZoo.
 
 An algorithm module registered here defines ``Hyperparams`` (a pydantic model) and
 ``build(experiment, env_cls) -> AlgorithmConfig``.
+
+Ids from files only select entries of these tables; the one id that names a module,
+``pettingzoo:<module>:<factory>``, is checked against :mod:`rl_platform.trust`'s
+allow-list before anything is imported.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from typing import Any
+
+from rl_platform.trust import check_env_factory
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,16 @@ PETTINGZOO_PREFIX = "pettingzoo:"
 
 
 def get_env(env_id: str) -> EnvEntry | None:
-    """The entry of a registered env id or of a ``pettingzoo:<module>:<factory>`` id."""
+    """The entry of a registered env id or of a ``pettingzoo:<module>:<factory>`` id.
+
+    Returns None for an unknown id.
+
+    Raises:
+        UntrustedModuleError: a ``pettingzoo:`` id names a module or factory outside the
+            allow-list (:func:`rl_platform.trust.check_env_factory`); nothing is imported.
+    """
     if env_id.startswith(PETTINGZOO_PREFIX):
+        check_env_factory(env_id, PETTINGZOO_PREFIX)
         return EnvEntry(
             env_id,
             "a PettingZoo env through the adapter",

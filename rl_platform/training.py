@@ -27,7 +27,18 @@ from typing import TYPE_CHECKING, Any
 
 from rl_platform import registry
 from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
-from rl_platform.runs import ResumeError, hold, holds_directories, new_run_dir
+from rl_platform.ray_session import init_ray, signals_ignored
+from rl_platform.resume import (
+    RUN_SEARCH_STATE,
+    ResumeError,
+    check_tune_state,
+    resumed,
+    trim_run_tables,
+    trim_tables,
+    trim_trial_tables,
+)
+from rl_platform.runs import hold, holds_directories, new_run_dir
+from rl_platform.trust import check_own_state
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -167,30 +178,6 @@ def quiet_logs(verbose: bool) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def init_ray(address: str | None = None, verbose: bool = False) -> None:
-    """Connect to a cluster at `address` (or ``$RAY_ADDRESS``), or start a private local Ray.
-
-    A local Ray has no dashboard. Ray 2.60 binds its GCS and raylet ports to every
-    interface whatever address it is given (checked with ``ss -ltn``), so what protects
-    them is Ray's token authentication, which stays on (its default in Ray 2.60).
-    """
-    import ray
-
-    if ray.is_initialized():
-        return
-    kwargs: dict[str, Any] = {
-        "log_to_driver": verbose,
-        "logging_level": logging.INFO if verbose else logging.ERROR,
-    }
-    address = address or os.environ.get("RAY_ADDRESS")  # set inside Ray jobs
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        # "local": a new private Ray even when `ray start` left a cluster on this machine
-        # (a bare ray.init() would join it).
-        ray.init(address="local", include_dashboard=False, **kwargs)
-
-
 # --------------------------------------------------------------------------- progress
 
 _progress_sink: Callable[[IterationRow], None] | None = None
@@ -212,9 +199,16 @@ def _make_progress_callback(
             self.monitor = monitor
             self.remote = remote
             self._last: tuple[float, float] | None = None
+            self._written: int | None = None  # the last iteration in the tables
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: D102
             row = iteration_row(result, self._last)
+            if self._written is None or row.iteration <= self._written:
+                # resumed or retried from a checkpoint: this iteration and the ones after
+                # it are written again (before Tune's loggers append theirs)
+                trim_run_tables(self.run_dir, row.iteration - 1, in_place=True)
+                trim_trial_tables(Path(trial.local_path), row.iteration - 1, in_place=True)
+            self._written = row.iteration
             if self.monitor is not None:
                 row.anomalies.extend(a.message for a in self.monitor.observe(result))
                 from rl_platform.monitoring import append_monitor_csv
@@ -246,6 +240,7 @@ def _make_progress_callback(
                 "monitor": self.monitor,
                 "remote": self.remote,
                 "_last": None,
+                "_written": None,
             }
 
     return RunCallback(run_dir, reward_names, monitor, remote)
@@ -306,8 +301,12 @@ def train(
     resume: str | Path | None = None,
     progress: Callable[[IterationRow], None] | None = None,
     verbose: bool = False,
+    trust: bool = False,
 ) -> TrainResult:
     """Train an experiment (or resume an interrupted run) and summarise it.
+
+    Resuming unpickles the run's Tune and RLlib state, which can run code of whoever
+    wrote it: only directories this user alone can write are resumed, unless `trust`.
 
     Args:
         source: experiment YAML path, dict or config (ignored when resuming).
@@ -318,10 +317,12 @@ def train(
         resume: a run directory to continue from its last checkpoint.
         progress: called with each iteration's figures (in the calling process).
         verbose: let Ray's and the workers' logs through.
+        trust: resume even from a directory others can write (``--trust``).
 
     Raises:
         ConfigError: the experiment is invalid; nothing was started or written.
         ResumeError: `resume` is not a resumable run directory.
+        UntrustedStateError: `resume` is not this user's own (see `trust`).
         TrainingError: the trial failed beyond its retries.
     """
     from rl_platform.storage import is_uri, join, staging_root, upload_driver_files
@@ -331,10 +332,13 @@ def train(
         raise ResumeError(
             f"{resume}: resume a run on cloud storage from a local copy of its directory."
         )
+    trials = []
     if resume is not None:
         run_dir = Path(resume)
         experiment = _check_resumable(run_dir)
+        check_own_state(run_dir, trust=trust)  # before anything of it is unpickled
         hold(run_dir)  # until train returns: a second resume of it is refused
+        trials = check_tune_state(run_dir, RUN_SEARCH_STATE, resume_errored=True)
     else:
         experiment = load_experiment(source, overrides)
     algo_config = build_algorithm_config(experiment)
@@ -357,8 +361,11 @@ def train(
     global _progress_sink
     _progress_sink = progress
     started = time.monotonic()
+    results = None
     try:
         if resume is not None:
+            # the rows after the checkpoint it restores from are written again
+            trim_tables(run_dir, resumed(trials))
             tuner = tune.Tuner.restore(
                 str(run_dir.resolve()),
                 trainable=algo_config.algo_class,
@@ -374,15 +381,22 @@ def train(
                 run_config=_run_config(experiment, run_dir, remote),
             )
         results = tuner.fit()
+    except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: Tune did not stop gracefully
+        log.info("interrupted; Tune's last saved state is what a resume continues from")
     finally:
         _progress_sink = None
-    summary = _summarize(experiment, run_dir, results, time.monotonic() - started, remote)
-    previous = _read_summary(run_dir)
-    if previous and previous.get("wall_time_s"):
-        summary.wall_time_s += float(previous["wall_time_s"])
-    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
-    if remote is not None:
-        upload_driver_files(run_dir, remote)
+    with signals_ignored():  # the summary is written whole, whatever comes now
+        elapsed = time.monotonic() - started
+        if results is None:
+            summary = _interrupted_summary(experiment, run_dir, elapsed, remote)
+        else:
+            summary = _summarize(experiment, run_dir, results, elapsed, remote)
+        previous = _read_summary(run_dir)
+        if previous and previous.get("wall_time_s"):
+            summary.wall_time_s += float(previous["wall_time_s"])
+        (run_dir / SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+        if remote is not None:
+            upload_driver_files(run_dir, remote)
     if summary.status == "error":
         raise TrainingError(summary.error or "the trial failed")
     return summary
@@ -502,6 +516,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _check_resumable(run_dir: Path) -> ExperimentConfig:
+    """The run's experiment; ResumeError if it is no run directory or finished (no pickles)."""
     if not run_dir.is_dir():
         raise ResumeError(f"{run_dir}: no such run directory.")
     if not (run_dir / CONFIG_FILE).is_file():
@@ -518,9 +533,38 @@ def _check_resumable(run_dir: Path) -> ExperimentConfig:
             "nothing to resume. Start a new run to train longer."
         )
     try:
-        return load_experiment(run_dir / CONFIG_FILE)
+        experiment = load_experiment(run_dir / CONFIG_FILE)
     except ConfigError as err:
         raise ResumeError(f"{run_dir}: its {CONFIG_FILE} no longer validates: {err}") from None
+    return experiment
+
+
+def _interrupted_summary(
+    experiment: ExperimentConfig, run_dir: Path, wall_time_s: float, remote: str | None
+) -> TrainResult:
+    """The summary of a run stopped before Tune could return: from the files it wrote."""
+    try:
+        rows = _read_metrics(run_dir / METRICS_FILE)
+    except (TypeError, ValueError):  # a row cut short by the interruption
+        rows = []
+    last = rows[-1] if rows else {}
+    checkpoints = sorted((run_dir / TRIAL_DIR).glob("checkpoint_*")) if remote is None else []
+    latest = checkpoints[-1] if checkpoints else None
+    rates = [r["env_steps_per_s"] for r in rows if r.get("env_steps_per_s", 0) > 0]
+    ret = last.get("episode_return_mean")
+    return TrainResult(
+        run_dir=run_dir,
+        status="interrupted",
+        iterations=int(last.get("iteration", 0)),
+        env_steps=int(last.get("env_steps", 0)),
+        episode_return_mean=ret if ret is not None and math.isfinite(ret) else None,
+        best_checkpoint=latest,
+        last_checkpoint=latest,
+        wall_time_s=wall_time_s,
+        env_steps_per_s=sum(rates) / len(rates) if rates else 0.0,
+        metric=experiment.checkpoint.metric,
+        remote=remote,
+    )
 
 
 def _summarize(

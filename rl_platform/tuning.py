@@ -60,17 +60,24 @@ from rl_platform.config import (
     apply_overrides,
     load_experiment,
 )
+from rl_platform.ray_session import init_ray, signals_ignored
+from rl_platform.resume import (
+    SWEEP_SEARCH_STATE,
+    ResumeError,
+    check_tune_state,
+    resumed,
+    trim_tables,
+    trim_trial_tables,
+)
 from rl_platform.runs import hold, holds_directories
 from rl_platform.study_storage import StudyStorage, StudyStorageError, record, recorded
 from rl_platform.training import (
     ENV_STEPS_KEY,
-    ResumeError,
     _check_resources,
     _lookup,
     _new_run_dir,
     build_algorithm_config,
     criteria_met,
-    init_ray,
     output_dir,
     quiet_logs,
     read_json,
@@ -78,6 +85,7 @@ from rl_platform.training import (
     stop_reached,
     tune_run_config,
 )
+from rl_platform.trust import check_own_state
 
 log = logging.getLogger(__name__)
 
@@ -649,6 +657,7 @@ class SweepProgress(ray_tune.Callback):
     def __init__(self, metric: str, stop: dict[str, float]) -> None:
         self.metric = metric
         self.stop = stop
+        self._written: dict[str, int] = {}  # trial id -> the last iteration in its tables
 
     def _emit(self, event: TrialEvent) -> None:
         if _progress_sink is not None:
@@ -658,6 +667,13 @@ class SweepProgress(ray_tune.Callback):
         self._emit(TrialEvent("start", trial.trial_id, params=dict(trial.config)))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: D102
+        done = int(result.get("training_iteration", 0))
+        last = self._written.get(trial.trial_id)
+        if last is None or done <= last:
+            # resumed or retried from a checkpoint: this iteration and the ones after it
+            # are written again (before Tune's loggers append theirs)
+            trim_trial_tables(Path(trial.local_path), done - 1, in_place=True)
+        self._written[trial.trial_id] = done
         self._emit(
             TrialEvent(
                 "result",
@@ -772,8 +788,13 @@ def tune(
     resume: str | Path | None = None,
     progress: Callable[[TrialEvent], None] | None = None,
     verbose: bool = False,
+    trust: bool = False,
 ) -> SweepResult:
     """Run a hyperparameter sweep (or resume a stopped one) and summarise it.
+
+    Resuming unpickles the sweep's Tune state and its trials' checkpoints, which can run
+    code of whoever wrote them: only directories this user alone can write are resumed,
+    unless `trust`.
 
     Args:
         source: sweep YAML path, dict or config (an experiment plus ``tune:``; without a
@@ -785,17 +806,21 @@ def tune(
         resume: a sweep directory to continue.
         progress: called with each trial event (in the calling process).
         verbose: let Ray's and the workers' logs through.
+        trust: resume even from a directory others can write (``--trust``).
 
     Raises:
         ConfigError: the sweep is invalid; nothing was started or written.
         ResumeError: `resume` is not a resumable sweep directory.
+        UntrustedStateError: `resume` is not this user's own (see `trust`).
     """
     quiet_logs(verbose)
     _quiet_optuna(verbose)
     if resume is not None:
         sweep_dir = Path(resume)
         experiment = _check_resumable(sweep_dir)
+        check_own_state(sweep_dir, trust=trust)  # before anything of it is unpickled
         hold(sweep_dir)  # until tune returns: a second resume of it is refused
+        trials = check_tune_state(sweep_dir, SWEEP_SEARCH_STATE, resume_errored=False)
         where = str(sweep_dir / SWEEP_FILE)
     elif source is None:
         raise ConfigError("give a sweep (a YAML path, dict or config), or resume=SWEEP_DIR.")
@@ -857,8 +882,11 @@ def tune(
     state_period = os.environ.get(STATE_PERIOD_VARIABLE)
     os.environ.setdefault(STATE_PERIOD_VARIABLE, EXPERIMENT_STATE_PERIOD_S)
     started = time.monotonic()
+    results = None
     try:
         if resume is not None:
+            # the rows after the checkpoints the trials restore from are written again
+            trim_tables(None, resumed(trials, resume_errored=False))
             tuner = ray_tune.Tuner.restore(
                 str(sweep_dir.resolve()),
                 trainable=trainable,
@@ -876,15 +904,19 @@ def tune(
                 run_config=_run_config(plan, sweep_dir),
             )
         results = tuner.fit()
+    except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: Tune did not stop gracefully
+        log.info("interrupted; Tune's last saved state is what a resume continues from")
     finally:
         _progress_sink = None
         if state_period is None:
             os.environ.pop(STATE_PERIOD_VARIABLE, None)
-    result = summarize(plan, sweep_dir, results, storage, time.monotonic() - started)
-    previous = read_json(sweep_dir / SUMMARY_FILE)
-    if previous and previous.get("wall_time_s"):
-        result.wall_time_s += float(previous["wall_time_s"])
-    (sweep_dir / SUMMARY_FILE).write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    with signals_ignored():  # the summary is written whole, whatever comes now
+        elapsed = time.monotonic() - started
+        result = summarize(plan, sweep_dir, results, storage, elapsed)
+        previous = read_json(sweep_dir / SUMMARY_FILE)
+        if previous and previous.get("wall_time_s"):
+            result.wall_time_s += float(previous["wall_time_s"])
+        (sweep_dir / SUMMARY_FILE).write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 
 
@@ -964,6 +996,7 @@ def _new_sweep_dir(output: Path, name: str) -> Path:
 
 
 def _check_resumable(sweep_dir: Path) -> ExperimentConfig:
+    """The sweep's experiment; ResumeError if it is no sweep directory or finished (no pickles)."""
     if not sweep_dir.is_dir():
         raise ResumeError(f"{sweep_dir}: no such sweep directory.")
     if not (sweep_dir / SWEEP_FILE).is_file():
@@ -981,9 +1014,10 @@ def _check_resumable(sweep_dir: Path) -> ExperimentConfig:
             "trials); nothing to resume. Start a new sweep for more trials."
         )
     try:
-        return load_experiment(sweep_dir / SWEEP_FILE)
+        experiment = load_experiment(sweep_dir / SWEEP_FILE)
     except ConfigError as err:
         raise ResumeError(f"{sweep_dir}: its {SWEEP_FILE} no longer validates: {err}") from None
+    return experiment
 
 
 def _resumed_storage(sweep_dir: Path) -> StudyStorage:
@@ -1010,7 +1044,11 @@ def _quiet_optuna(verbose: bool) -> None:
 def summarize(
     plan: SweepPlan, sweep_dir: Path, results: Any, storage: StudyStorage, wall_time_s: float
 ) -> SweepResult:
-    """Write trials.csv, best.yaml, the plots; return the sweep's result."""
+    """Write trials.csv, best.yaml, the plots; return the sweep's result.
+
+    ``results`` is what ``Tuner.fit`` returned, or None when it was interrupted before it
+    could return: the trials are then read from Tune's last saved state.
+    """
     import optuna
 
     spec = plan.spec
@@ -1020,11 +1058,11 @@ def summarize(
         for t in study.get_trials(deepcopy=False)
         if "tune_trial_id" in t.user_attrs
     }
-    trials = results._experiment_analysis.trials
+    trials = _saved_trials(sweep_dir) if results is None else results._experiment_analysis.trials
     rows = [_trial_row(plan, trial, by_tune_id.get(trial.trial_id)) for trial in trials]
     rows.sort(key=lambda r: r.trial_id)
     done = sum(r.status in ("complete", "stopped early", "error") for r in rows)
-    status = "finished" if done >= spec.num_samples else "interrupted"
+    status = "finished" if done >= spec.num_samples and results is not None else "interrupted"
     result = SweepResult(
         sweep_dir=sweep_dir,
         status=status,
@@ -1047,6 +1085,15 @@ def summarize(
         write_best_yaml(plan, result.best, result.best_yaml, sweep_dir)
     result.plots = write_plots(study, rows, plan, sweep_dir / PLOTS_DIR)
     return result
+
+
+def _saved_trials(sweep_dir: Path) -> list[Any]:
+    """The trials of Tune's last saved experiment state (none if it cannot be read)."""
+    try:
+        return ray_tune.ExperimentAnalysis(str(sweep_dir.resolve())).trials
+    except Exception as err:  # noqa: BLE001 (a summary must be written in any case)
+        log.warning("could not read the trials of %s: %s", sweep_dir, err)
+        return []
 
 
 STUDY_STATUS = {"COMPLETE": "complete", "PRUNED": "stopped early", "FAIL": "error"}

@@ -1,7 +1,8 @@
 """Start a run from the module weights of a policy export (the experiment's ``initial_policies``).
 
 The export (:mod:`rl_platform.checkpoints`: ``policies/<module_id>.pt`` state dicts) is
-read with ``torch.load(weights_only=True)``, so nothing is unpickled. When the algorithm
+read with ``torch.load(weights_only=True)`` and its manifest as data
+(:func:`~rl_platform.checkpoints.read_manifest`), so nothing is unpickled. When the algorithm
 is built, the callback of :func:`callback_class` puts each module's weights into the learner
 and pushes them to every env runner before the first iteration. A resumed run then
 loads its own checkpoint over them, as usual.
@@ -13,25 +14,15 @@ from pathlib import Path
 from typing import Any
 
 
-def export_dir_of(path: str | Path) -> Path:
-    """The ``policies/`` folder of an export path or of the checkpoint holding one."""
-    from rl_platform.checkpoints import EXPORT_DIR, MANIFEST
-
-    path = Path(path)
-    if (path / EXPORT_DIR / MANIFEST).is_file():
-        return path / EXPORT_DIR
-    return path
-
-
 def check_initial_policies(path: str | Path, env_id: str) -> None:
     """Raise ValueError unless `path` holds a policy export trained on env `env_id`."""
-    from rl_platform.checkpoints import PolicyExportError, read_manifest
+    from rl_platform.checkpoints import PolicyExportError, export_dir_of, read_manifest
 
     try:
         manifest = read_manifest(export_dir_of(path))
     except PolicyExportError as err:
         raise ValueError(str(err)) from None
-    trained_on = manifest.get("env", {}).get("id")
+    trained_on = manifest["env"]["id"]
     if trained_on != env_id:
         raise ValueError(f"{path}: the policies were trained on env {trained_on!r}, not {env_id!r}")
 
@@ -40,11 +31,11 @@ def load_weights(path: str | Path, module_ids: list[str]) -> dict[str, dict[str,
     """Module id -> state dict (numpy arrays) of the export at `path`.
 
     Raises:
-        ValueError: a module is missing from the export.
+        ValueError: a module is missing from the export, or the export is corrupt
+            (:class:`~rl_platform.checkpoints.PolicyExportError`).
     """
-    import torch
-
-    from rl_platform.checkpoints import read_manifest
+    from rl_platform.checkpoints import export_dir_of, read_manifest
+    from rl_platform.checkpoints import load_weights as module_weights
 
     export = export_dir_of(path)
     have = read_manifest(export)["modules"]
@@ -54,11 +45,10 @@ def load_weights(path: str | Path, module_ids: list[str]) -> dict[str, dict[str,
             f"{export}: no weights for module(s) {', '.join(missing)} (it has "
             f"{', '.join(have)}); train with the same algorithm.shared_policy"
         )
-    weights = {}
-    for module_id in module_ids:
-        state = torch.load(export / f"{module_id}.pt", weights_only=True, map_location="cpu")
-        weights[module_id] = {k: v.numpy() for k, v in state.items()}
-    return weights
+    return {
+        module_id: {k: v.numpy() for k, v in module_weights(export, module_id).items()}
+        for module_id in module_ids
+    }
 
 
 def set_module_weights(algorithm: Any, weights: dict[str, dict[str, Any]]) -> None:

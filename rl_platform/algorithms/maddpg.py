@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.columns import Columns
@@ -64,6 +64,7 @@ from rl_platform.algorithms.common import (
 )
 from rl_platform.algorithms.mixers import masked_mean, soft_update, td_targets
 from rl_platform.algorithms.replay import JointReplayAlgorithm, JointReplayConfig
+from rl_platform.yaml_model import YamlModel
 
 if TYPE_CHECKING:
     from rl_platform.config import ExperimentConfig
@@ -593,7 +594,7 @@ class MultiAgentDDPG(JointReplayAlgorithm):
 # --------------------------------------------------------------------------- platform
 
 
-class Hyperparams(BaseModel):
+class Hyperparams(YamlModel):
     """MADDPG hyperparameters (RLlib's names where RLlib has them).
 
     Defaults follow the paper (gamma 0.95, tau 0.01, batch 1024, gradient clip 0.5, two

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt
 
 from rl_platform.algorithms.common import apply_experiment
+from rl_platform.yaml_model import YamlModel
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from rl_platform.config import ExperimentConfig
 
 
-class Hyperparams(BaseModel):
+class Hyperparams(YamlModel):
     """PPO hyperparameters (RLlib's names; defaults suit small multi-agent tasks)."""
 
     model_config = ConfigDict(extra="forbid")

@@ -56,7 +56,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.columns import Columns
@@ -93,6 +93,7 @@ from rl_platform.algorithms.replay import (
     JointReplayConfig,
     SequenceReplayBuffer,
 )
+from rl_platform.yaml_model import YamlModel
 
 if TYPE_CHECKING:
     from rl_platform.config import ExperimentConfig
@@ -580,7 +581,7 @@ class ValueDecomposition(JointReplayAlgorithm):
 # --------------------------------------------------------------------------- platform
 
 
-class Hyperparams(BaseModel):
+class Hyperparams(YamlModel):
     """IQL / VDN / QMIX hyperparameters (RLlib's names where RLlib has them).
 
     Defaults follow the QMIX paper and pymarl for small tasks; ``epsilon`` is an RLlib

@@ -24,10 +24,11 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 from pettingzoo import ParallelEnv
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from rl_platform.evaluation import metrics
+from rl_platform.yaml_model import YamlModel
 
 # ``clip(x, low, high[, out])``: numpy's clip ufunc itself, for the hot paths of env steps
 # (np.clip's argument handling costs 3x the ufunc on the tiny arrays of a B=1 step).
@@ -47,7 +48,7 @@ def poisson(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray | float:
     return rng.poisson(lam).astype(np.float32)
 
 
-class CoreEnvConfig(BaseModel):
+class CoreEnvConfig(YamlModel):
     """Options every env accepts; each env's config model extends it."""
 
     model_config = ConfigDict(extra="forbid")

@@ -6,6 +6,11 @@ Name it in an experiment as ``env.id: pettingzoo:<module>:<factory>``, e.g.
 keyword arguments. AEC envs are converted with PettingZoo's ``aec_to_parallel`` (which
 needs them to be parallelizable, as PettingZoo requires).
 
+Only allow-listed modules are imported (:func:`rl_platform.trust.check_env_factory`):
+``pettingzoo.*``, ``mpe2.*`` and ``vmas.*`` through their factories ``env``,
+``parallel_env`` or ``raw_env``, and modules the user trusts (``$RLP_TRUSTED_MODULES``,
+``--trust-module``); the factory must return a PettingZoo ``ParallelEnv`` or ``AECEnv``.
+
 What the adapter adds over the PettingZoo env:
 
 * agents that leave mid-episode drop out of the returned dicts, and an episode ends
@@ -25,13 +30,16 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+from rl_platform.trust import check_env_factory
+from rl_platform.yaml_model import YamlModel
 
 PREFIX = "pettingzoo:"
 
 
-class PettingZooConfig(BaseModel):
+class PettingZooConfig(YamlModel):
     """``source`` names the env; every other key is a keyword argument of its factory."""
 
     model_config = ConfigDict(extra="allow")
@@ -44,50 +52,62 @@ class PettingZooConfig(BaseModel):
         default=0.0, ge=0.0, le=1.0, description="Share of each reward replaced by the mean."
     )
 
+    @field_validator("source")
+    @classmethod
+    def _allowed(cls, source: str) -> str:
+        check_env_factory(source, PREFIX)
+        return source
+
     @property
     def kwargs(self) -> dict[str, Any]:
         """The factory's keyword arguments."""
         return dict(self.model_extra or {})
 
 
-def load_factory(source: str):
-    """The callable that `source` (``pettingzoo:<module>:<factory>``) names."""
-    body = source.removeprefix(PREFIX)
-    module_name, sep, attr = body.partition(":")
-    if not source.startswith(PREFIX) or not sep or not module_name or not attr:
-        raise ValueError(
-            f"{source!r} is not of the form pettingzoo:<module>:<factory>, "
-            "e.g. pettingzoo:mpe2.simple_spread_v3:parallel_env"
-        )
+def load_factory(source: str) -> Any:
+    """The factory `source` (``pettingzoo:<module>:<factory>``) names, if allow-listed.
+
+    Raises:
+        UntrustedModuleError: the module or factory is not allowed (nothing imported).
+        ValueError: the module cannot be imported or has no such callable.
+    """
+    module_name, name = check_env_factory(source, PREFIX)
     try:
-        target: Any = importlib.import_module(module_name)
+        module = importlib.import_module(module_name)
     except ImportError as err:
         raise ValueError(f"{source!r}: cannot import {module_name!r}: {err}") from None
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise ValueError(f"{source!r}: {module_name!r} has no attribute {attr!r}")
-        target = getattr(target, part)
-    if not callable(target):
-        raise ValueError(f"{source!r}: {attr!r} is not callable")
-    return target
+    factory = getattr(module, name, None)
+    if factory is None:
+        raise ValueError(f"{source!r}: {module_name!r} has no attribute {name!r}")
+    if not callable(factory):
+        raise ValueError(f"{source!r}: {name!r} is not callable")
+    return factory
 
 
-def make_parallel_env(source: str, kwargs: dict[str, Any]):
-    """Build the PettingZoo env and return it as a ``ParallelEnv``."""
+def make_parallel_env(source: str, kwargs: dict[str, Any]) -> Any:
+    """Build the PettingZoo env and return it as a ``ParallelEnv``.
+
+    Raises:
+        ValueError: the factory returned something other than a PettingZoo env, or an
+            AEC env PettingZoo cannot make parallel.
+    """
     from pettingzoo import AECEnv, ParallelEnv
     from pettingzoo.utils.conversions import aec_to_parallel
 
     env = load_factory(source)(**kwargs)
     if isinstance(env, ParallelEnv):
         return env
-    if isinstance(env, AECEnv) or hasattr(env, "agent_selection"):
+    if isinstance(env, AECEnv):
         if not env.metadata.get("is_parallelizable", False):
             raise ValueError(
                 f"{source!r} is a turn-based AEC env that PettingZoo cannot convert to a "
                 "parallel env (metadata is_parallelizable is not true)"
             )
         return aec_to_parallel(env)
-    raise ValueError(f"{source!r} built a {type(env).__name__}, not a PettingZoo env")
+    raise ValueError(
+        f"{source!r} built a {type(env).__name__}, not a PettingZoo env (expected a "
+        "pettingzoo.ParallelEnv or pettingzoo.AECEnv)"
+    )
 
 
 def _has_mask(space: gym.Space) -> bool:

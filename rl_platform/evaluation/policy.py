@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from rl_platform import registry
-from rl_platform.checkpoints import load_policy, read_manifest
+from rl_platform.checkpoints import PolicyExportError, load_policy, read_manifest
 from rl_platform.evaluation.baselines import view_episode_scores
 
 
@@ -104,10 +104,16 @@ def policy_scores(
     episodes: int = 20,
     seed: int = 0,
 ) -> np.ndarray:
-    """Mean per-agent episode return of a trained policy, per episode (one copy each)."""
+    """Mean per-agent episode return of a trained policy, per episode (one copy each).
+
+    Raises:
+        PolicyExportError: the export is missing, corrupt or trained on an unknown env.
+    """
     policy = TrainedPolicy(checkpoint)
     env_id = policy.manifest["env"]["id"]
     entry = registry.get_env(env_id)
+    if entry is None:
+        raise PolicyExportError(f"{checkpoint}: env {env_id!r} is not registered here")
     env_cls = entry.load()
     merged = {**policy.manifest["env"]["config"], **(config or {})}
     if not hasattr(env_cls, "core_cls"):

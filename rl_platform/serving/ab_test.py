@@ -16,6 +16,7 @@ import math
 import sqlite3
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,6 +28,9 @@ ARMS = (CHAMPION, CHALLENGER)
 SCHEMA_VERSION = 1
 # Rows read per query while iterating transitions: the lock is held per page, not per loop.
 _PAGE = 1000
+# A reward the statistics can use: a stored number (SQLite keeps whatever type it is given,
+# so a hand-edited or older store may hold text); infinities are filtered in Python.
+_NUMERIC_REWARD = "typeof(reward) IN ('integer', 'real')"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -208,7 +212,7 @@ class FeedbackStore:
                 "UPDATE decisions SET reward = ?, rewarded_at = ? WHERE id = ?",
                 (reward, time.time(), row[0]),
             )
-        return row[1]
+        return str(row[1])
 
     def counts(self) -> dict[str, int]:
         """Rewarded decisions per arm (both arms always present)."""
@@ -216,21 +220,31 @@ class FeedbackStore:
             rows = self._db.execute(
                 "SELECT arm, COUNT(*) FROM decisions WHERE reward IS NOT NULL GROUP BY arm"
             ).fetchall()
-        return {**dict.fromkeys(ARMS, 0), **dict(rows)}
+        stored = dict(rows)
+        return {arm: int(stored.get(arm, 0)) for arm in ARMS}
 
-    def rewards(self, arm: str) -> list[float]:
-        """The rewards of ``arm``'s rewarded decisions, oldest first."""
+    def rewards(
+        self, arm: str, reward_range: tuple[float, float] = (-math.inf, math.inf)
+    ) -> list[float]:
+        """The rewards of ``arm``'s rewarded decisions within ``reward_range``, oldest first.
+
+        Only finite numbers: whatever else a row holds (infinities, or text in a store
+        written by hand or by an older version) is left out, as are values outside
+        ``reward_range`` (inclusive).
+        """
+        low, high = reward_range
         with self._lock:
             rows = self._db.execute(
-                "SELECT reward FROM decisions WHERE arm = ? AND reward IS NOT NULL ORDER BY id",
-                (arm,),
+                f"SELECT reward FROM decisions WHERE arm = ? AND {_NUMERIC_REWARD}"
+                " AND reward >= ? AND reward <= ? ORDER BY id",
+                (arm, low, high),
             ).fetchall()
-        return [r[0] for r in rows]
+        return [float(r[0]) for r in rows if math.isfinite(r[0])]
 
     def transitions(self, arm: str | None = None) -> Iterator[Transition]:
-        """The rewarded decisions (of ``arm``, or of both), oldest first."""
+        """The rewarded decisions (of ``arm``, or of both) with a finite reward, oldest first."""
         last = 0
-        where = "id > ? AND reward IS NOT NULL" + (" AND arm = ?" if arm is not None else "")
+        where = f"id > ? AND {_NUMERIC_REWARD}" + (" AND arm = ?" if arm is not None else "")
         while True:
             params: tuple[Any, ...] = (last, arm) if arm is not None else (last,)
             with self._lock:
@@ -240,6 +254,8 @@ class FeedbackStore:
                     params,
                 ).fetchall()
             for row in rows:
+                if not math.isfinite(row[6]):
+                    continue
                 yield Transition(
                     session_id=row[1],
                     request_id=row[2],
@@ -274,7 +290,8 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     """Welch's t statistic of ``mean(a) - mean(b)`` and its two-sided p-value.
 
     Two samples without variance give t = 0, p = 1 when their means are equal and
-    t = +-inf, p = 0 otherwise.
+    t = +-inf, p = 0 otherwise. Samples whose moments overflow float64 (values near
+    1e308) give NaN.
 
     Raises:
         ValueError: a sample with fewer than two values.
@@ -284,51 +301,84 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if len(x) < 2 or len(y) < 2:
         raise ValueError(f"Welch's t-test needs two values per sample, got {len(x)} and {len(y)}")
-    if x.var() == 0.0 and y.var() == 0.0:
-        diff = x.mean() - y.mean()
-        return (0.0, 1.0) if diff == 0.0 else (math.copysign(math.inf, diff), 0.0)
-    result = stats.ttest_ind(x, y, equal_var=False)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if x.var() == 0.0 and y.var() == 0.0:
+            diff = x.mean() - y.mean()
+            if not math.isfinite(diff):
+                return math.nan, math.nan
+            return (0.0, 1.0) if diff == 0.0 else (math.copysign(math.inf, diff), 0.0)
+        result = stats.ttest_ind(x, y, equal_var=False)
     return float(result.statistic), float(result.pvalue)
 
 
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 def _arm_summary(rewards: list[float]) -> dict[str, Any]:
-    """n, mean, sample std and the mean's 95% Student-t interval (None where undefined)."""
+    """n, mean, sample std and the mean's 95% Student-t interval (None where undefined).
+
+    A figure that overflows float64 (rewards near 1e308) is None too.
+    """
     from scipy import stats
 
     n = len(rewards)
     if n == 0:
         return {"n": 0, "mean": None, "std": None, "ci95": None}
     x = np.asarray(rewards, dtype=np.float64)
-    mean = float(x.mean())
-    if n == 1:
-        return {"n": 1, "mean": mean, "std": None, "ci95": None}
-    std = float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
-    return {"n": n, "mean": mean, "std": std, "ci95": [mean - half, mean + half]}
+    with np.errstate(all="ignore"):
+        mean = float(x.mean())
+        if n == 1:
+            return {"n": 1, "mean": _finite_or_none(mean), "std": None, "ci95": None}
+        std = float(x.std(ddof=1))
+        half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+        ci95 = [mean - half, mean + half]
+    return {
+        "n": n,
+        "mean": _finite_or_none(mean),
+        "std": _finite_or_none(std),
+        "ci95": ci95 if all(math.isfinite(v) for v in ci95) else None,
+    }
 
 
-def ab_report(store: FeedbackStore, alpha: float = 0.05, min_samples: int = 30) -> dict[str, Any]:
+def ab_report(
+    store: FeedbackStore,
+    alpha: float = 0.05,
+    min_samples: int = 30,
+    reward_range: tuple[float, float] = (-math.inf, math.inf),
+) -> dict[str, Any]:
     """Compare the arms' rewards: per-arm figures, Welch's t-test and a one-line verdict.
 
     ``significant`` is None until both arms have ``min_samples`` rewarded decisions
     (stopping early on a lucky streak is how A/B tests lie); ``t`` and ``p_value`` are
-    given as soon as both arms have two (``t`` None when infinite, so the report stays
-    JSON). The report is JSON-ready.
+    given as soon as both arms have two. Only finite rewards within ``reward_range``
+    count; ``ignored`` says, per arm, how many stored rewards were left out (an older
+    version or a hand-edited store may hold anything). Every number in the report is
+    finite or None, so it is JSON whatever the store holds.
     """
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     if min_samples < 2:
         raise ValueError(f"min_samples must be >= 2 (a t-test needs two values), got {min_samples}")
-    rewards = {arm: store.rewards(arm) for arm in ARMS}
+    rewards = {arm: store.rewards(arm, reward_range) for arm in ARMS}
     n = {arm: len(r) for arm, r in rewards.items()}
+    stored = store.counts()
     t = p = None
     if min(n.values()) >= 2:
         t, p = welch_t_test(rewards[CHALLENGER], rewards[CHAMPION])
+        if math.isnan(p):
+            t = p = None
     significant: bool | None = None
     if min(n.values()) < min_samples:
         verdict = (
             f"not enough data: {n[CHAMPION]}/{min_samples} champion and "
             f"{n[CHALLENGER]}/{min_samples} challenger rewarded decisions"
+        )
+    elif p is None:
+        verdict = (
+            "cannot compare: the rewards are too large for float64 statistics (their "
+            "variance overflows); narrow the accepted reward range"
         )
     else:
         significant = bool(p < alpha)
@@ -345,4 +395,5 @@ def ab_report(store: FeedbackStore, alpha: float = 0.05, min_samples: int = 30) 
         "verdict": verdict,
         "alpha": alpha,
         "min_samples": min_samples,
+        "ignored": {arm: max(stored[arm] - n[arm], 0) for arm in ARMS},
     }

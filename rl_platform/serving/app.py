@@ -21,6 +21,13 @@ observations (``BatchedCore.observed_violations``) and replaces an action that b
 one with the fallback baseline's action for the same observations (else the env's
 default action). Bad requests are 4xx with a one-paragraph ``message``, never 500.
 
+Under attack (:mod:`rl_platform.serving.guard`): with a token file every endpoint wants
+``Authorization: Bearer <token>`` (401 otherwise; a host other than loopback always has
+one); request bodies are read within ``body_timeout_s`` in front of Serve, before they
+take a replica's slot (408 after); past ``max_ongoing_requests`` + ``max_queued_requests``
+a request gets 503 with ``Retry-After`` at once; feedback rewards must lie in the env's
+reward range (422), and the A/B report leaves out whatever else the store holds.
+
 How to run it::
 
     from rl_platform.serving.app import serve
@@ -30,18 +37,19 @@ How to run it::
 
 import asyncio
 import errno
+import functools
 import hashlib
 import logging
+import math
 import os
 import socket
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import gymnasium as gym
 import numpy as np
@@ -53,6 +61,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rl_platform import __version__
 from rl_platform.checkpoints import EXPORT_DIR, MANIFEST, read_manifest
+from rl_platform.ray_session import init_ray, shutdown_ray
+from rl_platform.serving import guard
 from rl_platform.serving.schemas import (
     ABReport,
     ActRequest,
@@ -69,8 +79,15 @@ log = logging.getLogger(__name__)
 replica_log = logging.getLogger("ray.serve.rl_platform")
 
 APP_NAME = "rl_platform"
-MAX_BODY_BYTES = 1 << 20  # 1 MiB: N x obs_dim numbers of any platform env fit many times
+MAX_BODY_BYTES = guard.MAX_BODY_BYTES
 MAX_ERRORS_IN_MESSAGE = 10
+# Feedback rewards accepted when the env declares no `reward_range` (none of the
+# platform's do: Gymnasium 1.x dropped Env.reward_range and PettingZoo never had one).
+# Seven orders of magnitude above any platform env's per-step reward and above realistic
+# per-decision business outcomes, yet it refuses the usual client bugs (a Unix time in s
+# or ms, a sentinel such as 1e308 or DBL_MAX), and a million stored rewards keep their
+# sums of squares (Welch's t-test, AWR's standardization) around 1e24, far from overflow.
+DEFAULT_REWARD_BOUND = 1e9
 STORE_PATH = Path("serving") / "feedback.sqlite"  # beside the champion's checkpoint dir
 CHAMPION, CHALLENGER = "champion", "challenger"  # ab_test's arm names (imported lazily)
 
@@ -100,21 +117,23 @@ def resolve_arm(path: str | Path) -> ArmSpec:
         ServingError: nothing there, no policy export, a corrupt or unloadable one, or an
             env without a batched core.
     """
+    from rl_platform.checkpoints import PolicyExportError
     from rl_platform.evaluation.suite import EvaluationError, resolve_target
 
     try:
         target = resolve_target(path)
-    except EvaluationError as err:
+        manifest = read_manifest(target.checkpoint)
+        export = target.checkpoint / EXPORT_DIR
+        digest = hashlib.sha256((export / MANIFEST).read_bytes())
+        for module_id in sorted(manifest["modules"]):  # the weights it loads, nothing else
+            digest.update((export / f"{module_id}.pt").read_bytes())
+    except (EvaluationError, PolicyExportError, OSError) as err:
         raise ServingError(f"cannot serve {path}: {err}") from None
-    export = target.checkpoint / EXPORT_DIR
-    digest = hashlib.sha256((export / MANIFEST).read_bytes())
-    for weights in sorted(export.glob("*.pt")):
-        digest.update(weights.read_bytes())
     return ArmSpec(
         checkpoint=str(target.checkpoint.resolve()),
         run_dir=str(target.run_dir.resolve()) if target.run_dir else None,
         id=f"{target.checkpoint.name}-{digest.hexdigest()[:12]}",
-        manifest=read_manifest(target.checkpoint),
+        manifest=manifest,
         safety=target.safety,
     )
 
@@ -131,6 +150,9 @@ class ServerConfig:
     batching: bool = True
     max_batch_size: int = 32
     batch_wait_timeout_s: float = 0.002
+    token_file: str | None = None  # requests need this file's bearer token; None: open
+    reward_range: tuple[float, float] = (-DEFAULT_REWARD_BOUND, DEFAULT_REWARD_BOUND)
+    body_timeout_s: float = guard.BODY_TIMEOUT_S  # a request body must arrive within it
 
 
 # --------------------------------------------------------------------------- shield
@@ -535,7 +557,11 @@ class RequestLimits:
     """ASGI middleware: request bodies over ``max_bytes`` get 413, non-JSON POSTs 415.
 
     The declared ``Content-Length`` is checked before anything is read, and the bytes
-    actually streamed are counted (a chunked body has no length to declare).
+    actually streamed are counted (a chunked body has no length to declare). A body not
+    received within the app's ``state.body_timeout_s`` gets 408. In front of Serve,
+    :class:`~rl_platform.serving.guard.BodyDeadline` reads bodies before they take a
+    replica's slot; this is the replica's own line where it is absent (a cluster whose
+    Ray was started without :func:`~rl_platform.serving.guard.ingress_env`).
     """
 
     def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES) -> None:
@@ -563,14 +589,26 @@ class RequestLimits:
             message = f"Content-Type must be application/json, got {shown}"
             await _reply(scope, receive, send, 415, message)
             return
-        received = 0
+        received, complete = 0, False
+        state = getattr(scope.get("app"), "state", None)
+        timeout_s = float(getattr(state, "body_timeout_s", guard.BODY_TIMEOUT_S))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
 
         async def counted() -> dict:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # after the body: the client's disconnect, whenever it comes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+            except asyncio.TimeoutError:
+                raise HTTPException(
+                    408, f"request body not received within {timeout_s:g} s"
+                ) from None
             received += len(message.get("body", b""))
             if received > self.max_bytes:
                 raise HTTPException(413, self._too_large(received, streamed=True))
+            complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, counted, send)
@@ -650,10 +688,13 @@ def _finite(value: Any) -> Any:
 
 
 ERRORS = {
+    401: {"model": ErrorResponse, "description": "No or a wrong bearer token (when required)."},
     404: {"model": ErrorResponse, "description": "Unknown session or request; feedback off."},
+    408: {"model": ErrorResponse, "description": "The body did not arrive in time."},
     413: {"model": ErrorResponse, "description": f"Body over {MAX_BODY_BYTES} bytes."},
     415: {"model": ErrorResponse, "description": "Content-Type is not JSON."},
     422: {"model": ErrorResponse, "description": "The body does not fit the schema or policy."},
+    503: {"description": "The server is full: retry after the Retry-After header's seconds."},
 }
 
 api = FastAPI(
@@ -666,6 +707,7 @@ api = FastAPI(
     ),
 )
 api.add_middleware(RequestLimits, max_bytes=MAX_BODY_BYTES)
+api.add_middleware(guard.BearerAuth)  # added last: outermost, before the body is read
 api.add_exception_handler(RequestValidationError, _on_validation_error)
 api.add_exception_handler(StarletteHTTPException, _on_http_error)
 api.add_exception_handler(Exception, _on_server_error)
@@ -683,6 +725,9 @@ class PolicyServer:
 
         torch.set_num_threads(1)  # tiny MLPs: one thread per replica; scale with replicas
         self.config = config
+        # Read by the middlewares (guard.BearerAuth, RequestLimits) of this replica's app.
+        api.state.bearer_token = guard.read_token(config.token_file) if config.token_file else None
+        api.state.body_timeout_s = config.body_timeout_s
         self.service = PolicyService(config)
         self.replica = ray_serve.get_replica_context().replica_tag
         self._act_batch.set_max_batch_size(config.max_batch_size)
@@ -732,6 +777,7 @@ class PolicyServer:
             "enabled": self.config.challenger is not None,
             "split": self.config.split if self.config.challenger is not None else 0.0,
             "store": self.config.store,
+            "reward_range": list(self.config.reward_range),
         }
         info["replica"] = self.replica
         return info
@@ -782,6 +828,18 @@ class PolicyServer:
     async def feedback(self, request: FeedbackRequest) -> dict[str, Any]:
         """Record a reward for the session's latest decision (or for ``request_id``)."""
         store = self._require_store()
+        low, high = self.config.reward_range
+        if not low <= request.reward <= high:
+            raise RequestValidationError(
+                [
+                    _error(
+                        ("body", "reward"),
+                        f"{request.reward:g} is outside the accepted reward range "
+                        f"[{low:g}, {high:g}] (GET /v1/info: ab.reward_range)",
+                        "out_of_range",
+                    )
+                ]
+            )
         try:
             arm = await self._run(
                 store.record_feedback, request.session_id, request.reward, request.request_id
@@ -801,7 +859,9 @@ class PolicyServer:
         from rl_platform.serving.ab_test import ab_report
 
         store = self._require_store()
-        report = await self._run(ab_report, store)
+        report = await self._run(
+            functools.partial(ab_report, store, reward_range=self.config.reward_range)
+        )
         counts = await self._run(store.counts)
         split = self.config.split if self.config.challenger is not None else 0.0
         return {**_finite(report), "counts": counts, "split": split, "store": str(store.path)}
@@ -838,6 +898,9 @@ class ServingInfo:
     store: str | None
     handle: Any = field(default=None, repr=False)  # the app's DeploymentHandle
     direct_ingress: bool = False  # the replica listens on the port (no proxy hop)
+    token_file: str | None = None  # requests need its bearer token; None: no auth
+    token_created: bool = False  # the token file was generated by this call
+    exposed: bool = False  # the host is not a loopback address: other machines reach it
 
 
 def plan(
@@ -850,11 +913,15 @@ def plan(
     batching: bool = True,
     max_batch_size: int = 32,
     batch_wait_timeout_s: float = 0.002,
+    token_file: str | Path | None = None,
+    reward_range: tuple[float, float] | None = None,
+    body_timeout_s: float = guard.BODY_TIMEOUT_S,
 ) -> ServerConfig:
     """Resolve and check what to serve, in this process, before anything starts.
 
     Builds the replica's :class:`PolicyService` once, so every error a replica would
     hit at startup is raised here, as a :class:`ServingError` saying what is wrong.
+    ``reward_range`` None: the env's (:func:`env_reward_range`).
     """
     if not 0.0 <= split <= 1.0:
         raise ServingError(f"split must be in [0, 1] (the challenger's share), got {split!r}")
@@ -863,6 +930,18 @@ def plan(
             f"max_batch_size must be >= 1 and batch_wait_timeout_s >= 0, got "
             f"{max_batch_size} and {batch_wait_timeout_s}"
         )
+    if not (math.isfinite(body_timeout_s) and body_timeout_s > 0):
+        raise ServingError(
+            f"body_timeout_s must be a positive number of seconds, got {body_timeout_s!r}"
+        )
+    if reward_range is not None:
+        reward_range = _check_reward_range(reward_range)
+    if token_file is not None:
+        try:
+            guard.read_token(token_file)
+        except guard.TokenFileError as err:
+            raise ServingError(str(err)) from None
+        token_file = Path(token_file).expanduser().resolve()
     champion = resolve_arm(checkpoint)
     rival = resolve_arm(challenger) if challenger is not None else None
     safety = None
@@ -894,6 +973,9 @@ def plan(
         batching=batching,
         max_batch_size=int(max_batch_size),
         batch_wait_timeout_s=float(batch_wait_timeout_s),
+        token_file=str(token_file) if token_file is not None else None,
+        reward_range=reward_range or env_reward_range(champion.manifest["env"]["id"]),
+        body_timeout_s=float(body_timeout_s),
     )
     PolicyService(config)  # fail here, clearly, not in a replica
     if store_path is not None:
@@ -906,6 +988,46 @@ def plan(
     return config
 
 
+def _check_reward_range(reward_range: Any) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in reward_range)
+    except (TypeError, ValueError):
+        raise ServingError(
+            f"reward_range must be two numbers (low, high), got {reward_range!r}"
+        ) from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ServingError(
+            f"reward_range must be two finite numbers with low < high, got ({low:g}, {high:g})"
+        )
+    return low, high
+
+
+def env_reward_range(env_id: str) -> tuple[float, float]:
+    """The feedback rewards accepted for ``env_id``: its declared ``reward_range``, clipped.
+
+    An env class may declare ``reward_range = (low, high)`` (Gymnasium 0.x style); an
+    unbounded or missing side is +-:data:`DEFAULT_REWARD_BOUND`. No platform env declares
+    one, so theirs is +-1e9.
+    """
+    from rl_platform import registry
+
+    low, high = -DEFAULT_REWARD_BOUND, DEFAULT_REWARD_BOUND
+    entry = registry.get_env(env_id)
+    declared = getattr(entry.load(), "reward_range", None) if entry is not None else None
+    try:
+        lo, hi = (float(v) for v in declared)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return low, high
+    low = lo if math.isfinite(lo) else low
+    high = hi if math.isfinite(hi) else high
+    return (low, high) if low < high else (-DEFAULT_REWARD_BOUND, DEFAULT_REWARD_BOUND)
+
+
+def default_max_ongoing_requests(max_batch_size: int) -> int:
+    """Requests a replica works on at once: enough to fill a batch (Serve's default is 5)."""
+    return max(4 * max_batch_size, 16)
+
+
 def build_app(
     config: ServerConfig,
     *,
@@ -913,18 +1035,32 @@ def build_app(
     autoscaling_config: dict[str, Any] | None = None,
     replica_cpus: float = 1.0,
     access_log: bool = True,
+    max_ongoing_requests: int | None = None,
+    max_queued_requests: int | None = None,
 ) -> Any:
     """The Serve application of a :func:`plan` (bind it with ``serve.run``).
 
     ``autoscaling_config`` (Serve's: ``min_replicas``, ``max_replicas``,
     ``target_ongoing_requests``, ...) replaces ``num_replicas``; ``access_log`` False
-    drops Serve's line per request from the replica logs.
+    drops Serve's line per request from the replica logs. Past ``max_ongoing_requests``
+    (default :func:`default_max_ongoing_requests`) requests wait, up to
+    ``max_queued_requests`` (default: as many) per replica (direct ingress) or per proxy;
+    any more get 503 with ``Retry-After`` at once instead of waiting without end.
     """
+    ongoing = max_ongoing_requests
+    if ongoing is None:
+        ongoing = default_max_ongoing_requests(config.max_batch_size)
+    queued = ongoing if max_queued_requests is None else max_queued_requests
+    if ongoing < 1 or queued < 1:
+        raise ServingError(
+            f"max_ongoing_requests and max_queued_requests must be >= 1, got {ongoing} and {queued}"
+        )
     options: dict[str, Any] = {
         "ray_actor_options": {"num_cpus": replica_cpus},
         "logging_config": {"enable_access_log": access_log},
-        # Enough requests in flight per replica to fill a batch (Serve's default is 5).
-        "max_ongoing_requests": max(4 * config.max_batch_size, 16),
+        "max_ongoing_requests": int(ongoing),
+        "max_queued_requests": int(queued),
+        "backpressure_config": {"status_code": 503, "retry_after_s": guard.RETRY_AFTER_S},
     }
     if autoscaling_config is not None:
         options["autoscaling_config"] = dict(autoscaling_config)
@@ -956,6 +1092,11 @@ def serve(
     address: str | None = None,
     on_ready: Callable[[ServingInfo], None] | None = None,
     direct_ingress: bool | None = None,
+    token_file: str | Path | None = None,
+    reward_range: tuple[float, float] | None = None,
+    max_ongoing_requests: int | None = None,
+    max_queued_requests: int | None = None,
+    body_timeout_s: float = guard.BODY_TIMEOUT_S,
 ) -> ServingInfo:
     """Serve a checkpoint (or a run's best) over HTTP at ``http://host:port/``.
 
@@ -986,12 +1127,25 @@ def serve(
             ingress: no proxy hop, about 4x the requests/s of the proxy on 2 cores);
             None = when it can: one fixed replica in a Ray this call starts. Otherwise
             Serve's HTTP proxy listens there and spreads requests over the replicas.
+        token_file: every request must carry ``Authorization: Bearer <token>`` with the
+            token in this file (mode 0600). None: no token on a loopback ``host``;
+            on any other host, the token in :func:`guard.default_token_path`,
+            generated if absent.
+        reward_range: feedback rewards accepted (inclusive); None: the env's
+            (:func:`env_reward_range`).
+        max_ongoing_requests: requests a replica works on at once (default:
+            :func:`default_max_ongoing_requests`).
+        max_queued_requests: requests that wait for one of those (per replica with
+            direct ingress, per proxy otherwise; default: as many); more get 503 with
+            ``Retry-After``.
+        body_timeout_s: a request body must arrive within this (else 408).
 
     Returns:
         Where it listens and what it serves (after Ctrl-C when blocking).
 
     Raises:
-        ServingError: what to serve is missing, incompatible or cannot be shielded.
+        ServingError: what to serve is missing, incompatible or cannot be shielded; a
+            token file that is missing, empty or readable by others.
     """
     global _started_ray
     import ray
@@ -1005,13 +1159,33 @@ def serve(
         batching=batching,
         max_batch_size=max_batch_size,
         batch_wait_timeout_s=batch_wait_timeout_s,
+        token_file=token_file,
+        reward_range=reward_range,
+        body_timeout_s=body_timeout_s,
     )
+    exposed = not guard.is_loopback(host)
+    token_created = False
+    if config.token_file is None and exposed:
+        try:
+            path, token_created = guard.ensure_token_file()
+        except guard.TokenFileError as err:
+            raise ServingError(f"--host {host} needs a bearer token: {err}") from None
+        config = replace(config, token_file=str(path))
+    if exposed:
+        log.warning(
+            "listening on %s: other machines can reach this server; requests need the bearer "
+            "token in %s",
+            host,
+            config.token_file,
+        )
     application = build_app(
         config,
         num_replicas=num_replicas,
         autoscaling_config=autoscaling_config,
         replica_cpus=replica_cpus,
         access_log=access_log,
+        max_ongoing_requests=max_ongoing_requests,
+        max_queued_requests=max_queued_requests,
     )
     address = address or os.environ.get("RAY_ADDRESS")
     if not address and not (ray.is_initialized() and _serve_running()):
@@ -1019,14 +1193,13 @@ def serve(
     private = not address and not ray.is_initialized()
     direct = _direct_ingress_possible(direct_ingress, private, num_replicas, autoscaling_config)
     proxy_port = free_port(host) if direct else int(port)
+    # Serve's processes read these settings when Ray starts them: the guards in front of
+    # the HTTP servers (tokens, body deadlines) and direct ingress.
+    serve_env = guard.ingress_env(config.body_timeout_s, config.token_file)
+    if direct:
+        serve_env.update(_direct_ingress_env(int(port)))
     if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            # Serve's processes read these settings when Ray starts them.
-            with mock.patch.dict(os.environ, _direct_ingress_env(int(port)) if direct else {}):
-                ray.init(address="local", include_dashboard=False, log_to_driver=False)
-            _started_ray = True
+        _started_ray = init_ray(address, env=serve_env)
     ray_serve.start(http_options={"host": host, "port": proxy_port})
     handle = ray_serve.run(application, name=APP_NAME, route_prefix="/", blocking=False)
     info = ServingInfo(
@@ -1040,6 +1213,9 @@ def serve(
         store=config.store,
         handle=handle,
         direct_ingress=direct,
+        token_file=config.token_file,
+        token_created=token_created,
+        exposed=exposed,
     )
     log.info("serving %s (%s) at %s", info.checkpoint, info.checkpoint_id, info.url)
     if on_ready is not None:
@@ -1129,5 +1305,5 @@ def shutdown() -> None:
     if ray.is_initialized():
         ray_serve.shutdown()
         if _started_ray:
-            ray.shutdown()
+            shutdown_ray()  # none of its processes remain
             _started_ray = False

@@ -17,7 +17,6 @@ runs offline (``rlp finetune``), and the new export is promoted by an A/B test.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from rl_platform.checkpoints import (
     load_policy,
     read_manifest,
     runtime_versions,
+    write_manifest,
 )
 from rl_platform.serving.ab_test import ARMS, FeedbackStore, Transition
 
@@ -164,7 +164,7 @@ def finetune_from_store(
             "seed": seed,
         },
     }
-    (target / MANIFEST).write_text(json.dumps(new_manifest, indent=2) + "\n")
+    write_manifest(target, new_manifest)
 
     total = sum(f.samples for f in fits.values())
     return FinetuneResult(

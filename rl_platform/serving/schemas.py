@@ -88,7 +88,12 @@ class FeedbackRequest(_Request):
     """A reward for a session's latest decision, or for one decision of it."""
 
     session_id: Identifier
-    reward: FiniteFloat
+    reward: FiniteFloat = Field(
+        description=(
+            "A finite number within the server's accepted reward range (GET /v1/info: "
+            "ab.reward_range; by default the env's, else +-1e9)."
+        )
+    )
     request_id: Identifier | None = Field(
         default=None, description="The decision rewarded; default: the session's latest."
     )
@@ -153,12 +158,12 @@ class InfoResponse(BaseModel):
 
 
 class ABArm(BaseModel):
-    """One arm's rewarded decisions."""
+    """One arm's rewarded decisions (None where a figure is undefined or not finite)."""
 
     n: int
     mean: float | None
     std: float | None
-    ci95: list[float] | None
+    ci95: list[float | None] | None
 
 
 class ABReport(BaseModel):
@@ -174,6 +179,13 @@ class ABReport(BaseModel):
     alpha: float
     min_samples: int
     counts: dict[str, int] = Field(description="Rewarded decisions per arm.")
+    ignored: dict[str, int] = Field(
+        default_factory=dict,
+        description=(
+            "Stored rewards per arm left out of the statistics: not a finite number, or "
+            "outside the accepted reward range (an older version or an edited store)."
+        ),
+    )
     split: float = Field(description="Share of sessions routed to the challenger.")
     store: str
 

@@ -1,20 +1,33 @@
-"""The policy server: actions, batching, bad requests, the shield, A/B tests, feedback.
+"""The policy server: actions, batching, bad requests, the shield, A/B tests, feedback,
+and under attack: bearer tokens, a full server, stalled request bodies, junk rewards.
 
 Checkpoints are fresh PPO modules with their weights-only export (as the evaluation
-suite's tests make them). The HTTP tests share one local Ray and one Serve per module;
-each server configuration is deployed once (``Server.use``), in test order.
+suite's tests make them). The HTTP tests share one local Ray and one Serve per module
+(Serve's proxy in front); each server configuration is deployed once (``Server.use``), in
+test order. Direct ingress (the replica on the port) is what `rlp serve` starts in its
+own Ray: one such server serves the ``TestRlpServeDirect`` tests.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import signal
 import socket
+import sqlite3
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 import requests
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
 
 from rl_platform.checkpoints import export_policies
 from rl_platform.config import SafetySpec, load_experiment
@@ -22,6 +35,7 @@ from rl_platform.envs.base import BatchedCore
 from rl_platform.evaluation.baselines import random_actions
 from rl_platform.evaluation.policy import TrainedPolicy
 from rl_platform.evaluation.rollout import make_core
+from rl_platform.serving import guard
 from rl_platform.serving.app import free_port
 
 AGENTS = 3
@@ -35,6 +49,11 @@ SAFETY = {
     "fallback": "momentum",
 }
 TIMEOUT = 30
+BODY_TIMEOUT_S = 2.0  # the servers' body deadline here: stalled bodies get 408 after it
+# A server whose slots are easy to fill: requests wait BATCH_WAIT_S in a batch that never
+# fills, two at a time, two more queued; anything more must be refused at once.
+SMALL = {"max_ongoing_requests": 2, "max_queued_requests": 2, "max_batch_size": 8}
+BATCH_WAIT_S = 4.0
 
 
 def make_run(root: Path, experiment: dict, seed: int) -> Path:
@@ -112,6 +131,100 @@ def body(obs: np.ndarray, session: str | None = None, agents=None) -> dict:
     if session is not None:
         out["session_id"] = session
     return out
+
+
+def auth(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def make_token_file(path: Path) -> str:
+    path.write_text("tok-" + os.urandom(16).hex() + "\n")
+    path.chmod(0o600)
+    return guard.read_token(path)
+
+
+def check_token_required(url: str, token: str) -> None:
+    """Every endpoint: no token -> 401 with a Bearer challenge, a wrong one -> 401, the
+    right one -> what the endpoint answers."""
+    act = body(observations(1)[0])
+    calls = [
+        ("get", "/healthz", None, 200),
+        ("get", "/v1/info", None, 200),
+        ("get", "/openapi.json", None, 200),
+        ("get", "/docs", None, 200),
+        ("post", "/v1/act", act, 200),
+        ("post", "/v1/feedback", {"session_id": "s", "reward": 1.0}, 404),  # no store
+        ("get", "/v1/ab", None, 404),
+        ("get", "/v1/nothing", None, 404),
+    ]
+    for method, path, payload, status in calls:
+        for given in (None, "wrong", token[:-1], token + "x"):
+            reply = requests.request(
+                method, url + path, json=payload, headers=auth(given), timeout=TIMEOUT
+            )
+            assert reply.status_code == 401, (path, given, reply.text[:300])
+            assert reply.headers["www-authenticate"].startswith("Bearer")
+            assert token not in reply.text
+        reply = requests.request(
+            method, url + path, json=payload, headers=auth(token), timeout=TIMEOUT
+        )
+        assert reply.status_code == status, (path, reply.text[:300])
+
+
+def timed_post(url: str, payload: dict, headers: dict) -> tuple[int, float, str | None]:
+    start = time.monotonic()
+    reply = requests.post(url + "/v1/act", json=payload, headers=headers, timeout=TIMEOUT + 20)
+    return reply.status_code, time.monotonic() - start, reply.headers.get("retry-after")
+
+
+def check_full_server_sheds_load(url: str, headers: dict) -> None:
+    """With SMALL limits: 2 requests held in a batch, 2 queued, 10 more -> 503 at once."""
+    payload = body(observations(1, seed=11)[0])
+    with ThreadPoolExecutor(14) as pool:
+        held = [pool.submit(timed_post, url, payload, headers) for _ in range(4)]
+        time.sleep(1.0)  # they reach the replica (it holds them BATCH_WAIT_S)
+        extra = [pool.submit(timed_post, url, payload, headers) for _ in range(10)]
+        refused = [f.result() for f in extra]
+        served = [f.result() for f in held]
+    for status, seconds, retry_after in refused:
+        assert status == 503 and seconds < 1.0 and retry_after == "1", refused
+    assert [status for status, _, _ in served] == [200] * 4, served  # then all answered
+
+
+def stall(port: int, n: int, token: str | None = None) -> list[socket.socket]:
+    """``n`` connections that send a request's headers and part of its body, then stop."""
+    head = (
+        "POST /v1/act HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in auth(token).items())
+        + "Content-Length: 4000\r\n\r\n"
+        + '{"observations": {"agent_0": [0.0, '
+    )
+    socks = []
+    for _ in range(n):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        sock.sendall(head.encode())
+        socks.append(sock)
+    return socks
+
+
+def check_stalled_bodies_do_not_starve(url: str, port: int, token: str | None = None) -> None:
+    """128 bodies that never finish: /healthz and /v1/act still answer, the stalled get 408."""
+    socks = stall(port, 128, token)
+    try:
+        time.sleep(0.5)
+        for _ in range(3):
+            reply = requests.get(url + "/healthz", headers=auth(token), timeout=10)
+            assert reply.status_code == 200, reply.text
+        act = requests.post(
+            url + "/v1/act", json=body(observations(1)[0]), headers=auth(token), timeout=TIMEOUT
+        )
+        assert act.status_code == 200, act.text
+        socks[0].settimeout(BODY_TIMEOUT_S + 20)
+        assert socks[0].recv(4096).startswith(b"HTTP/1.1 408 ")
+    finally:
+        for sock in socks:
+            sock.close()
+    assert requests.get(url + "/healthz", headers=auth(token), timeout=10).status_code == 200
 
 
 # --------------------------------------------------------------------------- without Ray
@@ -203,6 +316,64 @@ def test_serve_refuses_a_port_in_use_before_starting_ray(runs, monkeypatch):
     assert not ray.is_initialized()
 
 
+def test_the_replica_times_out_a_stalled_body_where_no_guard_reads_it():
+    """A cluster whose Ray was started without the guards: the app's own deadline."""
+    import asyncio
+
+    from fastapi import FastAPI
+
+    from rl_platform.serving.app import RequestLimits, _on_http_error
+
+    inner = FastAPI()
+    inner.add_middleware(RequestLimits)
+    inner.add_exception_handler(StarletteHTTPException, _on_http_error)
+    inner.state.body_timeout_s = 0.3
+
+    @inner.post("/v1/act")
+    async def act(request: Request) -> dict:
+        return await request.json()
+
+    async def stalled() -> dict:
+        if not sent:
+            sent.append(True)
+            return {"type": "http.request", "body": b'{"observations": ', "more_body": True}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    replies: list[dict] = []
+
+    async def send(message: dict) -> None:
+        replies.append(message)
+
+    sent: list[bool] = []
+    scope = {
+        "type": "http", "method": "POST", "path": "/v1/act", "raw_path": b"/v1/act",
+        "root_path": "", "query_string": b"", "http_version": "1.1", "scheme": "http",
+        "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5000),
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"4000")],
+    }  # fmt: skip
+    asyncio.run(asyncio.wait_for(inner(scope, stalled, send), 30))
+    assert replies[0]["status"] == 408
+    assert "not received within 0.3 s" in json.loads(replies[1]["body"])["message"]
+
+
+def test_feedback_rewards_follow_the_envs_declared_range():
+    from rl_platform import registry
+    from rl_platform.envs.rendezvous import RendezvousEnv
+    from rl_platform.serving.app import DEFAULT_REWARD_BOUND, env_reward_range
+
+    assert env_reward_range("trading") == (-DEFAULT_REWARD_BOUND, DEFAULT_REWARD_BOUND)
+
+    class Declared(RendezvousEnv):
+        reward_range = (-2.0, float("inf"))
+
+    registry.register_env(registry.EnvEntry("declared_rendezvous", "test only", Declared))
+    try:
+        assert env_reward_range("declared_rendezvous") == (-2.0, DEFAULT_REWARD_BOUND)
+    finally:
+        registry.ENVS.pop("declared_rendezvous")
+
+
 def test_service_batches_many_requests_like_the_policy(runs):
     from rl_platform.serving.app import CHAMPION, PolicyService, plan
 
@@ -237,43 +408,75 @@ def test_discrete_actions_are_served_as_action_indices(runs):
 # --------------------------------------------------------------------------- HTTP
 
 
-def test_rlp_serve_answers_from_the_replica_on_its_port(runs):
-    """`rlp serve` with one replica in its own Ray: the replica listens on --port itself
-    (direct ingress, no proxy hop) and answers as the proxied app does, bad input too."""
-    import signal
-    import subprocess
-    import sys
-    import time
+class DirectServer:
+    """`rlp serve` in a subprocess (its own Ray, direct ingress) with a token and SMALL limits."""
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "rl_platform", "serve", str(runs["champion"])]
-    proc = subprocess.Popen(
-        [*command, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    def __init__(self, runs: dict[str, Path], token_file: Path) -> None:
+        self.token = make_token_file(token_file)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        options = {f"--{k.replace('_', '-')}": str(v) for k, v in SMALL.items()}
+        command = [
+            sys.executable, "-m", "rl_platform", "serve", str(runs["champion"]),
+            "--port", str(self.port), "--token-file", str(token_file),
+            "--batch-wait-ms", str(BATCH_WAIT_S * 1000), "--body-timeout", str(BODY_TIMEOUT_S),
+            *[item for pair in options.items() for item in pair],
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: list[str] = []
+
+    def wait_ready(self) -> None:
         deadline = time.monotonic() + 180
         while True:
             try:
-                if requests.get(url + "/healthz", timeout=2).status_code == 200:
+                reply = requests.get(self.url + "/healthz", headers=auth(self.token), timeout=2)
+                if reply.status_code == 200:
                     break
             except requests.ConnectionError:
                 pass
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert self.proc.poll() is None, self.proc.stdout.read()[-3000:]
             assert time.monotonic() < deadline, "rlp serve did not answer in time"
             time.sleep(0.5)
-        lines = []  # the replica answers before `rlp serve` reports it is ready
-        while not lines or "Ctrl-C stops" not in lines[-1]:
-            lines.append(proc.stdout.readline())
-            assert lines[-1], "".join(lines)[-3000:]
+        # The replica answers before `rlp serve` reports it is ready.
+        while not self.lines or "Ctrl-C stops" not in self.lines[-1]:
+            self.lines.append(self.proc.stdout.readline())
+            assert self.lines[-1], "".join(self.lines)[-3000:]
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGINT)
+        output, _ = self.proc.communicate(timeout=120)
+        return output
+
+
+@pytest.mark.slow
+class TestRlpServeDirect:
+    """`rlp serve` with one replica in its own Ray: the replica listens on --port itself
+    (direct ingress, no proxy hop), behind the guards and a bearer token."""
+
+    @pytest.fixture(scope="class")
+    def direct(self, runs, tmp_path_factory):
+        server = DirectServer(runs, tmp_path_factory.mktemp("direct") / "token")
+        try:
+            server.wait_ready()
+            yield server
+        finally:
+            output = server.stop()
+        assert server.proc.returncode == 0, output[-3000:]
+        assert "(direct ingress)" in "".join(server.lines)
+        assert server.token not in "".join(server.lines) + output  # never printed or logged
+
+    def test_answers_from_the_replica_on_its_port(self, direct, runs):
+        assert "bearer token required" in "".join(direct.lines)
         obs = observations(2, seed=5)
+        headers = auth(direct.token)
         with ThreadPoolExecutor(2) as pool:
             replies = list(
                 pool.map(
-                    lambda b: requests.post(url + "/v1/act", json=body(obs[b]), timeout=TIMEOUT),
+                    lambda b: requests.post(
+                        direct.url + "/v1/act", json=body(obs[b]), headers=headers, timeout=TIMEOUT
+                    ),
                     range(2),
                 )
             )
@@ -283,23 +486,48 @@ def test_rlp_serve_answers_from_the_replica_on_its_port(runs):
         )
         np.testing.assert_allclose(served, greedy(runs["champion"], obs), atol=1e-5)
         bad = requests.post(
-            url + "/v1/act", json={"observations": {"nobody": [0.0]}}, timeout=TIMEOUT
+            direct.url + "/v1/act",
+            json={"observations": {"nobody": [0.0]}},
+            headers=headers,
+            timeout=TIMEOUT,
         )
         assert 400 <= bad.status_code < 500 and "nobody" in bad.text
-        assert requests.get(url + "/v1/info", timeout=TIMEOUT).json()["env"]["id"]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, output[-3000:]
-    assert "(direct ingress)" in "".join(lines)
+        info = requests.get(direct.url + "/v1/info", headers=headers, timeout=TIMEOUT).json()
+        assert info["env"]["id"] == "trading"
+
+    def test_every_endpoint_wants_the_token(self, direct):
+        check_token_required(direct.url, direct.token)
+        for path in ("/-/healthz", "/-/routes"):  # Serve's own, answered before the app
+            assert requests.get(direct.url + path, timeout=TIMEOUT).status_code == 401
+            reply = requests.get(direct.url + path, headers=auth(direct.token), timeout=TIMEOUT)
+            assert reply.status_code == 200
+
+    def test_a_full_server_answers_503_with_retry_after(self, direct):
+        check_full_server_sheds_load(direct.url, auth(direct.token))
+
+    def test_stalled_bodies_do_not_starve_the_server(self, direct):
+        check_stalled_bodies_do_not_starve(direct.url, direct.port, direct.token)
+        # Unauthenticated ones are refused before their body is waited for.
+        socks = stall(direct.port, 8)
+        try:
+            socks[0].settimeout(10)
+            assert socks[0].recv(4096).startswith(b"HTTP/1.1 401 ")
+        finally:
+            for sock in socks:
+                sock.close()
 
 
 class Server:
-    """One Ray + Serve for the module; ``use`` deploys a configuration once."""
+    """One Ray + Serve for the module; ``use`` deploys a configuration once.
 
-    def __init__(self, runs: dict[str, Path], store: Path) -> None:
+    Its Ray starts with the guards' environment (as `rlp serve` starts its own), so
+    Serve's proxy reads request bodies within BODY_TIMEOUT_S before they take a slot.
+    """
+
+    def __init__(self, runs: dict[str, Path], store: Path, token_file: Path) -> None:
         self.runs = runs
         self.store = store
+        self.token = make_token_file(token_file)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.current: str | None = None
@@ -318,6 +546,15 @@ class Server:
                 replica_cpus=0.5,
                 autoscaling_config={"min_replicas": 1, "max_replicas": 2},
             ),
+            "guarded": dict(
+                checkpoint=runs["champion"],
+                token_file=token_file,
+                batch_wait_timeout_s=BATCH_WAIT_S,
+                **SMALL,
+            ),
+            # Serve's proxy keeps the host it started with (127.0.0.1): this checks what
+            # serve() does for a host beyond this machine, without listening there.
+            "exposed": dict(checkpoint=runs["champion"], host="0.0.0.0"),
         }
 
     def use(self, name: str, restart: bool = False) -> Server:
@@ -346,9 +583,11 @@ def server(runs, tmp_path_factory):
 
     from rl_platform.serving import app
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    with mock.patch.dict(os.environ, guard.ingress_env(body_timeout_s=BODY_TIMEOUT_S)):
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        yield Server(runs, tmp_path_factory.mktemp("store") / "feedback.sqlite")
+        folder = tmp_path_factory.mktemp("store")
+        yield Server(runs, folder / "feedback.sqlite", folder / "token")
     finally:
         app.shutdown()
         ray.shutdown()
@@ -547,6 +786,12 @@ def test_other_refusals_are_4xx_with_a_message(server, method, path, payload, st
 
 
 @pytest.mark.slow
+def test_stalled_bodies_do_not_starve_the_proxied_server(server):
+    server.use("plain")
+    check_stalled_bodies_do_not_starve(server.url, server.port)
+
+
+@pytest.mark.slow
 def test_shielded_actions_never_break_a_constraint(server, runs):
     server.use("shielded")
     info = server.get("/v1/info").json()["shield"]
@@ -572,6 +817,30 @@ def test_shielded_actions_never_break_a_constraint(server, runs):
 
 
 @pytest.mark.slow
+def test_every_endpoint_wants_the_token_behind_the_proxy(server):
+    server.use("guarded")
+    check_token_required(server.url, server.token)
+
+
+@pytest.mark.slow
+def test_a_full_proxied_server_answers_503_with_retry_after(server):
+    server.use("guarded")
+    check_full_server_sheds_load(server.url, auth(server.token))
+
+
+@pytest.mark.slow
+def test_a_host_beyond_this_machine_gets_a_generated_token(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    server.use("exposed")
+    token_file = tmp_path / "rl_platform" / "serve-token"
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    token = guard.read_token(token_file)
+    assert server.get("/healthz").status_code == 401
+    reply = requests.get(server.url + "/healthz", headers=auth(token), timeout=TIMEOUT)
+    assert reply.status_code == 200
+
+
+@pytest.mark.slow
 def test_ab_split_is_sticky_and_near_its_share(server):
     server.use("ab")
     obs = observations(1)[0]
@@ -593,7 +862,12 @@ def test_ab_split_is_sticky_and_near_its_share(server):
         assert list(pool.map(arm, again)) == [arms[s] for s in again]
     assert {server.post("/v1/act", body(obs)).json()["arm"] for _ in range(10)} == {"champion"}
     info = server.get("/v1/info").json()
-    assert info["ab"] == {"enabled": True, "split": 0.1, "store": str(server.store)}
+    assert info["ab"] == {
+        "enabled": True,
+        "split": 0.1,
+        "store": str(server.store),
+        "reward_range": [-1e9, 1e9],
+    }
     assert info["challenger"]["id"] != info["checkpoint"]["id"]
 
 
@@ -645,6 +919,39 @@ def test_feedback_reaches_the_ab_report_and_survives_a_restart(server):
     assert server.get("/v1/ab").json()["counts"] == report["counts"]
     result = server.post("/v1/act", body(obs, session="fb-3")).json()
     assert result["arm"] == served["fb-3"]["arm"]  # sticky across restarts
+
+
+@pytest.mark.slow
+def test_rewards_outside_the_range_are_422_and_stored_junk_never_breaks_the_report(server):
+    server.use("ab")
+    assert server.get("/v1/info").json()["ab"]["reward_range"] == [-1e9, 1e9]  # trading: none
+    obs = observations(1)[0]
+    assert server.post("/v1/act", body(obs, session="junk")).status_code == 200
+    before = server.get("/v1/ab").json()
+    raw = {"content-type": "application/json"}
+    for reward in ("1e308", "-1e10", "1e999", "-Infinity", "NaN", "1.7976931348623157e308"):
+        reply = server.post(
+            "/v1/feedback", data='{"session_id": "junk", "reward": ' + reward + "}", headers=raw
+        )
+        assert reply.status_code == 422, (reward, reply.text)
+        assert "reward" in reply.json()["message"]
+    assert server.get("/v1/ab").json()["counts"] == before["counts"]  # nothing stored
+    assert server.post("/v1/feedback", {"session_id": "junk", "reward": 1e9}).status_code == 200
+
+    # What an older version (or an edited file) left in the store: 200 all the same.
+    db = sqlite3.connect(server.store)
+    with db:
+        rows = db.execute("SELECT id FROM decisions ORDER BY id DESC LIMIT 5").fetchall()
+        for (row,), junk in zip(rows, [math.inf, -math.inf, 1e308, "lots", -1e308]):
+            db.execute("UPDATE decisions SET reward = ? WHERE id = ?", (junk, row))
+    db.close()
+    reply = server.get("/v1/ab")
+    assert reply.status_code == 200, reply.text
+    report = reply.json()
+    assert sum(report["ignored"].values()) == 5
+    assert sum(arm["n"] for arm in report["arms"].values()) == sum(report["counts"].values()) - 5
+    for arm in report["arms"].values():
+        assert all(v is None or math.isfinite(v) for v in [arm["mean"], arm["std"]])
 
 
 def test_a_challenger_rolls_out_without_downtime(server):

@@ -289,3 +289,65 @@ def test_report_refuses_bad_settings(store):
         ab_report(store, alpha=1.5)
     with pytest.raises(ValueError, match="min_samples"):
         ab_report(store, min_samples=1)
+
+
+# --- whatever an older version or a hand-edited store holds -----------------------------
+
+
+def store_rewards(path, rewards: dict[str, list]) -> None:
+    """Decisions with these stored rewards, written straight into the sqlite file."""
+    with FeedbackStore(path) as s:
+        for arm, values in rewards.items():
+            for i, _ in enumerate(values):
+                s.record_decision(f"{arm}-{i}", arm, f"{arm}-r{i}", OBS, ACTS)
+    db = sqlite3.connect(path)
+    with db:
+        for arm, values in rewards.items():
+            for i, value in enumerate(values):
+                db.execute(
+                    "UPDATE decisions SET reward = ? WHERE request_id = ?", (value, f"{arm}-r{i}")
+                )
+    db.close()
+
+
+JUNK = [math.inf, -math.inf, 1e308, -1e308, "a lot", b"\x00"]
+
+
+def test_report_leaves_out_stored_junk_and_stays_json(tmp_path):
+    path = tmp_path / "old.db"
+    good = {
+        CHAMPION: [1.0 + 0.1 * i for i in range(40)],
+        CHALLENGER: [2.0 + 0.1 * i for i in range(40)],
+    }
+    store_rewards(path, {arm: values + JUNK for arm, values in good.items()})
+    with FeedbackStore(path) as s:
+        assert s.counts() == {CHAMPION: 46, CHALLENGER: 46}  # rewarded rows, junk included
+        assert s.rewards(CHAMPION) == good[CHAMPION] + [1e308, -1e308]  # finite numbers
+        assert s.rewards(CHAMPION, (-1e9, 1e9)) == good[CHAMPION]
+        assert len(list(s.transitions())) == 84  # infinities and text are no transitions
+        report = ab_report(s, reward_range=(-1e9, 1e9))
+    json.dumps(report, allow_nan=False)
+    assert report["ignored"] == {CHAMPION: 6, CHALLENGER: 6}
+    assert report["arms"][CHAMPION]["n"] == 40
+    assert report["arms"][CHAMPION]["mean"] == pytest.approx(np.mean(good[CHAMPION]))
+    assert report["significant"] is True and report["verdict"].startswith("challenger better")
+
+
+def test_report_survives_rewards_that_overflow_float64(tmp_path):
+    """Without a range, 1e308 counts: every figure that overflows is None, never inf/NaN."""
+    path = tmp_path / "huge.db"
+    store_rewards(path, {CHAMPION: [1e308, 1e308, -1e308] * 12, CHALLENGER: [1e308] * 31 + [1.0]})
+    with FeedbackStore(path) as s:
+        report = ab_report(s)
+    json.dumps(report, allow_nan=False)
+    assert report["t"] is None and report["p_value"] is None and report["significant"] is None
+    assert report["verdict"].startswith("cannot compare")
+    for arm in (CHAMPION, CHALLENGER):
+        summary = report["arms"][arm]
+        assert summary["n"] == 36 if arm == CHAMPION else 32
+        assert summary["std"] is None and summary["ci95"] is None
+
+
+def test_welch_of_overflowing_samples_is_nan_not_an_error():
+    t, p = welch_t_test([1e308, 1e308], [-1e308, -1e308])
+    assert math.isnan(t) and math.isnan(p)

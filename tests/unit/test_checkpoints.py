@@ -60,9 +60,9 @@ def test_untrusted_class_is_refused(checkpoint, tmp_path):
 
 
 def test_incompatible_export_names_both_versions(checkpoint, tmp_path):
-    def moved(m):
+    def moved(m):  # an older Ray whose network layout differs from this one's
         m["versions"]["ray"] = "2.99.0"
-        m["modules"]["shared"]["module_class"] = "ray.rllib.gone.Module"
+        m["modules"]["shared"]["model_config"]["fcnet_hiddens"] = [32, 32]
 
     with pytest.raises(PolicyExportError, match=r"exported with ray 2\.99\.0.*this is ray 2\."):
         load_policy(edit_manifest(checkpoint[0], tmp_path, moved), "shared")

@@ -113,3 +113,17 @@ def test_serve_refuses_bad_options_before_starting_anything(tmp_path):
     ]:
         result = runner.invoke(app, ["serve", str(tmp_path), *args])
         assert result.exit_code == 2 and message in result.output, (args, result.output)
+
+
+def test_submit_passes_no_ship_package_on(monkeypatch, quickstart_path):
+    from rl_platform import cluster
+
+    seen = {}
+
+    def fake_submit(experiment, overrides, **kwargs):
+        seen.update(kwargs)
+        raise cluster.ClusterError("stop here")
+
+    monkeypatch.setattr(cluster, "submit", fake_submit)
+    result = runner.invoke(app, ["submit", str(quickstart_path), "--no-ship-package"])
+    assert result.exit_code == 1 and seen["ship_package"] is False

@@ -4,9 +4,10 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from rl_platform.config import (
     ConfigError,
@@ -160,6 +161,66 @@ BAD_CONFIGS = [
         with_("tune", {"searcher": "grid"}),
         ["tune.searcher = 'grid'", "'optuna' or 'random'"],
     ),
+    # strict types: no boolean taken as a number, no number as a boolean or a string
+    (
+        "boolean as a count",
+        with_("evaluation.episodes", True),
+        ["evaluation.episodes = True", "expected a number, not a boolean"],
+    ),
+    ("boolean as a share", with_("rewards.team", True), ["rewards.team = True", "not a boolean"]),
+    (
+        "boolean in a list of widths",
+        with_("algorithm.network.hidden_sizes", [64, True]),
+        ["algorithm.network.hidden_sizes = [64, True]", "a number at [1], not a boolean"],
+    ),
+    (
+        "boolean as an env number",
+        with_("env.config.num_agents", True),
+        ["env.config.num_agents = True", "not a boolean"],
+    ),
+    (
+        "boolean as a hyperparameter",
+        with_("algorithm.hyperparams.lr", False),
+        ["algorithm.hyperparams.lr = False", "not a boolean"],
+    ),
+    (
+        "boolean as a reward weight",
+        with_("rewards.weights", {"distance": True}),
+        ["rewards.weights = {'distance': True}", "a number at distance"],
+    ),
+    (
+        "boolean as a trial count",
+        with_("tune", {"num_samples": True}),
+        ["tune.num_samples = True", "not a boolean"],
+    ),
+    (
+        "number as a boolean",
+        with_("rewards.difference", 1),
+        ["rewards.difference = 1", "expected a boolean"],
+    ),
+    ("number as a string", with_("checkpoint.metric", 5), ["checkpoint.metric = 5", "string"]),
+    # env ids name no arbitrary code
+    (
+        "env module not allowed",
+        with_("env.id", "pettingzoo:os:system"),
+        [
+            "env.id = 'pettingzoo:os:system'",
+            "module 'os' is not allowed",
+            "pettingzoo.*, mpe2.*, vmas.*",
+            "RLP_TRUSTED_MODULES",
+            "--trust-module",
+        ],
+    ),
+    (
+        "env factory not a family factory",
+        with_("env.id", "pettingzoo:mpe2.simple_spread_v3:make_env"),
+        ["env.id = 'pettingzoo:mpe2.simple_spread_v3:make_env'", "env, parallel_env, raw_env"],
+    ),
+    (
+        "env factory through attributes",
+        with_("env.id", "pettingzoo:pettingzoo.utils:env.__globals__"),
+        ["env.id = 'pettingzoo:pettingzoo.utils:env.__globals__'", "no attribute paths"],
+    ),
     ("top level is a list", "- name: x\n", ["expected a mapping of experiment fields"]),
     ("not YAML", "name: [unclosed\n", ["not valid YAML at line"]),
 ]
@@ -241,3 +302,59 @@ def test_shipped_schema_is_current():
     shipped = json.loads((ROOT / "experiments" / "experiment.schema.json").read_text())
     hint = "regenerate: rlp schema --output experiments/experiment.schema.json"
     assert shipped == experiment_json_schema(), hint
+
+
+def test_strict_types_reach_every_depth_and_keep_yaml_conveniences():
+    from typing import Literal
+
+    from pydantic import PositiveInt
+
+    from rl_platform.yaml_model import YamlModel
+
+    class Model(YamlModel):
+        count: PositiveInt = 1
+        share: float | None = None
+        flag: bool = False
+        widths: tuple[PositiveInt, ...] = (1,)
+        ranges: dict[str, tuple[float, float]] = {}
+        fragment: PositiveInt | Literal["auto"] = "auto"
+        anything: dict[str, object] = {}
+
+    good = Model.model_validate(
+        {"widths": [8, 8], "ranges": {"a": [0, 1.5]}, "share": "1e-3", "anything": {"x": True}}
+    )
+    assert good.widths == (8, 8) and good.ranges["a"] == (0.0, 1.5) and good.share == 1e-3
+    assert Model.model_validate({"flag": np.bool_(True), "count": np.int64(3)}).count == 3
+    for field, value in [
+        ("count", True),
+        ("count", np.bool_(True)),
+        ("share", False),
+        ("flag", 1),
+        ("flag", "yes"),
+        ("widths", [8, True]),
+        ("ranges", {"a": [0.0, True]}),
+        ("fragment", True),
+    ]:
+        with pytest.raises(ValidationError, match="boolean"):
+            Model.model_validate({field: value})
+
+
+def test_every_yaml_model_is_strict():
+    from rl_platform import registry
+    from rl_platform.yaml_model import YamlModel
+
+    def nested(annotation):
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield annotation
+            for field in annotation.model_fields.values():
+                yield from nested(field.annotation)
+        for arg in getattr(annotation, "__args__", ()):
+            yield from nested(arg)
+
+    models = list(nested(ExperimentConfig))
+    models += [entry.load().config_model for entry in registry.ENVS.values()]
+    models += [registry.get_env("pettingzoo:mpe2.simple_spread_v3:env").load().config_model]
+    models += [entry.load().Hyperparams for entry in registry.ALGORITHMS.values()]
+    assert len(models) > 20
+    for model in models:
+        assert issubclass(model, YamlModel), model

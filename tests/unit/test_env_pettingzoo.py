@@ -73,6 +73,12 @@ def shrinking(**kwargs):
 SOURCE = f"pettingzoo:{__name__}:shrinking"
 
 
+@pytest.fixture(autouse=True)
+def trust_this_module(monkeypatch):
+    """This module's own env is named by SOURCE, as a user's trusted module would be."""
+    monkeypatch.setenv("RLP_TRUSTED_MODULES", __name__)
+
+
 def test_masks_departures_and_joined_state():
     env = PettingZooEnv({"source": SOURCE, "episode_length": 4})
     assert set(env.observation_spaces["agent_0"].spaces) == {"observations", "action_mask"}
@@ -122,8 +128,10 @@ def test_experiment_yaml_takes_a_pettingzoo_id_and_its_kwargs():
 @pytest.mark.parametrize(
     ("env_id", "kwargs", "fragment"),
     [
-        ("pettingzoo:no.such.module:env", {}, "cannot import 'no.such.module'"),
-        ("pettingzoo:mpe2.simple_spread_v3:nope", {}, "has no attribute 'nope'"),
+        ("pettingzoo:pettingzoo.no_such_module:env", {}, "cannot import"),
+        ("pettingzoo:mpe2.simple_spread_v3:nope", {}, "not 'nope'"),
+        ("pettingzoo:no.such.module:env", {}, "module 'no.such.module' is not allowed"),
+        (f"pettingzoo:{__name__}:nope", {}, "has no attribute 'nope'"),
         ("pettingzoo:mpe2.simple_spread_v3", {}, "not of the form"),
         ("pettingzoo:mpe2.simple_spread_v3:parallel_env", {"bogus": 1}, "bogus"),
     ],

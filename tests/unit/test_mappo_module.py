@@ -96,7 +96,8 @@ def test_global_state_wrapper_adds_state_and_agent_ids():
     check_multiagent_environments(env)
 
 
-def test_wrapper_refuses_masked_observations():
+def test_wrapper_refuses_masked_observations(monkeypatch):
+    monkeypatch.setenv("RLP_TRUSTED_MODULES", "test_env_pettingzoo")
     source = "pettingzoo:test_env_pettingzoo:shrinking"
     with pytest.raises(ValueError, match="flat Box"):
         GlobalStateEnv({"env_id": source, "env_config": {}})
