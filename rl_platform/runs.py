@@ -22,6 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, ParamSpec, TypeVar
 
+from rl_platform.resume import ResumeError
+
 LOCK_FILE = ".rlp.lock"
 STAMP_FORMAT = "%Y%m%d-%H%M%S"
 # How long a refused process waits for the holder to have written its pid.
@@ -29,10 +31,6 @@ PID_WAIT_S = 1.0
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class ResumeError(ValueError):
-    """A run directory that cannot be resumed (missing, corrupt or already finished)."""
 
 
 class DirectoryInUseError(ResumeError):
