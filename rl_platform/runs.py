@@ -5,8 +5,10 @@
 :func:`hold` locks a directory (an exclusive ``flock`` on its ``.rlp.lock`` file, holding
 the owner's pid) until the function decorated with :func:`holds_directories` that took
 it returns, so a second ``rlp train --resume`` or ``rlp tune --resume`` of a directory in
-use is refused instead of writing beside the first. The kernel drops the lock when its
-process dies (even on SIGKILL), so a killed run never leaves its directory locked.
+use is refused instead of writing beside the first; :func:`check_free` asks the same
+question without writing, before a resume reads the directory's state. The kernel drops
+the lock when its process dies (even on SIGKILL), so a killed run never leaves its
+directory locked.
 """
 
 from __future__ import annotations
@@ -76,16 +78,29 @@ class DirectoryLock:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise DirectoryInUseError(
-                f"{self.directory}: in use by pid {self._holder() or '(unknown)'}, which is "
-                "training or resuming it; wait for that process to end (or stop it), then "
-                "resume again."
-            ) from None
+            raise self._in_use() from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         self._handle = handle
+
+    def check_free(self) -> None:
+        """Refuse at once when a live process holds the lock; change nothing either way.
+
+        Raises:
+            DirectoryInUseError: naming the directory and the holder's pid.
+        """
+        try:
+            handle = self.path.open("r")
+        except FileNotFoundError:
+            return  # never held
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise self._in_use() from None
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
     def release(self) -> None:
         """Let go of the lock (the lock file stays; a stale pid in it means nothing)."""
@@ -98,6 +113,13 @@ class DirectoryLock:
     def held(self) -> bool:
         """Whether this object holds the lock now."""
         return self._handle is not None
+
+    def _in_use(self) -> DirectoryInUseError:
+        return DirectoryInUseError(
+            f"{self.directory}: in use by pid {self._holder() or '(unknown)'}, which is "
+            "training or resuming it; wait for that process to end (or stop it), then resume "
+            "again. Nothing was changed."
+        )
 
     def _holder(self) -> str:
         """The holder's pid as it wrote it (it may still be writing it: wait briefly)."""
@@ -128,6 +150,18 @@ def holds_directories(function: Callable[P, R]) -> Callable[P, R]:
                 _held.reset(token)
 
     return wrapper
+
+
+def check_free(directory: Path) -> None:
+    """Refuse a directory another live process holds, without writing anything to it.
+
+    A resume calls this before it reads the directory's state (which the holder may be
+    writing), and :func:`hold` once that state passed its checks.
+
+    Raises:
+        DirectoryInUseError: another live process holds it.
+    """
+    DirectoryLock(directory).check_free()
 
 
 def hold(directory: Path) -> DirectoryLock:

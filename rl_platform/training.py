@@ -37,7 +37,7 @@ from rl_platform.resume import (
     trim_tables,
     trim_trial_tables,
 )
-from rl_platform.runs import hold, holds_directories, new_run_dir
+from rl_platform.runs import check_free, hold, holds_directories, new_run_dir
 from rl_platform.trust import check_own_state
 
 if TYPE_CHECKING:
@@ -337,8 +337,9 @@ def train(
         run_dir = Path(resume)
         experiment = _check_resumable(run_dir)
         check_own_state(run_dir, trust=trust)  # before anything of it is unpickled
-        hold(run_dir)  # until train returns: a second resume of it is refused
+        check_free(run_dir)  # another process resuming it may be writing its state
         trials = check_tune_state(run_dir, RUN_SEARCH_STATE, resume_errored=True)
+        hold(run_dir)  # until train returns: a second resume of it is refused
     else:
         experiment = load_experiment(source, overrides)
     algo_config = build_algorithm_config(experiment)

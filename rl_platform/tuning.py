@@ -69,7 +69,7 @@ from rl_platform.resume import (
     trim_tables,
     trim_trial_tables,
 )
-from rl_platform.runs import hold, holds_directories
+from rl_platform.runs import check_free, hold, holds_directories
 from rl_platform.study_storage import StudyStorage, StudyStorageError, record, recorded
 from rl_platform.training import (
     ENV_STEPS_KEY,
@@ -819,8 +819,9 @@ def tune(
         sweep_dir = Path(resume)
         experiment = _check_resumable(sweep_dir)
         check_own_state(sweep_dir, trust=trust)  # before anything of it is unpickled
-        hold(sweep_dir)  # until tune returns: a second resume of it is refused
+        check_free(sweep_dir)  # another process resuming it may be writing its state
         trials = check_tune_state(sweep_dir, SWEEP_SEARCH_STATE, resume_errored=False)
+        hold(sweep_dir)  # until tune returns: a second resume of it is refused
         where = str(sweep_dir / SWEEP_FILE)
     elif source is None:
         raise ConfigError("give a sweep (a YAML path, dict or config), or resume=SWEEP_DIR.")

@@ -17,6 +17,7 @@ from rl_platform.runs import (
     LOCK_FILE,
     DirectoryInUseError,
     DirectoryLock,
+    check_free,
     hold,
     holds_directories,
     new_run_dir,
@@ -88,6 +89,19 @@ def test_a_directory_in_use_is_refused_with_the_holders_pid_until_it_dies(held):
     lock.acquire()
     assert (directory / LOCK_FILE).read_text().strip() == str(os.getpid())
     lock.release()
+
+
+def test_checking_whether_a_directory_is_free_writes_nothing(held, tmp_path):
+    directory, holder = held
+    lock_file = directory / LOCK_FILE
+    stamp = (lock_file.read_text(), lock_file.stat().st_mtime_ns)
+    with pytest.raises(DirectoryInUseError, match=f"in use by pid {holder.pid}"):
+        check_free(directory)
+    assert (lock_file.read_text(), lock_file.stat().st_mtime_ns) == stamp
+    free = tmp_path / "free"
+    free.mkdir()
+    check_free(free)
+    assert list(free.iterdir()) == []  # no lock file made
 
 
 def test_directories_held_by_an_entry_point_are_released_when_it_ends(tmp_path):
