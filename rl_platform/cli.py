@@ -555,7 +555,7 @@ def tune(
 ) -> None:
     """Sweep hyperparameters with Tune, the Optuna searcher and ASHA.
 
-    Writes <output>/<name>/sweep-<timestamp>/ with the Optuna study (optuna.db),
+    Writes <output>/<name>/sweep-<timestamp>/ with the Optuna study (optuna.journal),
     trials.csv, best.yaml (the best trial as a ready-to-run experiment) and plots/.
 
     --resume unpickles the sweep's Tune state and trial checkpoints, which runs code of

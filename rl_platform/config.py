@@ -484,8 +484,9 @@ class TuneSpec(_Model):
     )
     storage: str | None = Field(
         default=None,
-        description="Optuna storage URL (any SQLAlchemy RDB URL); null = sqlite optuna.db in "
-        "the sweep directory.",
+        description="Optuna study storage: null = the journal file optuna.journal in the sweep "
+        "directory (safe for several processes on one machine); a file path = a journal file "
+        "there; or an RDB URL (sqlite:///studies.db, postgresql://user@host/db).",
     )
     study_name: str | None = Field(
         default=None, description="Optuna study name; null = <name>-<sweep directory name>."

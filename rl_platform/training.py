@@ -22,7 +22,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +37,7 @@ from rl_platform.resume import (
     trim_tables,
     trim_trial_tables,
 )
+from rl_platform.runs import check_free, hold, holds_directories, new_run_dir
 from rl_platform.trust import check_own_state
 
 if TYPE_CHECKING:
@@ -291,6 +291,7 @@ def _append_metrics(path: Path, row: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- train
 
 
+@holds_directories
 def train(
     source: str | Path | dict[str, Any] | ExperimentConfig,
     overrides: list[str] | dict[str, Any] | None = None,
@@ -336,7 +337,9 @@ def train(
         run_dir = Path(resume)
         experiment = _check_resumable(run_dir)
         check_own_state(run_dir, trust=trust)  # before anything of it is unpickled
+        check_free(run_dir)  # another process resuming it may be writing its state
         trials = check_tune_state(run_dir, RUN_SEARCH_STATE, resume_errored=True)
+        hold(run_dir)  # until train returns: a second resume of it is refused
     else:
         experiment = load_experiment(source, overrides)
     algo_config = build_algorithm_config(experiment)
@@ -353,6 +356,7 @@ def train(
             remote = join(str(target), experiment.name, run_dir.name)
         else:
             run_dir = _new_run_dir(output_dir(output, experiment), experiment.name)
+        hold(run_dir)
         (run_dir / CONFIG_FILE).write_text(experiment.to_yaml())
 
     global _progress_sink
@@ -494,15 +498,8 @@ def output_dir(output: str | Path | None, experiment: ExperimentConfig) -> Path:
 
 
 def _new_run_dir(output: Path, name: str, prefix: str = "") -> Path:
-    """A new ``<output>/<name>/<prefix><timestamp>`` folder (``-2``, ``-3``... if taken)."""
-    stamp = prefix + datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = output / name / stamp
-    suffix = 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = output / name / f"{stamp}-{suffix}"
-    run_dir.mkdir(parents=True)
-    return run_dir
+    """A new ``<output>/<name>/<prefix><timestamp>`` folder (see :func:`runs.new_run_dir`)."""
+    return new_run_dir(output, name, prefix)
 
 
 def _read_summary(run_dir: Path) -> dict[str, Any] | None:

@@ -8,8 +8,9 @@ paths, built by the same builder as ``rlp train``
 (``default_resource_request``), so trials spread over the Ray cluster's nodes.
 
 Optuna suggests the values (TPE, or its random sampler with ``searcher: random``) and
-keeps the study in an RDB (sqlite ``optuna.db`` in the sweep directory by default, so
-``optuna-dashboard sqlite:///.../optuna.db`` opens it). ASHA stops weak trials early;
+keeps the study in Optuna's journal file ``optuna.journal`` in the sweep directory by
+default (``optuna-dashboard .../optuna.journal`` opens it), or where ``tune.storage``
+says (:mod:`~rl_platform.study_storage`). ASHA stops weak trials early;
 Optuna records them as PRUNED with their intermediate values, trials that reached the
 experiment's stop criterion as COMPLETE and trials that failed beyond their retries
 (``resources.max_failures``) as FAIL. A sweep directory ``<output>/<name>/sweep-<stamp>/``
@@ -18,7 +19,10 @@ holds:
 * ``sweep.yaml``: the resolved sweep (experiment + tune section with the space used);
 * Tune's experiment state and one ``trial_<id>/`` folder per trial (``progress.csv``,
   ``result.json``, TensorBoard files, checkpoints);
-* ``optuna.db``: the Optuna study (unless ``tune.storage`` names another RDB);
+* ``optuna.journal``: the Optuna study (unless ``tune.storage`` names another storage), and
+  ``study.json``: which storage and study the sweep uses (resume and readers open that);
+* ``.rlp.lock``: held by the process running or resuming the sweep
+  (:mod:`~rl_platform.runs`);
 * ``trials.csv``, ``best.yaml`` (a ready-to-run experiment: base + best values),
   ``plots/`` (optimization history, parameter importances, learning curves) and
   ``summary.json``, written at the end.
@@ -65,6 +69,8 @@ from rl_platform.resume import (
     trim_tables,
     trim_trial_tables,
 )
+from rl_platform.runs import check_free, hold, holds_directories
+from rl_platform.study_storage import StudyStorage, StudyStorageError, record, recorded
 from rl_platform.training import (
     ENV_STEPS_KEY,
     _check_resources,
@@ -84,7 +90,6 @@ from rl_platform.trust import check_own_state
 log = logging.getLogger(__name__)
 
 SWEEP_FILE = "sweep.yaml"
-STUDY_FILE = "optuna.db"
 TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.yaml"
 SUMMARY_FILE = "summary.json"
@@ -772,6 +777,7 @@ class SweepResult:
 # --------------------------------------------------------------------------- tune
 
 
+@holds_directories
 def tune(
     source: str | Path | dict[str, Any] | ExperimentConfig | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
@@ -813,7 +819,9 @@ def tune(
         sweep_dir = Path(resume)
         experiment = _check_resumable(sweep_dir)
         check_own_state(sweep_dir, trust=trust)  # before anything of it is unpickled
+        check_free(sweep_dir)  # another process resuming it may be writing its state
         trials = check_tune_state(sweep_dir, SWEEP_SEARCH_STATE, resume_errored=False)
+        hold(sweep_dir)  # until tune returns: a second resume of it is refused
         where = str(sweep_dir / SWEEP_FILE)
     elif source is None:
         raise ConfigError("give a sweep (a YAML path, dict or config), or resume=SWEEP_DIR.")
@@ -832,15 +840,18 @@ def tune(
     if resume is None and is_uri(target):
         raise ConfigError(
             f"{where}: a sweep's output {target!r} must be a filesystem path (shared by the "
-            "nodes on a cluster): the sweep directory holds the Optuna study's sqlite file. "
+            "nodes on a cluster): the sweep directory holds the Optuna study's journal file. "
             "Single runs (rlp train) can write to cloud storage."
         )
     plan = plan_sweep(experiment, where)
     spec = plan.spec
     trial_experiment = load_experiment(plan.trial_base)
     algo_config = build_algorithm_config(trial_experiment)
+    storage = None
     if resume is None and spec.storage:
-        _check_storage(spec, where)
+        storage = _check_storage(spec, where)  # opened (an RDB's schema made) before Ray
+    elif resume is not None:
+        storage = _resumed_storage(sweep_dir)
 
     init_ray(address, verbose)
     _check_resources(trial_experiment, algo_config, autoscaling=address is not None)
@@ -848,12 +859,16 @@ def tune(
 
     if resume is None:
         sweep_dir = _new_sweep_dir(output_dir(output, experiment), experiment.name)
+        hold(sweep_dir)
         if spec.study_name is None:
             spec = spec.model_copy(update={"study_name": f"{experiment.name}-{sweep_dir.name}"})
             plan.spec = spec
             plan.experiment = plan.experiment.model_copy(update={"tune": spec})
         (sweep_dir / SWEEP_FILE).write_text(plan.resolved_yaml())
-    storage_url = spec.storage or f"sqlite:///{(sweep_dir / STUDY_FILE).resolve()}"
+        if storage is None:
+            storage = StudyStorage.journal_in(sweep_dir)
+        storage.open()
+        record(sweep_dir, storage, spec.study_name)
     concurrency = spec.max_concurrent_trials or _trials_that_fit(resources.required_resources)
     concurrency = min(concurrency, spec.num_samples)
 
@@ -886,7 +901,7 @@ def tune(
             tuner = ray_tune.Tuner(
                 trainable,
                 param_space=plan.param_space,
-                tune_config=_tune_config(plan, storage_url, concurrency),
+                tune_config=_tune_config(plan, storage, concurrency),
                 run_config=_run_config(plan, sweep_dir),
             )
         results = tuner.fit()
@@ -898,7 +913,7 @@ def tune(
             os.environ.pop(STATE_PERIOD_VARIABLE, None)
     with signals_ignored():  # the summary is written whole, whatever comes now
         elapsed = time.monotonic() - started
-        result = summarize(plan, sweep_dir, results, storage_url, elapsed)
+        result = summarize(plan, sweep_dir, results, storage, elapsed)
         previous = read_json(sweep_dir / SUMMARY_FILE)
         if previous and previous.get("wall_time_s"):
             result.wall_time_s += float(previous["wall_time_s"])
@@ -906,26 +921,23 @@ def tune(
     return result
 
 
-def _check_storage(spec: TuneSpec, where: str) -> None:
+def _check_storage(spec: TuneSpec, where: str) -> StudyStorage:
     """Open a user-given Optuna storage before anything is written; refuse a used name."""
-    import optuna
-
+    storage = StudyStorage.from_setting(spec.storage)
     try:
-        names = {s.study_name for s in optuna.storages.RDBStorage(spec.storage).get_all_studies()}
-    except Exception as err:  # noqa: BLE001 (any failure to open it is the URL's problem)
-        raise ConfigError(
-            f"{where}: tune.storage = {spec.storage!r}: cannot open it as an Optuna RDB "
-            f"storage: {type(err).__name__}: {err}"
-        ) from None
+        names = {s.study_name for s in storage.open().get_all_studies()}
+    except StudyStorageError as err:
+        raise ConfigError(f"{where}: tune.storage = {spec.storage!r}: {err}") from None
     if spec.study_name is not None and spec.study_name in names:
         raise ConfigError(
             f"{where}: tune.study_name = {spec.study_name!r} already exists in "
-            f"{spec.storage}; a new sweep needs a new study (another study_name, or null for "
-            "a fresh one). `rlp tune --resume SWEEP_DIR` continues a sweep."
+            f"{storage.display}; a new sweep needs a new study (another study_name, or null "
+            "for a fresh one). `rlp tune --resume SWEEP_DIR` continues a sweep."
         )
+    return storage
 
 
-def _tune_config(plan: SweepPlan, storage_url: str, concurrency: int):
+def _tune_config(plan: SweepPlan, storage: StudyStorage, concurrency: int):
     import optuna
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -941,7 +953,7 @@ def _tune_config(plan: SweepPlan, storage_url: str, concurrency: int):
         sampler = optuna.samplers.RandomSampler(seed=seed)
     searcher = StudySearch(
         sampler=sampler,
-        storage=optuna.storages.RDBStorage(storage_url),
+        storage=storage.open(),
         study_name=spec.study_name,
         stop=stop_criteria(plan.experiment),
     )
@@ -1009,6 +1021,16 @@ def _check_resumable(sweep_dir: Path) -> ExperimentConfig:
     return experiment
 
 
+def _resumed_storage(sweep_dir: Path) -> StudyStorage:
+    """The storage the sweep was created with, opened (its searcher state opens it too)."""
+    try:
+        storage, _ = recorded(sweep_dir)
+        storage.open()
+    except StudyStorageError as err:
+        raise ResumeError(f"{sweep_dir}: its Optuna study: {err}") from None
+    return storage
+
+
 def _quiet_optuna(verbose: bool) -> None:
     import optuna
 
@@ -1021,7 +1043,7 @@ def _quiet_optuna(verbose: bool) -> None:
 
 
 def summarize(
-    plan: SweepPlan, sweep_dir: Path, results: Any, storage_url: str, wall_time_s: float
+    plan: SweepPlan, sweep_dir: Path, results: Any, storage: StudyStorage, wall_time_s: float
 ) -> SweepResult:
     """Write trials.csv, best.yaml, the plots; return the sweep's result.
 
@@ -1031,7 +1053,7 @@ def summarize(
     import optuna
 
     spec = plan.spec
-    study = optuna.load_study(study_name=spec.study_name, storage=storage_url)
+    study = optuna.load_study(study_name=spec.study_name, storage=storage.open())
     by_tune_id = {
         t.user_attrs["tune_trial_id"]: t
         for t in study.get_trials(deepcopy=False)
@@ -1051,7 +1073,7 @@ def summarize(
         searcher=spec.searcher,
         scheduler=spec.scheduler,
         study_name=spec.study_name or "",
-        storage=storage_url,
+        storage=storage.display,
         trials=rows,
         skipped_params=plan.skipped,
         env_steps=sum(r.env_steps for r in rows),

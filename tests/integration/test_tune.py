@@ -14,7 +14,7 @@ import yaml
 from crashing_env import CrashingTwoStepEnv
 from optuna.trial import TrialState
 
-from rl_platform import registry
+from rl_platform import registry, study_storage
 from rl_platform.config import load_experiment
 from rl_platform.training import train
 from rl_platform.tuning import tune
@@ -55,8 +55,8 @@ def tiny_sweep(**tune_section):
 
 
 def load_study(sweep_dir: Path) -> optuna.Study:
-    name = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())["tune"]["study_name"]
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    """The sweep's study, from the storage it recorded (a journal file by default)."""
+    return study_storage.load_study(sweep_dir)
 
 
 def read_trials_csv(sweep_dir: Path) -> list[dict]:
@@ -147,7 +147,7 @@ def wait_for_finished_trial(output: Path, proc: subprocess.Popen, timeout: float
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read()
-        found = list((output / "tiny_sweep").glob("sweep-*/optuna.db"))
+        found = list((output / "tiny_sweep").glob(f"sweep-*/{study_storage.RECORD_FILE}"))
         if found:
             sweep_dir = found[0].parent
             try:

@@ -1,0 +1,180 @@
+"""Run and sweep directories: made without races, written by one process at a time.
+
+:func:`new_run_dir` makes ``<output>/<name>/<prefix><timestamp>`` with one atomic
+``mkdir``: two commands started in the same second get ``<stamp>`` and ``<stamp>-2``.
+:func:`hold` locks a directory (an exclusive ``flock`` on its ``.rlp.lock`` file, holding
+the owner's pid) until the function decorated with :func:`holds_directories` that took
+it returns, so a second ``rlp train --resume`` or ``rlp tune --resume`` of a directory in
+use is refused instead of writing beside the first; :func:`check_free` asks the same
+question without writing, before a resume reads the directory's state. The kernel drops
+the lock when its process dies (even on SIGKILL), so a killed run never leaves its
+directory locked.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import fcntl
+import functools
+import os
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+from typing import IO, ParamSpec, TypeVar
+
+from rl_platform.resume import ResumeError
+
+LOCK_FILE = ".rlp.lock"
+STAMP_FORMAT = "%Y%m%d-%H%M%S"
+# How long a refused process waits for the holder to have written its pid.
+PID_WAIT_S = 1.0
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class DirectoryInUseError(ResumeError):
+    """Another live process holds the directory (it is training or resuming it)."""
+
+
+def new_run_dir(output: Path, name: str, prefix: str = "", now: datetime | None = None) -> Path:
+    """Make a new ``<output>/<name>/<prefix><timestamp>`` folder (``-2``, ``-3``... if taken).
+
+    The folder is made by one ``mkdir`` that fails when it exists, so concurrent callers
+    (processes started in the same second) each get their own.
+    """
+    parent = Path(output) / name
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = prefix + (now or datetime.now()).strftime(STAMP_FORMAT)
+    suffix = 1
+    while True:
+        run_dir = parent / (stamp if suffix == 1 else f"{stamp}-{suffix}")
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            suffix += 1
+            continue
+        return run_dir
+
+
+class DirectoryLock:
+    """An exclusive lock on a run or sweep directory, held until :meth:`release`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / LOCK_FILE
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or refuse at once when a live process holds it.
+
+        Raises:
+            DirectoryInUseError: naming the directory and the holder's pid.
+        """
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise self._in_use() from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+
+    def check_free(self) -> None:
+        """Refuse at once when a live process holds the lock; change nothing either way.
+
+        Raises:
+            DirectoryInUseError: naming the directory and the holder's pid.
+        """
+        try:
+            handle = self.path.open("r")
+        except FileNotFoundError:
+            return  # never held
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise self._in_use() from None
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def release(self) -> None:
+        """Let go of the lock (the lock file stays; a stale pid in it means nothing)."""
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock now."""
+        return self._handle is not None
+
+    def _in_use(self) -> DirectoryInUseError:
+        return DirectoryInUseError(
+            f"{self.directory}: in use by pid {self._holder() or '(unknown)'}, which is "
+            "training or resuming it; wait for that process to end (or stop it), then resume "
+            "again. Nothing was changed."
+        )
+
+    def _holder(self) -> str:
+        """The holder's pid as it wrote it (it may still be writing it: wait briefly)."""
+        deadline = time.monotonic() + PID_WAIT_S
+        while True:
+            try:
+                text = self.path.read_text().strip()
+            except OSError:
+                text = ""
+            if text.isdigit() or time.monotonic() > deadline:
+                return text if text.isdigit() else ""
+            time.sleep(0.05)
+
+
+_held: contextvars.ContextVar[ExitStack | None] = contextvars.ContextVar("_held", default=None)
+
+
+def holds_directories(function: Callable[P, R]) -> Callable[P, R]:
+    """Decorate an entry point: the directories it :func:`hold` s are released when it ends."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with ExitStack() as stack:
+            token = _held.set(stack)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                _held.reset(token)
+
+    return wrapper
+
+
+def check_free(directory: Path) -> None:
+    """Refuse a directory another live process holds, without writing anything to it.
+
+    A resume calls this before it reads the directory's state (which the holder may be
+    writing), and :func:`hold` once that state passed its checks.
+
+    Raises:
+        DirectoryInUseError: another live process holds it.
+    """
+    DirectoryLock(directory).check_free()
+
+
+def hold(directory: Path) -> DirectoryLock:
+    """Lock ``directory`` until the enclosing :func:`holds_directories` function returns.
+
+    Raises:
+        DirectoryInUseError: another live process holds it.
+        RuntimeError: called outside a :func:`holds_directories` function.
+    """
+    stack = _held.get()
+    if stack is None:
+        raise RuntimeError("hold() needs an enclosing @holds_directories function")
+    lock = DirectoryLock(directory)
+    lock.acquire()
+    stack.callback(lock.release)
+    return lock
