@@ -4,8 +4,9 @@ The module starts a head (with the Jobs API on loopback) and a second node with
 `ray start`, both in token-auth mode, on ports of their own; submits the quickstart with
 three env runners (more CPUs than either node has, so they spread over both), follows it
 to success and finds its checkpoint; then submits a job that fails and checks that
-`rlp submit --follow` exits non-zero with the job's error. The cluster is stopped at the
-end (`ray stop`: this module must not run beside another Ray).
+`rlp submit --follow` exits non-zero with the job's error. At the end the module stops
+its two nodes' processes only (`ray stop` would stop every Ray on the machine, a
+developer's own runs included).
 """
 
 import json
@@ -86,7 +87,9 @@ def cluster(tmp_path_factory):
     # A node of its own needs a temp dir of its own: nodes sharing one on a machine share
     # runtime_resources/, and one node's clean-up deletes the job's working dir under the
     # other's driver. A short path: Ray's socket paths must stay under 108 characters.
+    head_tmp = tempfile.mkdtemp(prefix="rlph", dir="/tmp")
     worker_tmp = tempfile.mkdtemp(prefix="rlpw", dir="/tmp")
+    head.append(f"--temp-dir={head_tmp}")
     worker = [
         ray_cli(),
         "start",
@@ -107,8 +110,42 @@ def cluster(tmp_path_factory):
             "storage": tmp_path_factory.mktemp("storage"),
         }
     finally:
-        subprocess.run([ray_cli(), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_nodes([head_tmp, worker_tmp])
+        shutil.rmtree(head_tmp, ignore_errors=True)
         shutil.rmtree(worker_tmp, ignore_errors=True)
+
+
+def stop_nodes(temp_dirs: list[str]) -> None:
+    """End the processes of the nodes started with these temp dirs, and their children.
+
+    Every node process names its temp dir on its command line (session, log or socket
+    paths); workers and agents are their children. Nothing else on the machine is touched.
+    """
+    import psutil
+
+    roots = []
+    for proc in psutil.process_iter(["cmdline"]):
+        line = " ".join(proc.info["cmdline"] or [])
+        if any(d in line for d in temp_dirs):
+            roots.append(proc)
+    procs = set(roots)
+    for root in roots:
+        try:
+            procs.update(root.children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass
+    procs.discard(psutil.Process())
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=15)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def rlp(cluster, *args, timeout=600):
@@ -144,6 +181,7 @@ def env_runner_nodes(cluster) -> set[str]:
         query(
             cluster,
             "[a.node_id for a in list_actors(filters=[('class_name', '=', 'MultiAgentEnvRunner')],"
+            f" address={cluster['gcs']!r},"  # not found by a search: other Rays may run here
             " detail=True, limit=1000, raise_on_missing_output=False)]",
         )
     )

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
 import ray
 import requests
@@ -29,8 +30,6 @@ from rl_platform.serving.app import free_port
 from rl_platform.training import train
 from rl_platform.tuning import tune
 
-# Ray bundles psutil (ray/thirdparty_files), importable once ray is imported
-psutil = pytest.importorskip("psutil")
 GONE_WITHIN_S = 20  # after the command ends, none of its processes may remain longer
 
 
