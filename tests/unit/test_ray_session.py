@@ -13,6 +13,15 @@ from rl_platform import ray_session
 linux_only = pytest.mark.skipif(not ray_session.PROC.is_dir(), reason="needs /proc")
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own Ctrl-C handler for each test: one started in this process (Tune's, in an
+    integration test run before) may still be installed."""
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, saved)
+
+
 def test_descendants_follow_the_tree_and_drop_reused_pids():
     # pid -> (parent, start time)
     table = {10: (1, 100), 11: (10, 101), 12: (11, 102), 13: (1, 103), 20: (1, 999)}
