@@ -83,7 +83,7 @@ def test_mappo_on_resource_allocation_stays_far_above_random_with_the_batched_sa
         env={"id": "resource_allocation", "config": env_config},
         rewards={"team": 1.0},
         resources={"num_env_runners": 1, "num_envs_per_env_runner": 32, "sampler": "batched"},
-        stop={"env_steps": 150000},
+        stop={"env_steps": 90000},
     )
     config["algorithm"]["hyperparams"] = {
         "lr": 1.0e-3, "gamma": 0.5, "entropy_coeff": 0.0, "log_std_init": -2.0,
