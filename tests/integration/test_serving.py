@@ -182,7 +182,10 @@ def check_full_server_sheds_load(url: str, headers: dict) -> None:
     payload = body(observations(1, seed=11)[0])
     with ThreadPoolExecutor(14) as pool:
         held = [pool.submit(timed_post, url, payload, headers) for _ in range(4)]
-        time.sleep(1.0)  # they reach the replica (it holds them BATCH_WAIT_S)
+        # They reach the replica, which holds them BATCH_WAIT_S (4 s) from the first one's
+        # arrival; 2.5 s lets all four in on a loaded machine (1 s did not, once, beside
+        # another test process) and leaves the 10 refusals ample time before slots free.
+        time.sleep(2.5)
         extra = [pool.submit(timed_post, url, payload, headers) for _ in range(10)]
         refused = [f.result() for f in extra]
         served = [f.result() for f in held]
