@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from rl_platform.version import __version__
+
 __all__ = ["adapt", "evaluate", "load_experiment", "train", "tune", "__version__"]
 
 

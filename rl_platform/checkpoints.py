@@ -68,7 +68,7 @@ def runtime_versions() -> dict[str, str]:
     import ray
     import torch
 
-    from rl_platform import __version__
+    from rl_platform.version import __version__
 
     return {"rl_platform": __version__, "ray": ray.__version__, "torch": torch.__version__}
 

@@ -59,7 +59,6 @@ from fastapi.responses import JSONResponse
 from ray import serve as ray_serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rl_platform import __version__
 from rl_platform.checkpoints import EXPORT_DIR, MANIFEST, read_manifest
 from rl_platform.ray_session import init_ray, shutdown_ray
 from rl_platform.serving import guard
@@ -73,6 +72,7 @@ from rl_platform.serving.schemas import (
     HealthResponse,
     InfoResponse,
 )
+from rl_platform.version import __version__
 
 log = logging.getLogger(__name__)
 # In replicas: a child of Serve's logger, so lines land in the replica's Serve log.
