@@ -35,10 +35,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
+from rl_platform.config import ConfigError
 from rl_platform.trust import worker_env_vars
+
+if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    from rl_platform.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
 
@@ -418,3 +424,40 @@ def watch(spec: str) -> None:
         tracked = _descendants(tracked, _process_table())
         time.sleep(WATCH_PERIOD_S)
     end_processes(tracked, grace_s=0.5)
+
+
+def quiet_logs(verbose: bool) -> None:
+    """Keep Ray's driver-side chatter out of the progress display unless asked for."""
+    # Tune's console output would interleave with ours; ours shows the same figures.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import ray.rllib  # noqa: F401 (its import configures its loggers; quiet them after)
+
+    if not verbose:
+        for name in ("ray.rllib", "ray.tune", "ray.train"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def check_resources(
+    experiment: ExperimentConfig, algo_config: AlgorithmConfig, autoscaling: bool
+) -> None:
+    """Refuse a run that asks for more CPUs/GPUs than the Ray cluster has.
+
+    Tune would otherwise wait forever for resources that never come. On a cluster
+    (``--address``) an autoscaler may add nodes, so there it is only a warning.
+    """
+    import ray
+
+    wanted = algo_config.algo_class.default_resource_request(algo_config).required_resources
+    have = ray.cluster_resources()
+    short = {k: (v, have.get(k, 0.0)) for k, v in wanted.items() if v > have.get(k, 0.0) + 1e-9}
+    if not short:
+        return
+    what = ", ".join(f"{v:g} {k} (the cluster has {h:g})" for k, (v, h) in short.items())
+    message = (
+        f"{experiment.name}: the run needs {what}: one per env runner, learner and the "
+        "driver. Lower resources.num_env_runners or resources.num_cpus_per_env_runner."
+    )
+    if autoscaling:
+        log.warning("%s Waiting for the cluster to grow.", message)
+        return
+    raise ConfigError(message)

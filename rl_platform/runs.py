@@ -16,16 +16,25 @@ from __future__ import annotations
 import contextvars
 import fcntl
 import functools
+import json
 import os
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
-from typing import IO, ParamSpec, TypeVar
+from typing import IO, TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from rl_platform.resume import ResumeError
 
+if TYPE_CHECKING:
+    from rl_platform.config import ExperimentConfig
+
+# The run directory's layout: every module that reads or writes one names its files here.
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
+METRICS_FILE = "metrics.csv"
+TRIAL_DIR = "trial"
 LOCK_FILE = ".rlp.lock"
 STAMP_FORMAT = "%Y%m%d-%H%M%S"
 # How long a refused process waits for the holder to have written its pid.
@@ -178,3 +187,25 @@ def hold(directory: Path) -> DirectoryLock:
     lock.acquire()
     stack.callback(lock.release)
     return lock
+
+
+def output_dir(output: str | Path | None, experiment: ExperimentConfig) -> Path:
+    """Where run directories go: ``output``, else the experiment's ``storage``, else runs/."""
+    if output is not None:
+        return Path(output)
+    return Path(experiment.storage or "runs")
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """A run or sweep directory's ``summary.json``, or None when missing or invalid."""
+    return read_json(run_dir / SUMMARY_FILE)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON file's content, or None when it is missing or not valid JSON."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None

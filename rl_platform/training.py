@@ -18,7 +18,6 @@ import csv
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from rl_platform import registry
 from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
-from rl_platform.ray_session import init_ray, signals_ignored
+from rl_platform.ray_session import check_resources, init_ray, quiet_logs, signals_ignored
 from rl_platform.resume import (
     RUN_SEARCH_STATE,
     ResumeError,
@@ -37,20 +36,32 @@ from rl_platform.resume import (
     trim_tables,
     trim_trial_tables,
 )
-from rl_platform.runs import check_free, hold, holds_directories, new_run_dir
+from rl_platform.runs import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    TRIAL_DIR,
+    check_free,
+    hold,
+    holds_directories,
+    new_run_dir,
+    output_dir,
+    read_summary,
+)
+from rl_platform.stopping import (
+    ENV_STEPS_KEY,
+    RETURN_KEY,
+    criteria_met,
+    lookup_metric,
+    stop_criteria,
+    stop_reached,
+)
 from rl_platform.trust import check_own_state
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
 log = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.yaml"
-SUMMARY_FILE = "summary.json"
-METRICS_FILE = "metrics.csv"
-TRIAL_DIR = "trial"
-RETURN_KEY = "env_runners/episode_return_mean"
-ENV_STEPS_KEY = "num_env_steps_sampled_lifetime"
 
 
 class TrainingError(RuntimeError):
@@ -139,43 +150,7 @@ def build_algorithm_config(experiment: ExperimentConfig) -> AlgorithmConfig:
     return config
 
 
-def stop_criteria(experiment: ExperimentConfig) -> dict[str, float]:
-    """Tune stop criteria from the experiment's ``stop`` section."""
-    keys = {
-        "training_iteration": "training_iteration",
-        "env_steps": ENV_STEPS_KEY,
-        "episode_return_mean": RETURN_KEY,
-        "time_total_s": "time_total_s",
-    }
-    return {keys[k]: v for k, v in experiment.stop.model_dump().items() if v is not None}
-
-
-def stop_reached(experiment: ExperimentConfig, metrics: dict[str, Any]) -> bool:
-    """Whether a result meets any of the experiment's stop criteria."""
-    return criteria_met(stop_criteria(experiment), metrics)
-
-
-def criteria_met(criteria: dict[str, float], metrics: dict[str, Any]) -> bool:
-    """Whether a (nested or flattened) result reaches any ``key -> threshold`` criterion."""
-    for key, threshold in criteria.items():
-        value = _lookup(metrics, key)
-        if value is not None and value >= threshold:
-            return True
-    return False
-
-
 # --------------------------------------------------------------------------- ray
-
-
-def quiet_logs(verbose: bool) -> None:
-    """Keep Ray's driver-side chatter out of the progress display unless asked for."""
-    # Tune's console output would interleave with ours; ours shows the same figures.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    import ray.rllib  # noqa: F401 (its import configures its loggers; quiet them after)
-
-    if not verbose:
-        for name in ("ray.rllib", "ray.tune", "ray.train"):
-            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 # --------------------------------------------------------------------------- progress
@@ -345,17 +320,17 @@ def train(
     algo_config = build_algorithm_config(experiment)
 
     init_ray(address, verbose)
-    _check_resources(experiment, algo_config, autoscaling=address is not None)
+    check_resources(experiment, algo_config, autoscaling=address is not None)
     from ray import tune
 
     remote = None
     if resume is None:
         target = output if output is not None else experiment.storage
         if is_uri(target):  # Tune writes to the URI; the driver's files are staged here
-            run_dir = _new_run_dir(staging_root(), experiment.name)
+            run_dir = new_run_dir(staging_root(), experiment.name)
             remote = join(str(target), experiment.name, run_dir.name)
         else:
-            run_dir = _new_run_dir(output_dir(output, experiment), experiment.name)
+            run_dir = new_run_dir(output_dir(output, experiment), experiment.name)
         hold(run_dir)
         (run_dir / CONFIG_FILE).write_text(experiment.to_yaml())
 
@@ -392,7 +367,7 @@ def train(
             summary = _interrupted_summary(experiment, run_dir, elapsed, remote)
         else:
             summary = _summarize(experiment, run_dir, results, elapsed, remote)
-        previous = _read_summary(run_dir)
+        previous = read_summary(run_dir)
         if previous and previous.get("wall_time_s"):
             summary.wall_time_s += float(previous["wall_time_s"])
         (run_dir / SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
@@ -401,32 +376,6 @@ def train(
     if summary.status == "error":
         raise TrainingError(summary.error or "the trial failed")
     return summary
-
-
-def _check_resources(
-    experiment: ExperimentConfig, algo_config: AlgorithmConfig, autoscaling: bool
-) -> None:
-    """Refuse a run that asks for more CPUs/GPUs than the Ray cluster has.
-
-    Tune would otherwise wait forever for resources that never come. On a cluster
-    (``--address``) an autoscaler may add nodes, so there it is only a warning.
-    """
-    import ray
-
-    wanted = algo_config.algo_class.default_resource_request(algo_config).required_resources
-    have = ray.cluster_resources()
-    short = {k: (v, have.get(k, 0.0)) for k, v in wanted.items() if v > have.get(k, 0.0) + 1e-9}
-    if not short:
-        return
-    what = ", ".join(f"{v:g} {k} (the cluster has {h:g})" for k, (v, h) in short.items())
-    message = (
-        f"{experiment.name}: the run needs {what}: one per env runner, learner and the "
-        "driver. Lower resources.num_env_runners or resources.num_cpus_per_env_runner."
-    )
-    if autoscaling:
-        log.warning("%s Waiting for the cluster to grow.", message)
-        return
-    raise ConfigError(message)
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -490,32 +439,6 @@ def tune_run_config(
     )
 
 
-def output_dir(output: str | Path | None, experiment: ExperimentConfig) -> Path:
-    """Where run directories go: ``output``, else the experiment's ``storage``, else runs/."""
-    if output is not None:
-        return Path(output)
-    return Path(experiment.storage or "runs")
-
-
-def _new_run_dir(output: Path, name: str, prefix: str = "") -> Path:
-    """A new ``<output>/<name>/<prefix><timestamp>`` folder (see :func:`runs.new_run_dir`)."""
-    return new_run_dir(output, name, prefix)
-
-
-def _read_summary(run_dir: Path) -> dict[str, Any] | None:
-    return read_json(run_dir / SUMMARY_FILE)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON file's content, or None when it is missing or not valid JSON."""
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-
-
 def _check_resumable(run_dir: Path) -> ExperimentConfig:
     """The run's experiment; ResumeError if it is no run directory or finished (no pickles)."""
     if not run_dir.is_dir():
@@ -527,7 +450,7 @@ def _check_resumable(run_dir: Path) -> ExperimentConfig:
             f"{run_dir}: holds no Tune experiment state to resume from "
             "(the run was stopped before its first iteration); start it again instead."
         )
-    summary = _read_summary(run_dir)
+    summary = read_summary(run_dir)
     if summary and summary.get("status") == "finished":
         raise ResumeError(
             f"{run_dir}: the run already finished ({summary.get('iterations')} iterations); "
@@ -587,7 +510,7 @@ def _summarize(
         best_path = _location(best, remote)
         for checkpoint, ckpt_metrics in result.best_checkpoints:
             if checkpoint.path == best.path:
-                best_value = _lookup(ckpt_metrics, ckpt.metric)
+                best_value = lookup_metric(ckpt_metrics, ckpt.metric)
     last_path = _location(result.checkpoint, remote) if result.checkpoint else None
     if best_path is None:
         best_path = last_path
@@ -603,7 +526,7 @@ def _summarize(
         status = "interrupted"
     rows = _read_metrics(run_dir / METRICS_FILE)
     rates = [r["env_steps_per_s"] for r in rows if r["env_steps_per_s"] > 0]
-    ret = _lookup(metrics, RETURN_KEY)
+    ret = lookup_metric(metrics, RETURN_KEY)
     error = None
     if result.error is not None:
         error = (
@@ -645,23 +568,6 @@ def _stopping_anomaly(experiment: ExperimentConfig, run_dir: Path) -> Any:
 
     stop_on = set(experiment.monitoring.stop_on)
     return next((a for a in read_anomalies(run_dir) if a.kind in stop_on), None)
-
-
-def _lookup(metrics: dict[str, Any], key: str) -> float | None:
-    """A result value by its Tune key (``a/b`` for nested ``{"a": {"b": ...}}``)."""
-    node: Any = metrics
-    if key in metrics:
-        node = metrics[key]
-    else:
-        for part in key.split("/"):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-    try:
-        value = float(node)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _read_metrics(path: Path) -> list[dict[str, float]]:

@@ -60,7 +60,7 @@ from rl_platform.config import (
     apply_overrides,
     load_experiment,
 )
-from rl_platform.ray_session import init_ray, signals_ignored
+from rl_platform.ray_session import check_resources, init_ray, quiet_logs, signals_ignored
 from rl_platform.resume import (
     SWEEP_SEARCH_STATE,
     ResumeError,
@@ -69,22 +69,24 @@ from rl_platform.resume import (
     trim_tables,
     trim_trial_tables,
 )
-from rl_platform.runs import check_free, hold, holds_directories
-from rl_platform.study_storage import StudyStorage, StudyStorageError, record, recorded
-from rl_platform.training import (
-    ENV_STEPS_KEY,
-    _check_resources,
-    _lookup,
-    _new_run_dir,
-    build_algorithm_config,
-    criteria_met,
+from rl_platform.runs import (
+    SUMMARY_FILE,
+    check_free,
+    hold,
+    holds_directories,
+    new_run_dir,
     output_dir,
-    quiet_logs,
     read_json,
+)
+from rl_platform.stopping import (
+    ENV_STEPS_KEY,
+    criteria_met,
+    lookup_metric,
     stop_criteria,
     stop_reached,
-    tune_run_config,
 )
+from rl_platform.study_storage import StudyStorage, StudyStorageError, record, recorded
+from rl_platform.training import build_algorithm_config, tune_run_config
 from rl_platform.trust import check_own_state
 
 log = logging.getLogger(__name__)
@@ -92,7 +94,6 @@ log = logging.getLogger(__name__)
 SWEEP_FILE = "sweep.yaml"
 TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.yaml"
-SUMMARY_FILE = "summary.json"
 PLOTS_DIR = "plots"
 TOP_TRIALS_PLOTTED = 5
 # Tune saves its experiment state (trial statuses and the searcher) at most this often;
@@ -516,7 +517,7 @@ class SweepTrial(ray_tune.Trainable):
     def step(self) -> dict[str, Any]:  # noqa: D102
         result = self.algo.train()
         # Tune refuses a first result without the metric (no episode finished yet)
-        if _lookup(result, self.metric) is None:
+        if lookup_metric(result, self.metric) is None:
             node = result
             *parents, last = self.metric.split("/")
             for part in parents:
@@ -623,9 +624,9 @@ def _finite(value: Any) -> float | None:
 
 
 def _env_steps(result: dict[str, Any]) -> int:
-    value = _lookup(result, ENV_STEPS_KEY)
+    value = lookup_metric(result, ENV_STEPS_KEY)
     if value is None:
-        value = _lookup(result, f"env_runners/{ENV_STEPS_KEY}")
+        value = lookup_metric(result, f"env_runners/{ENV_STEPS_KEY}")
     return int(value or 0)
 
 
@@ -679,7 +680,7 @@ class SweepProgress(ray_tune.Callback):
                 "result",
                 trial.trial_id,
                 iteration=int(result.get("training_iteration", 0)),
-                value=_lookup(result, self.metric),
+                value=lookup_metric(result, self.metric),
                 env_steps=_env_steps(result),
             )
         )
@@ -692,7 +693,7 @@ class SweepProgress(ray_tune.Callback):
                 trial.trial_id,
                 status="complete" if criteria_met(self.stop, result) else "stopped early",
                 iteration=int(result.get("training_iteration", 0)),
-                value=_lookup(result, self.metric),
+                value=lookup_metric(result, self.metric),
                 env_steps=_env_steps(result),
             )
         )
@@ -854,7 +855,7 @@ def tune(
         storage = _resumed_storage(sweep_dir)
 
     init_ray(address, verbose)
-    _check_resources(trial_experiment, algo_config, autoscaling=address is not None)
+    check_resources(trial_experiment, algo_config, autoscaling=address is not None)
     resources = algo_config.algo_class.default_resource_request(algo_config)
 
     if resume is None:
@@ -993,7 +994,7 @@ def _trials_that_fit(per_trial: dict[str, float]) -> int:
 
 
 def _new_sweep_dir(output: Path, name: str) -> Path:
-    return _new_run_dir(output, name, prefix="sweep-")
+    return new_run_dir(output, name, prefix="sweep-")
 
 
 def _check_resumable(sweep_dir: Path) -> ExperimentConfig:
@@ -1110,7 +1111,7 @@ def _trial_row(plan: SweepPlan, trial: Any, study_trial: Any | None) -> TrialRow
     """
     last = trial.last_result or {}
     config = trial.config
-    value = _finite(_lookup(last, plan.spec.metric))
+    value = _finite(lookup_metric(last, plan.spec.metric))
     if study_trial is not None:
         status = STUDY_STATUS.get(study_trial.state.name, "")
     elif trial.status == "ERROR":

@@ -218,7 +218,7 @@ def meta_checkpoint(source: str | Path) -> tuple[Path, Path]:
         AdaptError: no such run or checkpoint, or it holds no policy export.
     """
     from rl_platform.checkpoints import EXPORT_DIR
-    from rl_platform.training import CONFIG_FILE, SUMMARY_FILE, TRIAL_DIR, read_json
+    from rl_platform.runs import CONFIG_FILE, SUMMARY_FILE, TRIAL_DIR, read_json
 
     path = Path(source)
     if not path.exists():
@@ -259,7 +259,7 @@ def adaptation_experiment(
 
     from rl_platform import registry
     from rl_platform.checkpoints import EXPORT_DIR
-    from rl_platform.training import CONFIG_FILE
+    from rl_platform.runs import CONFIG_FILE
 
     run_dir, checkpoint = meta_checkpoint(source)
     raw = yaml.safe_load((run_dir / CONFIG_FILE).read_text())

@@ -49,7 +49,7 @@ class EvaluationCallback(RLlibCallback):
         self._references: dict[str, dict[str, Any]] = {}  # level -> random/baseline figures
 
     def on_train_result(self, *, algorithm, result, **kwargs):  # noqa: D102
-        from rl_platform.training import stop_reached
+        from rl_platform.stopping import stop_reached
 
         iteration = int(result.get("training_iteration", algorithm.iteration + 1))
         spec = self.spec

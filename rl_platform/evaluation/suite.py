@@ -769,8 +769,7 @@ def evaluate(
     if workers != 0:
         import ray
 
-        from rl_platform.ray_session import init_ray
-        from rl_platform.training import quiet_logs
+        from rl_platform.ray_session import init_ray, quiet_logs
 
         quiet_logs(verbose=False)
         started_ray = not ray.is_initialized()  # connected here: disconnected at the end
