@@ -67,7 +67,7 @@ class _Renderer:
         self.defaults = defaults
         self.defs: dict[str, Any] = schema.get("$defs", {})
         self.sections: list[str] = []
-        self.done: set[str] = set()
+        self.done: set[tuple[str, str | None]] = set()
 
     def run(self) -> str:
         top = self._table(self.schema, "")
@@ -75,16 +75,19 @@ class _Renderer:
 
     # ------------------------------------------------------------------ sections
 
-    def _table(self, model: dict[str, Any], path: str) -> str:
-        """A field table for one object model, queueing a section for each nested model."""
+    def _table(self, model: dict[str, Any], path: str, scope: str | None = None) -> str:
+        """A field table for one object model, queueing a section for each nested model.
+
+        ``scope`` is the union variant the model belongs to (``id: ppo``): sections
+        nested in a variant are that variant's own, so their titles and anchors carry it.
+        """
         required = set(model.get("required", []))
         rows = ["| field | type | default | description |", "|---|---|---|---|"]
         nested: list[tuple[str, dict[str, Any], str | None]] = []
         for name, field in model.get("properties", {}).items():
             dotted = f"{path}.{name}" if path else name
-            variants = self._models_in(field)
-            for label, variant in variants:
-                nested.append((dotted, variant, label))
+            variants = [(label or scope, variant) for label, variant in self._models_in(field)]
+            nested += [(dotted, variant, label) for label, variant in variants]
             kind = self._type(field, dotted, variants)
             default = "**required**" if name in required else self._default(field, dotted, variants)
             rows.append(f"| `{name}` | {kind} | {default} | {_cell(self._description(field))} |")
@@ -93,25 +96,36 @@ class _Renderer:
         else:
             note = ""
         for dotted, variant, label in nested:
+            labels = [lab for d, _, lab in nested if d == dotted]
+            if len(labels) > 1 and (dotted, scope) not in self.done:
+                self._union_header(dotted, scope, labels)
             self._section(dotted, variant, label)
         return "\n".join(rows) + ("\n\n" + note if note else "")
 
+    def _union_header(self, path: str, scope: str | None, labels: list[str | None]) -> None:
+        """A section for a field that holds one of several models, linking each variant."""
+        self.done.add((path, scope))
+        depth = min(2 + path.count("."), 4)
+        title = f"`{path}`" + (f" ({scope})" if scope else "")
+        links = ", ".join(f"[{label}](#{_anchor(path, label)})" for label in labels)
+        self.sections.append(
+            f"{'#' * depth} {title} {{#{_anchor(path, scope)}}}\n\nOne of: {links}."
+        )
+
     def _section(self, path: str, model: dict[str, Any], label: str | None) -> None:
-        key = f"{path}:{label}"
-        if key in self.done:
+        if (path, label) in self.done:
             return
-        self.done.add(key)
+        self.done.add((path, label))
         depth = min(2 + path.count("."), 4)
         title = f"`{path}`" + (f" ({label})" if label else "")
-        anchor = _anchor(path, label)
         # Reserve the slot first so a section comes before the sections nested in it.
         slot = len(self.sections)
         self.sections.append("")
-        parts = [f"{'#' * depth} {title} {{#{anchor}}}"]
+        parts = [f"{'#' * depth} {title} {{#{_anchor(path, label)}}}"]
         if model.get("description"):
             paragraphs = model["description"].split("\n\n")
             parts += [_text(" ".join(p.split())) for p in paragraphs]
-        parts.append(self._table(model, path))
+        parts.append(self._table(model, path, label))
         self.sections[slot] = "\n\n".join(parts)
 
     # ------------------------------------------------------------------ schema reading
@@ -176,7 +190,10 @@ class _Renderer:
 
     def _type(self, field: dict[str, Any], path: str, variants: list[Any]) -> str:
         if variants:
-            links = [f"[{label or 'section'}](#{_anchor(path, label)})" for label, _ in variants]
+            links = [
+                f"[{label if len(variants) > 1 else 'section'}](#{_anchor(path, label)})"
+                for label, _ in variants
+            ]
             options = field.get("anyOf", field.get("oneOf", [field]))
             listed = any(o.get("type") == "array" for o in options)
             kinds = {

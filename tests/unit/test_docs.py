@@ -66,3 +66,33 @@ def test_the_readme_is_a_front_page_whose_links_exist():
     for link in links:
         if "://" not in link:
             assert (ROOT / link).exists(), f"README links to {link}, which does not exist"
+
+
+def test_the_yaml_reference_gives_each_variant_of_a_union_its_own_sections():
+    from typing import Annotated, Literal
+
+    from pydantic import BaseModel, Field
+
+    class PPOHyperparams(BaseModel):
+        lr: float = Field(default=5e-4, description="Learning rate.")
+
+    class QMIXHyperparams(BaseModel):
+        mixing_embed_dim: int = 32
+
+    class PPO(BaseModel):
+        id: Literal["ppo"]
+        hyperparams: PPOHyperparams = PPOHyperparams()
+
+    class QMIX(BaseModel):
+        id: Literal["qmix"]
+        hyperparams: QMIXHyperparams = QMIXHyperparams()
+
+    class Experiment(BaseModel):
+        algorithm: Annotated[PPO | QMIX, Field(discriminator="id")]
+
+    page = hook("yaml_reference").render(Experiment.model_json_schema())
+    assert "## `algorithm` {#algorithm}" in page  # links to `#algorithm` keep working
+    assert "### `algorithm.hyperparams` (id: ppo) {#algorithm-hyperparams-id-ppo}" in page
+    assert "### `algorithm.hyperparams` (id: qmix) {#algorithm-hyperparams-id-qmix}" in page
+    assert "| `lr` | number | `0.0005` | Learning rate. |" in page
+    assert "| `mixing_embed_dim` |" in page
