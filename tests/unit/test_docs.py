@@ -96,3 +96,15 @@ def test_the_yaml_reference_gives_each_variant_of_a_union_its_own_sections():
     assert "### `algorithm.hyperparams` (id: qmix) {#algorithm-hyperparams-id-qmix}" in page
     assert "| `lr` | number | `0.0005` | Learning rate. |" in page
     assert "| `mixing_embed_dim` |" in page
+
+
+def test_the_set_up_commands_are_the_same_in_the_readme_and_the_docs():
+    commands = [
+        line
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("python3 -m venv")
+    ]
+    assert len(commands) == 2  # install + quickstart, install + tests
+    guide = (ROOT / "docs" / "getting-started.md").read_text().splitlines()
+    for command in commands:
+        assert command in guide, f"docs/getting-started.md lacks the README's {command!r}"
