@@ -16,7 +16,7 @@ from typing import Any
 from rl_platform import registry
 from rl_platform.checkpoints import EXPORT_DIR, MANIFEST, PolicyExportError, read_manifest
 from rl_platform.evaluation.rollout import make_core
-from rl_platform.evaluation.suite import EvaluationError, resolve_target
+from rl_platform.evaluation.target import EvaluationError, resolve_target
 from rl_platform.serving import guard
 
 # Feedback rewards accepted when the env declares no `reward_range` (none of the
