@@ -2,9 +2,10 @@
 
 The seed's ``RLEvaluationSuite`` weighs sample efficiency (0.3), generalization (0.2),
 robustness (0.2), coordination (0.2) and adaptability (0.1). Here each is a measured
-quantity in [0, 1] (:data:`DEFINITIONS` says exactly how), computed for the trained
-policy and, where it makes sense, for each of the env's heuristic baselines and for a
-uniformly random policy, so every figure has a reference beside it.
+quantity in [0, 1] (:data:`~rl_platform.evaluation.scoring.DEFINITIONS` says exactly
+how), computed for the trained policy and, where it makes sense, for each of the env's
+heuristic baselines and for a uniformly random policy, so every figure has a reference
+beside it.
 
 Scores are mean per-agent episode returns of the env's reward with the run's reward
 weights, greedy actions, on env seeds drawn from a stream keyed by the evaluation seed
@@ -123,7 +124,7 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
     """Run the whole suite on a resolved target; returns the JSON-ready result.
 
     Args:
-        target: from :func:`resolve_target`.
+        target: from :func:`~rl_platform.evaluation.target.resolve_target`.
         settings: episodes, seed, perturbation strengths.
         workers: 0 plays every job in this process; otherwise jobs are Ray tasks on the
             connected cluster (``ray.init`` first).
@@ -292,7 +293,7 @@ def evaluate(
         address: a Ray cluster to run the jobs on; it must see the checkpoint's path.
 
     Raises:
-        EvaluationError: see :func:`resolve_target`.
+        EvaluationError: see :func:`~rl_platform.evaluation.target.resolve_target`.
     """
     # matplotlib (the report's plots) is imported only when a report is written.
     from rl_platform.evaluation.report import write_report

@@ -115,9 +115,10 @@ def plan(
 ) -> ServerConfig:
     """Resolve and check what to serve, in this process, before anything starts.
 
-    Builds the replica's :class:`PolicyService` once, so every error a replica would
-    hit at startup is raised here, as a :class:`ServingError` saying what is wrong.
-    ``reward_range`` None: the env's (:func:`env_reward_range`).
+    Builds the replica's :class:`~rl_platform.serving.service.PolicyService` once, so
+    every error a replica would hit at startup is raised here, as a
+    :class:`~rl_platform.serving.arms.ServingError` saying what is wrong.
+    ``reward_range`` None: the env's (:func:`~rl_platform.serving.arms.env_reward_range`).
     """
     if not 0.0 <= split <= 1.0:
         raise ServingError(f"split must be in [0, 1] (the challenger's share), got {split!r}")
@@ -245,9 +246,9 @@ def serve(
             on any other host, the token in :func:`guard.default_token_path`,
             generated if absent.
         reward_range: feedback rewards accepted (inclusive); None: the env's
-            (:func:`env_reward_range`).
+            (:func:`~rl_platform.serving.arms.env_reward_range`).
         max_ongoing_requests: requests a replica works on at once (default:
-            :func:`default_max_ongoing_requests`).
+            :func:`~rl_platform.serving.deployment.default_max_ongoing_requests`).
         max_queued_requests: requests that wait for one of those (per replica with
             direct ingress, per proxy otherwise; default: as many); more get 503 with
             ``Retry-After``.

@@ -1,4 +1,6 @@
-"""The Serve deployment: one replica's FastAPI app around a :class:`PolicyService`.
+"""The Serve deployment: one replica's FastAPI app around a service.
+
+Each replica runs a :class:`~rl_platform.serving.service.PolicyService`.
 
 The endpoints (``/v1/act``, ``/v1/feedback``, ``/v1/ab``, ``/v1/info``, ``/healthz``)
 live on :class:`PolicyServer`; :func:`build_app` binds it with the replica count,
@@ -250,7 +252,7 @@ def build_app(
     max_ongoing_requests: int | None = None,
     max_queued_requests: int | None = None,
 ) -> Any:
-    """The Serve application of a :func:`plan` (bind it with ``serve.run``).
+    """The Serve application of a :func:`~rl_platform.serving.app.plan` (``serve.run`` it).
 
     ``autoscaling_config`` (Serve's: ``min_replicas``, ``max_replicas``,
     ``target_ongoing_requests``, ...) replaces ``num_replicas``; ``access_log`` False

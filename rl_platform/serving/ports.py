@@ -56,7 +56,7 @@ def serve_running() -> bool:
 
 
 def check_port_free(host: str, port: int, wait_s: float = 3.0) -> None:
-    """Raise :class:`ServingError` unless this machine can listen on ``host:port``.
+    """Raise :class:`~rl_platform.serving.arms.ServingError` unless ``host:port`` is free.
 
     Waits up to ``wait_s`` for a port held by a server that is shutting down.
     """
