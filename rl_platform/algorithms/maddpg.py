@@ -442,7 +442,7 @@ class MADDPGLearner(TorchLearner):
         """Adam with the critic's or the actor's learning rate."""
         module = self._module[module_id]
         params = self.get_parameters(module)
-        lr = self.config.critic_lr if module_id == CRITIC_ID else self.config.actor_lr
+        lr = self.config.critic_lr if module_id == CRITIC_ID else self.config.lr
         self.register_optimizer(
             module_id=module_id,
             optimizer=torch.optim.Adam(params),
@@ -498,7 +498,7 @@ class MADDPGConfig(JointReplayConfig):
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or MultiAgentDDPG)
         defaults = self.params_model()
-        self.actor_lr = defaults.actor_lr
+        self.lr = defaults.lr  # the actors'
         self.critic_lr = defaults.critic_lr
         self.gamma = defaults.gamma
         self.tau = defaults.tau
@@ -515,7 +515,6 @@ class MADDPGConfig(JointReplayConfig):
     def training(
         self,
         *,
-        actor_lr: float = NotProvided,
         critic_lr: float = NotProvided,
         tau: float = NotProvided,
         replay_buffer_capacity: int = NotProvided,
@@ -640,7 +639,6 @@ def build_maddpg(experiment: ExperimentConfig, env_cls: type) -> MADDPGConfig:
         state_dim=int(np.prod(probe.state_space.shape)),
         action_dim=action_dim,
         critic_hiddens=list(hp.critic_hidden_sizes) if hp.critic_hidden_sizes else None,
-        lr=hp.actor_lr,
         **hp.model_dump(exclude=PLATFORM_ONLY),
     )
     network = experiment.algorithm.network

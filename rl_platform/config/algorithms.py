@@ -156,14 +156,14 @@ IQLParams = VDNParams = QMIXParams = ValueDecompositionParams
 
 
 class MADDPGParams(AlgorithmParams):
-    """MADDPG hyperparameters (RLlib's names where RLlib has them).
+    """MADDPG hyperparameters (RLlib's names where RLlib has them; ``lr``: the actors').
 
     Defaults follow the paper (gamma 0.95, tau 0.01, batch 1024, gradient clip 0.5, two
     64-unit layers from ``algorithm.network``) except the learning rates (the paper's
     0.01 is unstable with small batches; 1e-3 as in most reimplementations).
     """
 
-    actor_lr: PositiveFloat = 1e-3
+    lr: PositiveFloat = Field(default=1e-3, description="The actors' learning rate.")
     critic_lr: PositiveFloat = 1e-3
     gamma: float = Field(default=0.95, gt=0, le=1)
     tau: float = Field(default=0.01, gt=0, le=1, description="Polyak rate per gradient step.")

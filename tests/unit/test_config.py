@@ -399,7 +399,7 @@ def test_schema_offers_each_algorithms_own_hyperparameters():
     assert "use_value_norm" in hyperparams_of("mappo")
     assert "use_value_norm" not in hyperparams_of("ppo")
     assert {"mixing_embed_dim", "epsilon"} <= set(hyperparams_of("qmix"))
-    assert {"actor_lr", "exploration_noise"} <= set(hyperparams_of("maddpg"))
+    assert {"lr", "critic_lr", "exploration_noise"} <= set(hyperparams_of("maddpg"))
 
 
 def test_an_algorithm_registered_at_run_time_is_checked_against_its_module(monkeypatch):
