@@ -33,6 +33,8 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from rl_platform import registry
 from rl_platform.config import RewardsSpec
+from rl_platform.monitoring import EpisodeWindow, smoothing_window
+from rl_platform.safety import SafetySpec, Shield, shield_action_dict
 
 ENV_REWARD = "env"
 TOTAL = "total"
@@ -44,8 +46,6 @@ TASK_INFO = "task"
 
 def reward_parts(experiment: Any) -> list[str]:
     """Names of the reward parts an experiment's episodes report, in display order."""
-    from rl_platform import registry
-
     env_cls = registry.get_env(experiment.env.id).load()
     rewards = experiment.rewards
     engineered = [
@@ -283,9 +283,6 @@ class RewardEnv(MultiAgentEnv):
         self._shield = None
         penalty = None
         if config.get("safety"):
-            from rl_platform.safety import SafetySpec, Shield, shield_action_dict
-
-            self._shield_step = shield_action_dict  # imported once, not per step
             self._shield = Shield.for_env(
                 self.inner, SafetySpec.model_validate(config["safety"]), max_entries=0
             )
@@ -335,7 +332,7 @@ class RewardEnv(MultiAgentEnv):
         spec = self.spec_
         shielded = None
         if self._shield is not None and self._shield.spec.enabled:
-            action_dict, entries = self._shield_step(self.inner, action_dict, self._shield)
+            action_dict, entries = shield_action_dict(self.inner, action_dict, self._shield)
             shielded = {entry.agent for entry in entries}
         counterfactual = {}
         if spec.difference:
@@ -429,8 +426,6 @@ class RewardMetricsCallback(RLlibCallback):
 
     def __init__(self) -> None:
         super().__init__()
-        from rl_platform.monitoring import EpisodeWindow
-
         self._window = EpisodeWindow()
 
     def on_episode_end(self, *, episode, env_runner=None, metrics_logger=None, **kwargs):  # noqa: D102
@@ -441,6 +436,4 @@ class RewardMetricsCallback(RLlibCallback):
             self._window.add(("rewards", name), value)
 
     def on_sample_end(self, *, env_runner=None, metrics_logger=None, **kwargs):  # noqa: D102
-        from rl_platform.monitoring import smoothing_window
-
         self._window.flush(metrics_logger, smoothing_window(env_runner))
