@@ -1,7 +1,9 @@
 """Reward engineering for any env, from the experiment's ``rewards`` section.
 
-:class:`RewardEnv` wraps a registered env (every algorithm trains through it) and makes
-each agent's training reward from the env's own (already weighted) reward:
+:class:`BatchedRewards` makes each agent's training reward from the env's own (already
+weighted) reward, on (copies, agents) arrays; :class:`RewardEnv`, which wraps a registered
+env (every algorithm trains through it), is its one-copy view, and the batched sampler
+(:mod:`rl_platform.sampling`) runs it over B copies at once:
 
 * **difference rewards** (``difference: true``): the team reward G (the mean over
   agents) minus G had the agent taken the env's default action instead, computed with
@@ -195,7 +197,8 @@ class BatchedRewards:
             counterfactual: (B, K) each agent's team reward had it taken the default
                 action (difference rewards).
             shielded: (B, K) bool, the agent's action was replaced by the shield.
-            components: names and their (C, B, K) unweighted values, summed per episode.
+            components: names and their unweighted values, summed per episode: one
+                (C, B, K) array or C (B, K) arrays.
         """
         spec = self.spec
         total = np.asarray(env_reward, dtype=np.float64)
@@ -225,15 +228,18 @@ class BatchedRewards:
             total = total + safety
         names.append(TOTAL)
         values.append(total)
+        engineered = len(names)
         component_names, component_values = components
-        if len(component_names):
-            names += component_names
-            values = np.concatenate([values, component_values])
-        names = tuple(names)
-        rows = len(names)
-        if self.names[:rows] != names:
+        names = (*names, *component_names)
+        if self.names[: len(names)] != names:
             self._layout(names)
-        self._sums[:rows, :, columns] += values
+        sums = self._sums
+        sums[:engineered, :, columns] += values
+        if isinstance(component_values, np.ndarray):
+            sums[engineered : len(names), :, columns] += component_values
+        else:
+            for row, value in zip(sums[engineered : len(names)], component_values):
+                row[:, columns] += value
         self.seen[:, columns] = True
         return total
 

@@ -268,18 +268,12 @@ class BatchedMultiAgentEnv:
             terminated=result.terminated[:, None],
             phi_next=None if shaping is None else self.core.potential(shaping.potential),
             vectors=action_vectors(env_actions, self.agent_action_space) if rewards.bonus else None,
-            components=(tuple(result.components), self._stacked(result)),
+            components=(
+                tuple(result.components),
+                result.stacked if result.stacked is not None else list(result.components.values()),
+            ),
         )
         return total.astype(np.float32)
-
-    @staticmethod
-    def _stacked(result: Any) -> np.ndarray:
-        """A step's unweighted reward components as one (C, B, N) array."""
-        if result.stacked is not None:
-            return result.stacked
-        if not result.components:
-            return np.zeros((0, *result.rewards.shape))
-        return np.stack(list(result.components.values()))
 
     def summaries(self, copies: np.ndarray) -> list[dict[str, Any]]:
         """The last-step infos entry of each copy's episode (what RewardEnv reports)."""
