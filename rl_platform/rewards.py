@@ -113,7 +113,7 @@ def mean_cosine_similarities(vectors: np.ndarray) -> np.ndarray:
         return np.zeros(vectors.shape[:2])
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     unit = vectors / np.where(norms > 0, norms, 1.0)
-    similarity = np.einsum("bnd,bmd->bnm", unit, unit)
+    similarity = unit @ unit.transpose(0, 2, 1)
     diagonal = np.einsum("bnn->bn", similarity)
     return (similarity.sum(axis=-1) - diagonal) / (count - 1)
 
