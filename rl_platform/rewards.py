@@ -153,6 +153,7 @@ class BatchedRewards:
         self.names: tuple[str, ...] = ()  # the parts summed so far: the rows of `_sums`
         self._sums = np.zeros((0, *self.shape))
         self.seen = np.zeros(self.shape, dtype=bool)
+        self._seen_all = False  # every agent of every copy rewarded since the last start
         self.phi = np.zeros(self.shape)
         self.levels: list[str | None] = [None] * batch_size
 
@@ -168,6 +169,7 @@ class BatchedRewards:
         rows = slice(None) if mask is None else mask
         self._sums[:, rows] = 0.0
         self.seen[rows] = False
+        self._seen_all = False
         if phi is not None:
             self.phi[rows] = phi[rows]
         for b in range(self.shape[0]) if mask is None else np.flatnonzero(mask).tolist():
@@ -198,7 +200,7 @@ class BatchedRewards:
                 action (difference rewards).
             shielded: (B, K) bool, the agent's action was replaced by the shield.
             components: names and their unweighted values, summed per episode: one
-                (C, B, K) array or C (B, K) arrays.
+                (C, B, K) array, or C (B, K) arrays or nested lists.
         """
         spec = self.spec
         total = np.asarray(env_reward, dtype=np.float64)
@@ -234,13 +236,15 @@ class BatchedRewards:
         if self.names[: len(names)] != names:
             self._layout(names)
         sums = self._sums
-        sums[:engineered, :, columns] += values
         if isinstance(component_values, np.ndarray):
+            sums[:engineered, :, columns] += values
             sums[engineered : len(names), :, columns] += component_values
-        else:
-            for row, value in zip(sums[engineered : len(names)], component_values):
-                row[:, columns] += value
-        self.seen[:, columns] = True
+        else:  # one conversion and one add for everything
+            sums[: len(names), :, columns] += [*values, *component_values]
+        if columns != slice(None):
+            self.seen[:, columns] = True
+        elif not self._seen_all:
+            self.seen[...] = self._seen_all = True
         return total
 
     def _layout(self, names: tuple[str, ...]) -> None:
@@ -379,22 +383,20 @@ class RewardEnv(MultiAgentEnv):
         return {name: float(totals[0, column]) for name, totals in self.rewards.totals.items()}
 
     @staticmethod
-    def _components(agents: list[str], infos: dict[str, Any]) -> tuple[list[str], np.ndarray]:
+    def _components(agents: list[str], infos: dict[str, Any]) -> tuple[tuple[str, ...], list]:
         """The agents' ``reward_components`` infos: their names and (C, 1, K) values."""
         empty: dict[str, Any] = {}
         parts = [infos.get(agent, empty).get("reward_components", empty) for agent in agents]
         if not parts:
-            return [], np.zeros((0, 1, 0))
-        keys = parts[0].keys()
-        if all(part.keys() == keys for part in parts):
-            names = list(keys)
-            values = [[part[name] for name in names] for part in parts]
-        else:
-            names = list(dict.fromkeys(name for part in parts for name in part))
-            values = [[part.get(name, 0.0) for name in names] for part in parts]
-        if not names:
-            return [], np.zeros((0, 1, len(agents)))
-        return names, np.array(values, dtype=np.float64).T[:, None]
+            return (), []
+        names = tuple(parts[0])
+        if len(set(map(len, parts))) == 1:  # the usual case: every agent has the same parts
+            try:
+                return names, [[[part[name] for part in parts]] for name in names]
+            except KeyError:
+                pass
+        names = tuple(dict.fromkeys(name for part in parts for name in part))
+        return names, [[[part.get(name, 0.0) for part in parts]] for name in names]
 
     def _report(self, infos: dict[str, dict[str, Any]], agents: list[str]) -> None:
         """Put the episode's per-agent mean of every reward part in the last infos."""
