@@ -77,7 +77,7 @@ def greedy_return(algo) -> tuple[float, list[list[int]]]:
     import torch
     from ray.rllib.core.columns import Columns
 
-    from rl_platform.envs.wrappers import GlobalStateEnv
+    from rl_platform.sampling import GlobalStateEnv
 
     env = GlobalStateEnv(algo.config.env_config)
     mapping = algo.config.policy_mapping_fn

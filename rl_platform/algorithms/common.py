@@ -121,7 +121,7 @@ def with_global_state(
     """
     from ray.rllib.policy.policy import PolicySpec
 
-    from rl_platform.envs.wrappers import GlobalStateEnv
+    from rl_platform.sampling import GlobalStateEnv
 
     env_config = {**reward_env_config(experiment), "agent_id": agent_id}
     config = config.environment(env=GlobalStateEnv, env_config=env_config)

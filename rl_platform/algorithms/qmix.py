@@ -31,7 +31,7 @@ RLlib 2.60 ships none of these, so they are built on its extension points:
 * :class:`ValueDecomposition`, an ``Algorithm`` whose ``training_step`` samples from the
   env runners, stores, samples the replay, updates the learner and syncs weights.
 
-Envs are wrapped in :class:`~rl_platform.envs.wrappers.GlobalStateEnv`: an agent's
+Envs are wrapped in :class:`~rl_platform.sampling.GlobalStateEnv`: an agent's
 observation is ``{"obs": local, "state": global}``; the Q network reads only ``obs``, the
 replay takes ``state`` for the mixer. With a shared policy the agent's one-hot index is
 appended to ``obs`` (the paper's parameter sharing with agent ids).

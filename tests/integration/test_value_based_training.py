@@ -136,8 +136,7 @@ def test_qmix_with_the_batched_sampler_learns_the_two_step_game(ray_address):
     the two-step game's optimum (8), which needs the mixer's state-dependent weights."""
     from ray.rllib.core.columns import Columns
 
-    from rl_platform.envs.wrappers import GlobalStateEnv
-    from rl_platform.sampling import BatchedEnvRunner
+    from rl_platform.sampling import BatchedEnvRunner, GlobalStateEnv
 
     spec = experiment(
         "qmix",

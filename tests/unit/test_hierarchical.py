@@ -287,7 +287,7 @@ def test_the_safety_shield_judges_the_strategies_actions():
     env = hierarchical_env(*shield, "env.config.random_levels=[easy]")
     env.reset(seed=0)
     _, rewards, *_ = env.step(dict.fromkeys(env.possible_agents, NAMES.index("aggressive")))
-    totals = env.inner._totals["agent_0"]  # RewardEnv's sums over the K base steps
+    totals = env.inner.episode_totals("agent_0")  # RewardEnv's sums over the K base steps
     assert totals["interventions"] > 0  # full positions replaced by the fallback ...
     assert totals["safety"] == -totals["interventions"]  # ... and penalised
     assert rewards["agent_0"] == pytest.approx(totals["total"])

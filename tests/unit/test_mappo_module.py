@@ -8,7 +8,7 @@ from ray.rllib.core.columns import Columns
 
 from rl_platform.algorithms.mappo import ActorCriticModule, ValueNorm
 from rl_platform.envs.rendezvous import RendezvousEnv
-from rl_platform.envs.wrappers import GlobalStateEnv
+from rl_platform.sampling import GlobalStateEnv
 
 
 def test_value_norm_tracks_mean_and_variance():

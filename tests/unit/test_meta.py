@@ -19,8 +19,8 @@ from rl_platform.advanced.meta import (
 )
 from rl_platform.config import ConfigError, load_experiment
 from rl_platform.envs.meeting_point import MEETING_POINTS, MeetingPointEnv
-from rl_platform.envs.wrappers import GlobalStateEnv
 from rl_platform.rewards import RewardEnv
+from rl_platform.sampling import GlobalStateEnv
 
 EXPERIMENT = {
     "name": "meta_unit",

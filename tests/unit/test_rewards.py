@@ -1,11 +1,11 @@
 """Reward engineering: difference rewards, potential shaping, coordination bonus, logging."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from ray.rllib.utils.pre_checks.env import check_multiagent_environments
 
 from rl_platform.config import ConfigError, load_experiment
-from rl_platform.envs.wrappers import GlobalStateEnv
 from rl_platform.rewards import (
     EPISODE_INFO,
     RewardEnv,
@@ -13,6 +13,7 @@ from rl_platform.rewards import (
     mean_cosine_similarity,
     shaping_term,
 )
+from rl_platform.sampling import GlobalStateEnv
 
 
 def reward_env(env_id="coverage", env_config=None, **rewards) -> RewardEnv:
@@ -192,10 +193,9 @@ def test_continuous_coordination_uses_cosine_of_action_vectors():
         "agent_2": np.array([1.0, 1.0], np.float32),
     }
     _, _, _, _, infos = env.step(actions)
-    parts = env._totals
     half = np.sqrt(0.5)
-    assert parts["agent_0"]["coordination"] == pytest.approx(half / 2)
-    assert parts["agent_2"]["coordination"] == pytest.approx(half)
+    assert env.episode_totals("agent_0")["coordination"] == pytest.approx(half / 2)
+    assert env.episode_totals("agent_2")["coordination"] == pytest.approx(half)
 
 
 def test_wrapped_envs_pass_rllibs_check_and_keep_their_api():
@@ -246,3 +246,52 @@ def test_bad_reward_settings_are_refused(env_id, rewards, fragment):
     raw = {"name": "r", "env": {"id": env_id}, "algorithm": {"id": "ppo"}, "rewards": rewards}
     with pytest.raises(ConfigError, match=fragment):
         load_experiment(raw)
+
+
+def test_batched_composition_of_b_copies_equals_b_single_copy_ones():
+    """RewardEnv composes with BatchedRewards at B=1: B copies at once give the same
+    rewards, episode totals and summaries as each copy alone."""
+    from rl_platform.config import RewardsSpec
+    from rl_platform.rewards import TASK_INFO, BatchedRewards, action_vectors
+
+    spec = RewardsSpec.model_validate(
+        {
+            "difference": True,
+            "shaping": {"potential": "p", "gamma": 0.9, "weight": 0.5},
+            "coordination": {"weight": 0.2, "prefer": "diverse"},
+        }
+    )
+    rng = np.random.default_rng(0)
+    copies, agents, steps = 4, 3, 6
+    space = gym.spaces.Discrete(5)
+    batched = BatchedRewards(spec, copies, agents, penalty=0.5)
+    singles = [BatchedRewards(spec, 1, agents, penalty=0.5) for _ in range(copies)]
+    phi = rng.normal(size=(copies, agents))
+    batched.start(phi=phi, level="easy")
+    for b, single in enumerate(singles):
+        single.start(phi=phi[b : b + 1], level="easy")
+    for _ in range(steps):
+        reward = rng.normal(size=(copies, agents)).astype(np.float32)
+        step = {
+            "terminated": (rng.random(copies) < 0.3)[:, None],
+            "phi_next": rng.normal(size=(copies, agents)),
+            "vectors": action_vectors(rng.integers(0, 5, (copies, agents)), space),
+            "counterfactual": rng.normal(size=(copies, agents)),
+            "shielded": rng.random((copies, agents)) < 0.5,
+        }
+        components = rng.normal(size=(1, copies, agents))
+        total = batched.compose(reward, components=(["c"], components), **step)
+        for b, single in enumerate(singles):
+            one = {k: v[b : b + 1] for k, v in step.items()}
+            alone = single.compose(
+                reward[b : b + 1], components=(["c"], components[:, b : b + 1]), **one
+            )
+            np.testing.assert_allclose(alone, total[b : b + 1], rtol=1e-12)
+    summaries = batched.summaries(np.arange(copies))
+    for b, single in enumerate(singles):
+        (alone,) = single.summaries(np.zeros(1, dtype=np.int64))
+        assert alone[TASK_INFO] == summaries[b][TASK_INFO] == "easy"
+        assert alone[EPISODE_INFO] == pytest.approx(summaries[b][EPISODE_INFO], rel=1e-12)
+    assert set(summaries[0][EPISODE_INFO]) == {
+        "env", "difference", "shaping", "coordination", "interventions", "safety", "total", "c"
+    }  # fmt: skip

@@ -10,14 +10,14 @@ from ray.rllib.utils.spaces.space_utils import unsquash_action
 
 from rl_platform.config import load_experiment
 from rl_platform.curriculum import set_task_of
-from rl_platform.envs.wrappers import GlobalStateEnv
-from rl_platform.rewards import EPISODE_INFO, TASK_INFO, episode_summary, mean_cosine_similarity
-from rl_platform.sampling import (
-    BatchedEnvRunner,
-    draw_actions,
+from rl_platform.rewards import (
+    EPISODE_INFO,
+    TASK_INFO,
+    episode_summary,
     mean_cosine_similarities,
-    unsupported_reason,
+    mean_cosine_similarity,
 )
+from rl_platform.sampling import BatchedEnvRunner, GlobalStateEnv, draw_actions, unsupported_reason
 from rl_platform.training import build_algorithm_config
 
 
