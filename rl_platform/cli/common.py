@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+
+from rl_platform.ray_session import received_signal
+from rl_platform.trust import UntrustedModuleError, trust_modules
 
 console = Console()
 err_console = Console(stderr=True)
@@ -21,10 +25,6 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 def interrupted_code() -> int:
     """130 after Ctrl-C, 143 after SIGTERM."""
-    import signal
-
-    from rl_platform.ray_session import received_signal
-
     return EXIT_TERMINATED if received_signal() == signal.SIGTERM else EXIT_INTERRUPTED
 
 
@@ -55,8 +55,6 @@ TrustOption = Annotated[
 
 def use_trusted_modules(names: list[str] | None) -> None:
     """Add --trust-module names to this process's (and its Ray workers') trusted modules."""
-    from rl_platform.trust import UntrustedModuleError, trust_modules
-
     try:
         trust_modules(names or [])
     except UntrustedModuleError as err:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
+from rl_platform import registry
 from rl_platform.cli.common import (
     EXIT_FAILED,
     TrustModuleOption,
@@ -14,6 +16,8 @@ from rl_platform.cli.common import (
     fail,
     use_trusted_modules,
 )
+from rl_platform.config import ConfigError, apply_overrides, format_validation_error
+from rl_platform.trust import UntrustedModuleError
 
 envs_app = typer.Typer(help="List the registered envs and check them.", no_args_is_help=True)
 
@@ -26,8 +30,6 @@ def envs_list() -> None:
 
       rlp envs list
     """
-    from rl_platform import registry
-
     table = Table(title="envs")
     table.add_column("id", style="bold")
     table.add_column("description")
@@ -67,12 +69,6 @@ def envs_check(
 
       rlp envs check pettingzoo:my_envs.grid:parallel_env --trust-module my_envs
     """
-    from pydantic import ValidationError
-
-    from rl_platform import registry
-    from rl_platform.config import ConfigError, apply_overrides, format_validation_error
-    from rl_platform.trust import UntrustedModuleError
-
     use_trusted_modules(trust_module)
     try:
         entry = registry.get_env(env_id)

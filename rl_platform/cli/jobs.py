@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from rl_platform.cli.common import (
     fail,
     use_trusted_modules,
 )
+from rl_platform.config import ConfigError
 
 ADDRESS_HELP = "Ray Jobs API, http://HOST:8265 (default $RAY_API_SERVER_ADDRESS or 127.0.0.1)."
 
@@ -54,7 +56,6 @@ def submit(
     """
     from rl_platform.cluster import ClusterError
     from rl_platform.cluster import submit as submit_job
-    from rl_platform.config import ConfigError
 
     use_trusted_modules(trust_module)
     try:
@@ -109,8 +110,6 @@ def cluster_call(function, *args, **kwargs):
 
 def when(seconds: float | None) -> str:
     """A job's start or end time (epoch seconds) in local time, ``—`` when not yet."""
-    import time
-
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) if seconds else "—"
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from rl_platform.cli.common import console
+from rl_platform.config import experiment_json_schema
 
 
 def schema(
@@ -21,8 +22,6 @@ def schema(
 
       rlp schema --output experiments/experiment.schema.json
     """
-    from rl_platform.config import experiment_json_schema
-
     text = json.dumps(experiment_json_schema(), indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)

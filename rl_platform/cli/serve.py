@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from rl_platform.cli.common import EXIT_FAILED, console, err_console, fail
+from rl_platform.serving import guard
 from rl_platform.serving.guard import BODY_TIMEOUT_S
 
 
@@ -92,8 +93,6 @@ def serve(
 
       rlp serve RUN --address auto --detach    # again with --challenger NEW: rolling update
     """
-    from rl_platform.serving import guard
-
     if not 0.0 <= split <= 1.0:
         fail(f"--split is a share in [0, 1], got {split}.")
     if not 0 < port < 65536:

@@ -20,7 +20,9 @@ from rl_platform.cli.common import (
     stopped_before_start,
     use_trusted_modules,
 )
+from rl_platform.config import ConfigError, validate_experiment
 from rl_platform.ray_session import catch_sigterm
+from rl_platform.trust import UntrustedModuleError, UntrustedStateError
 
 
 class ProgressTable:
@@ -146,9 +148,6 @@ def train(
 
       rlp train my_env.yaml --trust-module my_envs
     """
-    from rl_platform.config import ConfigError, validate_experiment
-    from rl_platform.trust import UntrustedModuleError, UntrustedStateError
-
     if experiment is None and resume is None:
         fail("give an experiment YAML, or --resume RUN_DIR to continue a run.")
     if experiment is not None and resume is not None:
@@ -225,9 +224,7 @@ def adapt(
     """
     from rl_platform.advanced.meta_training import AdaptError
     from rl_platform.advanced.meta_training import adapt as run_adaptation
-    from rl_platform.config import ConfigError
     from rl_platform.training import TrainingError
-    from rl_platform.trust import UntrustedModuleError
 
     use_trusted_modules(trust_module)
     catch_sigterm()

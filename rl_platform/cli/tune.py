@@ -19,7 +19,9 @@ from rl_platform.cli.common import (
     stopped_before_start,
     use_trusted_modules,
 )
+from rl_platform.config import ConfigError
 from rl_platform.ray_session import catch_sigterm
+from rl_platform.trust import UntrustedModuleError, UntrustedStateError
 
 
 class SweepProgress:
@@ -164,9 +166,7 @@ def tune(
 
       rlp tune --resume runs/rendezvous_ppo_sweep/sweep-20261125-101500
     """
-    from rl_platform.config import ConfigError
     from rl_platform.training import ResumeError
-    from rl_platform.trust import UntrustedModuleError, UntrustedStateError
 
     if sweep is None and resume is None:
         fail("give a sweep YAML, or --resume SWEEP_DIR to continue a sweep.")
