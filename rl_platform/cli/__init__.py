@@ -9,8 +9,10 @@ status ``interrupted`` and prints the command that resumes it. The first Ctrl-C 
 lets Tune stop and save its state; a second one stops at once (the run then resumes from
 Tune's last saved state). ``rlp serve`` stopped either way exits 0.
 
-One module per command group; each imports Ray, torch and the training stack only inside
-its commands, so ``rlp --help``, ``rlp schema`` and a refused YAML stay quick.
+One module per command group (``output`` holds the consoles, exit codes and ``fail``;
+``options`` the options several commands share). Each imports Ray, torch and the
+training stack only inside its commands, so ``rlp --help``, ``rlp schema`` and a refused
+YAML stay quick.
 """
 
 from __future__ import annotations
@@ -18,12 +20,7 @@ from __future__ import annotations
 import typer
 
 from rl_platform.cli import envs, evaluate, jobs, monitor, schema, serve, train, tune
-from rl_platform.cli.common import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
-)
+from rl_platform.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "app", "main"]
 

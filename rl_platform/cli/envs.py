@@ -9,13 +9,8 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from rl_platform import registry
-from rl_platform.cli.common import (
-    EXIT_FAILED,
-    TrustModuleOption,
-    console,
-    fail,
-    use_trusted_modules,
-)
+from rl_platform.cli.options import TrustModuleOption, use_trusted_modules
+from rl_platform.cli.output import EXIT_FAILED, console, fail
 from rl_platform.config import ConfigError, apply_overrides, format_validation_error
 from rl_platform.trust import UntrustedModuleError
 

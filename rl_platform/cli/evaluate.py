@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from rl_platform.cli.common import console, fail
+from rl_platform.cli.output import console, fail
 
 
 def evaluate(

@@ -9,14 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from rl_platform.cli.common import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    TrustModuleOption,
-    console,
-    fail,
-    use_trusted_modules,
-)
+from rl_platform.cli.options import TrustModuleOption, use_trusted_modules
+from rl_platform.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, console, fail
 from rl_platform.config import ConfigError
 
 ADDRESS_HELP = "Ray Jobs API, http://HOST:8265 (default $RAY_API_SERVER_ADDRESS or 127.0.0.1)."

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rl_platform.cli.common import EXIT_INTERRUPTED, console, fail
+from rl_platform.cli.output import EXIT_INTERRUPTED, console, fail
 
 
 def monitor(

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from rl_platform.cli.common import console
+from rl_platform.cli.output import console
 from rl_platform.config import experiment_json_schema
 
 

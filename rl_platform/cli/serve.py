@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from rl_platform.cli.common import EXIT_FAILED, console, err_console, fail
+from rl_platform.cli.output import EXIT_FAILED, console, err_console, fail
 from rl_platform.serving import guard
 from rl_platform.serving.guard import BODY_TIMEOUT_S
 

@@ -10,15 +10,13 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from rl_platform.cli.common import (
+from rl_platform.cli.options import TrustModuleOption, TrustOption, use_trusted_modules
+from rl_platform.cli.output import (
     EXIT_FAILED,
-    TrustModuleOption,
-    TrustOption,
     console,
     fail,
     interrupted_code,
     stopped_before_start,
-    use_trusted_modules,
 )
 from rl_platform.config import ConfigError, validate_experiment
 from rl_platform.ray_session import catch_sigterm

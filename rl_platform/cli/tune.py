@@ -10,15 +10,8 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from rl_platform.cli.common import (
-    TrustModuleOption,
-    TrustOption,
-    console,
-    fail,
-    interrupted_code,
-    stopped_before_start,
-    use_trusted_modules,
-)
+from rl_platform.cli.options import TrustModuleOption, TrustOption, use_trusted_modules
+from rl_platform.cli.output import console, fail, interrupted_code, stopped_before_start
 from rl_platform.config import ConfigError
 from rl_platform.ray_session import catch_sigterm
 from rl_platform.trust import UntrustedModuleError, UntrustedStateError
