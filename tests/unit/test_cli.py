@@ -117,8 +117,9 @@ def test_submit_passes_no_ship_package_on(cli, monkeypatch, quickstart_path):
         ["train", "missing_field.yaml"],
         ["train", "unknown_algorithm.yaml"],
         ["train", "valid.yaml", "--set", "stop.iters=3"],
+        ["train", "valid.yaml", "--set", "algorithm.hyperparams.lr=-1"],
     ],
-    ids=["help", "schema", "missing-field", "unknown-algorithm", "bad-override"],
+    ids=["help", "schema", "missing-field", "unknown-algorithm", "bad-override", "bad-value"],
 )
 def test_help_schema_and_a_refused_yaml_import_neither_torch_nor_ray(
     rlp, make_experiment, tmp_path, args
