@@ -1,46 +1,25 @@
 """The CLI without Ray: bad input exits 2 in one paragraph and leaves nothing behind."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-from typer.testing import CliRunner
-
-from rl_platform.cli import app
-
-runner = CliRunner()
 
 
-def rlp(*args, cwd=None):
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "rl_platform", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-    )
-
-
-def test_bad_experiment_exits_2_without_traceback_or_run_dir(tmp_path, quickstart_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(quickstart_path.read_text().replace("lr: 5.0e-4", "lr: -1"))
+def test_bad_experiment_exits_2_without_traceback_or_run_dir(cli, make_experiment, tmp_path):
+    bad = make_experiment(overrides={"algorithm.hyperparams.lr": -1})
     out = tmp_path / "runs"
-    proc = rlp("train", str(bad), "--output", str(out))
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    assert str(bad) in proc.stderr and "algorithm.hyperparams.lr = -1" in proc.stderr
+    result = cli("train", bad, "--output", out)
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback: a clean exit
+    assert str(bad) in result.stderr and "algorithm.hyperparams.lr = -1" in result.stderr
     assert not out.exists()
 
 
-def test_bad_override_exits_2(tmp_path, quickstart_path):
+def test_bad_override_exits_2(cli, tmp_path, quickstart_path):
     out = tmp_path / "runs"
-    proc = rlp("train", str(quickstart_path), "--set", "stop.iters=3", "--output", str(out))
-    assert proc.returncode == 2
-    assert "stop.iters: unknown key" in proc.stderr
+    result = cli("train", quickstart_path, "--set", "stop.iters=3", "--output", out)
+    assert result.exit_code == 2
+    assert "stop.iters: unknown key" in result.stderr
     assert not out.exists()
 
 
@@ -51,14 +30,14 @@ def test_bad_override_exits_2(tmp_path, quickstart_path):
         (["train", "--resume", "/nonexistent/run"], "no such run directory"),
     ],
 )
-def test_train_argument_errors_exit_2(args, fragment):
-    result = runner.invoke(app, args)
+def test_train_argument_errors_exit_2(cli, args, fragment):
+    result = cli(*args)
     assert result.exit_code == 2
     assert fragment in result.output
 
 
-def test_resume_of_a_non_run_directory_exits_2(tmp_path):
-    result = runner.invoke(app, ["train", "--resume", str(tmp_path)])
+def test_resume_of_a_non_run_directory_exits_2(cli, tmp_path):
+    result = cli("train", "--resume", tmp_path)
     assert result.exit_code == 2
     assert "not a run directory" in result.output
 
@@ -82,40 +61,40 @@ COMMANDS = [
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_has_help_with_an_example(command):
-    result = runner.invoke(app, [*command.split(), "--help"], env={"COLUMNS": "200"})
+def test_every_command_has_help_with_an_example(cli, command):
+    result = cli(*command.split(), "--help")
     assert result.exit_code == 0
     assert "Example" in result.output
 
 
-def test_envs_list_and_check():
-    listed = runner.invoke(app, ["envs", "list"], env={"COLUMNS": "200"})
+def test_envs_list_and_check(cli):
+    listed = cli("envs", "list")
     assert listed.exit_code == 0 and "rendezvous" in listed.output and "ppo" in listed.output
-    checked = runner.invoke(app, ["envs", "check", "rendezvous", "--set", "discrete=true"])
+    checked = cli("envs", "check", "rendezvous", "--set", "discrete=true")
     assert checked.exit_code == 0, checked.output
     assert "FAIL" not in checked.output
-    unknown = runner.invoke(app, ["envs", "check", "nope"])
+    unknown = cli("envs", "check", "nope")
     assert unknown.exit_code == 2
 
 
-def test_schema_is_json_schema_of_the_experiment():
-    result = runner.invoke(app, ["schema"])
+def test_schema_is_json_schema_of_the_experiment(cli):
+    result = cli("schema")
     assert result.exit_code == 0
     schema = json.loads(result.output)
     assert {"name", "env", "algorithm", "stop"} <= set(schema["properties"])
 
 
-def test_serve_refuses_bad_options_before_starting_anything(tmp_path):
+def test_serve_refuses_bad_options_before_starting_anything(cli, tmp_path):
     for args, message in [
         (["--detach"], "--address"),
         (["--split", "1.5"], "--split"),
         (["--port", "0"], "--port"),
     ]:
-        result = runner.invoke(app, ["serve", str(tmp_path), *args])
+        result = cli("serve", tmp_path, *args)
         assert result.exit_code == 2 and message in result.output, (args, result.output)
 
 
-def test_submit_passes_no_ship_package_on(monkeypatch, quickstart_path):
+def test_submit_passes_no_ship_package_on(cli, monkeypatch, quickstart_path):
     from rl_platform import cluster
 
     seen = {}
@@ -125,5 +104,31 @@ def test_submit_passes_no_ship_package_on(monkeypatch, quickstart_path):
         raise cluster.ClusterError("stop here")
 
     monkeypatch.setattr(cluster, "submit", fake_submit)
-    result = runner.invoke(app, ["submit", str(quickstart_path), "--no-ship-package"])
+    result = cli("submit", quickstart_path, "--no-ship-package")
     assert result.exit_code == 1 and seen["ship_package"] is False
+
+
+# What the process imports is the point here, so `python -m rl_platform` runs for real.
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["schema"],
+        ["train", "missing_field.yaml"],
+        ["train", "unknown_algorithm.yaml"],
+        ["train", "valid.yaml", "--set", "stop.iters=3"],
+        ["train", "valid.yaml", "--set", "algorithm.hyperparams.lr=-1"],
+    ],
+    ids=["help", "schema", "missing-field", "unknown-algorithm", "bad-override", "bad-value"],
+)
+def test_help_schema_and_a_refused_yaml_import_neither_torch_nor_ray(
+    rlp, make_experiment, tmp_path, args
+):
+    make_experiment(path=tmp_path / "missing_field.yaml", overrides={"env": None})
+    make_experiment("rendezvous", "nope", path=tmp_path / "unknown_algorithm.yaml")
+    make_experiment(path=tmp_path / "valid.yaml")
+    proc = rlp(*args, cwd=tmp_path, python_options=("-X", "importtime"))
+    assert proc.returncode == (2 if args[0] == "train" else 0), proc.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+    assert not imported & {"torch", "ray"}
+    assert not (tmp_path / "runs").exists()

@@ -3,7 +3,6 @@
 import os
 import pickle
 import stat
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -20,19 +19,8 @@ IS_ROOT = hasattr(os, "getuid") and os.getuid() == 0
 FOREIGN_GID = 4242  # a group no one is in
 
 
-def rlp(*args, cwd=None, env=None):
-    env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "rl_platform", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
-
-
 def one_paragraph(proc) -> str:
+    """The error message of an `rlp` run (subprocess or CliRunner): one paragraph."""
     text = proc.stderr.strip()
     assert "Traceback" not in proc.stderr + proc.stdout
     assert text.startswith("error:") and "\n" not in text, text
@@ -61,20 +49,6 @@ def payload(tmp_path, monkeypatch):
     yield name, marker
     assert name not in sys.modules, "the payload module was imported"
     assert not marker.exists(), "the payload ran"
-
-
-def experiment_yaml(tmp_path, env_id, config=None) -> Path:
-    import yaml
-
-    path = tmp_path / "experiment.yaml"
-    raw = {
-        "name": "payload",
-        "env": {"id": env_id, "config": config or {}},
-        "algorithm": {"id": "ppo"},
-        "stop": {"training_iteration": 1},
-    }
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 @pytest.mark.parametrize(
@@ -117,10 +91,10 @@ def test_other_modules_and_factories_are_refused(env_id, fragment):
         registry.get_env(env_id)
 
 
-def test_a_payload_named_in_a_yaml_is_refused_and_never_imported(tmp_path, payload):
+def test_a_payload_named_in_a_yaml_is_refused_and_never_imported(make_experiment, payload):
     name, _ = payload
     env_id = f"pettingzoo:{name}:env"
-    path = experiment_yaml(tmp_path, env_id, {"command": "x"})
+    path = make_experiment(env_id, env_config={"command": "x"})
     with pytest.raises(ConfigError) as info:
         load_experiment(path)
     message = str(info.value)
@@ -135,18 +109,18 @@ def test_a_payload_named_in_a_yaml_is_refused_and_never_imported(tmp_path, paylo
         PettingZooEnv({"source": env_id})
 
 
-def test_a_payload_smuggled_into_env_config_is_never_imported(tmp_path, payload):
+def test_a_payload_smuggled_into_env_config_is_never_imported(make_experiment, payload):
     name, _ = payload
     allowed = "pettingzoo:mpe2.simple_spread_v3:parallel_env"
     config = load_experiment(
-        experiment_yaml(tmp_path, allowed, {"source": f"pettingzoo:{name}:env"})
+        make_experiment(allowed, env_config={"source": f"pettingzoo:{name}:env"})
     )
     assert "source" not in config.env.config
 
 
-def test_modules_trusted_by_the_environment_variable_load(monkeypatch):
+def test_modules_trusted_by_the_environment_variable_load(monkeypatch, experiment_dict):
     env_id = "pettingzoo:test_env_pettingzoo:shrinking"
-    raw = {"name": "t", "env": {"id": env_id}, "algorithm": {"id": "ppo"}}
+    raw = experiment_dict(env_id)
     with pytest.raises(ConfigError, match="not allowed"):
         load_experiment(raw)
     monkeypatch.setenv(trust.TRUSTED_MODULES_ENV, "test_env")  # a prefix of the name only
@@ -167,18 +141,20 @@ def test_trust_modules_adds_to_the_environment_for_ray_workers():
         trust.trust_modules(["my-envs"])
 
 
-def test_a_trusted_factory_must_build_a_pettingzoo_env(tmp_path, monkeypatch):
+def test_a_trusted_factory_must_build_a_pettingzoo_env(tmp_path, monkeypatch, make_experiment):
     name = f"rlp_not_env_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.py").write_text("def make(**kwargs):\n    return {'agents': []}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv(trust.TRUSTED_MODULES_ENV, name)
     with pytest.raises(ConfigError, match="built a dict, not a PettingZoo env"):
-        load_experiment(experiment_yaml(tmp_path, f"pettingzoo:{name}:make"))
+        load_experiment(make_experiment(f"pettingzoo:{name}:make"))
 
 
-def test_cli_refuses_a_payload_yaml_with_exit_2_before_importing(tmp_path, payload):
+def test_cli_refuses_a_payload_yaml_with_exit_2_before_importing(
+    rlp, cli, tmp_path, make_experiment, payload
+):
     name, marker = payload
-    path = experiment_yaml(tmp_path, f"pettingzoo:{name}:env")
+    path = make_experiment(f"pettingzoo:{name}:env")
     out = tmp_path / "runs"
     # cwd and PYTHONPATH both hold the payload: refused although importable
     extra = {"PYTHONPATH": str(tmp_path)}
@@ -190,29 +166,27 @@ def test_cli_refuses_a_payload_yaml_with_exit_2_before_importing(tmp_path, paylo
     proc = rlp("envs", "check", f"pettingzoo:{name}:env", cwd=tmp_path, env=extra)
     assert proc.returncode == 2, proc.stderr
     assert "not allowed" in one_paragraph(proc) and not marker.exists()
-    proc = rlp("train", str(path), "--trust-module", "bad-name", cwd=tmp_path)
-    assert proc.returncode == 2 and "not a Python module name" in one_paragraph(proc)
+    result = cli("train", path, "--trust-module", "bad-name")
+    assert result.exit_code == 2 and "not a Python module name" in one_paragraph(result)
 
 
-def test_cli_trust_module_lets_envs_check_load_a_user_env(tmp_path):
+def test_cli_trust_module_lets_envs_check_load_a_user_env(cli, tmp_path, monkeypatch):
     name = f"rlp_user_env_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.py").write_text(
         "from pettingzoo.classic import rps_v2\n\n"
         "def make(**kwargs):\n    return rps_v2.parallel_env(**kwargs)\n"
     )
-    extra = {"PYTHONPATH": str(tmp_path)}
-    proc = rlp("envs", "check", f"pettingzoo:{name}:make", env=extra)
-    assert proc.returncode == 2 and "--trust-module" in one_paragraph(proc)
-    proc = rlp("envs", "check", f"pettingzoo:{name}:make", "--trust-module", name, env=extra)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "FAIL" not in proc.stdout
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = cli("envs", "check", f"pettingzoo:{name}:make")
+    assert result.exit_code == 2 and "--trust-module" in one_paragraph(result)
+    assert name not in sys.modules
+    result = cli("envs", "check", f"pettingzoo:{name}:make", "--trust-module", name)
+    assert result.exit_code == 0, result.output
+    assert "FAIL" not in result.stdout
 
 
-def test_submit_passes_trusted_modules_on_to_the_job(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
+def test_submit_passes_trusted_modules_on_to_the_job(cli, tmp_path, monkeypatch, make_experiment):
     from rl_platform import cluster
-    from rl_platform.cli import app
 
     jobs = []
 
@@ -225,11 +199,11 @@ def test_submit_passes_trusted_modules_on_to_the_job(tmp_path, monkeypatch):
             return "http://127.0.0.1:8265"
 
     monkeypatch.setattr(cluster, "job_client", lambda address=None: FakeJobClient())
-    path = experiment_yaml(tmp_path, "pettingzoo:test_env_pettingzoo:shrinking")
-    args = ["submit", str(path), "--storage", str(tmp_path / "runs")]
-    result = CliRunner().invoke(app, args)
+    path = make_experiment("pettingzoo:test_env_pettingzoo:shrinking")
+    args = ["submit", path, "--storage", tmp_path / "runs"]
+    result = cli(*args)
     assert result.exit_code == 2 and "--trust-module" in result.output and not jobs
-    result = CliRunner().invoke(app, [*args, "--trust-module", "test_env_pettingzoo"])
+    result = cli(*args, "--trust-module", "test_env_pettingzoo")
     assert result.exit_code == 0, result.output
     assert jobs[0]["runtime_env"]["env_vars"] == {trust.TRUSTED_MODULES_ENV: "test_env_pettingzoo"}
 
@@ -385,31 +359,28 @@ def test_train_and_tune_resume_refuse_state_others_can_write(tmp_path):
 @pytest.mark.parametrize(
     ("command", "config_file"), [("train", "config.yaml"), ("tune", "sweep.yaml")]
 )
-def test_cli_resume_of_a_group_writable_dir_exits_2(tmp_path, command, config_file):
+def test_cli_resume_of_a_group_writable_dir_exits_2(cli, tmp_path, command, config_file):
     marker = tmp_path / "pwned"
     run = fake_run(tmp_path / "run", config_file, marker)
     make_group_writable(run)
-    proc = rlp(command, "--resume", str(run))
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    text = one_paragraph(proc)
+    result = cli(command, "--resume", run)
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback: a clean exit
+    text = one_paragraph(result)
     assert str(run) in text and "writable by others" in text and "--trust" in text
     assert not marker.exists()
 
 
 @pytest.mark.parametrize("command", ["train", "tune"])
-def test_help_says_resume_loads_pickles_and_names_the_trust_options(command):
-    proc = rlp(command, "--help")
-    assert proc.returncode == 0
-    text = " ".join(proc.stdout.split())
+def test_help_says_resume_loads_pickles_and_names_the_trust_options(cli, command):
+    result = cli(command, "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
     assert "unpickles" in text and "--trust " in text and "--trust-module" in text
 
 
-def test_cli_envs_check_refuses_a_boolean_number_in_one_paragraph():
-    from typer.testing import CliRunner
-
-    from rl_platform.cli import app
-
-    result = CliRunner().invoke(app, ["envs", "check", "rendezvous", "--set", "num_agents=true"])
+def test_cli_envs_check_refuses_a_boolean_number_in_one_paragraph(cli):
+    result = cli("envs", "check", "rendezvous", "--set", "num_agents=true")
     assert result.exit_code == 2
     text = " ".join(result.output.split())
     assert "env 'rendezvous': invalid config: num_agents = True: expected a number" in text

@@ -1,0 +1,247 @@
+"""``rlp train`` and ``rlp adapt``: one training run, its progress table and summary."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+
+from rl_platform.cli.options import TrustModuleOption, TrustOption, use_trusted_modules
+from rl_platform.cli.output import (
+    EXIT_FAILED,
+    console,
+    fail,
+    interrupted_code,
+    stopped_before_start,
+)
+from rl_platform.config import ConfigError, validate_experiment
+from rl_platform.ray_session import catch_sigterm
+from rl_platform.trust import UntrustedModuleError, UntrustedStateError
+
+
+class ProgressTable:
+    """Prints one aligned row per training iteration (and curriculum level changes).
+
+    ``task score`` is the per-agent mean episode return of the env's own reward, before
+    difference rewards, shaping and bonuses; ``level`` shows with a curriculum.
+    """
+
+    header = (
+        f"{'iter':>5} {'env steps':>11} {'return mean':>12} {'task score':>11} "
+        f"{'steps/s':>9} {'time':>8}"
+    )
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def __call__(self, row) -> None:
+        """Print `row` (a ``training.IterationRow``), the header before the first."""
+        if not self.started:
+            level = f" {'level':>8}" if row.level else ""
+            console.print(f"[bold]{self.header}{level}[/]", highlight=False)
+            self.started = True
+        ret = "—" if math.isnan(row.episode_return_mean) else f"{row.episode_return_mean:.3f}"
+        task = row.rewards.get("env", math.nan)
+        task_text = "—" if math.isnan(task) else f"{task:.3f}"
+        level = f" {row.level:>8}" if row.level else ""
+        console.print(
+            f"{row.iteration:>5} {row.env_steps:>11,} {ret:>12} {task_text:>11} "
+            f"{row.env_steps_per_s:>9,.0f} {row.time_total_s:>7.1f}s{level}",
+            highlight=False,
+        )
+        if row.evaluation:
+            ev = row.evaluation
+            console.print(
+                f"      [green]evaluation: score {ev['score']:.3f}, normalized "
+                f"{ev['normalized']:.2f}, robustness {ev['robustness']:.2f} "
+                f"({ev['level']})[/]",
+                highlight=False,
+            )
+        if row.level_change:
+            console.print(f"      [bold cyan]curriculum: {row.level_change}[/]", highlight=False)
+        for message in row.anomalies:
+            console.print(f"      [bold yellow]anomaly: {message}[/]", highlight=False)
+
+
+def finish_training(result) -> None:
+    """Print a training run's summary; exit non-zero when it was interrupted or stopped."""
+    print_summary(result)
+    if result.status == "interrupted":
+        raise typer.Exit(interrupted_code())
+    if result.status == "stopped_on_anomaly":
+        fail(result.error or "stopped on an anomaly", EXIT_FAILED)
+
+
+def print_summary(result) -> None:
+    """Print a training run's result (a ``training.TrainResult``) as a panel."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("status", result.status)
+    if result.remote:
+        table.add_row("run directory", f"{result.remote} (driver files staged in {result.run_dir})")
+    else:
+        table.add_row("run directory", str(result.run_dir))
+    table.add_row("iterations", str(result.iterations))
+    table.add_row("env steps", f"{result.env_steps:,}")
+    if result.episode_return_mean is not None:
+        table.add_row("return mean", f"{result.episode_return_mean:.3f}")
+    best = str(result.best_checkpoint) if result.best_checkpoint else "none"
+    if result.best_metric is not None:
+        best += f"  ({result.metric} = {result.best_metric:.3f})"
+    table.add_row("best checkpoint", best)
+    table.add_row("wall time", f"{result.wall_time_s:.1f} s")
+    table.add_row("env steps/s", f"{result.env_steps_per_s:,.0f} (sampled, mean over iterations)")
+    if result.status == "interrupted":
+        table.add_row("resume with", f"rlp train --resume {result.run_dir}")
+    console.print(Panel(table, title="rlp train", expand=False))
+
+
+def train(
+    experiment: Annotated[
+        Path | None, typer.Argument(help="Experiment YAML (not needed with --resume).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="Override a field: key.path=value (YAML value)."),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            help="Parent folder (or cloud URI) of run directories (default: YAML storage, "
+            "else runs)."
+        ),
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address; default: a private local Ray.")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue an interrupted run from its last checkpoint (loads its pickles: "
+            "only your own run directories, unless --trust)."
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option(help="Show Ray's and the workers' logs.")] = False,
+    trust_module: TrustModuleOption = None,
+    trust: TrustOption = False,
+) -> None:
+    """Train one experiment on Ray and summarise it.
+
+    --resume unpickles the run's Tune and RLlib state, which runs code of whoever wrote
+    it: it loads only directories you own that no one else can write, unless --trust.
+    An env id names a module only from pettingzoo.*, mpe2.*, vmas.* or --trust-module.
+
+    [bold]Examples[/]
+
+      rlp train experiments/quickstart.yaml
+
+      rlp train experiments/quickstart.yaml --set stop.training_iteration=5 --set seed=1
+
+      rlp train --resume runs/quickstart/20261125-101500
+
+      rlp train my_env.yaml --trust-module my_envs
+    """
+    if experiment is None and resume is None:
+        fail("give an experiment YAML, or --resume RUN_DIR to continue a run.")
+    if experiment is not None and resume is not None:
+        fail("give either an experiment YAML or --resume RUN_DIR, not both.")
+    if resume is not None and set_:
+        fail("--set cannot change a resumed run; it continues with its config.yaml.")
+    use_trusted_modules(trust_module)
+    catch_sigterm()
+    try:  # a bad YAML is refused before Ray and torch are imported (training validates again)
+        if experiment is not None:
+            validate_experiment(experiment, set_ or [])
+    except (ConfigError, UntrustedModuleError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        stopped_before_start("run")
+
+    from rl_platform.training import ResumeError, TrainingError
+    from rl_platform.training import train as run_training
+
+    try:
+        result = run_training(
+            experiment,
+            set_ or [],
+            output=output,
+            address=address,
+            resume=resume,
+            progress=ProgressTable(),
+            verbose=verbose,
+            trust=trust,
+        )
+    except (ConfigError, ResumeError, UntrustedStateError, UntrustedModuleError) as err:
+        fail(str(err))
+    except TrainingError as err:
+        fail(str(err), EXIT_FAILED)
+    except KeyboardInterrupt:
+        stopped_before_start("run")
+    finish_training(result)
+
+
+def adapt(
+    source: Annotated[
+        Path, typer.Argument(help="A meta-training run directory or one of its checkpoints.")
+    ],
+    task: Annotated[str, typer.Option(help="The task to adapt to (usually a held-out one).")],
+    iterations: Annotated[
+        int | None,
+        typer.Option(min=1, help="Training iterations (default: meta.inner_iterations)."),
+    ] = None,
+    scratch: Annotated[
+        bool, typer.Option(help="Start from fresh weights instead (the comparison).")
+    ] = False,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: the run's).")] = None,
+    output: Annotated[
+        str | None, typer.Option(help="Parent folder of run directories (default: runs).")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address; default: a private local Ray.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option(help="Show Ray's and the workers' logs.")] = False,
+    trust_module: TrustModuleOption = None,
+) -> None:
+    """Adapt meta-trained weights to a task in a few iterations (a normal training run).
+
+    The run trains the meta-training run's experiment (without meta) on TASK, starting
+    from the meta-weights of the run's last checkpoint; --scratch trains from fresh
+    weights with the same budget, for comparison. It reads the run's config.yaml and its
+    weights-only policies/ export (torch weights_only: nothing is unpickled).
+
+    [bold]Examples[/]
+
+      rlp adapt runs/meeting_point_meta/20261127-150231 --task n --iterations 2
+
+      rlp adapt runs/meeting_point_meta/20261127-150231 --task n --iterations 2 --scratch
+    """
+    from rl_platform.advanced.meta_training import AdaptError
+    from rl_platform.advanced.meta_training import adapt as run_adaptation
+    from rl_platform.training import TrainingError
+
+    use_trusted_modules(trust_module)
+    catch_sigterm()
+    try:
+        result = run_adaptation(
+            source,
+            task,
+            iterations,
+            scratch=scratch,
+            seed=seed,
+            output=output,
+            address=address,
+            progress=ProgressTable(),
+            verbose=verbose,
+        )
+    except (AdaptError, ConfigError, UntrustedModuleError) as err:
+        fail(str(err))
+    except TrainingError as err:
+        fail(str(err), EXIT_FAILED)
+    except KeyboardInterrupt:
+        stopped_before_start("run")
+    finish_training(result)

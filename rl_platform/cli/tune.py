@@ -1,0 +1,192 @@
+"""``rlp tune``: a hyperparameter sweep, one line per trial event and the results table."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+
+from rl_platform.cli.options import TrustModuleOption, TrustOption, use_trusted_modules
+from rl_platform.cli.output import console, fail, interrupted_code, stopped_before_start
+from rl_platform.config import ConfigError
+from rl_platform.ray_session import catch_sigterm
+from rl_platform.trust import UntrustedModuleError, UntrustedStateError
+
+
+class SweepProgress:
+    """Prints one line per trial event: start (with its values), iteration, end."""
+
+    def __call__(self, event) -> None:
+        """Print `event` (a ``tuning.TrialEvent``) as one line."""
+        name = f"[bold]trial {event.trial_id}[/]"
+        metric = event.metric.rsplit("/", 1)[-1]
+        if event.kind == "start":
+            values = ", ".join(f"{k}={fmt(v)}" for k, v in event.params.items())
+            console.print(f"{name} started: {values}", highlight=False)
+        elif event.kind == "result":
+            value = "—" if event.value is None else f"{event.value:.3f}"
+            console.print(
+                f"{name} iter {event.iteration:>3}  {metric} {value:>9}  "
+                f"env steps {event.env_steps:,}",
+                highlight=False,
+            )
+        elif event.kind == "complete":
+            colour = "green" if event.status == "complete" else "yellow"
+            value = "—" if event.value is None else f"{event.value:.3f}"
+            console.print(
+                f"{name} [{colour}]{event.status}[/] after {event.iteration} iterations "
+                f"({metric} {value})",
+                highlight=False,
+            )
+        elif event.kind == "retry":
+            console.print(f"{name} [yellow]failed; retry {event.iteration}[/]", highlight=False)
+        elif event.kind == "error":
+            console.print(f"{name} [red]FAILED[/] (retries used up)", highlight=False)
+
+
+def fmt(value) -> str:
+    """A searched value as the tables show it: floats to 4 significant digits."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def print_sweep(result) -> None:
+    """Print a sweep's trials (best first) and its summary (a ``tuning.SweepResult``)."""
+    table = Table(title=f"trials ({result.metric}, {result.mode})")
+    for column in ("trial", "optuna", "status", "iters", "env steps", "value"):
+        table.add_column(column, justify="right" if column != "status" else "left")
+    names = list(result.trials[0].params) if result.trials else []
+    for name in names:
+        table.add_column(name.rsplit(".", 1)[-1], justify="right")
+    sign = 1.0 if result.mode == "max" else -1.0
+    ranked = sorted(
+        result.trials, key=lambda r: -math.inf if r.value is None else sign * r.value, reverse=True
+    )
+    for row in ranked:
+        style = "bold green" if result.best is not None and row is result.best else None
+        table.add_row(
+            row.trial_id,
+            "" if row.number is None else str(row.number),
+            row.status + (f" ({row.failures} retries)" if row.failures else ""),
+            str(row.iterations),
+            f"{row.env_steps:,}",
+            "—" if row.value is None else f"{row.value:.3f}",
+            *[fmt(row.params.get(n, "")) for n in names],
+            style=style,
+        )
+    console.print(table)
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    grid.add_row("status", result.status)
+    grid.add_row("sweep directory", str(result.sweep_dir))
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts().items()))
+    grid.add_row("trials", f"{len(result.trials)} of {result.num_samples}: {counts}")
+    searcher = {"optuna": "Optuna TPE", "random": "random (Optuna's RandomSampler)"}
+    scheduler = {"asha": "ASHA early stopping", "none": "no early stopping"}
+    grid.add_row("search", f"{searcher[result.searcher]}, {scheduler[result.scheduler]}")
+    if result.best is not None:
+        grid.add_row(
+            "best trial",
+            f"{result.best.trial_id} ({result.metric} = {result.best.value:.3f})",
+        )
+        grid.add_row("best config", f"{result.best_yaml}  (rlp train {result.best_yaml})")
+    if result.skipped_params:
+        grid.add_row("not searched", "; ".join(result.skipped_params))
+    grid.add_row("study", f"{result.study_name} in {result.storage}")
+    grid.add_row("dashboard", f"optuna-dashboard {result.storage}")
+    if result.plots:
+        grid.add_row("plots", ", ".join(p.name for p in result.plots))
+    grid.add_row("env steps", f"{result.env_steps:,} (all trials)")
+    grid.add_row("wall time", f"{result.wall_time_s:.1f} s")
+    if result.status == "interrupted":
+        grid.add_row("resume with", f"rlp tune --resume {result.sweep_dir}")
+    console.print(Panel(grid, title="rlp tune", expand=False))
+
+
+def tune(
+    sweep: Annotated[
+        Path | None,
+        typer.Argument(help="Sweep YAML: an experiment plus `tune:` (not needed with --resume)."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="Override a field: key.path=value (YAML value)."),
+    ] = None,
+    num_samples: Annotated[
+        int | None, typer.Option(help="Trials in all (overrides tune.num_samples).")
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(help="Parent folder of sweep directories (default: YAML storage, else runs)."),
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address; default: a private local Ray.")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue a stopped or killed sweep: its sweep directory (loads its "
+            "pickles: only your own sweep directories, unless --trust)."
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option(help="Show Ray's and the workers' logs.")] = False,
+    trust_module: TrustModuleOption = None,
+    trust: TrustOption = False,
+) -> None:
+    """Sweep hyperparameters with Tune, the Optuna searcher and ASHA.
+
+    Writes <output>/<name>/sweep-<timestamp>/ with the Optuna study (optuna.journal),
+    trials.csv, best.yaml (the best trial as a ready-to-run experiment) and plots/.
+
+    --resume unpickles the sweep's Tune state and trial checkpoints, which runs code of
+    whoever wrote them: it loads only directories you own that no one else can write,
+    unless --trust.
+
+    [bold]Examples[/]
+
+      rlp tune experiments/sweeps/rendezvous_ppo_sweep.yaml
+
+      rlp tune experiments/sweeps/rendezvous_ppo_sweep.yaml --num-samples 20 -s tune.searcher=random
+
+      rlp tune --resume runs/rendezvous_ppo_sweep/sweep-20261125-101500
+    """
+    from rl_platform.training import ResumeError
+
+    if sweep is None and resume is None:
+        fail("give a sweep YAML, or --resume SWEEP_DIR to continue a sweep.")
+    if sweep is not None and resume is not None:
+        fail("give either a sweep YAML or --resume SWEEP_DIR, not both.")
+    if resume is not None and (set_ or num_samples is not None):
+        fail("--set and --num-samples cannot change a resumed sweep; it continues as it was.")
+    use_trusted_modules(trust_module)
+    catch_sigterm()
+    from rl_platform.tuning import tune as run_sweep
+
+    try:
+        result = run_sweep(
+            sweep,
+            set_ or [],
+            num_samples=num_samples,
+            output=output,
+            address=address,
+            resume=resume,
+            progress=SweepProgress(),
+            verbose=verbose,
+            trust=trust,
+        )
+    except (ConfigError, ResumeError, UntrustedStateError, UntrustedModuleError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        stopped_before_start("sweep")
+    print_sweep(result)
+    if result.status == "interrupted":
+        raise typer.Exit(interrupted_code())
