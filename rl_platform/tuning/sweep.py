@@ -1,5 +1,11 @@
 """``tune()``: run a sweep (or resume a stopped one) on Ray Tune and summarise it.
 
+A sweep directory ``<output>/<name>/sweep-<stamp>/`` holds ``sweep.yaml`` (the resolved
+sweep), Tune's experiment state and one ``trial_<id>/`` per trial, the Optuna study
+(``optuna.journal`` unless ``tune.storage`` names another) and ``study.json`` (where it
+is), ``.rlp.lock`` while a process runs it, and at the end ``trials.csv``, ``best.yaml``,
+``plots/`` and ``summary.json``.
+
 Planning is :mod:`~rl_platform.tuning.plan`, the searcher
 :mod:`~rl_platform.tuning.search`, the study's storage
 :mod:`~rl_platform.tuning.storage`, the trials table and ``best.yaml``
