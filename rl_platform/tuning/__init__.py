@@ -10,58 +10,65 @@ trials early. ``rlp tune --resume SWEEP_DIR`` continues a stopped or killed swee
 Modules: :mod:`.space` (search space), :mod:`.plan` (validation before Ray starts),
 :mod:`.search` (the Tune searcher over the Optuna study), :mod:`.storage` (where the
 study lives), :mod:`.trial` (what runs in Tune), :mod:`.results` and :mod:`.plots`
-(the summary), :mod:`.sweep` (:func:`tune`). The names below are imported on first use,
-so ``rl_platform.tuning.storage`` or ``.space`` load without Ray.
+(the summary), :mod:`.sweep` (:func:`tune`).
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
 from rl_platform.runs import BEST_FILE, PLOTS_DIR, SWEEP_FILE, TRIALS_FILE
+from rl_platform.tuning.plan import SweepPlan, plan_sweep
+from rl_platform.tuning.plots import TOP_TRIALS_PLOTTED, write_plots
+from rl_platform.tuning.results import (
+    STUDY_STATUS,
+    SweepResult,
+    TrialRow,
+    best_trial,
+    write_best_yaml,
+)
+from rl_platform.tuning.search import StudySearch
+from rl_platform.tuning.space import (
+    DISTRIBUTIONS,
+    FIXED_PATHS,
+    NETWORK_PARAM,
+    NETWORK_PATH,
+    SEMANTIC_NAMES,
+    SEMANTIC_PARAMS,
+    SearchParam,
+    encode_choice,
+    parse_distribution,
+    resolve_search_space,
+    trial_overrides,
+)
+from rl_platform.tuning.sweep import summarize, tune
+from rl_platform.tuning.trial import SweepProgress, SweepTrial, TrialEvent
 
-# public name -> the module of this package that defines it
-_EXPORTS = {
-    "DISTRIBUTIONS": "space",
-    "FIXED_PATHS": "space",
-    "NETWORK_PARAM": "space",
-    "NETWORK_PATH": "space",
-    "SEMANTIC_NAMES": "space",
-    "SEMANTIC_PARAMS": "space",
-    "SearchParam": "space",
-    "encode_choice": "space",
-    "parse_distribution": "space",
-    "resolve_search_space": "space",
-    "trial_overrides": "space",
-    "SweepPlan": "plan",
-    "plan_sweep": "plan",
-    "StudySearch": "search",
-    "SweepProgress": "trial",
-    "SweepTrial": "trial",
-    "TrialEvent": "trial",
-    "STUDY_STATUS": "results",
-    "SweepResult": "results",
-    "TrialRow": "results",
-    "best_trial": "results",
-    "write_best_yaml": "results",
-    "TOP_TRIALS_PLOTTED": "plots",
-    "write_plots": "plots",
-    "summarize": "sweep",
-    "tune": "sweep",
-}
-
-__all__ = ["BEST_FILE", "PLOTS_DIR", "SWEEP_FILE", "TRIALS_FILE", *_EXPORTS]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__ = [
+    "BEST_FILE",
+    "DISTRIBUTIONS",
+    "FIXED_PATHS",
+    "NETWORK_PARAM",
+    "NETWORK_PATH",
+    "PLOTS_DIR",
+    "SEMANTIC_NAMES",
+    "SEMANTIC_PARAMS",
+    "STUDY_STATUS",
+    "SWEEP_FILE",
+    "TOP_TRIALS_PLOTTED",
+    "TRIALS_FILE",
+    "SearchParam",
+    "StudySearch",
+    "SweepPlan",
+    "SweepProgress",
+    "SweepResult",
+    "SweepTrial",
+    "TrialEvent",
+    "TrialRow",
+    "best_trial",
+    "encode_choice",
+    "parse_distribution",
+    "plan_sweep",
+    "resolve_search_space",
+    "summarize",
+    "trial_overrides",
+    "tune",
+    "write_best_yaml",
+    "write_plots",
+]
