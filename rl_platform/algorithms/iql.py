@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from rl_platform.algorithms.qmix import Hyperparams, build_value_decomposition
+from rl_platform.algorithms.qmix import build_value_decomposition
+from rl_platform.config.algorithms import IQLParams
 
 if TYPE_CHECKING:
     from rl_platform.algorithms.qmix import ValueDecompositionConfig
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 class IQL:
     """``algorithm.id: iql``: independent double-DQN learners (shared or per-agent nets)."""
 
-    Hyperparams: ClassVar[type[Hyperparams]] = Hyperparams
+    Hyperparams: ClassVar[type[IQLParams]] = IQLParams
     discrete_only: ClassVar[bool] = True  # build() refuses Box actions
 
     @staticmethod

@@ -40,7 +40,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
-from pydantic import Field, PositiveFloat, PositiveInt
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.torch.torch_distribution import (
@@ -53,12 +52,12 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 
-from rl_platform.algorithms import ppo
 from rl_platform.algorithms.common import (
     apply_experiment,
     module_ids,
     with_global_state,
 )
+from rl_platform.config.algorithms import IPPOParams, MAPPOParams
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -365,29 +364,7 @@ class ValueNormPPOLearner(PPOTorchLearner):
 # --------------------------------------------------------------------------- config
 
 
-class Hyperparams(ppo.Hyperparams):
-    """PPO's hyperparameters with the MAPPO paper's defaults, plus the MAPPO switches."""
-
-    lr: PositiveFloat = 5e-4
-    num_epochs: PositiveInt = 5
-    minibatch_size: PositiveInt = 1000
-    entropy_coeff: float = Field(default=0.01, ge=0)
-    vf_clip_param: PositiveFloat = Field(default=10.0, description="On the normalized scale.")
-    grad_clip: PositiveFloat | None = 10.0
-    use_value_norm: bool = True
-    orthogonal_init: bool = True
-    input_layernorm: bool = False
-    agent_id_in_obs: bool = Field(
-        default=True, description="Append the agent's one-hot index (shared policy only)."
-    )
-    critic_hidden_sizes: tuple[PositiveInt, ...] | None = Field(
-        default=None, description="Critic layers; default: algorithm.network.hidden_sizes."
-    )
-    log_std_init: float = 0.0
-    bounded_mean: bool = Field(
-        default=True, description="Squash the Gaussian's mean into a bounded Box action space."
-    )
-
+Hyperparams = MAPPOParams  # declared in rl_platform.config.algorithms
 
 MAPPO_ONLY = {
     "use_value_norm", "orthogonal_init", "input_layernorm", "agent_id_in_obs",
@@ -443,7 +420,7 @@ def _build(experiment: ExperimentConfig, env_cls: type, critic_obs_key: str) -> 
 class MAPPO:
     """``algorithm.id: mappo``: centralized critics on the global state."""
 
-    Hyperparams: ClassVar[type[Hyperparams]] = Hyperparams
+    Hyperparams: ClassVar[type[MAPPOParams]] = MAPPOParams
 
     @staticmethod
     def build(experiment: ExperimentConfig, env_cls: type) -> AlgorithmConfig:
@@ -454,7 +431,7 @@ class MAPPO:
 class IPPO:
     """``algorithm.id: ippo``: the same actor-critics with critics on local observations."""
 
-    Hyperparams: ClassVar[type[Hyperparams]] = Hyperparams
+    Hyperparams: ClassVar[type[IPPOParams]] = IPPOParams
 
     @staticmethod
     def build(experiment: ExperimentConfig, env_cls: type) -> AlgorithmConfig:
