@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -36,12 +37,91 @@ SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.csv"
 TRIAL_DIR = "trial"
 LOCK_FILE = ".rlp.lock"
+# A sweep directory's own files (besides SUMMARY_FILE and LOCK_FILE).
+SWEEP_FILE = "sweep.yaml"
+TRIALS_FILE = "trials.csv"
+BEST_FILE = "best.yaml"
+PLOTS_DIR = "plots"
+# Tune's saved experiment state: a run or sweep can be resumed when both are there.
+TUNER_FILE = "tuner.pkl"
+EXPERIMENT_STATE_GLOB = "experiment_state-*.json"
 STAMP_FORMAT = "%Y%m%d-%H%M%S"
 # How long a refused process waits for the holder to have written its pid.
 PID_WAIT_S = 1.0
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run or sweep directory: the paths of its files, and its summary.
+
+    ``RunDir(path).summary`` is ``path / SUMMARY_FILE``; every module that reads or
+    writes a run directory spells its paths through this class.
+    """
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def config(self) -> Path:
+        """The experiment the run trains (``config.yaml``)."""
+        return self.path / CONFIG_FILE
+
+    @property
+    def summary(self) -> Path:
+        """The outcome, written when the run or sweep ends (``summary.json``)."""
+        return self.path / SUMMARY_FILE
+
+    @property
+    def metrics(self) -> Path:
+        """One row per training iteration (``metrics.csv``)."""
+        return self.path / METRICS_FILE
+
+    @property
+    def trial(self) -> Path:
+        """A run's one Tune trial folder (checkpoints, ``progress.csv``, ``error.txt``)."""
+        return self.path / TRIAL_DIR
+
+    @property
+    def lock(self) -> Path:
+        """The lock file the process writing the directory holds (:func:`hold`)."""
+        return self.path / LOCK_FILE
+
+    @property
+    def sweep(self) -> Path:
+        """A sweep's resolved sweep YAML (``sweep.yaml``)."""
+        return self.path / SWEEP_FILE
+
+    @property
+    def trials_table(self) -> Path:
+        """A sweep's table of trials (``trials.csv``)."""
+        return self.path / TRIALS_FILE
+
+    @property
+    def best(self) -> Path:
+        """A sweep's best experiment, ready to train (``best.yaml``)."""
+        return self.path / BEST_FILE
+
+    @property
+    def plots(self) -> Path:
+        """A sweep's plots folder."""
+        return self.path / PLOTS_DIR
+
+    def has_tune_state(self) -> bool:
+        """Whether Tune saved an experiment state here (a resume restores from it)."""
+        return (self.path / TUNER_FILE).is_file() and any(self.path.glob(EXPERIMENT_STATE_GLOB))
+
+    def read_summary(self) -> dict[str, Any] | None:
+        """The summary, or None when it is missing or not valid JSON."""
+        return read_json(self.summary)
+
+    def write_summary(self, data: dict[str, Any]) -> None:
+        """Write the summary (indented JSON)."""
+        self.summary.write_text(json.dumps(data, indent=2) + "\n")
 
 
 class DirectoryInUseError(ResumeError):
@@ -73,7 +153,7 @@ class DirectoryLock:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self.path = self.directory / LOCK_FILE
+        self.path = RunDir(self.directory).lock
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
@@ -198,7 +278,7 @@ def output_dir(output: str | Path | None, experiment: ExperimentConfig) -> Path:
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """A run or sweep directory's ``summary.json``, or None when missing or invalid."""
-    return read_json(run_dir / SUMMARY_FILE)
+    return RunDir(run_dir).read_summary()
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

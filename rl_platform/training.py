@@ -15,7 +15,6 @@ share one path (checkpointing, loggers, failure handling, restore). A run direct
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import time
@@ -38,15 +37,13 @@ from rl_platform.resume import (
 )
 from rl_platform.runs import (
     CONFIG_FILE,
-    METRICS_FILE,
-    SUMMARY_FILE,
     TRIAL_DIR,
+    RunDir,
     check_free,
     hold,
     holds_directories,
     new_run_dir,
     output_dir,
-    read_summary,
 )
 from rl_platform.stopping import (
     ENV_STEPS_KEY,
@@ -191,7 +188,7 @@ def _make_progress_callback(
                 rate = {"env_steps_per_s": row.env_steps_per_s}
                 append_monitor_csv(self.run_dir, result, extra=rate)
             self._last = (row.env_steps, row.time_total_s)
-            _append_metrics(self.run_dir / METRICS_FILE, row.csv_row(self.reward_names))
+            _append_metrics(RunDir(self.run_dir).metrics, row.csv_row(self.reward_names))
             if _progress_sink is not None:
                 _progress_sink(row)
 
@@ -332,7 +329,7 @@ def train(
         else:
             run_dir = new_run_dir(output_dir(output, experiment), experiment.name)
         hold(run_dir)
-        (run_dir / CONFIG_FILE).write_text(experiment.to_yaml())
+        RunDir(run_dir).config.write_text(experiment.to_yaml())
 
     global _progress_sink
     _progress_sink = progress
@@ -367,10 +364,10 @@ def train(
             summary = _interrupted_summary(experiment, run_dir, elapsed, remote)
         else:
             summary = _summarize(experiment, run_dir, results, elapsed, remote)
-        previous = read_summary(run_dir)
+        previous = RunDir(run_dir).read_summary()
         if previous and previous.get("wall_time_s"):
             summary.wall_time_s += float(previous["wall_time_s"])
-        (run_dir / SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+        RunDir(run_dir).write_summary(summary.to_json())
         if remote is not None:
             upload_driver_files(run_dir, remote)
     if summary.status == "error":
@@ -441,23 +438,24 @@ def tune_run_config(
 
 def _check_resumable(run_dir: Path) -> ExperimentConfig:
     """The run's experiment; ResumeError if it is no run directory or finished (no pickles)."""
+    run = RunDir(run_dir)
     if not run_dir.is_dir():
         raise ResumeError(f"{run_dir}: no such run directory.")
-    if not (run_dir / CONFIG_FILE).is_file():
+    if not run.config.is_file():
         raise ResumeError(f"{run_dir}: not a run directory (no {CONFIG_FILE}).")
-    if not list(run_dir.glob("experiment_state-*.json")) or not (run_dir / "tuner.pkl").is_file():
+    if not run.has_tune_state():
         raise ResumeError(
             f"{run_dir}: holds no Tune experiment state to resume from "
             "(the run was stopped before its first iteration); start it again instead."
         )
-    summary = read_summary(run_dir)
+    summary = run.read_summary()
     if summary and summary.get("status") == "finished":
         raise ResumeError(
             f"{run_dir}: the run already finished ({summary.get('iterations')} iterations); "
             "nothing to resume. Start a new run to train longer."
         )
     try:
-        experiment = load_experiment(run_dir / CONFIG_FILE)
+        experiment = load_experiment(run.config)
     except ConfigError as err:
         raise ResumeError(f"{run_dir}: its {CONFIG_FILE} no longer validates: {err}") from None
     return experiment
@@ -468,11 +466,11 @@ def _interrupted_summary(
 ) -> TrainResult:
     """The summary of a run stopped before Tune could return: from the files it wrote."""
     try:
-        rows = _read_metrics(run_dir / METRICS_FILE)
+        rows = _read_metrics(RunDir(run_dir).metrics)
     except (TypeError, ValueError):  # a row cut short by the interruption
         rows = []
     last = rows[-1] if rows else {}
-    checkpoints = sorted((run_dir / TRIAL_DIR).glob("checkpoint_*")) if remote is None else []
+    checkpoints = sorted(RunDir(run_dir).trial.glob("checkpoint_*")) if remote is None else []
     latest = checkpoints[-1] if checkpoints else None
     rates = [r["env_steps_per_s"] for r in rows if r.get("env_steps_per_s", 0) > 0]
     ret = last.get("episode_return_mean")
@@ -524,14 +522,14 @@ def _summarize(
         status = "stopped_on_anomaly"
     else:  # Ctrl-C: Tune saved its state and the trial can be restored
         status = "interrupted"
-    rows = _read_metrics(run_dir / METRICS_FILE)
+    rows = _read_metrics(RunDir(run_dir).metrics)
     rates = [r["env_steps_per_s"] for r in rows if r["env_steps_per_s"] > 0]
     ret = lookup_metric(metrics, RETURN_KEY)
     error = None
     if result.error is not None:
         error = (
             f"the trial failed: {type(result.error).__name__}: {result.error}. "
-            f"Details in {run_dir / TRIAL_DIR / 'error.txt'}."
+            f"Details in {RunDir(run_dir).trial / 'error.txt'}."
         )
     elif status == "stopped_on_anomaly":
         error = f"stopped on an anomaly (monitoring.stop_on): {stopping.message}"

@@ -14,44 +14,13 @@ import yaml
 from crashing_env import CrashingTwoStepEnv
 from optuna.trial import TrialState
 
-from rl_platform import registry, study_storage
+from rl_platform import registry
 from rl_platform.config import load_experiment
 from rl_platform.training import train
+from rl_platform.tuning import storage as study_storage
 from rl_platform.tuning import tune
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
-
-def tiny_sweep(**tune_section):
-    """PPO on the two-step game with tiny batches: a trial iteration takes well under 1 s."""
-    return {
-        "name": "tiny_sweep",
-        "seed": 0,
-        "env": {"id": "two_step_game"},
-        "algorithm": {
-            "id": "ppo",
-            "hyperparams": {
-                "train_batch_size_per_learner": 200,
-                "minibatch_size": 100,
-                "num_epochs": 1,
-            },
-            "network": {"hidden_sizes": [16]},
-        },
-        "resources": {"num_env_runners": 0},
-        "stop": {"training_iteration": 2},
-        "checkpoint": {"every": 1, "keep": 1},
-        "tune": {
-            "num_samples": 4,
-            "max_concurrent_trials": 2,
-            "reduction_factor": 2,
-            "search_space": {
-                "algorithm.hyperparams.lr": {"loguniform": [1.0e-4, 1.0e-2]},
-                "exploration": {"uniform": [0.0, 0.1]},
-                "network": {"choice": [[16], [32, 32]]},
-            },
-            **tune_section,
-        },
-    }
 
 
 def load_study(sweep_dir: Path) -> optuna.Study:
@@ -65,7 +34,9 @@ def read_trials_csv(sweep_dir: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_sweep_with_optuna_and_asha_finishes_and_its_best_yaml_trains(tmp_path, ray_address):
+def test_sweep_with_optuna_and_asha_finishes_and_its_best_yaml_trains(
+    tmp_path, ray_address, tiny_sweep
+):
     result = tune(tiny_sweep(), output=tmp_path / "runs", address=ray_address)
 
     assert result.status == "finished"
@@ -113,7 +84,7 @@ def crashing_env():
 
 @pytest.mark.slow
 def test_failed_trials_are_retried_and_reported_to_optuna_as_failed(
-    tmp_path, ray_address, crashing_env
+    tmp_path, ray_address, crashing_env, tiny_sweep
 ):
     crash_dir = tmp_path / "crashes"
     crash_dir.mkdir()
@@ -162,7 +133,9 @@ def wait_for_finished_trial(output: Path, proc: subprocess.Popen, timeout: float
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
-def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path, ray_address, sig):
+def test_killed_sweep_resumes_without_rerunning_finished_trials(
+    tmp_path, ray_address, sig, tiny_sweep
+):
     sweep_file = tmp_path / "sweep.yaml"
     # One trial at a time, each long enough that the kill lands while trials remain
     # (with 2 at once and 3 iterations, all 4 could finish before the kill on a fast machine).

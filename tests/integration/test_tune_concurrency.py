@@ -13,38 +13,22 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from rl_platform import study_storage
+from rl_platform.tuning import storage as study_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 NAME = "tiny_race"
+LR_SPACE = {"algorithm.hyperparams.lr": {"loguniform": [1.0e-4, 1.0e-2]}}
 
 
-def tiny_sweep(iterations: int, **tune_section) -> dict:
-    """PPO on the two-step game, 2 trials (one at a time): an iteration in well under 1 s."""
-    return {
-        "name": NAME,
-        "seed": 0,
-        "env": {"id": "two_step_game"},
-        "algorithm": {
-            "id": "ppo",
-            "hyperparams": {
-                "train_batch_size_per_learner": 200,
-                "minibatch_size": 100,
-                "num_epochs": 1,
-            },
-            "network": {"hidden_sizes": [16]},
-        },
-        "resources": {"num_env_runners": 0},
-        "stop": {"training_iteration": iterations},
-        "checkpoint": {"every": 1, "keep": 1},
-        "tune": {
-            "num_samples": 2,
-            "max_concurrent_trials": 1,
-            "scheduler": "none",
-            "search_space": {"algorithm.hyperparams.lr": {"loguniform": [1.0e-4, 1.0e-2]}},
-            **tune_section,
-        },
+def race_sweep(tiny_sweep, iterations: int, **tune_section) -> dict:
+    """The tiny sweep with 2 trials (one at a time) over lr only, no early stopping."""
+    tune_section = {
+        "num_samples": 2,
+        "max_concurrent_trials": 1,
+        "scheduler": "none",
+        **tune_section,
     }
+    return tiny_sweep(NAME, iterations, search_space=LR_SPACE, **tune_section)
 
 
 def start(*args: str) -> subprocess.Popen:
@@ -88,12 +72,14 @@ def assert_intact(sweep_dir: Path, trials: int = 2) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("storage", ["journal", "shared sqlite"])
 def test_two_sweeps_started_at_the_same_moment_on_one_directory_both_finish(
-    tmp_path, ray_address, storage
+    tmp_path, ray_address, storage, tiny_sweep
 ):
     # "shared sqlite": both create the schema of one new SQLite file at the same moment
     extra = {"storage": f"sqlite:///{tmp_path / 'studies.db'}"} if storage != "journal" else {}
     sweep_file = tmp_path / "sweep.yaml"
-    sweep_file.write_text(yaml.safe_dump(tiny_sweep(1, max_concurrent_trials=2, **extra)))
+    sweep_file.write_text(
+        yaml.safe_dump(race_sweep(tiny_sweep, 1, max_concurrent_trials=2, **extra))
+    )
     output = tmp_path / "runs"
     args = ["tune", str(sweep_file), "--output", str(output), "--address", ray_address]
     procs = [start(*args), start(*args)]
@@ -127,9 +113,9 @@ def wait_for_finished_trial(output: Path, proc: subprocess.Popen, timeout: float
 
 
 @pytest.mark.slow
-def test_two_resumes_of_one_sweep_give_one_run_and_one_refusal(tmp_path, ray_address):
+def test_two_resumes_of_one_sweep_give_one_run_and_one_refusal(tmp_path, ray_address, tiny_sweep):
     sweep_file = tmp_path / "sweep.yaml"
-    sweep_file.write_text(yaml.safe_dump(tiny_sweep(3)))
+    sweep_file.write_text(yaml.safe_dump(race_sweep(tiny_sweep, 3)))
     output = tmp_path / "runs"
     first = start("tune", str(sweep_file), "--output", str(output), "--address", ray_address)
     try:

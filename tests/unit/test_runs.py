@@ -14,13 +14,19 @@ from typer.testing import CliRunner
 
 from rl_platform.cli import app
 from rl_platform.runs import (
+    CONFIG_FILE,
     LOCK_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    TRIAL_DIR,
     DirectoryInUseError,
     DirectoryLock,
+    RunDir,
     check_free,
     hold,
     holds_directories,
     new_run_dir,
+    read_summary,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,3 +152,29 @@ def test_resuming_a_run_or_sweep_another_process_holds_exits_2_naming_its_pid(he
     assert done.exit_code == 2, done.output
     assert f"in use by pid {holder.pid}" in done.output
     assert (directory / LOCK_FILE).read_text().strip() == str(holder.pid)  # left as it was
+
+
+def test_a_run_dir_names_its_files_and_reads_and_writes_its_summary(tmp_path):
+    run = RunDir(str(tmp_path))  # a str is taken as a path
+    assert run.path == tmp_path
+    assert run.config == tmp_path / CONFIG_FILE
+    assert run.summary == tmp_path / SUMMARY_FILE
+    assert run.metrics == tmp_path / METRICS_FILE
+    assert run.trial == tmp_path / TRIAL_DIR
+    assert run.lock == tmp_path / LOCK_FILE == DirectoryLock(tmp_path).path
+    assert (run.sweep.name, run.trials_table.name, run.best.name, run.plots.name) == (
+        "sweep.yaml",
+        "trials.csv",
+        "best.yaml",
+        "plots",
+    )
+    assert run.read_summary() is None
+    run.summary.write_text("{not json")
+    assert run.read_summary() is None
+    run.write_summary({"status": "finished", "iterations": 3})
+    assert run.read_summary() == read_summary(tmp_path) == {"status": "finished", "iterations": 3}
+    assert not run.has_tune_state()
+    (tmp_path / "tuner.pkl").write_bytes(b"")
+    assert not run.has_tune_state()
+    (tmp_path / "experiment_state-2026.json").write_text("{}")
+    assert run.has_tune_state()

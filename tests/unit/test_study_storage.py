@@ -11,8 +11,8 @@ import optuna
 import pytest
 import sqlalchemy.exc
 
-from rl_platform import study_storage
-from rl_platform.study_storage import (
+from rl_platform.tuning import storage as study_storage
+from rl_platform.tuning.storage import (
     JOURNAL_FILE,
     RECORD_FILE,
     StudyStorage,

@@ -7,6 +7,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from ray import tune
 from typer.testing import CliRunner
 
 from rl_platform.cli import app
@@ -21,6 +22,8 @@ from rl_platform.tuning import (
     resolve_search_space,
     trial_overrides,
 )
+from rl_platform.tuning.ray_private import fitted_trials
+from rl_platform.tuning.storage import StudyStorage
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -214,26 +217,37 @@ def test_shipped_sweeps_plan():
 # --------------------------------------------------------------------------- the study
 
 
-def make_searcher(storage, name="s"):
-    from ray import tune
+SPACE_X = {"x": tune.uniform(0, 1)}
 
+
+@pytest.fixture(params=["journal", "sqlite"])
+def storage(request, tmp_path):
+    """A study storage: the default journal file, or an SQLite URL."""
+    if request.param == "journal":
+        return StudyStorage.journal_in(tmp_path)
+    return StudyStorage.from_setting(f"sqlite:///{tmp_path / 'study.db'}")
+
+
+def make_searcher(storage, name="s"):
     searcher = StudySearch(
         sampler=optuna.samplers.RandomSampler(seed=0),
-        storage=optuna.storages.RDBStorage(storage),
+        storage=storage.open(),
         study_name=name,
         stop={"training_iteration": 3},
     )
-    space = {"x": tune.uniform(0, 1)}
-    assert searcher.set_search_properties("score", "max", space)
+    assert searcher.set_search_properties("score", "max", SPACE_X)
     return searcher
+
+
+def load(storage, name="s"):
+    return optuna.load_study(study_name=name, storage=storage.open())
 
 
 def result(iteration, score):
     return {"training_iteration": iteration, "score": score, "num_env_steps_sampled_lifetime": 10}
 
 
-def test_study_records_complete_pruned_and_failed_trials(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
+def test_study_records_complete_pruned_and_failed_trials(storage):
     searcher = make_searcher(storage)
     for trial_id in ("a", "b", "c", "d"):
         assert "x" in searcher.suggest(trial_id)
@@ -244,7 +258,7 @@ def test_study_records_complete_pruned_and_failed_trials(tmp_path):
     searcher.on_trial_complete("d", result(3, math.nan))
     searcher.on_trial_complete("a", result(3, 9.0))  # told once only
 
-    study = optuna.load_study(study_name="s", storage=storage)
+    study = load(storage)
     states = [(t.state, t.value) for t in study.trials]
     assert states == [
         (TrialState.COMPLETE, 2.0),
@@ -256,8 +270,7 @@ def test_study_records_complete_pruned_and_failed_trials(tmp_path):
     assert study.trials[0].user_attrs == {"tune_trial_id": "a", "iterations": 3, "env_steps": 10}
 
 
-def test_restored_searcher_hands_orphaned_optuna_trials_to_new_trials(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
+def test_restored_searcher_hands_orphaned_optuna_trials_to_new_trials(tmp_path, storage):
     searcher = make_searcher(storage)
     searcher.suggest("a")
     searcher.on_trial_complete("a", result(3, 1.0))
@@ -271,9 +284,63 @@ def test_restored_searcher_hands_orphaned_optuna_trials_to_new_trials(tmp_path):
     assert restored.suggest("e") == orphan  # same Optuna trial, same values
     restored.on_trial_complete("b", result(3, 2.0))
     restored.on_trial_complete("e", result(3, 3.0))
-    study = optuna.load_study(study_name="s", storage=storage)
+    study = load(storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     assert [t.user_attrs["tune_trial_id"] for t in study.trials] == ["a", "b", "e"]
+
+
+def test_a_pickled_searcher_keeps_its_trials_and_reopens_its_study(tmp_path, storage):
+    import ray.cloudpickle
+
+    searcher = make_searcher(storage)
+    searcher.suggest("a")
+    # Tune pickles the searcher in its experiment state; the study is opened again after
+    copy = ray.cloudpickle.loads(ray.cloudpickle.dumps(searcher))
+    copy.on_trial_complete("a", result(3, 1.0))
+    assert [t.state for t in load(storage).trials] == [TrialState.COMPLETE]
+
+
+def test_a_searcher_saved_by_rays_optuna_search_is_restored(tmp_path, storage):
+    """Sweeps started before StudySearch stood on its own saved Ray's OptunaSearch state.
+
+    It fails loudly if Ray changes what OptunaSearch saves (the names read from it).
+    """
+    from ray.tune.search.optuna import OptunaSearch
+
+    old = OptunaSearch(
+        sampler=optuna.samplers.RandomSampler(seed=0), storage=storage.open(), study_name="s"
+    )
+    assert old.set_search_properties("score", "max", SPACE_X)
+    old.suggest("a")
+    old.on_trial_complete("a", result(3, 1.0))
+    old.suggest("b")
+    old.save(str(tmp_path / "searcher.pkl"))
+    orphan = old.suggest("c")  # asked for after the save: the driver was killed then
+
+    restored = make_searcher(storage)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("e") == orphan
+    restored.on_trial_complete("a", result(3, 9.0))  # finished already: not told again
+    restored.on_trial_complete("b", result(3, 2.0))
+    restored.on_trial_complete("e", result(1, 0.5))
+    study = load(storage)
+    assert [(t.state, t.value) for t in study.trials] == [
+        (TrialState.COMPLETE, 1.0),
+        (TrialState.COMPLETE, 2.0),
+        (TrialState.PRUNED, 0.5),  # a pruned trial keeps its last intermediate value
+    ]
+
+
+def test_the_trials_of_a_fitted_tuner_are_where_the_summary_reads_them():
+    """STYLE rule 22: the one private Ray attribute tuning reads (ray_private.py)."""
+    from types import SimpleNamespace
+
+    from ray.tune import ResultGrid
+
+    analysis = SimpleNamespace(trials=[])
+    grid = ResultGrid(analysis)
+    analysis.trials.append("a trial")  # the grid keeps the analysis it was made from
+    assert fitted_trials(grid) == ["a trial"]
 
 
 # --------------------------------------------------------------------------- the command

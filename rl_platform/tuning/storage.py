@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from rl_platform.runs import SWEEP_FILE
+
 if TYPE_CHECKING:
     import optuna
 
@@ -208,7 +210,7 @@ def _legacy(sweep_dir: Path) -> StudyStorage:
 
     setting = None
     try:
-        sweep = yaml.safe_load((sweep_dir / "sweep.yaml").read_text(encoding="utf-8"))
+        sweep = yaml.safe_load((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
         setting = sweep["tune"]["storage"]
     except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
         pass
