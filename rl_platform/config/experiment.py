@@ -14,6 +14,7 @@ from rl_platform.config.features import (
     SafetySpec,
     TuneSpec,
 )
+from rl_platform.config.monitoring import MonitoringSpec
 from rl_platform.config.sections import (
     CheckpointSpec,
     CurriculumSpec,
@@ -23,7 +24,6 @@ from rl_platform.config.sections import (
     RewardsSpec,
     StopSpec,
 )
-from rl_platform.monitoring import MonitoringSpec  # pydantic only at import: no cycle
 
 
 class ExperimentConfig(ConfigModel):

@@ -57,6 +57,7 @@ files), ``stopper`` (:class:`RunMonitor`, the Tune stopper), ``dashboard``, ``ca
 (env-runner metrics).
 """
 
+from rl_platform.config.monitoring import ANOMALY_KINDS, AnomalyKind, MonitoringSpec
 from rl_platform.monitoring.callback import (
     ACTIONS_KEY,
     EpisodeWindow,
@@ -75,7 +76,6 @@ from rl_platform.monitoring.io import (
     read_results,
 )
 from rl_platform.monitoring.results import flatten_result, monitor_row
-from rl_platform.monitoring.spec import ANOMALY_KINDS, AnomalyKind, MonitoringSpec
 from rl_platform.monitoring.stopper import RunMonitor, anomaly_stopper
 
 __all__ = [

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rl_platform.config.monitoring import MonitoringSpec
 from rl_platform.monitoring.detector import Anomaly, AnomalyDetector
 from rl_platform.monitoring.io import ANOMALIES_FILE, RESULT_FILE, read_anomalies, read_results
 from rl_platform.monitoring.results import (
@@ -20,7 +21,6 @@ from rl_platform.monitoring.results import (
     VALUE_STATS,
     monitor_row,
 )
-from rl_platform.monitoring.spec import MonitoringSpec
 from rl_platform.runs import SUMMARY_FILE
 
 MONITOR_DIR = "monitor"

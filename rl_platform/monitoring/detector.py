@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from rl_platform.config.monitoring import MonitoringSpec
 from rl_platform.monitoring.results import (
     ALL_MODULES,
     RETURN_PREFIXES,
@@ -17,7 +18,6 @@ from rl_platform.monitoring.results import (
     learner_stats,
     to_number,
 )
-from rl_platform.monitoring.spec import MonitoringSpec
 from rl_platform.stopping import ENV_STEPS_KEY, RETURN_KEY
 
 

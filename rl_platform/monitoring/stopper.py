@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rl_platform.config.monitoring import MonitoringSpec
 from rl_platform.monitoring.detector import Anomaly, AnomalyDetector
 from rl_platform.monitoring.io import AnomalyLog
 from rl_platform.monitoring.results import to_number
-from rl_platform.monitoring.spec import MonitoringSpec
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The ``monitoring`` section of an experiment: anomaly rules and what stops a run.
 
-Pydantic only (no other rl_platform import but the YAML model base): the config models
-import it. The rules are described in :mod:`rl_platform.monitoring`.
+Pydantic only, like every config model; the detector that applies the rules is
+:mod:`rl_platform.monitoring`.
 """
 
 from __future__ import annotations
