@@ -15,22 +15,12 @@ The tabular Q-learner of the seed document, for small discrete tasks without Ray
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from rl_platform.algorithms.qmix import Hyperparams, build_value_decomposition
-
-if TYPE_CHECKING:
-    from rl_platform.algorithms.qmix import ValueDecompositionConfig
-    from rl_platform.config import ExperimentConfig
+from rl_platform.algorithms.qmix import ValueDecompositionAlgorithm
 
 
-class IQL:
+class IQL(ValueDecompositionAlgorithm):
     """``algorithm.id: iql``: independent double-DQN learners (shared or per-agent nets)."""
 
-    Hyperparams: ClassVar[type[Hyperparams]] = Hyperparams
-    discrete_only: ClassVar[bool] = True  # build() refuses Box actions
-
-    @staticmethod
-    def build(experiment: ExperimentConfig, env_cls: type) -> ValueDecompositionConfig:
-        """The RLlib config of an IQL experiment."""
-        return build_value_decomposition(experiment, env_cls, mixer="none")
+    mixer: ClassVar[str] = "none"
