@@ -163,6 +163,7 @@ def main() -> None:
     args.output.mkdir(parents=True, exist_ok=True)
 
     from rl_platform.serving import app
+    from rl_platform.serving.deployment import default_max_ongoing_requests
 
     scratch = Path(tempfile.mkdtemp(prefix="bench_serve_"))
     checkpoint = args.checkpoint
@@ -230,8 +231,8 @@ def main() -> None:
             "access_log": args.access_log,
             "replicas": 1,
             # Past these a request gets 503 + Retry-After (counted under errors as "503").
-            "max_ongoing_requests": app.default_max_ongoing_requests(args.max_batch_size),
-            "max_queued_requests": app.default_max_ongoing_requests(args.max_batch_size),
+            "max_ongoing_requests": default_max_ongoing_requests(args.max_batch_size),
+            "max_queued_requests": default_max_ongoing_requests(args.max_batch_size),
         },
         "machine": {
             "cpus": os.cpu_count(),

@@ -216,9 +216,7 @@ def train(
 
       rlp train my_env.yaml --trust-module my_envs
     """
-    from rl_platform.config import ConfigError
-    from rl_platform.training import ResumeError, TrainingError
-    from rl_platform.training import train as run_training
+    from rl_platform.config import ConfigError, validate_experiment
     from rl_platform.trust import UntrustedModuleError, UntrustedStateError
 
     if experiment is None and resume is None:
@@ -228,6 +226,14 @@ def train(
     if resume is not None and set_:
         _fail("--set cannot change a resumed run; it continues with its config.yaml.")
     _trust_modules(trust_module)
+    if experiment is not None:  # a bad file is refused before torch and Ray are imported
+        try:
+            validate_experiment(experiment, set_ or [])
+        except ConfigError as err:
+            _fail(str(err))
+    from rl_platform.training import ResumeError, TrainingError
+    from rl_platform.training import train as run_training
+
     catch_sigterm()
     try:
         result = run_training(

@@ -36,7 +36,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from unittest import mock
 
 from rl_platform.config import ConfigError
 from rl_platform.trust import worker_env_vars
@@ -139,7 +138,7 @@ def _start_private(env: dict[str, str], options: dict[str, Any]) -> None:
 
     before = _children(os.getpid())
     try:
-        with mock.patch.dict(os.environ, env), loopback_only():
+        with env_vars(env), loopback_only():
             # "local": a new private Ray even when `ray start` left one on this machine (a
             # bare ray.init() would join it).
             ray.init(address="local", include_dashboard=False, **options)
@@ -157,6 +156,25 @@ def _start_private(env: dict[str, str], options: dict[str, Any]) -> None:
             LOOPBACK,
             LOOPBACK_VARIABLE,
         )
+
+
+@contextmanager
+def env_vars(values: dict[str, str]) -> Iterator[None]:
+    """While the block runs, ``os.environ`` has `values`; after it, what it had before.
+
+    Each variable named in `values` gets its old value back, or is removed if it had
+    none, even when the block raises.
+    """
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
 
 
 @contextmanager
@@ -179,7 +197,7 @@ def loopback_only() -> Iterator[None]:
             "cannot keep a private Ray on 127.0.0.1; use the Ray version rl_platform pins."
         )
     saved = ray_constants.ENABLE_RAY_CLUSTER
-    with mock.patch.dict(os.environ, {LOOPBACK_VARIABLE: "0"}):
+    with env_vars({LOOPBACK_VARIABLE: "0"}):
         ray_constants.ENABLE_RAY_CLUSTER = False
         try:
             yield

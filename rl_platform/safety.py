@@ -7,7 +7,10 @@ actions would break one (``constraint_violations``). A :class:`Shield` built fro
 of the env's baselines, or its default action), falls back to the default action when
 the fallback's breaks a constraint too, and keeps the default flagged ``unresolved``
 when even that does (a state no action can make safe). Compliant actions pass bitwise
-untouched. Every intervention is logged (:class:`InterventionLog`).
+untouched. Every intervention is logged (:class:`InterventionLog`). The shield's judge
+decides how a constraint is checked: from the env state (:data:`STATE`: training,
+evaluation) or from the observations alone (:data:`OBSERVATIONS`,
+``BatchedCore.observed_violations``: the policy server, which keeps no env state).
 
 The shield draws no randomness, so the same seed gives the same interventions; it works
 on batched arrays (evaluation, :class:`ShieldedPolicy`) and on one step's action dict
@@ -120,6 +123,7 @@ class Interventions:
     unresolved: np.ndarray  # (B, N) bool
     original: np.ndarray  # (B, N, *action_shape)
     applied: np.ndarray  # (B, N, *action_shape)
+    present: np.ndarray | None = None  # (B, N) bool: the agents judged; None: all
 
     @property
     def count(self) -> int:
@@ -175,7 +179,8 @@ class InterventionLog:
 
     def record(self, interventions: Interventions) -> None:
         """Add one filter call's interventions."""
-        self.agent_steps += interventions.mask.size
+        present = interventions.present
+        self.agent_steps += interventions.mask.size if present is None else int(present.sum())
         for name in interventions.constraints:
             self.counts.setdefault(name, 0)
         if not interventions.mask.any():
@@ -218,38 +223,114 @@ class InterventionLog:
             return [InterventionEntry(**json.loads(line)) for line in f if line.strip()]
 
 
+class UnjudgedConstraint(NotImplementedError):
+    """A judge cannot judge constraint ``constraint`` of this env (the message says why)."""
+
+    def __init__(self, constraint: str, message: str) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+
+
+class StateJudge:
+    """Judges actions against the env state: ``core.constraint_violations``.
+
+    For training and evaluation: the shield sits beside the env whose state the actions
+    are for.
+    """
+
+    name = "state"
+
+    def check(self, core: BatchedCore, names: tuple[str, ...], limits: tuple[float, ...]) -> None:
+        """Every constraint a core declares can be judged from its state."""
+
+    def __call__(
+        self, core: BatchedCore, name: str, limit: float, obs: np.ndarray | None, actions: Any
+    ) -> np.ndarray:
+        """(B, N) bool: which agents' actions break constraint `name` in `core`'s state."""
+        return core.constraint_violations(name, limit, actions)
+
+
+class ObservationJudge:
+    """Judges actions from observations alone: ``core.observed_violations``.
+
+    For serving: the server keeps no env state; `core` only reads the observations it
+    is given.
+    """
+
+    name = "observations"
+
+    def check(self, core: BatchedCore, names: tuple[str, ...], limits: tuple[float, ...]) -> None:
+        """Raise :class:`UnjudgedConstraint` for one `core` cannot judge from observations."""
+        probe = np.zeros((1, core.num_agents, *core.observation_space.shape), np.float32)
+        default = core.default_actions(probe)
+        for name, limit in zip(names, limits):
+            try:
+                core.observed_violations(name, limit, probe, default)
+            except NotImplementedError as err:
+                raise UnjudgedConstraint(name, str(err)) from None
+
+    def __call__(
+        self, core: BatchedCore, name: str, limit: float, obs: np.ndarray | None, actions: Any
+    ) -> np.ndarray:
+        """(B, N) bool: which agents' actions break constraint `name`, given observations."""
+        if obs is None:
+            raise ValueError("judging from observations needs the observations")
+        return core.observed_violations(name, limit, obs, actions)
+
+
+Judge = StateJudge | ObservationJudge
+STATE = StateJudge()
+OBSERVATIONS = ObservationJudge()
+
+
 class Shield:
     """Filters batched actions of `core` so that the spec's constraints hold.
 
     Args:
-        core: the env core the actions are for (its current state is what is checked).
+        core: the env core the actions are for (its current state is what is checked,
+            or, judged from observations, a core whose spaces, baselines and default
+            action are used).
         spec: constraints, fallback and switch; validated against the core's class.
         max_entries: log entries kept in full.
+        judge: how a constraint is judged: :data:`STATE` (the core's state, the
+            default) or :data:`OBSERVATIONS` (the observations the filter is given).
+
+    Raises:
+        ValueError: the spec names an unknown constraint or fallback.
+        UnjudgedConstraint: the judge cannot judge one of the spec's constraints.
     """
 
     def __init__(
-        self, core: BatchedCore, spec: SafetySpec, max_entries: int = MAX_LOG_ENTRIES
+        self,
+        core: BatchedCore,
+        spec: SafetySpec,
+        max_entries: int = MAX_LOG_ENTRIES,
+        judge: Judge = STATE,
     ) -> None:
         check_safety(spec, type(core))
         self.core = core
         self.spec = spec
+        self.judge = judge
         self.fallback = fallback_name(spec, type(core))
         self.log = InterventionLog(max_entries=max_entries)
         self._names = tuple(c.name for c in spec.constraints)
         self._limits = tuple(float(c.limit) for c in spec.constraints)
         self._steps = 0
+        judge.check(core, self._names, self._limits)
 
     @classmethod
     def for_env(cls, env: Any, spec: SafetySpec, max_entries: int = MAX_LOG_ENTRIES) -> Shield:
         """A shield on the core of a single-copy view (or a wrapper around one)."""
         return cls(core_of(env), spec, max_entries)
 
-    def violations(self, actions: np.ndarray) -> np.ndarray:
-        """(B, N, C) bool: which agents' actions break which of the spec's constraints."""
-        shape = (self.core.batch_size, self.core.num_agents, len(self._names))
-        out = np.zeros(shape, dtype=bool)
+    def violations(self, actions: np.ndarray, obs: np.ndarray | None = None) -> np.ndarray:
+        """(B, N, C) bool: which agents' actions break which of the spec's constraints.
+
+        `obs` (B, N, obs_dim): the observations, which a judge from observations needs.
+        """
+        out = np.zeros((*np.shape(actions)[:2], len(self._names)), dtype=bool)
         for c, (name, limit) in enumerate(zip(self._names, self._limits)):
-            out[..., c] = self.core.constraint_violations(name, limit, actions)
+            out[..., c] = self.judge(self.core, name, limit, obs, actions)
         return out
 
     def fallback_actions(self, obs: np.ndarray) -> np.ndarray:
@@ -258,20 +339,25 @@ class Shield:
             return self.core.default_actions(obs)
         return self.core.baseline_actions(self.fallback, obs)
 
-    def filter(self, obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, Interventions]:
+    def filter(
+        self, obs: np.ndarray, actions: np.ndarray, present: np.ndarray | None = None
+    ) -> tuple[np.ndarray, Interventions]:
         """Safe actions for observations obs (B, N, obs_dim) and actions (B, N, ...).
 
         Call it in the state the actions are for, before the step. Returns `actions`
         itself when no agent is replaced (or the shield is disabled), else a copy with
         the violating agents' actions replaced; and the record of what was done, also
-        appended to :attr:`log`.
+        appended to :attr:`log`. `present` (B, N) bool: only these agents are judged
+        and counted (the others are padding); None: all.
         """
         actions = np.asarray(actions)
         b, n = actions.shape[:2]
         step = self._steps
         self._steps += 1
         if self.spec.enabled and self._names:
-            violated = self.violations(actions)
+            violated = self.violations(actions, obs)
+            if present is not None:
+                violated &= present[..., None]
             mask = violated.any(axis=-1)
         else:
             violated = np.zeros((b, n, len(self._names)), dtype=bool)
@@ -282,11 +368,11 @@ class Shield:
         if mask.any():
             safe = actions.copy()
             safe[mask] = self.fallback_actions(obs).astype(actions.dtype, copy=False)[mask]
-            used_default = self.violations(safe).any(axis=-1) & mask
+            used_default = self.violations(safe, obs).any(axis=-1) & mask
             if used_default.any():
                 default = np.broadcast_to(self.core.default_action(), safe.shape[2:])
                 safe[used_default] = default
-                unresolved = self.violations(safe).any(axis=-1) & used_default
+                unresolved = self.violations(safe, obs).any(axis=-1) & used_default
         record = Interventions(
             step=step,
             constraints=self._names,
@@ -297,9 +383,23 @@ class Shield:
             unresolved=unresolved,
             original=actions,
             applied=safe,
+            present=present,
         )
         self.log.record(record)
         return safe, record
+
+    def summary(self) -> dict[str, Any]:
+        """Settings and counts as JSON-ready data (a server's /v1/info)."""
+        return {
+            "enabled": self.spec.enabled,
+            "constraints": [{"name": n, "limit": v} for n, v in zip(self._names, self._limits)],
+            "fallback": self.fallback,
+            "judged_from": self.judge.name,
+            "interventions": self.log.interventions,
+            "unresolved": self.log.unresolved,
+            "agent_steps": self.log.agent_steps,
+            "counts": {name: self.log.counts.get(name, 0) for name in self._names},
+        }
 
 
 class ShieldedPolicy:

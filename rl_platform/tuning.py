@@ -116,7 +116,7 @@ DISTRIBUTIONS = {
 # The seed's names -> the algorithm hyperparameters they stand for: the first
 # alternative whose fields the algorithm has all of (one sampled value sets them all).
 SEMANTIC_PARAMS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "lr": (("lr",), ("actor_lr", "critic_lr")),
+    "lr": (("lr", "critic_lr"), ("lr",)),
     "gamma": (("gamma",),),
     "exploration": (("entropy_coeff",), ("epsilon",), ("exploration_noise",)),
     "batch_size": (("minibatch_size",), ("train_batch_size_per_learner",)),

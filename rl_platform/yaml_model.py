@@ -27,12 +27,21 @@ class YamlModel(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _strict_scalars(cls, value: Any, info: ValidationInfo) -> Any:
-        field = cls.model_fields.get(info.field_name or "")
-        if field is not None:
-            problem = scalar_problem(field.annotation, value)
-            if problem:
-                raise ValueError(problem)
-        return value
+        return strict_field(cls, value, info)
+
+
+def strict_field(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """`value` of the field being validated, refused if it does not strictly fit.
+
+    The body of :class:`YamlModel`'s validator, for models that must apply it to fewer
+    fields (a discriminated union's tag may not have a before-validator).
+    """
+    field = model.model_fields.get(info.field_name or "")
+    if field is not None:
+        problem = scalar_problem(field.annotation, value)
+        if problem:
+            raise ValueError(problem)
+    return value
 
 
 def scalar_problem(annotation: Any, value: Any, where: str = "") -> str | None:

@@ -18,9 +18,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rl_platform.algorithms.qmix import ValueDecompositionAlgorithm
+from rl_platform.config.algorithms import IQLParams
 
 
 class IQL(ValueDecompositionAlgorithm):
     """``algorithm.id: iql``: independent double-DQN learners (shared or per-agent nets)."""
 
+    Hyperparams: ClassVar[type[IQLParams]] = IQLParams
     mixer: ClassVar[str] = "none"

@@ -44,7 +44,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.columns import Columns
@@ -60,7 +59,7 @@ from rl_platform import registry
 from rl_platform.algorithms.mixers import masked_mean, soft_update, td_targets
 from rl_platform.algorithms.replay import JointReplayAlgorithm, JointReplayConfig
 from rl_platform.config import ConfigError
-from rl_platform.yaml_model import YamlModel
+from rl_platform.config.algorithms import MADDPGParams
 
 if TYPE_CHECKING:
     from rl_platform.algorithms.common import BuildContext
@@ -439,7 +438,7 @@ class MADDPGLearner(TorchLearner):
         """Adam with the critic's or the actor's learning rate."""
         module = self._module[module_id]
         params = self.get_parameters(module)
-        lr = self.config.critic_lr if module_id == CRITIC_ID else self.config.actor_lr
+        lr = self.config.critic_lr if module_id == CRITIC_ID else self.config.lr
         self.register_optimizer(
             module_id=module_id,
             optimizer=torch.optim.Adam(params),
@@ -490,29 +489,28 @@ class MADDPGConfig(JointReplayConfig):
     """RLlib config of MADDPG."""
 
     algorithm_name: ClassVar[str] = "MADDPG"
+    params_model: ClassVar[type[MADDPGParams]] = MADDPGParams
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or MultiAgentDDPG)
-        self.actor_lr = 1e-3
-        self.critic_lr = 1e-3
-        self.gamma = 0.95
-        self.tau = 0.01
-        self.train_batch_size_per_learner = 1024
-        self.replay_buffer_capacity = 1_000_000
-        self.num_steps_sampled_before_learning_starts = 1_024
-        self.exploration_noise: float | list = 0.1
-        self.gumbel_temperature = 1.0
-        self.gumbel_hard = True
-        self.actor_reg = 1e-3
-        self.critic_hiddens: list[int] | None = None
-        self.grad_clip = 0.5
+        defaults = self.params_model()
+        self.lr = defaults.lr  # the actors'
+        self.critic_lr = defaults.critic_lr
+        self.gamma = defaults.gamma
+        self.tau = defaults.tau
+        self.train_batch_size_per_learner = defaults.train_batch_size_per_learner
+        self.exploration_noise: float | list = defaults.exploration_noise
+        self.gumbel_temperature = defaults.gumbel_temperature
+        self.gumbel_hard = defaults.gumbel_hard
+        self.actor_reg = defaults.actor_reg
+        self.critic_hiddens: list[int] | None = None  # configure(): critic_hidden_sizes or network
+        self.grad_clip = defaults.grad_clip
         self.action_dim = 0  # one agent's action size, filled by configure()
 
     @override(AlgorithmConfig)
     def training(
         self,
         *,
-        actor_lr: float = NotProvided,
         critic_lr: float = NotProvided,
         tau: float = NotProvided,
         replay_buffer_capacity: int = NotProvided,
@@ -590,49 +588,7 @@ class MultiAgentDDPG(JointReplayAlgorithm):
 # --------------------------------------------------------------------------- platform
 
 
-class Hyperparams(YamlModel):
-    """MADDPG hyperparameters (RLlib's names where RLlib has them).
-
-    Defaults follow the paper (gamma 0.95, tau 0.01, batch 1024, gradient clip 0.5, two
-    64-unit layers from ``algorithm.network``) except the learning rates (the paper's
-    0.01 is unstable with small batches; 1e-3 as in most reimplementations).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    actor_lr: PositiveFloat = 1e-3
-    critic_lr: PositiveFloat = 1e-3
-    gamma: float = Field(default=0.95, gt=0, le=1)
-    tau: float = Field(default=0.01, gt=0, le=1, description="Polyak rate per gradient step.")
-    train_batch_size_per_learner: PositiveInt = Field(
-        default=1024, description="Joint transitions per gradient step."
-    )
-    replay_buffer_capacity: PositiveInt = 1_000_000
-    num_steps_sampled_before_learning_starts: int = Field(default=1_024, ge=0)
-    training_intensity: PositiveFloat | None = Field(
-        default=None,
-        description="Replayed / sampled transitions; None: one update per iteration.",
-    )
-    exploration_noise: float | list[tuple[int, float]] = Field(
-        default=0.1,
-        description="Box actions: Gaussian noise std as a fraction of the half-width; "
-        "a constant or [[env_step, value], ...].",
-    )
-    gumbel_temperature: PositiveFloat = 1.0
-    gumbel_hard: bool = Field(
-        default=True, description="Straight-through one-hot Gumbel-softmax (Discrete)."
-    )
-    actor_reg: float = Field(
-        default=1e-3, ge=0, description="Penalty on the actor's squared preactivations."
-    )
-    critic_hidden_sizes: tuple[PositiveInt, ...] | None = Field(
-        default=None, description="Critic layers; default: algorithm.network.hidden_sizes."
-    )
-    grad_clip: PositiveFloat | None = 0.5
-    agent_id_in_obs: bool = Field(
-        default=True, description="Append the agent's one-hot index (shared policy only)."
-    )
-
+Hyperparams = MADDPGParams  # declared in rl_platform.config.algorithms
 
 PLATFORM_ONLY = {"agent_id_in_obs", "critic_hidden_sizes"}
 
@@ -666,7 +622,7 @@ def action_dim_of(context: BuildContext) -> int:
 class MADDPG(registry.Algorithm):
     """``algorithm.id: maddpg``: deterministic actors, centralized critics (Lowe et al.)."""
 
-    Hyperparams: ClassVar[type[Hyperparams]] = Hyperparams
+    Hyperparams: ClassVar[type[MADDPGParams]] = MADDPGParams
     batched_sampling: ClassVar[bool] = True
     global_state: ClassVar[bool] = True
     module_spaces: ClassVar[bool] = True
@@ -697,7 +653,6 @@ class MADDPG(registry.Algorithm):
             state_dim=int(np.prod(probe.state_space.shape)),
             action_dim=action_dim_of(context),
             critic_hiddens=list(hp.critic_hidden_sizes) if hp.critic_hidden_sizes else None,
-            lr=hp.actor_lr,
             **hp.model_dump(exclude=PLATFORM_ONLY),
         )
         network = context.experiment.algorithm.network

@@ -40,7 +40,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
-from pydantic import Field, PositiveFloat, PositiveInt
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.torch.torch_distribution import (
@@ -54,8 +53,8 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 
 from rl_platform import registry
-from rl_platform.algorithms import ppo
 from rl_platform.config import ConfigError
+from rl_platform.config.algorithms import IPPOParams, MAPPOParams
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -362,29 +361,7 @@ class ValueNormPPOLearner(PPOTorchLearner):
 # --------------------------------------------------------------------------- config
 
 
-class Hyperparams(ppo.Hyperparams):
-    """PPO's hyperparameters with the MAPPO paper's defaults, plus the MAPPO switches."""
-
-    lr: PositiveFloat = 5e-4
-    num_epochs: PositiveInt = 5
-    minibatch_size: PositiveInt = 1000
-    entropy_coeff: float = Field(default=0.01, ge=0)
-    vf_clip_param: PositiveFloat = Field(default=10.0, description="On the normalized scale.")
-    grad_clip: PositiveFloat | None = 10.0
-    use_value_norm: bool = True
-    orthogonal_init: bool = True
-    input_layernorm: bool = False
-    agent_id_in_obs: bool = Field(
-        default=True, description="Append the agent's one-hot index (shared policy only)."
-    )
-    critic_hidden_sizes: tuple[PositiveInt, ...] | None = Field(
-        default=None, description="Critic layers; default: algorithm.network.hidden_sizes."
-    )
-    log_std_init: float = 0.0
-    bounded_mean: bool = Field(
-        default=True, description="Squash the Gaussian's mean into a bounded Box action space."
-    )
-
+Hyperparams = MAPPOParams  # declared in rl_platform.config.algorithms
 
 MAPPO_ONLY = {
     "use_value_norm", "orthogonal_init", "input_layernorm", "agent_id_in_obs",
@@ -456,10 +433,12 @@ class ActorCriticPPO(registry.Algorithm):
 class MAPPO(ActorCriticPPO):
     """``algorithm.id: mappo``: centralized critics on the global state."""
 
+    Hyperparams: ClassVar[type[MAPPOParams]] = MAPPOParams
     critic_obs_key: ClassVar[str] = "state"
 
 
 class IPPO(ActorCriticPPO):
     """``algorithm.id: ippo``: the same actor-critics with critics on local observations."""
 
+    Hyperparams: ClassVar[type[IPPOParams]] = IPPOParams
     critic_obs_key: ClassVar[str] = "obs"

@@ -50,13 +50,12 @@ loss reads several modules at once, which a per-module DDP split does not cover)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
-from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.columns import Columns
@@ -89,7 +88,7 @@ from rl_platform.algorithms.replay import (
     SequenceReplayBuffer,
 )
 from rl_platform.config import ConfigError
-from rl_platform.yaml_model import YamlModel
+from rl_platform.config.algorithms import QMIXParams, ValueDecompositionParams, VDNParams
 
 if TYPE_CHECKING:
     from rl_platform.algorithms.common import BuildContext
@@ -456,25 +455,28 @@ class ValueDecompositionConfig(JointReplayConfig):
     """RLlib config of IQL / VDN / QMIX (``mixer``: none, vdn, qmix)."""
 
     algorithm_name: ClassVar[str] = "IQL/VDN/QMIX"
+    params_model: ClassVar[type[ValueDecompositionParams]] = ValueDecompositionParams
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or ValueDecomposition)
+        defaults = self.params_model()
         self.mixer = "qmix"
-        self.lr = 5e-4
-        self.gamma = 0.99
-        self.train_batch_size_per_learner = 128
-        self.target_network_update_freq = 500
-        self.tau = 1.0
-        self.double_q = True
-        self.epsilon: float | list = [[0, 1.0], [50_000, 0.05]]
-        self.team_reduce = "mean"
-        self.grad_clip = 10.0
-        self.mixing_embed_dim = 32
-        self.hypernet_embed_dim = 64
-        self.hypernet_layers = 1
-        self.recurrent = False
-        self.rnn_hidden_dim = 64
-        self.max_seq_len = 20
+        self.lr = defaults.lr
+        self.gamma = defaults.gamma
+        self.train_batch_size_per_learner = defaults.train_batch_size_per_learner
+        self.target_network_update_freq = defaults.target_network_update_freq
+        self.tau = defaults.tau
+        self.double_q = defaults.double_q
+        # A schedule as RLlib takes it: [[step, value], ...] lists.
+        self.epsilon: float | list = defaults.model_dump(mode="json")["epsilon"]
+        self.team_reduce = defaults.team_reduce
+        self.grad_clip = defaults.grad_clip
+        self.mixing_embed_dim = defaults.mixing_embed_dim
+        self.hypernet_embed_dim = defaults.hypernet_embed_dim
+        self.hypernet_layers = defaults.hypernet_layers
+        self.recurrent = defaults.recurrent
+        self.rnn_hidden_dim = defaults.rnn_hidden_dim
+        self.max_seq_len = defaults.max_seq_len
 
     @override(AlgorithmConfig)
     def training(
@@ -577,64 +579,7 @@ class ValueDecomposition(JointReplayAlgorithm):
 # --------------------------------------------------------------------------- platform
 
 
-class Hyperparams(YamlModel):
-    """IQL / VDN / QMIX hyperparameters (RLlib's names where RLlib has them).
-
-    Defaults follow the QMIX paper and pymarl for small tasks; ``epsilon`` is an RLlib
-    schedule over env steps (``[[0, 1.0], [50000, 0.05]]``) or a constant.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    lr: PositiveFloat = 5e-4
-    gamma: float = Field(default=0.99, gt=0, le=1)
-    train_batch_size_per_learner: PositiveInt = Field(
-        default=128, description="Joint transitions per update (sequences when recurrent)."
-    )
-    replay_buffer_capacity: PositiveInt = 50_000
-    num_steps_sampled_before_learning_starts: int = Field(default=1_000, ge=0)
-    training_intensity: PositiveFloat | None = Field(
-        default=None,
-        description=(
-            "Replayed / sampled transitions (sequences when recurrent); None: one update "
-            "per iteration."
-        ),
-    )
-    target_network_update_freq: int = Field(
-        default=500, ge=0, description="Env steps between target-network updates."
-    )
-    tau: float = Field(default=1.0, gt=0, le=1, description="1: hard copies; < 1: Polyak.")
-    double_q: bool = True
-    epsilon: float | list[tuple[int, float]] = Field(
-        default_factory=lambda: [(0, 1.0), (50_000, 0.05)],
-        description="Exploration epsilon: a constant or [[env_step, value], ...].",
-    )
-    grad_clip: PositiveFloat | None = 10.0
-    team_reduce: Literal["mean", "sum"] = Field(
-        default="mean", description="VDN/QMIX: the team reward is the agents' mean or sum."
-    )
-    mixing_embed_dim: PositiveInt = 32
-    hypernet_embed_dim: PositiveInt = 64
-    hypernet_layers: Literal[1, 2] = 1
-    recurrent: bool = Field(
-        default=False,
-        description=(
-            "GRU agents (obs -> fc -> GRUCell -> fc -> Q; network.hidden_sizes unused), "
-            "hidden state carried through episodes, trained on replayed sequences."
-        ),
-    )
-    rnn_hidden_dim: PositiveInt = Field(default=64, description="Recurrent agents' width.")
-    max_seq_len: PositiveInt = Field(
-        default=20,
-        description=(
-            "Recurrent: steps per replayed sequence (episodes are cut into these; replay "
-            "capacity is replay_buffer_capacity // max_seq_len sequences)."
-        ),
-    )
-    agent_id_in_obs: bool = Field(
-        default=True, description="Append the agent's one-hot index (shared policy only)."
-    )
-
+Hyperparams = ValueDecompositionParams  # declared in rl_platform.config.algorithms
 
 VALUE_ONLY = {"agent_id_in_obs"}
 
@@ -695,10 +640,12 @@ class ValueDecompositionAlgorithm(registry.Algorithm):
 class QMIX(ValueDecompositionAlgorithm):
     """``algorithm.id: qmix``: monotonic mixing by state hypernetworks (Rashid et al. 2018)."""
 
+    Hyperparams: ClassVar[type[QMIXParams]] = QMIXParams
     mixer: ClassVar[str] = "qmix"
 
 
 class VDN(ValueDecompositionAlgorithm):
     """``algorithm.id: vdn``: the joint value is the sum of the agents' (Sunehag et al.)."""
 
+    Hyperparams: ClassVar[type[VDNParams]] = VDNParams
     mixer: ClassVar[str] = "vdn"

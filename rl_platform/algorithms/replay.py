@@ -17,6 +17,7 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
@@ -293,12 +294,17 @@ class JointReplayConfig(AlgorithmConfig):
     """
 
     algorithm_name: ClassVar[str] = "this algorithm"
+    # The algorithm's hyperparameter model (rl_platform.config.algorithms): the defaults.
+    params_model: ClassVar[type[BaseModel]]
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class)
-        self.replay_buffer_capacity = 50_000
-        self.num_steps_sampled_before_learning_starts = 1_000
-        self.training_intensity: float | None = None
+        defaults = self.params_model()
+        self.replay_buffer_capacity = defaults.replay_buffer_capacity
+        self.num_steps_sampled_before_learning_starts = (
+            defaults.num_steps_sampled_before_learning_starts
+        )
+        self.training_intensity: float | None = defaults.training_intensity
         self.joint_agents: list[str] = []
         self.state_dim = 0
 

@@ -27,7 +27,7 @@ from pettingzoo import ParallelEnv
 from pydantic import ConfigDict, Field
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from rl_platform.evaluation import metrics
+from rl_platform.envs import metrics
 from rl_platform.yaml_model import YamlModel
 
 # ``clip(x, low, high[, out])``: numpy's clip ufunc itself, for the hot paths of env steps
@@ -267,7 +267,7 @@ class BatchedCore(ABC):
 
         This default, for cores without their own notion, measures how alike the agents
         act: ``action_correlation`` is
-        :func:`rl_platform.evaluation.metrics.action_correlation` (Pearson for
+        :func:`rl_platform.envs.metrics.action_correlation` (Pearson for
         continuous actions, Cohen's kappa for integer ones) and ``score`` its absolute
         value (0 for independent agents, 1 for agents whose actions determine each
         other's).

@@ -43,8 +43,8 @@ import gymnasium as gym
 import numpy as np
 from pydantic import Field
 
+from rl_platform.envs import metrics
 from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv, StepResult
-from rl_platform.evaluation import metrics
 
 MEDIUM_VALUE_RANGE = (0.5, 1.5)  # uniform target values at medium
 SKEWED_VALUE_SIGMA = 1.0  # lognormal sigma of the target values at hard and expert

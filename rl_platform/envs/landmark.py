@@ -54,8 +54,8 @@ import gymnasium as gym
 import numpy as np
 from pydantic import Field, model_validator
 
+from rl_platform.envs import metrics
 from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv, StepResult
-from rl_platform.evaluation import metrics
 
 # Where the landmark sits along the diagonal, as a share of the grid, per level.
 LANDMARK_REACH = {"easy": 0.25, "medium": 0.5, "hard": 0.75, "expert": 1.0}

@@ -31,8 +31,8 @@ import gymnasium as gym
 import numpy as np
 from pydantic import Field
 
+from rl_platform.envs import metrics
 from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv, StepResult
-from rl_platform.evaluation import metrics
 
 STATE_1, STATE_2A, STATE_2B = 0, 1, 2
 NUM_STATES = 3

@@ -31,8 +31,8 @@ import gymnasium as gym
 import numpy as np
 from pydantic import Field
 
+from rl_platform.envs import metrics
 from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv, StepResult
-from rl_platform.evaluation import metrics
 
 SPAWN_RADIUS = {"easy": 0.25, "medium": 0.5, "hard": 0.75, "expert": 1.0}
 # Discrete moves: stay, +x, -x, +y, -y.

@@ -54,6 +54,7 @@ import gymnasium as gym
 import numpy as np
 from pydantic import Field
 
+from rl_platform.envs import metrics
 from rl_platform.envs.base import (
     BatchedCore,
     CoreEnvConfig,
@@ -61,8 +62,7 @@ from rl_platform.envs.base import (
     StepResult,
     clip,
 )
-from rl_platform.evaluation import metrics
-from rl_platform.evaluation.metrics import gini
+from rl_platform.envs.metrics import gini
 
 # level -> (scarcity, need noise, capacity volatility, burst probability)
 LEVELS = {
@@ -258,7 +258,7 @@ class ResourceAllocationCore(BatchedCore):
         """Fairness and efficiency of the allocations; every figure a mean over alive steps.
 
         * ``gini``: Gini coefficient across agents of ``min(allocation_i / need_i, 1)``
-          (:func:`~rl_platform.evaluation.metrics.gini`): 0 when every agent got the same
+          (:func:`~rl_platform.envs.metrics.gini`): 0 when every agent got the same
           share of its needs, (N - 1) / N when one agent got everything (1 - the mean
           ``fairness`` reward);
         * ``satisfaction``: mean over agents of ``min(used_i / need_i, 1)``, the share of

@@ -81,6 +81,7 @@ import gymnasium as gym
 import numpy as np
 from pydantic import Field
 
+from rl_platform.envs import metrics
 from rl_platform.envs.base import (
     BatchedCore,
     CoreEnvConfig,
@@ -89,7 +90,6 @@ from rl_platform.envs.base import (
     clip,
     poisson,
 )
-from rl_platform.evaluation import metrics
 
 LEVELS = {"easy": (0.1, 5), "medium": (0.3, 15), "hard": (0.5, 30), "expert": (0.7, 50)}
 MAX_LEAD = 8
@@ -359,7 +359,7 @@ class SupplyChainCore(BatchedCore):
 
         * ``bullwhip_echelon_<i>``: per echelon i, ``Var_t(orders_i) / Var_t(demand)``
           over each copy's alive steps (customer demand, population variances;
-          :func:`~rl_platform.evaluation.metrics.bullwhip_ratio`), mean over copies: 1
+          :func:`~rl_platform.envs.metrics.bullwhip_ratio`), mean over copies: 1
           when the echelon's orders vary as much as customer demand, above 1 when it
           amplifies the variation (the bullwhip effect);
         * ``bullwhip_ratio``: the mean of those over echelons; ``bullwhip_max``: their

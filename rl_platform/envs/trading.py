@@ -133,6 +133,7 @@ import gymnasium as gym
 import numpy as np
 from pydantic import Field, model_validator
 
+from rl_platform.envs import metrics
 from rl_platform.envs.base import (
     BatchedCore,
     CoreEnvConfig,
@@ -140,7 +141,6 @@ from rl_platform.envs.base import (
     StepResult,
     clip,
 )
-from rl_platform.evaluation import metrics
 
 # level -> (annualized volatility, number of background traders)
 LEVELS = {"easy": (0.1, 2), "medium": (0.3, 5), "hard": (0.5, 10), "expert": (0.8, 20)}
@@ -689,7 +689,7 @@ class TradingCore(BatchedCore):
           balance, summed over agents), mean over copies;
         * ``herding``: Pearson correlation over time of two agents' position changes
           (from position 0 at reset), mean over pairs and copies
-          (:func:`~rl_platform.evaluation.metrics.pairwise_correlation`), in [-1, 1];
+          (:func:`~rl_platform.envs.metrics.pairwise_correlation`), in [-1, 1];
           1 when all agents trade alike;
         * ``score``: ``1 - C / E`` clipped to [0, 1], with ``C`` the own-impact cost and
           ``E`` the team's edge (the episodes' PnL summed over agents, before fees and

@@ -18,8 +18,8 @@ import numpy as np
 
 from rl_platform import registry
 from rl_platform.envs.base import BatchedCore
+from rl_platform.envs.metrics import action_correlation
 from rl_platform.evaluation.baselines import RANDOM, random_actions
-from rl_platform.evaluation.metrics import action_correlation
 
 POLICY = "policy"  # the trained policy's name in jobs and results
 FAULTY = "faulty"  # a replaced agent stuck at the env's "do nothing" action

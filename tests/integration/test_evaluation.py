@@ -49,7 +49,8 @@ def test_evaluation_during_training_ranks_the_checkpoints(trained):
 def test_the_training_evaluation_is_the_suite_on_the_same_weights(trained):
     """The last evaluation in training equals the suite's clean job on the end checkpoint."""
     from rl_platform.evaluation.rollout import POLICY, seeded_job
-    from rl_platform.evaluation.suite import JobContext, resolve_target, run_job
+    from rl_platform.evaluation.suite import JobContext, run_job
+    from rl_platform.evaluation.target import resolve_target
 
     last = results(trained.run_dir)[-1]["evaluation"]
     target = resolve_target(trained.last_checkpoint)

@@ -36,7 +36,7 @@ from rl_platform.evaluation.baselines import random_actions
 from rl_platform.evaluation.policy import TrainedPolicy
 from rl_platform.evaluation.rollout import make_core
 from rl_platform.serving import guard
-from rl_platform.serving.app import free_port
+from rl_platform.serving.ports import free_port
 
 AGENTS = 3
 TRADING = {
@@ -271,7 +271,8 @@ def test_observed_violations_default_refuses_by_name():
 
 def test_shield_refuses_constraints_not_judged_from_observations():
     from rl_platform.envs.rendezvous import RendezvousConfig, RendezvousCore
-    from rl_platform.serving.app import ObservationShield, ServingError
+    from rl_platform.serving.arms import ServingError
+    from rl_platform.serving.service import observation_shield
 
     class BlindCore(RendezvousCore):
         def observed_violations(self, name, limit, obs, actions):
@@ -279,8 +280,8 @@ def test_shield_refuses_constraints_not_judged_from_observations():
 
     spec = SafetySpec.model_validate({"constraints": [{"name": "max_speed", "limit": 0.5}]})
     with pytest.raises(ServingError, match="cannot judge constraint 'max_speed'"):
-        ObservationShield(BlindCore(RendezvousConfig(), 1), spec)
-    ObservationShield(RendezvousCore(RendezvousConfig(), 1), spec)  # the real core can
+        observation_shield(BlindCore(RendezvousConfig(), 1), spec)
+    observation_shield(RendezvousCore(RendezvousConfig(), 1), spec)  # the real core can
 
 
 def test_plan_refuses_what_cannot_be_served(runs, tmp_path):
@@ -325,11 +326,11 @@ def test_the_replica_times_out_a_stalled_body_where_no_guard_reads_it():
 
     from fastapi import FastAPI
 
-    from rl_platform.serving.app import RequestLimits, _on_http_error
+    from rl_platform.serving.asgi import RequestLimits, on_http_error
 
     inner = FastAPI()
     inner.add_middleware(RequestLimits)
-    inner.add_exception_handler(StarletteHTTPException, _on_http_error)
+    inner.add_exception_handler(StarletteHTTPException, on_http_error)
     inner.state.body_timeout_s = 0.3
 
     @inner.post("/v1/act")
@@ -363,7 +364,7 @@ def test_the_replica_times_out_a_stalled_body_where_no_guard_reads_it():
 def test_feedback_rewards_follow_the_envs_declared_range():
     from rl_platform import registry
     from rl_platform.envs.rendezvous import RendezvousEnv
-    from rl_platform.serving.app import DEFAULT_REWARD_BOUND, env_reward_range
+    from rl_platform.serving.arms import DEFAULT_REWARD_BOUND, env_reward_range
 
     assert env_reward_range("trading") == (-DEFAULT_REWARD_BOUND, DEFAULT_REWARD_BOUND)
 
@@ -378,7 +379,9 @@ def test_feedback_rewards_follow_the_envs_declared_range():
 
 
 def test_service_batches_many_requests_like_the_policy(runs):
-    from rl_platform.serving.app import CHAMPION, PolicyService, plan
+    from rl_platform.serving.ab_test import CHAMPION
+    from rl_platform.serving.app import plan
+    from rl_platform.serving.service import PolicyService
 
     service = PolicyService(plan(runs["champion"]))
     obs = observations(16)
@@ -392,7 +395,9 @@ def test_service_batches_many_requests_like_the_policy(runs):
 
 
 def test_discrete_actions_are_served_as_action_indices(runs):
-    from rl_platform.serving.app import CHAMPION, PolicyService, plan
+    from rl_platform.serving.ab_test import CHAMPION
+    from rl_platform.serving.app import plan
+    from rl_platform.serving.service import PolicyService
 
     service = PolicyService(plan(runs["discrete"]))
     assert service.info()["action_space"]["kind"] == "discrete"

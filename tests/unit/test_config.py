@@ -358,3 +358,69 @@ def test_every_yaml_model_is_strict():
     assert len(models) > 20
     for model in models:
         assert issubclass(model, YamlModel), model
+
+
+def test_each_algorithm_declares_its_hyperparameters_once():
+    from rl_platform import registry
+    from rl_platform.config.algorithms import ALGORITHM_SPECS
+
+    assert set(ALGORITHM_SPECS) == set(registry.ALGORITHMS)
+    for algo_id, spec in ALGORITHM_SPECS.items():
+        params = spec.model_fields["hyperparams"].annotation
+        assert registry.ALGORITHMS[algo_id].load().Hyperparams is params, algo_id
+
+
+def test_rllib_configs_take_their_defaults_from_the_models():
+    from rl_platform.algorithms.maddpg import MADDPGConfig
+    from rl_platform.algorithms.qmix import ValueDecompositionConfig
+    from rl_platform.config import MADDPGParams, QMIXParams
+
+    for config, model in (ValueDecompositionConfig(), QMIXParams), (MADDPGConfig(), MADDPGParams):
+        defaults = model().model_dump(mode="json")
+        for name in defaults.keys() - {"agent_id_in_obs", "critic_hidden_sizes"}:
+            assert getattr(config, name) == defaults[name], name
+
+
+def test_schema_offers_each_algorithms_own_hyperparameters():
+    from rl_platform import registry
+
+    schema = experiment_json_schema()
+    algorithm = schema["properties"]["algorithm"]
+    assert algorithm["discriminator"]["propertyName"] == "id"
+    assert set(algorithm["discriminator"]["mapping"]) == set(registry.ALGORITHMS)
+    defs = schema["$defs"]
+
+    def hyperparams_of(algo_id):
+        spec = defs[algorithm["discriminator"]["mapping"][algo_id].rsplit("/", 1)[1]]
+        ref = spec["properties"]["hyperparams"]["$ref"].rsplit("/", 1)[1]
+        return defs[ref]["properties"]
+
+    assert {"lr", "clip_param"} <= set(hyperparams_of("ppo"))
+    assert "use_value_norm" in hyperparams_of("mappo")
+    assert "use_value_norm" not in hyperparams_of("ppo")
+    assert {"mixing_embed_dim", "epsilon"} <= set(hyperparams_of("qmix"))
+    assert {"lr", "critic_lr", "exploration_noise"} <= set(hyperparams_of("maddpg"))
+
+
+def test_an_algorithm_registered_at_run_time_is_checked_against_its_module(monkeypatch):
+    from rl_platform import registry
+
+    entry = registry.AlgorithmEntry("my_ppo", "a plugin", "rl_platform.algorithms.ppo")
+    monkeypatch.setitem(registry.ALGORITHMS, "my_ppo", entry)
+    raw = with_("algorithm.id", "my_ppo")
+    config = load_experiment(apply_overrides(raw, {"algorithm.hyperparams.lr": 1e-3}))
+    assert config.algorithm.hyperparams["lr"] == 1e-3
+    assert config.algorithm.hyperparams["gamma"] == 0.99  # defaults filled in
+    assert load_experiment(yaml.safe_load(config.to_yaml())) == config
+    with pytest.raises(ConfigError, match=r"algorithm\.hyperparams\.lrr: unknown key.* lr"):
+        load_experiment(apply_overrides(raw, {"algorithm.hyperparams.lrr": 1e-3}))
+
+
+def test_hyperparameters_read_like_a_mapping_too():
+    config = load_experiment(with_("algorithm.id", "qmix"))
+    hyperparams = config.algorithm.hyperparams
+    assert hyperparams.lr == hyperparams["lr"] == hyperparams.get("lr") == 5e-4
+    assert "recurrent" in hyperparams and "clip_param" not in hyperparams
+    assert hyperparams.get("clip_param") is None
+    with pytest.raises(KeyError):
+        hyperparams["clip_param"]

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 from rl_platform import registry
+from rl_platform.envs import metrics
 from rl_platform.envs.coverage import CoverageConfig, CoverageCore
 from rl_platform.envs.matrix_games import TwoStepGameConfig, TwoStepGameCore
 from rl_platform.envs.rendezvous import RendezvousConfig, RendezvousCore
 from rl_platform.envs.resource_allocation import ResourceAllocationConfig, ResourceAllocationCore
 from rl_platform.envs.supply_chain import SupplyChainConfig, SupplyChainCore
 from rl_platform.envs.trading import IMPACT, TradingConfig, TradingCore
-from rl_platform.evaluation import metrics
 
 RANDOM = "random"
 CORE_ENV_IDS = sorted(i for i in registry.ENVS if hasattr(registry.ENVS[i].load(), "core_cls"))

@@ -6,12 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from rl_platform.evaluation.report import (
-    DIMENSIONS,
-    fmt,
-    plot_learning_curve,
-    write_report,
-)
+from rl_platform.evaluation.plots import plot_learning_curve
+from rl_platform.evaluation.report import write_report
+from rl_platform.evaluation.result_data import DIMENSIONS, fmt
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DIMENSION_HEADERS = [

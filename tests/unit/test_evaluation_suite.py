@@ -12,18 +12,12 @@ from typer.testing import CliRunner
 
 from rl_platform.cli import app
 from rl_platform.config import load_experiment
-from rl_platform.evaluation import suite
+from rl_platform.evaluation import scoring
 from rl_platform.evaluation.baselines import RANDOM
 from rl_platform.evaluation.rollout import Perturbation, make_core, play, seeded_job
-from rl_platform.evaluation.suite import (
-    EvaluationError,
-    SuiteSettings,
-    Target,
-    evaluate,
-    normalized,
-    overall,
-    resolve_target,
-)
+from rl_platform.evaluation.scoring import normalized, overall
+from rl_platform.evaluation.suite import SuiteSettings, evaluate
+from rl_platform.evaluation.target import EvaluationError, Target, resolve_target
 
 EXPERIMENT = {
     "name": "eval_unit",
@@ -51,11 +45,11 @@ def small(**kw) -> SuiteSettings:
 
 
 def test_overall_weighs_the_measured_dimensions():
-    dims = dict.fromkeys(suite.WEIGHTS, 1.0)
+    dims = dict.fromkeys(scoring.WEIGHTS, 1.0)
     assert overall(dims) == pytest.approx(1.0)
     dims = {"sample_efficiency": None, "generalization": 1.0, "robustness": 0.0}
     assert overall(dims) == pytest.approx(0.5)  # 0.2 / (0.2 + 0.2)
-    assert overall(dict.fromkeys(suite.WEIGHTS)) is None
+    assert overall(dict.fromkeys(scoring.WEIGHTS)) is None
 
 
 def test_normalized_score_is_zero_at_random_one_at_the_best_baseline():
@@ -74,8 +68,8 @@ def test_a_policy_that_ignores_observations_loses_nothing_to_observation_noise()
     noisy_job = seeded_job("c", "obs_noise", "easy", 6, 0, Perturbation(obs_noise=5.0))
     noisy = play(core, constant, noisy_job, obs_scale=np.ones(core.observation_space.shape))
     np.testing.assert_array_equal(clean.returns, noisy.returns)
-    perturbed = {("c", t): noisy for t in suite.ROBUSTNESS_TESTS}
-    retained = suite._robustness(clean, perturbed, "c", (-1.0, 1.0))
+    perturbed = {("c", t): noisy for t in scoring.ROBUSTNESS_TESTS}
+    retained = scoring.robustness(clean, perturbed, "c", (-1.0, 1.0))
     assert retained["obs_noise"] == {"score": clean.returns.mean(), "loss": 0.0, "retained": 1.0}
 
 
@@ -130,7 +124,7 @@ def test_sample_efficiency_is_the_area_under_the_normalized_curve(checkpoint):
         lvl: {RANDOM: {"mean": -10.0}, **{b: {"mean": -2.0} for b in target.baselines}}
         for lvl in target.levels
     }
-    result = suite._sample_efficiency(target, levels)
+    result = scoring.sample_efficiency(target, levels)
     expected = ((0 + 0.625) / 2 + (0.625 + 0.875) / 2) / 2
     assert result["auc"] == pytest.approx(expected)
     assert result["steps_to_baseline"] is None
@@ -142,8 +136,8 @@ def test_sample_efficiency_is_the_area_under_the_normalized_curve(checkpoint):
 def test_recovery_steps_count_until_the_reference_is_matched():
     ref = np.ones(30)
     switched = np.concatenate([np.zeros(7), np.ones(23)])
-    assert suite._recovery_steps(switched, ref, gap_per_step=1.0) == 7
-    assert suite._recovery_steps(np.zeros(30), ref, gap_per_step=1.0) is None
+    assert scoring.recovery_steps(switched, ref, gap_per_step=1.0) == 7
+    assert scoring.recovery_steps(np.zeros(30), ref, gap_per_step=1.0) is None
 
 
 def test_generalization_of_the_best_baseline_is_one():
@@ -163,9 +157,9 @@ def test_generalization_of_the_best_baseline_is_one():
         "easy": {"b": {"normalized": 1.0}, RANDOM: {"normalized": 0.0}, "p": {"normalized": 0.8}},
         "hard": {"b": {"normalized": 1.0}, RANDOM: {"normalized": 0.0}, "p": {"normalized": 0.2}},
     }
-    assert suite._generalization(levels, "b", target)["score"] == 1.0
-    assert suite._generalization(levels, RANDOM, target)["score"] == 0.0
-    assert suite._generalization(levels, "p", target)["score"] == pytest.approx(0.25)
+    assert scoring.generalization(levels, "b", target)["score"] == 1.0
+    assert scoring.generalization(levels, RANDOM, target)["score"] == 0.0
+    assert scoring.generalization(levels, "p", target)["score"] == pytest.approx(0.25)
 
 
 def test_evaluation_is_deterministic_for_a_seed_and_writes_the_report(checkpoint, tmp_path):

@@ -16,10 +16,12 @@ from rl_platform.envs.resource_allocation import (
 from rl_platform.envs.supply_chain import SupplyChainConfig, SupplyChainCore, SupplyChainEnv
 from rl_platform.envs.trading import TradingConfig, TradingCore, TradingEnv
 from rl_platform.safety import (
+    OBSERVATIONS,
     InterventionLog,
     SafetySpec,
     Shield,
     ShieldedPolicy,
+    UnjudgedConstraint,
     check_safety,
     shield_action_dict,
     violation_rate,
@@ -340,3 +342,53 @@ def test_supply_chain_safety_stock_is_the_position_after_ordering():
     default = np.broadcast_to(core.default_action(), (1, 4, 3))
     assert not core.constraint_violations("min_safety_stock", 5.9, default).any()
     assert core.constraint_violations("min_safety_stock", 6.1, default).all()
+
+
+def test_one_shield_judges_from_state_or_from_observations():
+    """Rendezvous' speed limit reads the same from state and observations: same actions."""
+    spec = spec_of(("max_speed", 0.3))
+    core = RendezvousCore(RendezvousConfig(), BATCH)
+    judge = RendezvousCore(RendezvousConfig(), 1)  # no state: reads the observations only
+    by_state, by_obs = Shield(core, spec), Shield(judge, spec, judge=OBSERVATIONS)
+    rng = np.random.default_rng(3)
+    core.reset(rng)
+    for _ in range(20):
+        obs, actions = core.observe(), random_actions(core, rng)
+        safe, record = by_state.filter(obs, actions)
+        served, seen = by_obs.filter(obs, actions)
+        np.testing.assert_array_equal(served, safe)
+        np.testing.assert_array_equal(seen.mask, record.mask)
+        core.step(safe, rng)
+    assert by_obs.log.interventions == by_state.log.interventions > 0
+    summary = by_obs.summary()
+    assert summary["judged_from"] == "observations" and summary["fallback"] == by_obs.fallback
+    assert summary["counts"] == {"max_speed": by_obs.log.interventions}
+
+
+def test_absent_agents_are_neither_judged_nor_counted():
+    spec = spec_of(("max_speed", 0.0))  # any move breaks it
+    core = RendezvousCore(RendezvousConfig(), 2)
+    shield = Shield(core, spec, judge=OBSERVATIONS)
+    assert shield.summary()["counts"] == {"max_speed": 0}
+    obs = np.zeros((2, core.num_agents, *core.observation_space.shape), np.float32)
+    actions = np.ones((2, core.num_agents, *core.action_space.shape), np.float32)
+    present = np.zeros((2, core.num_agents), dtype=bool)
+    present[0, 0] = True
+    safe, record = shield.filter(obs, actions, present)
+    assert record.mask.tolist() == present.tolist()
+    np.testing.assert_array_equal(safe[~present], actions[~present])
+    assert shield.log.agent_steps == 1 and shield.log.interventions == 1
+
+
+def test_a_judge_from_observations_refuses_what_it_cannot_judge():
+    from rl_platform.envs.base import BatchedCore
+
+    class Blind(RendezvousCore):
+        def observed_violations(self, name, limit, obs, actions):
+            return BatchedCore.observed_violations(self, name, limit, obs, actions)
+
+    spec = spec_of(("max_speed", 0.5))
+    with pytest.raises(UnjudgedConstraint, match="cannot judge constraint 'max_speed'") as err:
+        Shield(Blind(RendezvousConfig(), 1), spec, judge=OBSERVATIONS)
+    assert err.value.constraint == "max_speed"
+    Shield(Blind(RendezvousConfig(), 1), spec)  # from the state it can

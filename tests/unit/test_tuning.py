@@ -81,14 +81,14 @@ def test_seed_space_for_maddpg_sets_both_learning_rates_and_the_noise():
     experiment = load_experiment(sweep(algo="maddpg", env="rendezvous"))
     found = by_name(resolve_search_space(experiment)[0])
     assert found["lr"].targets == (
-        "algorithm.hyperparams.actor_lr",
+        "algorithm.hyperparams.lr",
         "algorithm.hyperparams.critic_lr",
     )
     assert found["exploration"].targets == ("algorithm.hyperparams.exploration_noise",)
     assert "replay_buffer" in found
     overrides = trial_overrides(found.values(), experiment.model_dump(), {"lr": 3e-4})
     assert overrides == {
-        "algorithm.hyperparams.actor_lr": 3e-4,
+        "algorithm.hyperparams.lr": 3e-4,
         "algorithm.hyperparams.critic_lr": 3e-4,
     }
 

@@ -1,0 +1,252 @@
+"""The suite's five dimensions: weights, definitions and the arithmetic behind each figure.
+
+Pure functions of played episodes (:class:`~rl_platform.evaluation.rollout.PlayedEpisodes`)
+and the resolved :class:`~rl_platform.evaluation.target.Target`; no episodes are played here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from rl_platform.checkpoints import read_manifest
+from rl_platform.evaluation.baselines import RANDOM
+from rl_platform.evaluation.rollout import PlayedEpisodes
+from rl_platform.evaluation.target import Target
+
+WEIGHTS = {
+    "sample_efficiency": 0.3,
+    "generalization": 0.2,
+    "robustness": 0.2,
+    "coordination": 0.2,
+    "adaptability": 0.1,
+}
+DEFINITIONS = {
+    "sample_efficiency": (
+        "Area under the run's normalized learning curve: each iteration's mean per-agent "
+        "training return of the env reward (metrics.csv reward_env), normalized at that "
+        "iteration's level (0 = random, 1 = best baseline) and clipped to [0, 1], "
+        "integrated over env steps from the first to the last iteration and divided by "
+        "that width. 1 means best-baseline play from the first iteration on. Needs the run "
+        "directory; baselines have no learning curve."
+    ),
+    "generalization": (
+        "Mean normalized score (clipped to [0, 1]) on the task levels the run never trained "
+        "on, divided by the mean normalized score on the levels it trained on (held-out env "
+        "seeds everywhere), capped at 1: 1 means no loss on unseen levels. When the run "
+        "trained on every level, it is the mean clipped normalized score over all levels on "
+        "held-out seeds."
+    ),
+    "robustness": (
+        "Mean over four perturbations at the main level of 1 - loss / (best baseline - "
+        "random), clipped to [0, 1], where loss = max(0, clean score - perturbed score) on "
+        "the same env seeds: Gaussian observation noise (std obs_noise x each feature's "
+        "std under random play), each action replaced by a random one with probability "
+        "action_noise, and one agent per episode replaced by a random agent or by a faulty "
+        "one stuck at the env's do-nothing action. A policy that ignores its observations "
+        "loses nothing to observation noise."
+    ),
+    "coordination": (
+        "The env's coordination score in [0, 1] on clean episodes at the main level "
+        "(BatchedCore.coordination: e.g. 1 - Gini of satisfaction for resource allocation, "
+        "service level and bullwhip ratio for the supply chain, market impact for trading); "
+        "the env-specific figures and the mean pairwise correlation of the agents' actions "
+        "(Pearson, or Cohen's kappa for discrete actions) are reported beside it."
+    ),
+    "adaptability": (
+        "Episodes start at the main level and switch to each other level halfway through "
+        "(BatchedCore.switch_task). Per switch, (return after the switch - random's) / "
+        "(the same policy's return over the same steps when it played that level from the "
+        "start - random's), clipped to [0, 1]; the mean over switches. recovery_steps: steps "
+        "after the switch until the 10-step mean reward comes within 5% of the "
+        "reference-random gap of the reference's."
+    ),
+}
+ROBUSTNESS_TESTS = ("obs_noise", "action_noise", "random_agent", "faulty_agent")
+RECOVERY_WINDOW = 10
+RECOVERY_TOLERANCE = 0.05
+EPS = 1e-9
+
+
+def overall(dimensions: dict[str, float | None]) -> float | None:
+    """The seed's weighted sum over the measured dimensions, weights renormalized over them."""
+    measured = {k: v for k, v in dimensions.items() if k in WEIGHTS and v is not None}
+    if not measured:
+        return None
+    total = sum(WEIGHTS[k] for k in measured)
+    return sum(WEIGHTS[k] * v for k, v in measured.items()) / total
+
+
+def normalized(score: float, low: float, high: float) -> float | None:
+    """(score - random) / (best baseline - random); None when no baseline beats random."""
+    if not high - low > EPS:
+        return None
+    return (score - low) / (high - low)
+
+
+def _clip01(value: float | None) -> float:
+    return 0.0 if value is None else float(min(1.0, max(0.0, value)))
+
+
+def mean_or_none(values) -> float | None:
+    """The mean of the values that are not None; None when none is."""
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
+def gap(level_scores: dict[str, dict[str, Any]], baselines: tuple[str, ...]) -> tuple[float, float]:
+    """(random's mean, the best baseline's mean) at a level."""
+    low = level_scores[RANDOM]["mean"]
+    high = max((level_scores[b]["mean"] for b in baselines), default=low)
+    return low, high
+
+
+def level_table(clean, scored: list[str], target: Target) -> dict[str, dict[str, dict]]:
+    """Per level and policy: mean, std and normalized score of the clean episodes."""
+    table: dict[str, dict[str, dict]] = {}
+    for level in target.levels:
+        row = {
+            p: {
+                "mean": float(clean[(p, level)].returns.mean()),
+                "std": float(clean[(p, level)].returns.std()),
+            }
+            for p in scored
+        }
+        low, high = gap(row, target.baselines)
+        for entry in row.values():
+            entry["normalized"] = normalized(entry["mean"], low, high)
+        table[level] = row
+    return table
+
+
+def summary(returns: np.ndarray, level_entry: dict[str, Any]) -> dict[str, Any]:
+    """A policy's score at the main level: mean, std, 95% CI and normalized score."""
+    mean, std = float(returns.mean()), float(returns.std())
+    half = 1.96 * std / math.sqrt(max(1, len(returns) - 1))
+    return {
+        "mean": mean,
+        "std": std,
+        "ci95": [mean - half, mean + half],
+        "normalized": level_entry["normalized"],
+    }
+
+
+def generalization(levels, policy: str, target: Target) -> dict[str, Any]:
+    """The generalization dimension of `policy` (:data:`DEFINITIONS`)."""
+    norm = {lvl: _clip01(levels[lvl][policy]["normalized"]) for lvl in target.levels}
+    trained = [lvl for lvl in target.levels if lvl in target.trained_levels]
+    unseen = [lvl for lvl in target.levels if lvl not in target.trained_levels]
+    seen_score = float(np.mean([norm[lvl] for lvl in trained]))
+    if not unseen:
+        return {
+            "score": float(np.mean(list(norm.values()))),
+            "trained": seen_score,
+            "unseen": {},
+            "note": "trained on every level: mean normalized score on held-out seeds",
+        }
+    unseen_score = float(np.mean([norm[lvl] for lvl in unseen]))
+    score = min(1.0, unseen_score / seen_score) if seen_score > EPS else 0.0
+    return {
+        "score": score,
+        "trained": seen_score,
+        "unseen": {lvl: norm[lvl] for lvl in unseen},
+        "note": f"unseen levels: {', '.join(unseen)}",
+    }
+
+
+def robustness(clean: PlayedEpisodes, perturbed, policy: str, gap) -> dict[str, Any]:
+    """Per perturbation: the score under it and the share of the gap retained."""
+    low, high = gap
+    base = float(clean.returns.mean())
+    out = {}
+    for test in ROBUSTNESS_TESTS:
+        score = float(perturbed[(policy, test)].returns.mean())
+        loss = max(0.0, base - score)
+        retained = _clip01(1.0 - loss / (high - low)) if high - low > EPS else None
+        out[test] = {"score": score, "loss": loss, "retained": retained}
+    return out
+
+
+def adaptability(clean, perturbed, policy: str, target: Target, switch_step: int):
+    """The adaptability dimension of `policy`: per level switch and their mean."""
+    switches = {}
+    for other in target.levels:
+        if other == target.level:
+            continue
+        switched = perturbed[(policy, f"switch:{other}")].step_rewards[switch_step:]
+        ref = clean[(policy, other)].step_rewards[switch_step:]
+        rnd = clean[(RANDOM, other)].step_rewards[switch_step:]
+        steps = min(len(switched), len(ref), len(rnd))
+        if steps == 0:
+            continue
+        switched, ref, rnd = switched[:steps], ref[:steps], rnd[:steps]
+        post, ref_sum, rnd_sum = (float(np.nansum(x)) for x in (switched, ref, rnd))
+        denom = ref_sum - rnd_sum
+        retained = _clip01((post - rnd_sum) / denom) if denom > EPS else None
+        switches[f"{target.level}->{other}"] = {
+            "retained": retained,
+            "recovery_steps": recovery_steps(switched, ref, abs(denom) / steps),
+            "post_switch_return": post,
+            "reference_return": ref_sum,
+            "random_return": rnd_sum,
+        }
+    score = mean_or_none(s["retained"] for s in switches.values())
+    return {"score": score, "switches": switches}
+
+
+def recovery_steps(switched: np.ndarray, ref: np.ndarray, gap_per_step: float) -> int | None:
+    """Steps until the windowed mean reward comes within tolerance of the reference's."""
+    tolerance = RECOVERY_TOLERANCE * gap_per_step
+    window = min(RECOVERY_WINDOW, len(switched))
+    for k in range(len(switched) - window + 1):
+        if np.nanmean(switched[k : k + window]) >= np.nanmean(ref[k : k + window]) - tolerance:
+            return k
+    return None
+
+
+def sample_efficiency(target: Target, levels) -> dict[str, Any]:
+    """The area under the run's normalized learning curve, and steps to milestones."""
+    if target.run_dir is None:
+        return {"unavailable": "a bare checkpoint: no run directory, so no learning curve"}
+    if not target.curve:
+        return {"unavailable": f"{target.run_dir}: no metrics.csv"}
+    n_agents = len(read_manifest(target.checkpoint)["agents"])
+    steps, scores, norm, row_levels = [], [], [], []
+    for row in target.curve:
+        level = row.get("level") or target.level
+        if level not in levels:
+            continue
+        value = row.get("reward_env")
+        score = (
+            float(value)
+            if value not in (None, "")
+            else float(row["episode_return_mean"]) / n_agents
+        )
+        if not math.isfinite(score):
+            continue
+        low, high = gap(levels[level], target.baselines)
+        steps.append(int(float(row["env_steps"])))
+        scores.append(score)
+        norm.append(normalized(score, low, high))
+        row_levels.append(row.get("level", ""))
+    if not steps or any(v is None for v in norm):
+        return {"unavailable": "no learning curve rows, or no baseline beats random"}
+    clipped = np.clip(np.asarray(norm, dtype=float), 0.0, 1.0)
+    x = np.asarray(steps, dtype=float)
+    width = x[-1] - x[0]
+    auc = float(np.trapezoid(clipped, x) / width) if width > 0 else float(clipped[-1])
+    final = float(np.mean(clipped[-3:]))
+    return {
+        "auc": auc,
+        "final_normalized": final,
+        "steps_to_baseline": _first_step(steps, clipped >= 1.0),
+        "steps_to_90pct_final": _first_step(steps, clipped >= 0.9 * final) if final > 0 else None,
+        "curve": {"env_steps": steps, "score": scores, "normalized": norm, "level": row_levels},
+    }
+
+
+def _first_step(steps: list[int], reached: np.ndarray) -> int | None:
+    hits = np.flatnonzero(reached)
+    return int(steps[hits[0]]) if hits.size else None
