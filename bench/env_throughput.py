@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def rllib_steps_per_second(env_id: str, envs_per_runner: int, steps: int = 4000) -> float:
     from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 
+    from rl_platform.builder import build_algorithm_config
     from rl_platform.config import load_experiment
-    from rl_platform.training import build_algorithm_config
 
     experiment = load_experiment(
         {

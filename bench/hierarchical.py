@@ -31,10 +31,9 @@ import yaml
 
 import rl_platform
 from rl_platform.advanced.hierarchical import StrategyController, strategy_names
-from rl_platform.algorithms.common import env_config_of
 from rl_platform.config import load_experiment
 from rl_platform.evaluation.policy import TrainedPolicy
-from rl_platform.registry import get_env
+from rl_platform.registry import env_config_of, get_env
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "trading_hierarchical.yaml"

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from rl_platform import registry
-from rl_platform.algorithms.common import env_config_of
 from rl_platform.algorithms.replay import NUM_LEARNER_UPDATES_LIFETIME
 from rl_platform.config import load_experiment
 from rl_platform.evaluation.baselines import RANDOM, episode_scores
 from rl_platform.evaluation.policy import policy_scores
+from rl_platform.registry import env_config_of
 from rl_platform.training import train
 
 ROOT = Path(__file__).resolve().parents[1]

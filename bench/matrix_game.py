@@ -106,8 +106,8 @@ def greedy_return(algo) -> tuple[float, list[list[int]]]:
 
 def run(algo: str, seed: int, iterations: int, recurrent: bool = False) -> dict:
     """Train one seed and evaluate its greedy joint return."""
+    from rl_platform.builder import build_algorithm_config
     from rl_platform.config import load_experiment
-    from rl_platform.training import build_algorithm_config
 
     spec = experiment(algo, seed, iterations, recurrent)
     config = build_algorithm_config(load_experiment(spec))

@@ -80,8 +80,8 @@ def raw_core_rate(batch: int, seconds: float) -> float:
 def runner(sampler: str, envs: int):
     from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 
+    from rl_platform.builder import build_algorithm_config
     from rl_platform.sampling import BatchedEnvRunner
-    from rl_platform.training import build_algorithm_config
 
     config = build_algorithm_config(experiment(sampler, envs))
     cls = BatchedEnvRunner if sampler == "batched" else MultiAgentEnvRunner
@@ -113,7 +113,7 @@ def sampling_rate(sampler: str, envs: int, seconds: float, weights) -> dict[str,
 
 def training_time(sampler: str, iterations: int, envs: int, batch: int) -> dict[str, float]:
     """Wall time of `iterations` MAPPO iterations of `batch` env steps each."""
-    from rl_platform.training import build_algorithm_config
+    from rl_platform.builder import build_algorithm_config
 
     exp = experiment(
         sampler, envs, train_batch_size_per_learner=batch, minibatch_size=batch // 4,
@@ -137,7 +137,7 @@ def training_time(sampler: str, iterations: int, envs: int, batch: int) -> dict[
 
 def end_to_end(iterations: int, envs: int, batch: int) -> dict[str, float]:
     """MAPPO agent steps/s with the batched sampler, one minibatch pass per iteration."""
-    from rl_platform.training import build_algorithm_config
+    from rl_platform.builder import build_algorithm_config
 
     exp = experiment(
         "batched", envs, train_batch_size_per_learner=batch, minibatch_size=batch,

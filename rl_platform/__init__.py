@@ -36,7 +36,7 @@ def __getattr__(name: str) -> Any:
 
         return evaluate
     if name == "adapt":
-        from rl_platform.advanced.meta_training import adapt
+        from rl_platform.adaptation import adapt
 
         return adapt
     if name == "load_experiment":

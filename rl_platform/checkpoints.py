@@ -28,6 +28,9 @@ from typing import Any
 
 import yaml
 
+from rl_platform import registry
+from rl_platform.algorithms.common import SHARED_MODULE_ID, sync_env_runner_weights
+from rl_platform.config import ExperimentConfig
 from rl_platform.policy_manifest import (
     CATALOG_CLASSES,
     FORMAT_VERSION,
@@ -38,7 +41,10 @@ from rl_platform.policy_manifest import (
     space_to_json,
     validate_manifest,
 )
+from rl_platform.registry import env_config_of
+from rl_platform.runs import CONFIG_FILE
 from rl_platform.trust import check_own_state
+from rl_platform.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +74,6 @@ def runtime_versions() -> dict[str, str]:
     import ray
     import torch
 
-    from rl_platform.version import __version__
-
     return {"rl_platform": __version__, "ray": ray.__version__, "torch": torch.__version__}
 
 
@@ -89,9 +93,6 @@ def export_policies(checkpoint_dir: str | Path, experiment: dict[str, Any]) -> P
     """
     import torch
     from ray.rllib.core.rl_module.rl_module import RLModule
-
-    from rl_platform import registry
-    from rl_platform.algorithms.common import SHARED_MODULE_ID
 
     checkpoint_dir = Path(checkpoint_dir)
     modules_dir = checkpoint_dir / "learner_group" / "learner" / "rl_module"
@@ -136,9 +137,6 @@ def export_policies(checkpoint_dir: str | Path, experiment: dict[str, Any]) -> P
 
 def _trained_env_config(experiment: dict[str, Any]) -> dict[str, Any]:
     """The env section's config plus the run's reward weights and team share."""
-    from rl_platform.algorithms.common import env_config_of
-    from rl_platform.config import ExperimentConfig
-
     return env_config_of(ExperimentConfig.model_validate(experiment))
 
 
@@ -320,7 +318,7 @@ def load_policy(export_dir: str | Path, module_id: str):
 
 def export_for_run(checkpoint_dir: str | Path, run_dir: str | Path) -> Path:
     """Export a checkpoint's policies using the run's ``config.yaml``."""
-    experiment = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    experiment = yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text())
     return export_policies(checkpoint_dir, experiment)
 
 
@@ -339,8 +337,6 @@ def load_algorithm(checkpoint_dir: str | Path, *, trust: bool = False):
     check_own_state(checkpoint_dir, trust=trust)
     from ray.rllib.algorithms.algorithm import Algorithm
     from ray.rllib.utils import force_list
-
-    from rl_platform.algorithms.common import sync_env_runner_weights
 
     algorithm = Algorithm.from_checkpoint(str(Path(checkpoint_dir).resolve()))
     sync_env_runner_weights(algorithm)

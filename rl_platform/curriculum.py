@@ -36,7 +36,10 @@ from typing import Any, ClassVar
 import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
+from rl_platform import registry
 from rl_platform.config import CurriculumSpec
+from rl_platform.evaluation.baselines import RANDOM, episode_scores
+from rl_platform.registry import env_config_of
 from rl_platform.rewards import ENV_REWARD, EPISODE_INFO, TASK_INFO, episode_summary
 
 log = logging.getLogger(__name__)
@@ -199,9 +202,6 @@ def score_ranges(
     ``spec.score_range`` entries take precedence. Scores are mean per-agent returns of
     the env's task reward with the experiment's reward weights.
     """
-    from rl_platform import registry
-    from rl_platform.evaluation.baselines import RANDOM, episode_scores
-
     ranges = dict(spec.score_range or {})
     env_cls = registry.get_env(env_id).load()
     for level in spec.levels:
@@ -350,3 +350,15 @@ def callback_class(experiment: Any, env_config: dict[str, Any]) -> type[Curricul
         "env_config": env_config,
     }
     return type("BoundCurriculumCallback", (CurriculumCallback,), {"spec": spec})
+
+
+class CurriculumFeature(registry.Feature):
+    """``curriculum:``: the callback that scores episodes and moves every env's level."""
+
+    def callbacks(self, experiment: Any) -> list[type]:  # noqa: D102
+        if experiment.curriculum is None:
+            return []
+        return [callback_class(experiment, env_config_of(experiment))]
+
+
+FEATURE = CurriculumFeature()

@@ -1,15 +1,16 @@
-"""Name -> env class and name -> algorithm module: the platform's only lookup tables.
+"""Name -> env, algorithm and feature: the platform's only lookup tables.
 
 Entries name their implementation by import path so that listing ids (`rlp envs list`)
-and reading the schema never import Ray or torch. Adding an env or an algorithm is one
-line here plus its own file.
+and reading the schema never import Ray or torch. Adding an env, an algorithm or a
+feature is one line here plus its own file.
 
 An env class registered here is an RLlib ``MultiAgentEnv`` that also declares
 ``config_model`` (a pydantic model of its constructor arguments), ``reward_components``
 and ``task_levels``, and offers ``parallel_env(**config)`` for PettingZoo.
 
-An algorithm module registered here defines ``Hyperparams`` (a pydantic model) and
-``build(experiment, env_cls) -> AlgorithmConfig``.
+An algorithm registered here is a class following :class:`Algorithm`; a feature (an
+experiment section such as ``curriculum:``) an object following :class:`Feature`.
+:mod:`rl_platform.builder` composes them into an RLlib config.
 
 Ids from files only select entries of these tables; the one id that names a module,
 ``pettingzoo:<module>:<factory>``, is checked against :mod:`rl_platform.trust`'s
@@ -20,9 +21,14 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from rl_platform.trust import check_env_factory
+
+if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    from rl_platform.config import ExperimentConfig
 
 
 @dataclass(frozen=True)
@@ -51,15 +57,129 @@ class AlgorithmEntry:
     description: str
     module: str
 
-    def load(self) -> Any:
-        """Import what defines ``Hyperparams`` and ``build``: ``pkg.mod`` or ``pkg.mod:Name``."""
-        module, _, name = self.module.partition(":")
-        loaded = importlib.import_module(module)
-        return getattr(loaded, name) if name else loaded
+    def load(self) -> type[Algorithm]:
+        """Import the algorithm class (``pkg.mod:Name``)."""
+        return _load(self.module)
+
+
+def _load(target: str) -> Any:
+    """The object a ``pkg.mod:name`` import path names (the module for ``pkg.mod``)."""
+    module, _, name = target.partition(":")
+    loaded = importlib.import_module(module)
+    return getattr(loaded, name) if name else loaded
+
+
+class Algorithm(Protocol):
+    """What a registered algorithm tells the builder (:mod:`rl_platform.builder`).
+
+    The registered object is the class; its hooks are classmethods. The builder makes
+    ``new_config()``, sets the experiment's part (env, runners, policies, network, seed,
+    callbacks), wraps the env in ``GlobalStateEnv`` when ``global_state`` says so, then
+    calls ``configure`` for the algorithm's own training settings and modules. An
+    algorithm knows nothing of features: they configure after it.
+    """
+
+    Hyperparams: ClassVar[type]  # its pydantic hyperparameter model
+    batched_sampling: ClassVar[bool] = False  # the batched env runner can sample for it
+    # The env runs inside GlobalStateEnv (obs = {"obs", "state"}); with a shared policy,
+    # hyperparams.agent_id_in_obs appends each agent's one-hot index to its observation.
+    global_state: ClassVar[bool] = False
+    # Every module gets its spaces explicitly (RLlib's local env runner cannot infer them).
+    module_spaces: ClassVar[bool] = False
+    discrete_only: ClassVar[bool] = False  # refuses Box actions
+
+    @classmethod
+    def new_config(cls) -> AlgorithmConfig:
+        """A fresh RLlib config of the algorithm's class."""
+        ...
+
+    @classmethod
+    def check(cls, hyperparams: Any, context: Any) -> None:
+        """Refuse an env or settings the algorithm cannot train, before anything is built.
+
+        ``context`` is a :class:`rl_platform.algorithms.common.BuildContext`.
+
+        Raises:
+            ConfigError: with a message naming the experiment and what to change.
+        """
+        return None
+
+    @classmethod
+    def configure(cls, config: AlgorithmConfig, hyperparams: Any, context: Any) -> AlgorithmConfig:
+        """The config with the algorithm's training settings, modules and learner."""
+        ...
+
+
+class Feature(Protocol):
+    """What one experiment section contributes to a run (see :data:`FEATURES`).
+
+    Every hook is called for every experiment; a feature whose section is absent (or
+    off) contributes nothing. Subclass this protocol to inherit the do-nothing defaults.
+    """
+
+    def validate(self, experiment: ExperimentConfig, env_cls: type) -> None:
+        """Refuse settings the env or the algorithm cannot run.
+
+        Raises:
+            ValueError: with a message saying what is wrong and what to set instead.
+        """
+        return None
+
+    def runner_env(self, experiment: ExperimentConfig) -> type | None:
+        """The env class the env runners build around the experiment's env, or None.
+
+        The last feature (in :data:`FEATURES` order) that names one wins.
+        """
+        return None
+
+    def callbacks(self, experiment: ExperimentConfig) -> list[type]:
+        """The RLlib callback classes the feature adds, in order."""
+        return []
+
+    def configure(
+        self, config: AlgorithmConfig, experiment: ExperimentConfig, env_cls: type
+    ) -> AlgorithmConfig:
+        """The config with the feature's changes, after the algorithm's own."""
+        return config
 
 
 ENVS: dict[str, EnvEntry] = {}
 ALGORITHMS: dict[str, AlgorithmEntry] = {}
+
+# Experiment section -> its feature object, in the order the builder applies them: the
+# runner env of a later one wins, callbacks run in this order (the evaluation after the
+# curriculum: it reads the current level; curiosity last: it wraps the algorithm's
+# modules and learner).
+FEATURES: dict[str, str] = {
+    "rewards": "rl_platform.rewards:FEATURE",
+    "safety": "rl_platform.safety_feature:FEATURE",
+    "hierarchy": "rl_platform.advanced.hierarchical:FEATURE",
+    "monitoring": "rl_platform.monitoring_feature:FEATURE",
+    "curriculum": "rl_platform.curriculum:FEATURE",
+    "meta": "rl_platform.advanced.meta_training:FEATURE",
+    "initial_policies": "rl_platform.warm_start:FEATURE",
+    "evaluation": "rl_platform.evaluation.callback:FEATURE",
+    "curiosity": "rl_platform.advanced.curiosity:FEATURE",
+}
+
+
+def load_feature(name: str) -> Feature:
+    """Import the feature object of an experiment section (a key of :data:`FEATURES`)."""
+    return _load(FEATURES[name])
+
+
+def env_config_of(experiment: ExperimentConfig) -> dict[str, Any]:
+    """The env constructor's config: the env section, what its entry fixes, the rewards.
+
+    The reward weights and team share go into the env's own config (the env computes
+    them); the rest of the ``rewards`` section is the runner env's
+    (:class:`~rl_platform.rewards.RewardEnv`).
+    """
+    config = {**experiment.env.config, **get_env(experiment.env.id).bound_config}
+    config["reward_weights"] = {**config.get("reward_weights", {}), **experiment.rewards.weights}
+    if experiment.rewards.team:
+        config["team_reward"] = experiment.rewards.team
+    return config
 
 
 def register_env(entry: EnvEntry) -> None:
@@ -158,7 +278,7 @@ register_algorithm(
     AlgorithmEntry(
         "ppo",
         "RLlib PPO with independent actor-critics (shared or per-agent parameters)",
-        "rl_platform.algorithms.ppo",
+        "rl_platform.algorithms.ppo:PPO",
     )
 )
 

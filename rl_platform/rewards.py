@@ -445,3 +445,20 @@ class RewardMetricsCallback(RLlibCallback):
 
     def on_sample_end(self, *, env_runner=None, metrics_logger=None, **kwargs):  # noqa: D102
         self._window.flush(metrics_logger, smoothing_window(env_runner))
+
+
+class RewardsFeature(registry.Feature):
+    """The ``rewards`` section: the runner env computes the reward parts, a callback logs them.
+
+    Every run trains on :class:`RewardEnv` (the engineered reward, whatever the algorithm;
+    features may name an env around it).
+    """
+
+    def runner_env(self, experiment: Any) -> type:  # noqa: D102
+        return RewardEnv
+
+    def callbacks(self, experiment: Any) -> list[type]:  # noqa: D102
+        return [RewardMetricsCallback]
+
+
+FEATURE = RewardsFeature()

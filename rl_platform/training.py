@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rl_platform import registry
+from rl_platform.builder import build_algorithm_config
 from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
 from rl_platform.ray_session import check_resources, init_ray, quiet_logs, signals_ignored
 from rl_platform.resume import (
@@ -54,9 +54,6 @@ from rl_platform.stopping import (
     stop_reached,
 )
 from rl_platform.trust import check_own_state
-
-if TYPE_CHECKING:
-    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
 log = logging.getLogger(__name__)
 
@@ -125,26 +122,6 @@ class TrainResult:
         data = asdict(self)
         data.pop("metrics")
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
-
-
-# --------------------------------------------------------------------------- builder
-
-
-def build_algorithm_config(experiment: ExperimentConfig) -> AlgorithmConfig:
-    """The one builder train, tune and submit share: experiment -> RLlib config.
-
-    Raises:
-        ConfigError: RLlib refuses the combination of settings (e.g. a minibatch larger
-            than the train batch).
-    """
-    env_cls = registry.get_env(experiment.env.id).load()
-    algorithm = registry.ALGORITHMS[experiment.algorithm.id].load()
-    config = algorithm.build(experiment, env_cls)
-    try:
-        config.validate()
-    except (ValueError, TypeError, KeyError) as err:
-        raise ConfigError(f"{experiment.name}: RLlib refused the algorithm config: {err}") from None
-    return config
 
 
 # --------------------------------------------------------------------------- ray

@@ -13,11 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rl_platform.algorithms.common import sync_env_runner_weights
+from rl_platform.checkpoints import PolicyExportError, export_dir_of, read_manifest
+from rl_platform.checkpoints import load_weights as module_weights
+from rl_platform.registry import Feature
+
 
 def check_initial_policies(path: str | Path, env_id: str) -> None:
     """Raise ValueError unless `path` holds a policy export trained on env `env_id`."""
-    from rl_platform.checkpoints import PolicyExportError, export_dir_of, read_manifest
-
     try:
         manifest = read_manifest(export_dir_of(path))
     except PolicyExportError as err:
@@ -34,9 +37,6 @@ def load_weights(path: str | Path, module_ids: list[str]) -> dict[str, dict[str,
         ValueError: a module is missing from the export, or the export is corrupt
             (:class:`~rl_platform.checkpoints.PolicyExportError`).
     """
-    from rl_platform.checkpoints import export_dir_of, read_manifest
-    from rl_platform.checkpoints import load_weights as module_weights
-
     export = export_dir_of(path)
     have = read_manifest(export)["modules"]
     missing = [m for m in module_ids if m not in have]
@@ -57,8 +57,6 @@ def set_module_weights(algorithm: Any, weights: dict[str, dict[str, Any]]) -> No
     Raises:
         ValueError: the weights do not fit the modules (names or shapes).
     """
-    from rl_platform.algorithms.common import sync_env_runner_weights
-
     current = algorithm.learner_group.get_weights(module_ids=list(weights))
     for module_id, state in weights.items():
         have = current[module_id]
@@ -81,7 +79,7 @@ def callback_class(path: str | Path) -> type:
     """An RLlib callback class that loads the export at `path` into a new algorithm.
 
     Its ``on_algorithm_init`` puts the weights into the learner(s) and every env runner.
-    (Ray is imported here, not at module level: the config module imports this one.)
+    (Ray is imported here, not at module level: experiment validation imports this module.)
     """
     from ray.rllib.callbacks.callbacks import RLlibCallback
 
@@ -95,3 +93,19 @@ def callback_class(path: str | Path) -> type:
             set_module_weights(algorithm, load_weights(resolved, module_ids))
 
     return InitialPoliciesCallback
+
+
+class InitialPoliciesFeature(Feature):
+    """``initial_policies:``: a run starts from the module weights of a policy export."""
+
+    def validate(self, experiment: Any, env_cls: type) -> None:  # noqa: D102
+        if experiment.initial_policies is not None:
+            check_initial_policies(experiment.initial_policies, experiment.env.id)
+
+    def callbacks(self, experiment: Any) -> list[type]:  # noqa: D102
+        if experiment.initial_policies is None:
+            return []
+        return [callback_class(experiment.initial_policies)]
+
+
+FEATURE = InitialPoliciesFeature()

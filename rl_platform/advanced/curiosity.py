@@ -79,7 +79,10 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis import SelfSupervisedLossAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
+from rl_platform import registry
+from rl_platform.algorithms.common import module_ids
 from rl_platform.algorithms.mappo import ValueNormPPOLearner
+from rl_platform.registry import env_config_of
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -116,8 +119,6 @@ def check(experiment: ExperimentConfig, env_cls: type) -> None:
     Supported: ``ppo``, ``mappo`` and ``ippo`` (the intrinsic reward enters PPO's
     advantages) on envs whose agents observe a Box and act in a Discrete or Box space.
     """
-    from rl_platform.algorithms.common import env_config_of
-
     algorithm = experiment.algorithm.id
     if algorithm not in SUPPORTED_ALGORITHMS:
         raise ValueError(
@@ -416,16 +417,13 @@ def curiosity_figures(learners: dict[str, Any]) -> dict[str, float]:
 def with_curiosity(
     config: AlgorithmConfig, experiment: ExperimentConfig, env_cls: type
 ) -> AlgorithmConfig:
-    """Add an ICM per policy module, the curious learner and the metrics callback.
+    """Add an ICM per policy module and the curious learner (``experiment.curiosity`` set).
 
-    Called by the PPO-family builders at the end of ``build`` when ``experiment.curiosity``
-    is set; the config's env, policy mapping, module spec and learner class are the
-    algorithm's own.
+    Applied after the algorithm has configured itself: the config's env, policy mapping,
+    module spec and learner class are the algorithm's own.
     """
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-
-    from rl_platform.algorithms.common import module_ids
 
     spec = experiment.curiosity
     env = config.env(dict(config.env_config))
@@ -458,10 +456,27 @@ def with_curiosity(
     learner = config.learner_class
     if learner not in CURIOUS_LEARNERS:
         raise ValueError(f"curiosity does not know the learner class {learner.__name__}")
-    callbacks = config.callbacks_class
-    callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
-    return (
-        config.rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
-        .learners(learner_class=CURIOUS_LEARNERS[learner])
-        .callbacks(callbacks_class=[*callbacks, CuriosityMetricsCallback])
+    return config.rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs)).learners(
+        learner_class=CURIOUS_LEARNERS[learner]
     )
+
+
+class CuriosityFeature(registry.Feature):
+    """``curiosity:``: an ICM per policy module, the curious learner, the ICM figures."""
+
+    def validate(self, experiment: ExperimentConfig, env_cls: type) -> None:  # noqa: D102
+        if experiment.curiosity is not None:
+            check(experiment, env_cls)
+
+    def callbacks(self, experiment: ExperimentConfig) -> list[type]:  # noqa: D102
+        return [] if experiment.curiosity is None else [CuriosityMetricsCallback]
+
+    def configure(  # noqa: D102
+        self, config: AlgorithmConfig, experiment: ExperimentConfig, env_cls: type
+    ) -> AlgorithmConfig:
+        if experiment.curiosity is None:
+            return config
+        return with_curiosity(config, experiment, env_cls)
+
+
+FEATURE = CuriosityFeature()

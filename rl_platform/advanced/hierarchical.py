@@ -44,8 +44,15 @@ import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
+from rl_platform import registry
+from rl_platform.algorithms.common import SHARED_MODULE_ID, module_ids
+from rl_platform.config import HierarchySpec
+from rl_platform.rewards import RewardEnv
+
 if TYPE_CHECKING:
-    from rl_platform.config import ExperimentConfig, HierarchySpec
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    from rl_platform.config import ExperimentConfig
 
 ALGORITHMS = ("ppo", "ippo", "mappo")  # on-policy; the replay ones need fixed module spaces
 SHARE_INFO = "strategy_share"  # in the last infos: strategy -> share of the episode's choices
@@ -65,8 +72,6 @@ def check(experiment: ExperimentConfig, env_cls: type) -> None:
     spec = experiment.hierarchy
     declared = tuple(getattr(env_cls, "strategies", ()))
     if not declared:
-        from rl_platform import registry
-
         having = [e for e, entry in sorted(registry.ENVS.items()) if _strategies_of(entry)]
         raise ValueError(
             f"env {experiment.env.id!r} declares no strategies for a meta-controller to "
@@ -183,9 +188,6 @@ class HierarchicalEnv(MultiAgentEnv):
 
     def __init__(self, config: dict[str, Any]) -> None:
         import gymnasium as gym
-
-        from rl_platform.config import HierarchySpec
-        from rl_platform.rewards import RewardEnv
 
         super().__init__()
         self.inner = RewardEnv(config)
@@ -368,15 +370,11 @@ def env_class(spec: HierarchySpec) -> type:
 
 def build_env(config: dict[str, Any]) -> MultiAgentEnv:
     """The hierarchical env for an env config holding ``hierarchy`` (see :func:`env_class`)."""
-    from rl_platform.config import HierarchySpec
-
     return env_class(HierarchySpec.model_validate(config[CONFIG_KEY]))(config)
 
 
 def map_meta_or_shared(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
     """Policy mapping: meta-controllers -> the ``meta`` module, other agents -> ``shared``."""
-    from rl_platform.algorithms.common import SHARED_MODULE_ID
-
     return META_MODULE_ID if agent_id.startswith(META_PREFIX) else SHARED_MODULE_ID
 
 
@@ -387,8 +385,6 @@ def map_meta_or_self(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
 
 def with_meta_modules(config: Any, experiment: ExperimentConfig, env_cls: type) -> Any:
     """Add the ``meta`` module and its policy mapping for ``low_level: learned``."""
-    from rl_platform.algorithms.common import module_ids
-
     if experiment.hierarchy is None or experiment.hierarchy.low_level != "learned":
         return config
     shared = experiment.algorithm.shared_policy
@@ -419,3 +415,25 @@ class StrategyMetricsCallback(RLlibCallback):
         )
         for name, value in share.items():
             metrics_logger.log_value((SHARE_INFO, name), value, reduce="mean", window=window)
+
+
+class HierarchyFeature(registry.Feature):
+    """``hierarchy:``: the meta-controller env, its strategy metrics and ``meta`` module."""
+
+    def validate(self, experiment: ExperimentConfig, env_cls: type) -> None:  # noqa: D102
+        if experiment.hierarchy is not None:
+            check(experiment, env_cls)
+
+    def runner_env(self, experiment: ExperimentConfig) -> type | None:  # noqa: D102
+        return None if experiment.hierarchy is None else env_class(experiment.hierarchy)
+
+    def callbacks(self, experiment: ExperimentConfig) -> list[type]:  # noqa: D102
+        return [] if experiment.hierarchy is None else [StrategyMetricsCallback]
+
+    def configure(  # noqa: D102
+        self, config: AlgorithmConfig, experiment: ExperimentConfig, env_cls: type
+    ) -> AlgorithmConfig:
+        return with_meta_modules(config, experiment, env_cls)
+
+
+FEATURE = HierarchyFeature()

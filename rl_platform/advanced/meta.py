@@ -26,7 +26,7 @@ are never trained on during meta-training; ``rlp adapt`` trains on one of them.
 
 This module holds what runs without Ray: the checks, the update math, the seeded task
 sampler and the env switching; :mod:`rl_platform.advanced.meta_training` holds the
-RLlib callback and :func:`~rl_platform.advanced.meta_training.adapt`.
+RLlib callback and :func:`rl_platform.adaptation.adapt` the adaptation runs.
 """
 
 from __future__ import annotations

@@ -15,23 +15,14 @@ The tabular Q-learner of the seed document, for small discrete tasks without Ray
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from rl_platform.algorithms.qmix import build_value_decomposition
+from rl_platform.algorithms.qmix import ValueDecompositionAlgorithm
 from rl_platform.config.algorithms import IQLParams
 
-if TYPE_CHECKING:
-    from rl_platform.algorithms.qmix import ValueDecompositionConfig
-    from rl_platform.config import ExperimentConfig
 
-
-class IQL:
+class IQL(ValueDecompositionAlgorithm):
     """``algorithm.id: iql``: independent double-DQN learners (shared or per-agent nets)."""
 
     Hyperparams: ClassVar[type[IQLParams]] = IQLParams
-    discrete_only: ClassVar[bool] = True  # build() refuses Box actions
-
-    @staticmethod
-    def build(experiment: ExperimentConfig, env_cls: type) -> ValueDecompositionConfig:
-        """The RLlib config of an IQL experiment."""
-        return build_value_decomposition(experiment, env_cls, mixer="none")
+    mixer: ClassVar[str] = "none"

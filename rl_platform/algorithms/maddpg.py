@@ -55,18 +55,14 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
-from rl_platform.algorithms.common import (
-    apply_experiment,
-    env_config_of,
-    module_ids,
-    with_global_state,
-)
+from rl_platform import registry
 from rl_platform.algorithms.mixers import masked_mean, soft_update, td_targets
 from rl_platform.algorithms.replay import JointReplayAlgorithm, JointReplayConfig
+from rl_platform.config import ConfigError
 from rl_platform.config.algorithms import MADDPGParams
 
 if TYPE_CHECKING:
-    from rl_platform.config import ExperimentConfig
+    from rl_platform.algorithms.common import BuildContext
 
 CRITIC_ID = "__critic__"
 
@@ -507,9 +503,9 @@ class MADDPGConfig(JointReplayConfig):
         self.gumbel_temperature = defaults.gumbel_temperature
         self.gumbel_hard = defaults.gumbel_hard
         self.actor_reg = defaults.actor_reg
-        self.critic_hiddens: list[int] | None = None  # build(): critic_hidden_sizes or network
+        self.critic_hiddens: list[int] | None = None  # configure(): critic_hidden_sizes or network
         self.grad_clip = defaults.grad_clip
-        self.action_dim = 0  # one agent's action size, filled by build()
+        self.action_dim = 0  # one agent's action size, filled by configure()
 
     @override(AlgorithmConfig)
     def training(
@@ -575,7 +571,7 @@ class MADDPGConfig(JointReplayConfig):
     def validate(self) -> None:  # noqa: D102
         super().validate()
         if self.action_dim <= 0:
-            self._value_error("set training(action_dim=...) (rl_platform's build() does)")
+            self._value_error("set training(action_dim=...) (rl_platform's builder does)")
 
 
 class MultiAgentDDPG(JointReplayAlgorithm):
@@ -597,61 +593,71 @@ Hyperparams = MADDPGParams  # declared in rl_platform.config.algorithms
 PLATFORM_ONLY = {"agent_id_in_obs", "critic_hidden_sizes"}
 
 
-def build_maddpg(experiment: ExperimentConfig, env_cls: type) -> MADDPGConfig:
-    """The RLlib config of a MADDPG experiment.
+def action_dim_of(context: BuildContext) -> int:
+    """The size of the agents' one action space (Discrete: n; bounded 1-d Box: its length).
 
     Raises:
         ConfigError: agents' action spaces differ, or are neither Discrete nor a bounded
-            1-d Box, or a shared policy is asked for agents whose spaces differ.
+            1-d Box.
     """
-    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
-
-    from rl_platform.config import ConfigError
-
-    hp = Hyperparams.model_validate(experiment.algorithm.hyperparams)
-    probe = env_cls({**env_config_of(experiment)})
+    experiment = context.experiment
+    probe = context.probe()
     agents = list(probe.possible_agents)
     space = probe.action_spaces[agents[0]]
     where = f"{experiment.name}: algorithm 'maddpg' on env {experiment.env.id!r}"
     if any(probe.action_spaces[a] != space for a in agents):
         raise ConfigError(f"{where}: the agents' action spaces differ; MADDPG needs one.")
     if isinstance(space, gym.spaces.Discrete):
-        action_dim = int(space.n)
-    elif (
+        return int(space.n)
+    if (
         isinstance(space, gym.spaces.Box)
         and len(space.shape) == 1
         and np.isfinite(space.low).all()
         and np.isfinite(space.high).all()
     ):
-        action_dim = int(space.shape[0])
-    else:
-        raise ConfigError(f"{where}: needs Discrete or bounded 1-d Box actions, got {space}.")
-    module_ids(experiment, env_cls)  # refuses a shared policy over unlike agents
-    shared = experiment.algorithm.shared_policy
-    config = apply_experiment(MADDPGConfig(), experiment, env_cls, batched_sampling=True)
-    config = with_global_state(
-        config, experiment, hp.agent_id_in_obs and shared, module_spaces=True
-    )
-    # The actor acts in env units already (squashed into the box).
-    config = config.environment(normalize_actions=False, clip_actions=False)
-    config = config.training(
-        joint_agents=agents,
-        state_dim=int(np.prod(probe.state_space.shape)),
-        action_dim=action_dim,
-        critic_hiddens=list(hp.critic_hidden_sizes) if hp.critic_hidden_sizes else None,
-        **hp.model_dump(exclude=PLATFORM_ONLY),
-    )
-    network = experiment.algorithm.network
-    critic = config.critic_spec(shared, list(network.hidden_sizes), network.activation)
-    return config.rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={CRITIC_ID: critic}))
+        return int(space.shape[0])
+    raise ConfigError(f"{where}: needs Discrete or bounded 1-d Box actions, got {space}.")
 
 
-class MADDPG:
+class MADDPG(registry.Algorithm):
     """``algorithm.id: maddpg``: deterministic actors, centralized critics (Lowe et al.)."""
 
     Hyperparams: ClassVar[type[MADDPGParams]] = MADDPGParams
+    batched_sampling: ClassVar[bool] = True
+    global_state: ClassVar[bool] = True
+    module_spaces: ClassVar[bool] = True
 
-    @staticmethod
-    def build(experiment: ExperimentConfig, env_cls: type) -> MADDPGConfig:
-        """The RLlib config of a MADDPG experiment."""
-        return build_maddpg(experiment, env_cls)
+    @classmethod
+    def new_config(cls) -> MADDPGConfig:
+        """A new :class:`MADDPGConfig`."""
+        return MADDPGConfig()
+
+    @classmethod
+    def check(cls, hyperparams: Hyperparams, context: BuildContext) -> None:
+        """Refuse action spaces MADDPG cannot act in (see :func:`action_dim_of`)."""
+        action_dim_of(context)
+
+    @classmethod
+    def configure(
+        cls, config: MADDPGConfig, hyperparams: Hyperparams, context: BuildContext
+    ) -> MADDPGConfig:
+        """Actions in env units, the joint replay's sizes, the learning rates, the critics."""
+        from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+
+        hp = hyperparams
+        probe = context.probe()
+        # The actor acts in env units already (squashed into the box).
+        config = config.environment(normalize_actions=False, clip_actions=False)
+        config = config.training(
+            joint_agents=list(probe.possible_agents),
+            state_dim=int(np.prod(probe.state_space.shape)),
+            action_dim=action_dim_of(context),
+            critic_hiddens=list(hp.critic_hidden_sizes) if hp.critic_hidden_sizes else None,
+            **hp.model_dump(exclude=PLATFORM_ONLY),
+        )
+        network = context.experiment.algorithm.network
+        shared = context.experiment.algorithm.shared_policy
+        critic = config.critic_spec(shared, list(network.hidden_sizes), network.activation)
+        return config.rl_module(
+            rl_module_spec=MultiRLModuleSpec(rl_module_specs={CRITIC_ID: critic})
+        )

@@ -52,17 +52,14 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 
-from rl_platform.algorithms.common import (
-    apply_experiment,
-    module_ids,
-    with_global_state,
-)
+from rl_platform import registry
+from rl_platform.config import ConfigError
 from rl_platform.config.algorithms import IPPOParams, MAPPOParams
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
-    from rl_platform.config import ExperimentConfig
+    from rl_platform.algorithms.common import BuildContext
 
 
 class ValueNorm(nn.Module):
@@ -372,68 +369,76 @@ MAPPO_ONLY = {
 }  # fmt: skip
 
 
-def _build(experiment: ExperimentConfig, env_cls: type, critic_obs_key: str) -> AlgorithmConfig:
-    from ray.rllib.algorithms.ppo import PPOConfig
-    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+class ActorCriticPPO(registry.Algorithm):
+    """MAPPO's actor-critics with PPO; subclasses say what the critics read."""
 
-    hp = Hyperparams.model_validate(experiment.algorithm.hyperparams)
-    network = experiment.algorithm.network
-    if network.activation not in ("tanh", "relu"):
-        from rl_platform.config import ConfigError
+    Hyperparams: ClassVar[type[Hyperparams]] = Hyperparams
+    batched_sampling: ClassVar[bool] = True
+    global_state: ClassVar[bool] = True
+    critic_obs_key: ClassVar[str] = "state"  # the key of GlobalStateEnv's obs
 
-        raise ConfigError(
-            f"{experiment.name}: algorithm.network.activation = {network.activation!r}: "
-            f"{experiment.algorithm.id} supports 'tanh' or 'relu'."
+    @classmethod
+    def new_config(cls) -> AlgorithmConfig:
+        """A new RLlib ``PPOConfig``."""
+        from ray.rllib.algorithms.ppo import PPOConfig
+
+        return PPOConfig()
+
+    @classmethod
+    def check(cls, hyperparams: Hyperparams, context: BuildContext) -> None:
+        """Refuse an activation the modules do not have.
+
+        Raises:
+            ConfigError: ``algorithm.network.activation`` is neither tanh nor relu.
+        """
+        experiment = context.experiment
+        activation = experiment.algorithm.network.activation
+        if activation not in ("tanh", "relu"):
+            raise ConfigError(
+                f"{experiment.name}: algorithm.network.activation = {activation!r}: "
+                f"{experiment.algorithm.id} supports 'tanh' or 'relu'."
+            )
+
+    @classmethod
+    def configure(
+        cls, config: AlgorithmConfig, hyperparams: Hyperparams, context: BuildContext
+    ) -> AlgorithmConfig:
+        """The actor-critic modules, the value-normalizing learner and PPO's settings."""
+        from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+        hp = hyperparams
+        network = context.experiment.algorithm.network
+        model_config = {
+            "actor_hiddens": list(network.hidden_sizes),
+            "critic_hiddens": list(hp.critic_hidden_sizes or network.hidden_sizes),
+            "activation": network.activation,
+            "use_orthogonal_init": hp.orthogonal_init,
+            "input_layernorm": hp.input_layernorm,
+            "use_value_norm": hp.use_value_norm,
+            # State-independent log-std, as in the MAPPO paper (RLlib's default model config
+            # would otherwise merge in free_log_std=False and ignore log_std_init).
+            "free_log_std": True,
+            "log_std_init": hp.log_std_init,
+            "bounded_mean": hp.bounded_mean,
+            "actor_obs_key": "obs",
+            "critic_obs_key": cls.critic_obs_key,
+        }
+        config = config.rl_module(
+            rl_module_spec=RLModuleSpec(module_class=ActorCriticModule, model_config=model_config)
         )
-    module_ids(experiment, env_cls)  # refuses a shared policy over unlike agents
-    config = apply_experiment(PPOConfig(), experiment, env_cls, batched_sampling=True)
-    config = with_global_state(
-        config, experiment, hp.agent_id_in_obs and experiment.algorithm.shared_policy
-    )
-    model_config = {
-        "actor_hiddens": list(network.hidden_sizes),
-        "critic_hiddens": list(hp.critic_hidden_sizes or network.hidden_sizes),
-        "activation": network.activation,
-        "use_orthogonal_init": hp.orthogonal_init,
-        "input_layernorm": hp.input_layernorm,
-        "use_value_norm": hp.use_value_norm,
-        # State-independent log-std, as in the MAPPO paper (RLlib's default model config
-        # would otherwise merge in free_log_std=False and ignore log_std_init).
-        "free_log_std": True,
-        "log_std_init": hp.log_std_init,
-        "bounded_mean": hp.bounded_mean,
-        "actor_obs_key": "obs",
-        "critic_obs_key": critic_obs_key,
-    }
-    config = config.rl_module(
-        rl_module_spec=RLModuleSpec(module_class=ActorCriticModule, model_config=model_config)
-    )
-    config = config.learners(learner_class=ValueNormPPOLearner)
-    config = config.training(**hp.model_dump(exclude=MAPPO_ONLY))
-    if experiment.curiosity is not None:
-        from rl_platform.advanced.curiosity import with_curiosity
-
-        config = with_curiosity(config, experiment, env_cls)
-    return config
+        config = config.learners(learner_class=ValueNormPPOLearner)
+        return config.training(**hp.model_dump(exclude=MAPPO_ONLY))
 
 
-class MAPPO:
+class MAPPO(ActorCriticPPO):
     """``algorithm.id: mappo``: centralized critics on the global state."""
 
     Hyperparams: ClassVar[type[MAPPOParams]] = MAPPOParams
-
-    @staticmethod
-    def build(experiment: ExperimentConfig, env_cls: type) -> AlgorithmConfig:
-        """The RLlib config of a MAPPO experiment."""
-        return _build(experiment, env_cls, critic_obs_key="state")
+    critic_obs_key: ClassVar[str] = "state"
 
 
-class IPPO:
+class IPPO(ActorCriticPPO):
     """``algorithm.id: ippo``: the same actor-critics with critics on local observations."""
 
     Hyperparams: ClassVar[type[IPPOParams]] = IPPOParams
-
-    @staticmethod
-    def build(experiment: ExperimentConfig, env_cls: type) -> AlgorithmConfig:
-        """The RLlib config of an IPPO experiment."""
-        return _build(experiment, env_cls, critic_obs_key="obs")
+    critic_obs_key: ClassVar[str] = "obs"

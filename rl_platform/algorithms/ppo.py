@@ -7,26 +7,33 @@ agents). Centralized critics (MAPPO) are a separate algorithm.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
-from rl_platform.algorithms.common import apply_experiment
+from rl_platform import registry
 from rl_platform.config.algorithms import PPOParams as Hyperparams
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
-    from rl_platform.config import ExperimentConfig
+    from rl_platform.algorithms.common import BuildContext
 
 
-def build(experiment: ExperimentConfig, env_cls: type) -> AlgorithmConfig:
-    """The RLlib ``PPOConfig`` for an experiment."""
-    from ray.rllib.algorithms.ppo import PPOConfig
+class PPO(registry.Algorithm):
+    """``algorithm.id: ppo``: RLlib's PPO with its default actor-critic modules."""
 
-    hp = Hyperparams.model_validate(experiment.algorithm.hyperparams)
-    config = apply_experiment(PPOConfig(), experiment, env_cls, batched_sampling=True)
-    config = config.training(**hp.model_dump())
-    if experiment.curiosity is not None:
-        from rl_platform.advanced.curiosity import with_curiosity
+    Hyperparams: ClassVar[type[Hyperparams]] = Hyperparams
+    batched_sampling: ClassVar[bool] = True
 
-        config = with_curiosity(config, experiment, env_cls)
-    return config
+    @classmethod
+    def new_config(cls) -> AlgorithmConfig:
+        """A new RLlib ``PPOConfig``."""
+        from ray.rllib.algorithms.ppo import PPOConfig
+
+        return PPOConfig()
+
+    @classmethod
+    def configure(
+        cls, config: AlgorithmConfig, hyperparams: Hyperparams, context: BuildContext
+    ) -> AlgorithmConfig:
+        """PPO's training settings: the hyperparameters as they are."""
+        return config.training(**hyperparams.model_dump())

@@ -70,12 +70,7 @@ from ray.rllib.utils.metrics import (
 )
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
-from rl_platform.algorithms.common import (
-    apply_experiment,
-    env_config_of,
-    module_ids,
-    with_global_state,
-)
+from rl_platform import registry
 from rl_platform.algorithms.mixers import (
     QMixer,
     double_q_next_values,
@@ -92,10 +87,11 @@ from rl_platform.algorithms.replay import (
     JointReplayConfig,
     SequenceReplayBuffer,
 )
+from rl_platform.config import ConfigError
 from rl_platform.config.algorithms import QMIXParams, ValueDecompositionParams, VDNParams
 
 if TYPE_CHECKING:
-    from rl_platform.config import ExperimentConfig
+    from rl_platform.algorithms.common import BuildContext
 
 MIXER_ID = "__mixer__"
 MIXERS = ("none", "vdn", "qmix")
@@ -588,71 +584,68 @@ Hyperparams = ValueDecompositionParams  # declared in rl_platform.config.algorit
 VALUE_ONLY = {"agent_id_in_obs"}
 
 
-def build_value_decomposition(
-    experiment: ExperimentConfig, env_cls: type, mixer: str
-) -> ValueDecompositionConfig:
-    """The RLlib config of an IQL (``mixer="none"``), VDN or QMIX experiment.
+class ValueDecompositionAlgorithm(registry.Algorithm):
+    """IQL, VDN and QMIX: per-agent Q networks, combined by the ``mixer`` of a subclass."""
 
-    Raises:
-        ConfigError: the env's actions are not discrete, or a shared policy is asked for
-            agents whose spaces differ.
-    """
-    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+    Hyperparams: ClassVar[type[Hyperparams]] = Hyperparams
+    batched_sampling: ClassVar[bool] = True
+    global_state: ClassVar[bool] = True
+    module_spaces: ClassVar[bool] = True
+    discrete_only: ClassVar[bool] = True  # check() refuses Box actions
+    mixer: ClassVar[str] = "qmix"
 
-    from rl_platform.config import ConfigError
+    @classmethod
+    def new_config(cls) -> ValueDecompositionConfig:
+        """A new :class:`ValueDecompositionConfig`."""
+        return ValueDecompositionConfig()
 
-    hp = Hyperparams.model_validate(experiment.algorithm.hyperparams)
-    probe = env_cls({**env_config_of(experiment)})
-    for agent in probe.possible_agents:
-        space = probe.action_spaces[agent]
-        if not isinstance(space, gym.spaces.Discrete):
-            raise ConfigError(
-                f"{experiment.name}: algorithm {experiment.algorithm.id!r} needs discrete "
-                f"actions, but agent {agent} of env {experiment.env.id!r} has {space}; "
-                "use a discrete env option (e.g. env.config.discrete: true) or a policy-"
-                "gradient algorithm (ppo, mappo)."
-            )
-    module_ids(experiment, env_cls)  # refuses a shared policy over unlike agents
-    config = apply_experiment(
-        ValueDecompositionConfig(), experiment, env_cls, batched_sampling=True
-    )
-    config = with_global_state(
-        config,
-        experiment,
-        hp.agent_id_in_obs and experiment.algorithm.shared_policy,
-        module_spaces=True,
-    )
-    state_dim = int(np.prod(probe.state_space.shape))
-    config = config.training(
-        mixer=mixer,
-        joint_agents=list(probe.possible_agents),
-        state_dim=state_dim,
-        **hp.model_dump(exclude=VALUE_ONLY),
-    )
-    return config.rl_module(
-        rl_module_spec=MultiRLModuleSpec(rl_module_specs={MIXER_ID: config.mixer_spec()})
-    )
+    @classmethod
+    def check(cls, hyperparams: Hyperparams, context: BuildContext) -> None:
+        """Refuse envs whose actions are not discrete.
+
+        Raises:
+            ConfigError: an agent's action space is not ``Discrete``.
+        """
+        experiment = context.experiment
+        probe = context.probe()
+        for agent in probe.possible_agents:
+            space = probe.action_spaces[agent]
+            if not isinstance(space, gym.spaces.Discrete):
+                raise ConfigError(
+                    f"{experiment.name}: algorithm {experiment.algorithm.id!r} needs discrete "
+                    f"actions, but agent {agent} of env {experiment.env.id!r} has {space}; "
+                    "use a discrete env option (e.g. env.config.discrete: true) or a policy-"
+                    "gradient algorithm (ppo, mappo)."
+                )
+
+    @classmethod
+    def configure(
+        cls, config: ValueDecompositionConfig, hyperparams: Hyperparams, context: BuildContext
+    ) -> ValueDecompositionConfig:
+        """The mixer, the joint replay's agents and state size, and the mixer module."""
+        from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+
+        probe = context.probe()
+        config = config.training(
+            mixer=cls.mixer,
+            joint_agents=list(probe.possible_agents),
+            state_dim=int(np.prod(probe.state_space.shape)),
+            **hyperparams.model_dump(exclude=VALUE_ONLY),
+        )
+        return config.rl_module(
+            rl_module_spec=MultiRLModuleSpec(rl_module_specs={MIXER_ID: config.mixer_spec()})
+        )
 
 
-class QMIX:
+class QMIX(ValueDecompositionAlgorithm):
     """``algorithm.id: qmix``: monotonic mixing by state hypernetworks (Rashid et al. 2018)."""
 
     Hyperparams: ClassVar[type[QMIXParams]] = QMIXParams
-    discrete_only: ClassVar[bool] = True  # build() refuses Box actions
-
-    @staticmethod
-    def build(experiment: ExperimentConfig, env_cls: type) -> ValueDecompositionConfig:
-        """The RLlib config of a QMIX experiment."""
-        return build_value_decomposition(experiment, env_cls, mixer="qmix")
+    mixer: ClassVar[str] = "qmix"
 
 
-class VDN:
+class VDN(ValueDecompositionAlgorithm):
     """``algorithm.id: vdn``: the joint value is the sum of the agents' (Sunehag et al.)."""
 
     Hyperparams: ClassVar[type[VDNParams]] = VDNParams
-    discrete_only: ClassVar[bool] = True  # build() refuses Box actions
-
-    @staticmethod
-    def build(experiment: ExperimentConfig, env_cls: type) -> ValueDecompositionConfig:
-        """The RLlib config of a VDN experiment."""
-        return build_value_decomposition(experiment, env_cls, mixer="vdn")
+    mixer: ClassVar[str] = "vdn"

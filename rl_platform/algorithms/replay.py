@@ -290,7 +290,7 @@ class JointReplayConfig(AlgorithmConfig):
     """What the config of every :class:`JointReplayAlgorithm` carries and checks.
 
     ``joint_agents`` (the env's agents, in order) and ``state_dim`` are filled by the
-    platform's ``build()``; subclasses set their own defaults for the replay settings.
+    algorithm's ``configure()``; subclasses set their own defaults for the replay settings.
     """
 
     algorithm_name: ClassVar[str] = "this algorithm"
@@ -319,7 +319,7 @@ class JointReplayConfig(AlgorithmConfig):
         super().validate()
         if not self.joint_agents or self.state_dim <= 0:
             self._value_error(
-                "set training(joint_agents=[...], state_dim=...) (rl_platform's build() does)"
+                "set training(joint_agents=[...], state_dim=...) (rl_platform's builder does)"
             )
         if self.num_learners > 1:
             self._value_error(f"{self.algorithm_name} trains on one learner (num_learners 0 or 1)")

@@ -220,8 +220,8 @@ def adapt(
 
       rlp adapt runs/meeting_point_meta/20261127-150231 --task n --iterations 2 --scratch
     """
-    from rl_platform.advanced.meta_training import AdaptError
-    from rl_platform.advanced.meta_training import adapt as run_adaptation
+    from rl_platform.adaptation import AdaptError
+    from rl_platform.adaptation import adapt as run_adaptation
     from rl_platform.training import TrainingError
 
     use_trusted_modules(trust_module)

@@ -26,8 +26,14 @@ from typing import Any
 import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
+from rl_platform import registry
+from rl_platform.algorithms.common import SHARED_MODULE_ID
 from rl_platform.evaluation.baselines import RANDOM
+from rl_platform.evaluation.policy import TrainedPolicy
 from rl_platform.evaluation.rollout import POLICY, Job, Perturbation, make_core, play, seeded_job
+from rl_platform.evaluation.suite import JobContext, run_job
+from rl_platform.registry import env_config_of
+from rl_platform.stopping import stop_reached
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +55,6 @@ class EvaluationCallback(RLlibCallback):
         self._references: dict[str, dict[str, Any]] = {}  # level -> random/baseline figures
 
     def on_train_result(self, *, algorithm, result, **kwargs):  # noqa: D102
-        from rl_platform.stopping import stop_reached
-
         iteration = int(result.get("training_iteration", algorithm.iteration + 1))
         spec = self.spec
         due = iteration % spec["every"] == 0
@@ -70,8 +74,6 @@ class EvaluationCallback(RLlibCallback):
 
     def measure(self, algorithm: Any, level: str) -> dict[str, Any]:
         """The light subset at ``level`` for the algorithm's current modules."""
-        from rl_platform.evaluation.policy import TrainedPolicy
-
         spec = self.spec
         modules = {mid: algorithm.get_module(mid) for mid in set(spec["agents"].values())}
         policy = TrainedPolicy.from_modules(modules, spec["agents"])
@@ -103,8 +105,6 @@ class EvaluationCallback(RLlibCallback):
     def _reference(self, level: str) -> dict[str, Any]:
         """Random's and the best baseline's scores at ``level`` (cached), and the obs scale."""
         if level not in self._references:
-            from rl_platform.evaluation.suite import JobContext, run_job
-
             spec = self.spec
             context = JobContext(spec["env_id"], spec["env_config"], checkpoint="")
             random = run_job(context, self._job(RANDOM, level))
@@ -123,9 +123,6 @@ class EvaluationCallback(RLlibCallback):
 
 def callback_class(experiment: Any) -> type[EvaluationCallback]:
     """An :class:`EvaluationCallback` bound to the experiment's evaluation settings."""
-    from rl_platform import registry
-    from rl_platform.algorithms.common import SHARED_MODULE_ID, env_config_of
-
     entry = registry.get_env(experiment.env.id)
     env_cls = entry.load()
     env_config = env_config_of(experiment)
@@ -144,3 +141,17 @@ def callback_class(experiment: Any) -> type[EvaluationCallback]:
         "agents": {a: (SHARED_MODULE_ID if shared else a) for a in agents},
     }
     return type("BoundEvaluationCallback", (EvaluationCallback,), {"spec": spec})
+
+
+class EvaluationFeature(registry.Feature):
+    """``evaluation.every`` > 0: the light suite during training.
+
+    Its callback comes after the curriculum's (:data:`~rl_platform.registry.FEATURES`
+    order): it reads the current level.
+    """
+
+    def callbacks(self, experiment: Any) -> list[type]:  # noqa: D102
+        return [callback_class(experiment)] if experiment.evaluation.every > 0 else []
+
+
+FEATURE = EvaluationFeature()

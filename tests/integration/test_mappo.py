@@ -73,9 +73,9 @@ def test_mappo_on_a_pettingzoo_env(tmp_path, ray_address):
 def test_loaded_checkpoint_reaches_the_remote_env_runners(tmp_path, ray_address):
     import torch
 
+    from rl_platform.builder import build_algorithm_config
     from rl_platform.checkpoints import load_algorithm
     from rl_platform.config import load_experiment
-    from rl_platform.training import build_algorithm_config
 
     config = build_algorithm_config(
         load_experiment(

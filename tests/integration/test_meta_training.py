@@ -7,17 +7,14 @@ import numpy as np
 import pytest
 import yaml
 
+from rl_platform.adaptation import AdaptError, adapt, adaptation_experiment
 from rl_platform.advanced.meta import TaskSampler, core_of
-from rl_platform.advanced.meta_training import (
-    AdaptError,
-    MetaLearningCallback,
-    adapt,
-    adaptation_experiment,
-)
+from rl_platform.advanced.meta_training import MetaLearningCallback
+from rl_platform.builder import build_algorithm_config
 from rl_platform.checkpoints import load_algorithm, load_policy
 from rl_platform.config import load_experiment
 from rl_platform.envs.meeting_point import MEETING_POINTS
-from rl_platform.training import build_algorithm_config, train
+from rl_platform.training import train
 
 TASKS, HELD_OUT, SEED = ["e", "w", "s"], ["n"], 5
 EXPERIMENT = {

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from rl_platform.builder import build_algorithm_config
 from rl_platform.config import ConfigError, load_experiment
-from rl_platform.training import build_algorithm_config, train
+from rl_platform.training import train
 
 
 def experiment(algo, env_id="two_step_game", env_config=None, shared=True, **overrides):

@@ -3,8 +3,8 @@
 import pytest
 
 from rl_platform import registry
+from rl_platform.builder import build_algorithm_config
 from rl_platform.config import ConfigError, load_experiment
-from rl_platform.training import build_algorithm_config
 
 
 @pytest.mark.parametrize("algo", sorted(registry.ALGORITHMS))

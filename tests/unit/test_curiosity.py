@@ -238,7 +238,7 @@ def test_unsupported_action_spaces_are_refused():
 
 @pytest.mark.parametrize("algorithm", ["ppo", "ippo"])
 def test_learners_build_the_icm_and_env_runners_do_not(algorithm):
-    from rl_platform.training import build_algorithm_config
+    from rl_platform.builder import build_algorithm_config
 
     config = build_algorithm_config(load_experiment(experiment(algorithm)))
     env = config.env(dict(config.env_config))

@@ -20,7 +20,7 @@ from rl_platform.advanced.hierarchical import (
     build_env,
     meta_observation,
 )
-from rl_platform.algorithms.common import reward_env_config
+from rl_platform.builder import reward_env_config
 from rl_platform.config import ConfigError, load_experiment
 from rl_platform.envs.checks import rollout
 from rl_platform.envs.trading import STRATEGIES, TradingConfig, TradingCore
@@ -173,7 +173,7 @@ def test_controller_chooses_every_k_steps_and_plays_the_chosen_strategies():
 
 @pytest.mark.parametrize("algorithm", ["ppo", "ippo", "mappo"])
 def test_algorithm_configs_train_the_meta_controller(algorithm):
-    from rl_platform.training import build_algorithm_config
+    from rl_platform.builder import build_algorithm_config
 
     config = build_algorithm_config(experiment(f"algorithm.id={algorithm}"))
     assert StrategyMetricsCallback in config.callbacks_class
@@ -249,7 +249,7 @@ def test_unsupported_settings_are_refused(overrides, fragment):
 
 @pytest.mark.parametrize("shared", [True, False])
 def test_learned_low_level_maps_meta_controllers_to_their_own_module(shared):
-    from rl_platform.training import build_algorithm_config
+    from rl_platform.builder import build_algorithm_config
 
     config = build_algorithm_config(
         experiment("hierarchy.low_level=learned", f"algorithm.shared_policy={shared}")

@@ -8,6 +8,7 @@ import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.utils.spaces.space_utils import unsquash_action
 
+from rl_platform.builder import build_algorithm_config
 from rl_platform.config import load_experiment
 from rl_platform.curriculum import set_task_of
 from rl_platform.rewards import (
@@ -18,7 +19,6 @@ from rl_platform.rewards import (
     mean_cosine_similarity,
 )
 from rl_platform.sampling import BatchedEnvRunner, GlobalStateEnv, draw_actions, unsupported_reason
-from rl_platform.training import build_algorithm_config
 
 
 def experiment(env_id="rendezvous", env_config=None, envs=1, **sections):
@@ -337,7 +337,7 @@ def test_set_task_reaches_the_batched_core():
 def test_unsupported_settings_fall_back_to_the_stock_runner(caplog, sections, reason):
     exp = experiment(**sections)
     assert reason in unsupported_reason(exp)
-    with caplog.at_level(logging.WARNING, logger="rl_platform.algorithms.common"):
+    with caplog.at_level(logging.WARNING, logger="rl_platform.builder"):
         config = build_algorithm_config(exp)
     assert config.env_runner_cls is None
     assert "using the stock sampler" in caplog.text and reason in caplog.text

@@ -1,0 +1,214 @@
+"""The one composition root: an experiment -> its RLlib AlgorithmConfig.
+
+The only module that knows the algorithm, the env, the sampler and every feature at
+once. :func:`build_algorithm_config` asks the registered algorithm
+(:class:`~rl_platform.registry.Algorithm`) for a new config and to check the env, sets
+the experiment's part (env runners' env and resources, policies, network, seed,
+callbacks, fault tolerance), puts the env inside ``GlobalStateEnv`` when the algorithm
+declares ``global_state``, lets the algorithm configure its own training settings and
+modules, then each feature of :data:`rl_platform.registry.FEATURES` in order, and last
+picks the sampler. Train, tune and submit share it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from rl_platform import registry
+from rl_platform.algorithms.common import (
+    BuildContext,
+    map_to_self,
+    map_to_shared,
+    module_ids,
+    sync_env_runner_weights,
+)
+from rl_platform.config import ConfigError
+from rl_platform.registry import env_config_of
+
+if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    from rl_platform.config import ExperimentConfig
+    from rl_platform.registry import Feature
+
+log = logging.getLogger(__name__)
+
+
+def features() -> list[Feature]:
+    """Every registered feature, in the order the builder applies them."""
+    return [registry.load_feature(name) for name in registry.FEATURES]
+
+
+def reward_env_config(experiment: ExperimentConfig) -> dict[str, Any]:
+    """Config of the runner env (:class:`~rl_platform.rewards.RewardEnv` or around it)."""
+    return {
+        "env_id": experiment.env.id,
+        "env_class": registry.get_env(experiment.env.id).load(),
+        "env_config": env_config_of(experiment),
+        "rewards": experiment.rewards.model_dump(mode="json"),
+        "safety": experiment.safety.model_dump(mode="json") if experiment.safety else None,
+        "hierarchy": experiment.hierarchy.model_dump(mode="json") if experiment.hierarchy else None,
+    }
+
+
+def runner_env(experiment: ExperimentConfig, active: list[Feature] | None = None) -> type:
+    """The env class the env runners build: the last feature's that names one."""
+    found = [f.runner_env(experiment) for f in (features() if active is None else active)]
+    named = [env for env in found if env is not None]
+    if not named:
+        raise ConfigError(f"{experiment.name}: no registered feature names a runner env.")
+    return named[-1]
+
+
+def experiment_callbacks(
+    experiment: ExperimentConfig, active: list[Feature] | None = None
+) -> list[type]:
+    """The RLlib callback classes the experiment's features add, in feature order."""
+    return [c for f in (features() if active is None else active) for c in f.callbacks(experiment)]
+
+
+def with_global_state(
+    config: AlgorithmConfig,
+    experiment: ExperimentConfig,
+    agent_id: bool,
+    module_spaces: bool = False,
+) -> AlgorithmConfig:
+    """Run the experiment's env inside ``GlobalStateEnv`` (obs = {"obs", "state"}).
+
+    ``agent_id`` appends each agent's one-hot index to its local observation (for a
+    shared policy). ``module_spaces`` also gives every module its spaces explicitly: RLlib
+    2.60's local env runner (``num_env_runners: 0``) cannot infer them from its vector env
+    and would hand the modules the env's Dict spaces (the replay-based algorithms need it).
+    """
+    from ray.rllib.policy.policy import PolicySpec
+
+    from rl_platform.sampling import GlobalStateEnv
+
+    env_config = {**reward_env_config(experiment), "agent_id": agent_id}
+    config = config.environment(env=GlobalStateEnv, env_config=env_config)
+    if module_spaces:
+        wrapped = GlobalStateEnv(env_config)
+        mapping = config.policy_mapping_fn
+        config = config.multi_agent(
+            policies={
+                mapping(agent, None): PolicySpec(
+                    observation_space=wrapped.observation_spaces[agent],
+                    action_space=wrapped.action_spaces[agent],
+                )
+                for agent in wrapped.possible_agents
+            }
+        )
+    return config
+
+
+def with_sampler(
+    config: AlgorithmConfig, experiment: ExperimentConfig, batched_sampling: bool
+) -> AlgorithmConfig:
+    """Use the batched env runner when ``resources.sampler`` asks for it and it can run.
+
+    ``batched_sampling`` says whether the algorithm samples through stock connectors and
+    its modules' action distributions or their own actions (the PPO family; IQL, VDN and
+    QMIX's epsilon-greedy), which the batched runner reproduces; otherwise, or when the
+    env or the reward settings are not supported
+    (:func:`rl_platform.sampling.unsupported_reason`), the stock runner samples and a log
+    line says why.
+    """
+    if experiment.resources.sampler != "batched":
+        return config
+    from rl_platform.sampling import BatchedEnvRunner, unsupported_reason
+
+    reason = None
+    if not batched_sampling:
+        reason = f"algorithm {experiment.algorithm.id!r} does not support it"
+    if reason is None:
+        reason = unsupported_reason(experiment)
+    if reason is not None:
+        log.warning("resources.sampler: batched -> using the stock sampler: %s", reason)
+        return config
+    log.info(
+        "resources.sampler: batched (%d env copies per runner)",
+        experiment.resources.num_envs_per_env_runner,
+    )
+    return config.env_runners(env_runner_cls=BatchedEnvRunner)
+
+
+def apply_experiment(
+    config: AlgorithmConfig,
+    experiment: ExperimentConfig,
+    env_cls: type,
+    active: list[Feature] | None = None,
+) -> AlgorithmConfig:
+    """Set everything an experiment decides on an algorithm's (new-stack) RLlib config.
+
+    The env runners build the experiment's env inside the features' runner env
+    (:class:`~rl_platform.rewards.RewardEnv`, the reward engineering, whatever the
+    algorithm; with a ``hierarchy`` section, :mod:`rl_platform.advanced.hierarchical`'s
+    env around it); the callbacks are the features'.
+    """
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    active = features() if active is None else active
+    res = experiment.resources
+    shared = experiment.algorithm.shared_policy
+    network = experiment.algorithm.network
+    return (
+        config.api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
+        .environment(env=runner_env(experiment, active), env_config=reward_env_config(experiment))
+        .env_runners(
+            num_env_runners=res.num_env_runners,
+            num_envs_per_env_runner=res.num_envs_per_env_runner,
+            num_cpus_per_env_runner=res.num_cpus_per_env_runner,
+            rollout_fragment_length=res.rollout_fragment_length,
+        )
+        .learners(num_learners=res.num_learners, num_gpus_per_learner=res.num_gpus_per_learner)
+        .multi_agent(
+            policies=set(module_ids(experiment, env_cls)),
+            policy_mapping_fn=map_to_shared if shared else map_to_self,
+        )
+        .rl_module(
+            model_config=DefaultModelConfig(
+                fcnet_hiddens=list(network.hidden_sizes),
+                fcnet_activation=network.activation,
+                vf_share_layers=False,
+            )
+        )
+        .debugging(seed=experiment.seed)
+        .callbacks(
+            callbacks_class=experiment_callbacks(experiment, active),
+            on_checkpoint_loaded=sync_env_runner_weights,
+        )
+        .fault_tolerance(
+            restart_failed_env_runners=True,
+            max_num_env_runner_restarts=res.max_env_runner_restarts,
+            delay_between_env_runner_restarts_s=1.0,
+        )
+    )
+
+
+def build_algorithm_config(experiment: ExperimentConfig) -> AlgorithmConfig:
+    """The one builder train, tune and submit share: experiment -> RLlib config.
+
+    Raises:
+        ConfigError: the algorithm cannot train on the env, or RLlib refuses the
+            combination of settings (e.g. a minibatch larger than the train batch).
+    """
+    env_cls = registry.get_env(experiment.env.id).load()
+    algorithm = registry.ALGORITHMS[experiment.algorithm.id].load()
+    hyperparams = algorithm.Hyperparams.model_validate(experiment.algorithm.hyperparams)
+    context = BuildContext(experiment, env_cls, env_config_of(experiment))
+    algorithm.check(hyperparams, context)
+    active = features()
+    config = apply_experiment(algorithm.new_config(), experiment, env_cls, active)
+    if algorithm.global_state:
+        agent_id = hyperparams.agent_id_in_obs and experiment.algorithm.shared_policy
+        config = with_global_state(config, experiment, agent_id, algorithm.module_spaces)
+    config = algorithm.configure(config, hyperparams, context)
+    for feature in active:
+        config = feature.configure(config, experiment, env_cls)
+    config = with_sampler(config, experiment, algorithm.batched_sampling)
+    try:
+        config.validate()
+    except (ValueError, TypeError, KeyError) as err:
+        raise ConfigError(f"{experiment.name}: RLlib refused the algorithm config: {err}") from None
+    return config
