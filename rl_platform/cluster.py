@@ -174,9 +174,7 @@ def submit(
     if worker_env_vars():  # the job (and its workers) trust the modules trusted here
         runtime_env["env_vars"] = worker_env_vars()
     if ship_package:
-        import rl_platform
-
-        package = Path(rl_platform.__file__).resolve().parent
+        package = Path(__file__).resolve().parent  # this file is at the package's top
         runtime_env["py_modules"] = [str(package)]
         runtime_env["excludes"] = ["__pycache__", "*.pyc"]
     entrypoint = f"python -m rl_platform {command} {JOB_YAML} --address auto --output {storage}"

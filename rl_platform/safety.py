@@ -63,14 +63,14 @@ def check_safety(spec: SafetySpec, env_cls: type) -> None:
             )
             raise ValueError(
                 f"safety.constraints[{i}].name: unknown constraint {constraint.name!r} for "
-                f"{env_cls.__name__}; its constraints are: {offered}"
+                f"{env_cls.__name__}; its constraints are: {offered}."
             )
     if spec.fallback is not None and spec.fallback != DEFAULT_FALLBACK:
         if spec.fallback not in baselines:
             raise ValueError(
                 f"safety.fallback: unknown fallback {spec.fallback!r} for {env_cls.__name__}; "
                 f"expected one of its baselines ({', '.join(baselines) or 'none'}) or "
-                f"{DEFAULT_FALLBACK!r} (its default action)"
+                f"{DEFAULT_FALLBACK!r} (its default action)."
             )
 
 

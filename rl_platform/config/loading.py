@@ -211,21 +211,7 @@ def _resolve_against_registry(config: ExperimentConfig, where: str) -> Experimen
                 f"component {name!r}; expected one of: {', '.join(components)}."
             )
     _check_curriculum(config, env_cls, where)
-    _check_advanced(config, env_cls, where)
-    if config.initial_policies is not None:
-        from rl_platform.warm_start import check_initial_policies
-
-        try:
-            check_initial_policies(config.initial_policies, config.env.id)
-        except ValueError as err:
-            raise ConfigError(f"{where}: initial_policies: {err}") from None
-    if config.safety is not None:
-        from rl_platform.safety import check_safety
-
-        try:
-            check_safety(config.safety, env_cls)
-        except ValueError as err:
-            raise ConfigError(f"{where}: {err}.") from None
+    _check_features(config, env_cls, where)
 
     algorithm = config.algorithm
     if isinstance(config, PluginExperimentConfig):  # checked by the registered module
@@ -247,22 +233,16 @@ def _resolve_against_registry(config: ExperimentConfig, where: str) -> Experimen
     )
 
 
-def _check_advanced(config: ExperimentConfig, env_cls: type, where: str) -> None:
-    """Refuse hierarchy, curiosity and meta settings the env or algorithm cannot run."""
-    import importlib
-
-    for field, module in (
-        ("hierarchy", "hierarchical"),
-        ("curiosity", "curiosity"),
-        ("meta", "meta"),
-    ):
-        if getattr(config, field) is None:
+def _check_features(config: ExperimentConfig, env_cls: type, where: str) -> None:
+    """Let each section's feature (``registry.FEATURES``) refuse what the env cannot run."""
+    for name in registry.FEATURES:
+        if getattr(config, name, None) is None:
             continue
-        check = importlib.import_module(f"rl_platform.advanced.{module}").check
         try:
-            check(config, env_cls)
+            registry.load_feature(name).validate(config, env_cls)
         except ValueError as err:
-            raise ConfigError(f"{where}: {field}: {err}") from None
+            message = str(err) if str(err).startswith(name) else f"{name}: {err}"
+            raise ConfigError(f"{where}: {message}") from None
 
 
 def _resolve_checkpoint_metric(
