@@ -1,0 +1,122 @@
+"""What a core and its views share: the config model, the step result, the agent ids.
+
+Also the action validation the views apply before a core sees actions, and the numeric
+helpers (``clip``, ``poisson``) of the cores' hot paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from pydantic import ConfigDict, Field
+
+from rl_platform.yaml_model import YamlModel
+
+# ``clip(x, low, high[, out])``: numpy's clip ufunc itself, for the hot paths of env steps
+# (np.clip's argument handling costs 3x the ufunc on the tiny arrays of a B=1 step).
+try:
+    from numpy._core.umath import clip
+except ImportError:  # pragma: no cover (numpy < 2)
+    clip = np.clip
+
+
+def poisson(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray | float:
+    """``rng.poisson(lam)`` as float32: the same draws, a plain number for one element.
+
+    Generator.poisson on a one-element array costs ~10x its scalar call.
+    """
+    if lam.size == 1:
+        return float(rng.poisson(lam.item()))
+    return rng.poisson(lam).astype(np.float32)
+
+
+class CoreEnvConfig(YamlModel):
+    """Options every env accepts; each env's config model extends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reward_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Reward component -> weight; set from the experiment's `rewards.weights`.",
+    )
+    team_reward: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of each agent's reward replaced by the agents' mean (`rewards.team`).",
+    )
+
+
+@dataclass
+class StepResult:
+    """What one batched step returns; arrays are indexed (copy, agent).
+
+    A core whose components come out of one array may pass it as ``stacked`` (K, B, N),
+    in ``components`` order; the views then read per-agent values in one call.
+    """
+
+    rewards: np.ndarray  # (B, N) float32, the weighted sum of the components
+    components: dict[str, np.ndarray]  # name -> (B, N), unweighted
+    terminated: np.ndarray  # (B,) bool: the task ended (no bootstrapping)
+    truncated: np.ndarray  # (B,) bool: a time limit was hit
+    stacked: np.ndarray | None = None
+
+    def agent_components(self, copy: int) -> list[list[float]]:
+        """Per agent of copy `copy`, its component values in ``components`` order."""
+        if self.stacked is not None:
+            return self.stacked[:, copy].T.tolist()
+        return [list(row) for row in zip(*(v[copy].tolist() for v in self.components.values()))]
+
+
+def agent_ids(num_agents: int) -> list[str]:
+    """The platform's agent naming: agent_0 ... agent_{N-1}."""
+    return [f"agent_{i}" for i in range(num_agents)]
+
+
+def validate_actions(actions: dict[str, Any], agents: list[str], space: gym.Space) -> np.ndarray:
+    """Stack per-agent actions into (1, N, *shape), refusing what cannot be an action.
+
+    Missing or unknown agent ids, wrong shapes, NaN/inf values and discrete indices out of
+    range raise ValueError naming the agent. Continuous values outside the Box pass (the
+    core clips them).
+    """
+    try:
+        values = [actions[a] for a in agents]
+    except KeyError:
+        missing = [a for a in agents if a not in actions]
+        raise ValueError(f"no action for agent(s) {', '.join(missing)}") from None
+    if len(actions) != len(agents):
+        unknown = [str(a) for a in actions if a not in set(agents)]
+        raise ValueError(f"unknown agent id(s) {', '.join(unknown)}; agents are {agents}")
+    discrete = isinstance(space, gym.spaces.Discrete)
+    try:
+        stacked = np.asarray(values, dtype=np.float64 if discrete else np.float32)
+    except (TypeError, ValueError):
+        stacked = None
+    expected = (len(agents),) if discrete else (len(agents), *space.shape)
+    if stacked is None or stacked.shape != expected:
+        for agent, value in zip(agents, values, strict=True):
+            shape = np.shape(value)
+            if shape != (() if discrete else space.shape):
+                raise ValueError(
+                    f"agent {agent}: action of shape {shape}, expected {space.shape}"
+                ) from None
+        raise ValueError(f"actions {values!r} are not numbers")
+    if not np.isfinite(stacked).all():
+        finite = np.isfinite(stacked).reshape(len(agents), -1).all(axis=1)
+        agent = agents[int(np.argmin(finite))]
+        raise ValueError(f"agent {agent}: action {actions[agent]!r} is not finite")
+    if discrete:
+        index = stacked.astype(np.int64)
+        bad = (index != stacked) | (index < 0) | (index >= space.n)
+        if bad.any():
+            agent = agents[int(np.argmax(bad))]
+            raise ValueError(
+                f"agent {agent}: action {actions[agent]!r} out of range, "
+                f"expected an integer in 0..{space.n - 1}"
+            )
+        return index[None]
+    return stacked[None]
