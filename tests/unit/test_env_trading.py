@@ -387,7 +387,8 @@ def test_sentiment_leads_the_next_return():
 
 
 def test_indicators_match_direct_computations():
-    from rl_platform.envs.trading import HISTORY, _ema_weights
+    from rl_platform.envs.trading import HISTORY
+    from rl_platform.envs.trading.layout import _ema_weights
 
     core = TradingCore(TradingConfig(task="hard"), batch_size=2)
     rng = np.random.default_rng(0)
