@@ -1,18 +1,10 @@
 """What every platform env shares: a batched numpy core and thin single-copy views.
 
-An env is written once, as a :class:`BatchedCore` that steps B copies x N agents with
-vector math. Two views put one copy (B=1) behind the standard APIs:
-
-* :class:`CoreMultiAgentEnv`, an RLlib ``MultiAgentEnv`` (what training uses);
-* :class:`CoreParallelEnv`, a PettingZoo ``ParallelEnv`` (what PettingZoo's test suite
-  and tools see; in :mod:`rl_platform.envs.parallel_view`).
-
-Both views expose the global state (``state()``, ``state_space``) for centralized critics,
-the task level (``set_task``/``get_task``) for curricula, and each step's reward split
-into components in ``infos[agent]["reward_components"]``.
-
-The config model, the step result, agent ids and action validation live in
-:mod:`rl_platform.envs.common`; every name of either module is importable from here.
+An env is written once, as a :class:`BatchedCore` stepping B copies x N agents; the
+views :class:`CoreMultiAgentEnv` (RLlib) and :class:`CoreParallelEnv` (PettingZoo, in
+:mod:`rl_platform.envs.parallel_view`) put one copy behind the standard APIs. Every name
+of :mod:`rl_platform.envs.common` is importable from here. The contract:
+docs/environments.md and docs/custom-envs.md.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 """Conformance checks every registered env must pass (``rlp envs check`` and the tests).
 
-* RLlib's own multi-agent env check;
-* PettingZoo's parallel API test and seed test on the ``parallel_env`` view;
-* determinism: two instances with the same seed and actions give the same trajectory;
-* bad input: a NaN action is refused with a ValueError naming the agent, and so is an
-  unknown agent id; a step after the episode ended is refused;
-* counterfactual rewards leave the env as it was (the real step is unchanged);
-* potentials: every declared one is a finite float per agent after reset and after
-  random steps, reading it leaves the env as it was, and an undeclared name is refused
-  with a ValueError listing the declared ones;
-* task levels: ``set_task`` to each declared level keeps the spaces unchanged.
+:func:`check_env` runs RLlib's env check, PettingZoo's API and seed tests, determinism,
+bad-input, counterfactual, potential and task-level checks; the list is in
+docs/environments.md ("Checking an env").
 """
 
 from __future__ import annotations

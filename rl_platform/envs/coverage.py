@@ -1,38 +1,9 @@
 """Coverage: N agents spread over K valued targets for a team reward (credit assignment).
 
-The congestion / coverage game of Agogino and Tumer's difference-rewards papers (e.g.
-"Analyzing and visualizing multiagent rewards in dynamic and stochastic domains", JAAMAS
-17, 2008). Every step each agent picks one of K targets, or stays out (action K, ``idle``). A
-target counts once however many agents are on it, and every agent is paid the same
-``coverage``: the summed value of the covered targets over the value of all targets, in
-[0, 1]. Because the reward is shared, an agent's own contribution is buried in the team's
-(the credit-assignment problem): its difference reward ``G(z) - G(z with it idle)`` is
-``v_k / sum(v)`` when it alone covers target k and 0 otherwise, which
-:meth:`CoverageCore.default_action` (idle) makes available through
-``counterfactual_rewards``. An optional ``crowding`` component (-1 for an agent that
-shares its target, 0 otherwise; weight 0 by default) pays agents for spreading out.
-
-Observation (N + 2K + 1, all in [0, 1]): the agent's one-hot index (N), the target values
-over the largest (K), last step's number of agents per target over N (K), the time left.
-Global state (2K + 1): the same values, occupancy and time left. Action: ``Discrete(K +
-1)``; with ``discrete: false`` a ``Box(-1, 1, (K + 1,))`` of preference scores and the
-agent goes to the argmax (only the order matters; ties go to the lower index).
-
-Task levels set the target values, drawn at reset in every copy: all 1 (``easy``),
-uniform in [0.5, 1.5] (``medium``), lognormal with sigma 1 so that a few targets dominate
-(``hard``), and as ``hard`` but drawn anew every step (``expert``; the observation shows
-the values of the coming step). Episodes are truncated after ``episode_length`` steps.
-Potential ``coverage``: the coverage of last step's occupancy under the current values.
-
-Baselines: ``greedy`` sends agent i to the i-th most valuable target (ties by index;
-agents beyond K stay idle), which covers every target when N >= K and the N most
-valuable otherwise: optimal. ``same`` sends everyone to the most valuable target.
-
-Return per agent over 10 steps with 6 agents and 6 targets (``episode_scores``, 20
-episodes, seed 0, the same with ``discrete: false`` up to noise): random 6.1 / 6.1 / 6.2 /
-6.2 at easy / medium / hard / expert (its expectation is 10 (1 - (6/7)^6) = 6.03 at every
-level: a target is covered whatever its value); ``greedy`` 10 at every level; ``same``
-1.7 / 2.2 / 3.9 / 4.1.
+The congestion / coverage game of Agogino and Tumer's difference-rewards papers, with
+:class:`CoverageCore` (the batched core) and its RLlib view :class:`CoverageEnv`. The
+game, observations, actions, levels, baselines and scores: docs/environments.md
+("coverage").
 """
 
 from __future__ import annotations

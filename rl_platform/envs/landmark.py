@@ -1,49 +1,9 @@
 """Landmark: N agents must each find a distant landmark on a grid; reward only on arrival.
 
-A sparse-reward exploration task (the setting of curiosity-driven exploration, Pathak et
-al. 2017). All agents start in the center cell of a ``grid_size`` x ``grid_size`` grid
-(default 15); the landmark lies on the way from the center to the corner (g-1, g-1), at a
-share of that way set by the task level (``easy`` 1/4, ``medium`` 1/2, ``hard`` 3/4,
-``expert`` the corner itself: 14 moves away by default). Each step an agent stays or moves
-one cell (5 discrete moves: stay, +x, -x, +y, -y; with ``discrete: false`` a
-``Box(-1, 1, (2,))`` whose larger-magnitude coordinate picks the axis and sign, and
-stays when both are under 0.5 in magnitude). Walls clip moves. With ``wall: true`` a wall
-runs along the column just right of the start, open only at the bottom row (the door):
-the way to the landmark leads down along the wall, through the door and back up, which no
-drifting walk finds (moves into the wall leave the agent where it is). An agent that
-reaches the landmark stays there (its later moves are ignored). The episode terminates when every
-agent has arrived and is truncated after ``episode_length`` steps (default 30).
-
-Rewards: ``arrival`` +1 to an agent on the step it reaches the landmark, 0 otherwise
-(weight 1); ``success`` +1 to every agent on the step the last one arrives (weight 0 by
-default, so that its per-episode sum, which metrics report unweighted, is the success
-rate). Nothing rewards getting closer: undirected exploration rarely reaches a far
-landmark within an episode.
-
-Observation (``grid_size**2 + 2``): the one-hot index of the agent's cell and the
-landmark's coordinates over ``grid_size - 1``. One-hot cells make novelty visible: a
-learned model of the transitions of often-visited cells says nothing about unvisited
-ones (what an intrinsic curiosity module rewards). Global state (3N + 3): every agent's
-coordinates over ``grid_size - 1``, the agents' arrival flags, the landmark's coordinates
-and the time left. Potential ``progress``: minus the agent's Manhattan distance to the
-landmark over ``2 (grid_size - 1)`` (0 on arrival; it ignores the wall), for shaping
-comparisons.
-
-Baselines: ``direct`` walks each agent straight to the landmark (along the axis with the
-larger gap; with the wall, first down to the door and through it), arriving after the
-shortest path; ``still`` never moves.
-
-Return per agent (``arrival``, i.e. the share of agents that arrive; ``episode_scores``,
-2000 episodes, seed 0, defaults: 2 agents, grid 15, 30 steps): random 0.163 / 0.028 /
-0.011 / 0.0005 at easy / medium / hard / expert (the same with ``discrete: false`` up to
-noise: 0.155 / 0.029 / 0.011 / 0.0005); ``direct`` 1.0 and ``still`` 0.0 at every level
-(``still`` 0 because the landmark is never the start cell). PPO is a better explorer than
-random moves: with all rewards 0 its normalized advantages are noise that drifts the
-policy, and a drifted walk is carried by the walls to a corner; IPPO found the expert
-landmark within 60,000 steps in 6 of 10 seeds with entropy bonus 0.01 and in 5 of 5 with
-0.05 (``python bench/curiosity.py``; README, "Curiosity"). With ``wall: true`` random
-moves never arrive (0.0 at every level, 2000 episodes, 30 or 40 steps) and ``direct``
-always does (the expert landmark is 28 moves away, medium 22).
+A sparse-reward exploration task for curiosity (Pathak et al. 2017), with
+:class:`LandmarkCore` (the batched core) and its RLlib view :class:`LandmarkEnv`. The
+grid, the optional wall, observations, rewards, levels, baselines and scores:
+docs/environments.md ("landmark").
 """
 
 from __future__ import annotations

@@ -1,26 +1,8 @@
 """The two-step matrix game of the QMIX paper: a test of value factorization.
 
-Rashid et al. 2018, "QMIX: Monotonic Value Function Factorisation for Deep Multi-Agent
-Reinforcement Learning" (ICML), section 6.1 and Figure 4. Two agents, two actions each,
-two steps. In the first state agent 0's action picks the second state: action 0 leads to
-``2A``, where every joint action pays 7; action 1 leads to ``2B``, which pays by joint
-action ``[[0, 1], [1, 8]]``. The optimal joint return is 8 (go to 2B, then both pick 1).
-A method whose joint value is a sum of per-agent values (VDN, and in effect independent
-learners) cannot represent 2B's payoff well enough under uniform exploration and settles
-on the safe 7; QMIX's monotonic mixing can and finds 8.
-
-Every agent observes the one-hot of the state (state 1, 2A, 2B), which is also the global
-state; each agent is paid the joint payoff (a fully cooperative game). The episode
-terminates after the second step (the game ends; it is not a time limit).
-
-Generalized to N agents (``num_agents``, default 2) so the platform's registry-wide tests
-apply: 2B pays 0 when all agents pick 0, 8 when all pick 1 and 1 otherwise (for N = 2
-exactly the paper's matrix). ``discrete: false`` gives the same game with a ``Box(-1, 1,
-(1,))`` action read as action 1 when positive (for the platform's continuous-action
-tests; the value-based algorithms refuse it). The four task levels are the same game.
-
-Baselines: ``safe`` always picks action 0 (return 7), ``optimal`` always picks 1
-(return 8). A uniformly random team scores about 4.75 (N = 2).
+Rashid et al. 2018 (ICML), section 6.1 and Figure 4, generalized to N agents:
+:class:`TwoStepGameCore` (the batched core) and its RLlib view :class:`TwoStepGameEnv`. The
+game, its payoffs and baselines: docs/environments.md ("two_step_game").
 """
 
 from __future__ import annotations

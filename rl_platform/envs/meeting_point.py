@@ -1,25 +1,9 @@
 """Meeting point: N agents meet at a place nobody tells them (a task family for meta-learning).
 
-The rendezvous dynamics (:mod:`rl_platform.envs.rendezvous`: positions on a plane,
-bounded velocity, the same observations) with one more reward component: ``goal``,
-minus each agent's distance to the task's meeting point. The meeting point is *not*
-observed: a policy learns it from rewards, as in the 2-d navigation tasks of MAML
-(Finn et al. 2017). Tasks therefore share their structure (move to one fixed point,
-meet the others there, don't waste effort) and differ in one hidden parameter, which
-is what meta-learning exploits (``experiments/meeting_point_meta.yaml``,
-``bench/meta.py``).
-
-The tasks (``variants``) are the 16 points of the compass on a circle of radius
-``MEETING_RADIUS`` around the origin (``e``, ``ene``, ``ne``, ``nne``, ``n``, ...,
-``ese``); ``center`` is the origin. ``set_variant(name)`` switches the meeting point
-from the next step on (between training iterations for meta-learning). Task levels set
-the spawn radius, as in rendezvous. Baselines see only observations, so they cannot
-know the meeting point: ``centroid`` walks to the others' centroid, ``still`` never
-moves.
-
-Return per agent over 25 steps at ``medium``, meeting point ``ne``: about -25 for random
-moves, -21 for ``still``, -15 for ``centroid`` (it meets, but at the wrong place);
-agents walking straight to the meeting point get about -3.
+The rendezvous dynamics plus a ``goal`` reward toward a hidden meeting point, one per
+named task (``variants``), as in MAML's 2-d navigation (Finn et al. 2017):
+:class:`MeetingPointCore` and its RLlib view :class:`MeetingPointEnv`. Tasks, baselines
+and scores: docs/environments.md ("meeting_point").
 """
 
 from __future__ import annotations

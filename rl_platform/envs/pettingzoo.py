@@ -1,26 +1,10 @@
 """Any PettingZoo env as an RLlib ``MultiAgentEnv``, with no user code.
 
-Name it in an experiment as ``env.id: pettingzoo:<module>:<factory>``, e.g.
-``pettingzoo:mpe2.simple_spread_v3:parallel_env`` or
-``pettingzoo:pettingzoo.classic.rps_v2:env``; ``env.config`` holds the factory's
-keyword arguments. AEC envs are converted with PettingZoo's ``aec_to_parallel`` (which
-needs them to be parallelizable, as PettingZoo requires).
-
-Only allow-listed modules are imported (:func:`rl_platform.trust.check_env_factory`):
-``pettingzoo.*``, ``mpe2.*`` and ``vmas.*`` through their factories ``env``,
-``parallel_env`` or ``raw_env``, and modules the user trusts (``$RLP_TRUSTED_MODULES``,
-``--trust-module``); the factory must return a PettingZoo ``ParallelEnv`` or ``AECEnv``.
-
-What the adapter adds over the PettingZoo env:
-
-* agents that leave mid-episode drop out of the returned dicts, and an episode ends
-  (``__all__``) when no agent is left or every agent is done;
-* action masks: an env whose observation is a ``Dict`` with an ``action_mask`` entry is
-  passed on as ``{"observations": ..., "action_mask": ...}``, RLlib's masking convention;
-* a global state: the env's own ``state()`` where it has one, else every agent's latest
-  observation flattened and joined (zeros for agents that have left);
-* bad input: unknown agent ids and NaN/inf actions raise ValueError naming the agent,
-  out-of-range continuous actions are clipped to the Box.
+Named ``env.id: pettingzoo:<module>:<factory>`` (e.g.
+``pettingzoo:mpe2.simple_spread_v3:parallel_env``); only allow-listed or trusted modules
+are imported (:func:`rl_platform.trust.check_env_factory`). :class:`PettingZooEnv` is
+the adapter; what it adds (AEC conversion, leaving agents, action masks, a global state,
+bad input): docs/custom-envs.md ("A PettingZoo env").
 """
 
 from __future__ import annotations

@@ -1,26 +1,9 @@
 """Rendezvous: N agents on a plane meet without a leader.
 
-Each agent sees its own position, the others' positions relative to it and the time
-left, and moves with a bounded velocity (continuous 2-d action, or 5 discrete moves with
-``discrete: true``). Every step each agent is rewarded for closeness to the others'
-centroid (``proximity``) and charged for moving (``effort``). The team does best by
-agreeing on a meeting point quickly, which nobody dictates: the classic consensus task of
-multi-robot coordination (and MPE's ``simple_spread`` without landmarks).
-
-Task levels set how far apart the agents start: within 0.25 of the origin (``easy``),
-0.5 (``medium``), 0.75 (``hard``) or anywhere in the arena (``expert``). Baselines:
-``centroid`` moves each agent straight to the centroid of the others it sees; ``still``
-never moves.
-
-Constraint a shield can enforce (:mod:`rl_platform.safety`): ``max_speed``, the
-commanded speed (norm of the clipped action, in units of ``max_speed``) above the limit.
-
-Potentials for reward shaping: ``proximity``, minus each agent's distance to the others'
-centroid (the ``proximity`` reward of the current state), and ``spread``, minus the mean
-distance between two agents (the same for every agent); both are 0 when the agents meet.
-
-Return per agent over 25 steps at ``medium``: about -17 for random moves, about -1.1 for
-the heuristic (-2.8 with discrete moves).
+The consensus task of multi-robot coordination: :class:`RendezvousCore` (the batched
+core) and its RLlib view :class:`RendezvousEnv`. Observations, actions, rewards, levels,
+the ``max_speed`` constraint, potentials, baselines and scores: docs/environments.md
+("rendezvous").
 """
 
 from __future__ import annotations

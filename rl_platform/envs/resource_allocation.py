@@ -1,49 +1,10 @@
 """Resource allocation: N agents with changing needs share R limited resources.
 
-Every step each agent requests an amount of every resource for the coming step. The
-allocator grants all requests when a resource has capacity for them, and scales every
-request down in proportion when it is over-subscribed. Needs move on between the request
-and its use (provisioning ahead, as with cloud capacity), so a request must anticipate
-the coming need: too little leaves it unmet, too much is wasted and, when the resource
-is over-subscribed, taken from the others, who lose satisfaction and the team its
-fairness bonus: the social dilemma of shared compute, bandwidth or budget.
-
-Needs follow a mean-reverting random walk around per-agent means drawn at reset;
-capacities fluctuate around 1. Levels set scarcity (total mean need / capacity), need
-volatility, capacity volatility and, at ``expert``, sudden need bursts:
-
-=========  ========  ===========  ============  ==========
-level      scarcity  need noise   capacity vol  burst prob
-=========  ========  ===========  ============  ==========
-easy       0.6       0.05         0.0           0
-medium     0.9       0.10         0.05          0
-hard       1.2       0.20         0.10          0
-expert     1.6       0.30         0.20          0.05
-=========  ========  ===========  ============  ==========
-
-Observation (4R + 2): own needs (R), capacities (R), own grant last step (R),
-all requests last step / capacity (R), own satisfaction last step, time left.
-Action: ``Box(0, 1, (R,))``, the request per resource as a fraction of its capacity
-(values outside are clipped); with ``discrete: true`` one of 5 requests proportional to
-the agent's own needs: 0, 0.5, 1, 1.5 or 2 times its needs.
-
-Reward components: ``satisfaction`` (share of the agent's needs met, in [0, 1]),
-``fairness`` (1 - Gini of grant/need across agents, shared), ``waste`` (minus the grant
-beyond need, per unit of capacity). Default weights: 0.7, 0.3 and 0.1.
-
-Baselines: ``proportional`` (request one's current needs, so over-subscription splits in
-proportion to stated need), ``equal_share`` (request capacity / N), ``greedy`` (request
-everything).
-
-Strategies for a meta-controller (``hierarchy:``): ``modest``, ``exact``, ``padded`` and
-``greedy`` request 0.5, 1, 1.5 and 2 times the agent's observed needs.
-
-Constraint a shield can enforce (:mod:`rl_platform.safety`): ``max_share``, an agent's
-largest request as a share of a resource's current capacity above the limit.
-
-Potentials for reward shaping: ``unmet_need``, minus the share of the agent's current
-needs its last grant leaves unmet (the ``satisfaction`` it would score now, less 1), and
-``team_unmet_need``, the same over all agents' needs (shared); both lie in [-1, 0].
+Requests are granted, or rationed in proportion when a resource is over-subscribed:
+:class:`ResourceAllocationCore` (the batched core) and its RLlib view
+:class:`ResourceAllocationEnv`. The dynamics, levels, observations, actions, rewards,
+baselines, strategies, constraint and potentials: docs/environments.md
+("resource_allocation").
 """
 
 from __future__ import annotations
