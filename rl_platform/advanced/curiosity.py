@@ -1,58 +1,12 @@
 """Curiosity: an Intrinsic Curiosity Module (ICM) for PPO, MAPPO and IPPO (``curiosity:``).
 
-Pathak, Agrawal, Efros and Darrell 2017, "Curiosity-driven Exploration by Self-supervised
-Prediction". A feature encoder phi maps an agent's observation to ``feature_dim``
-features; an inverse model predicts the action from (phi(s), phi(s')) and a forward model
-predicts phi(s') from (phi(s), a). The forward model's error on a transition,
-``0.5 * ||f(phi(s), a) - phi(s')||^2``, is the raw intrinsic reward: large where the
-agent has not been often (its transitions are not learned yet), small where it has. The
-inverse loss shapes the features to what the agent's actions control, so noise it cannot
-affect does not look novel. ICM loss = ``b * forward + (1 - b) * inverse`` with
-``b = forward_loss_weight``; inverse loss = cross-entropy for Discrete actions, mean
-squared error (on actions clipped to a bounded Box) for Box actions.
-
-How it plugs into RLlib (after RLlib's example
-``examples/learners/classes/intrinsic_curiosity_learners.py``, extended to multi-agent,
-Dict observations and Box actions):
-
-* one ICM per trained policy module, module id ``icm_<module>`` (``icm_shared`` with
-  parameter sharing), a ``learner_only`` :class:`CuriosityModule` with the
-  ``SelfSupervisedLossAPI``: env runners never build it, the learner trains it with its
-  own Adam optimizer and learning rate (``lr``);
-* MAPPO/IPPO observations are ``{"obs", "state"}``: the ICM encodes ``obs`` only (what the
-  agent sees); plain PPO's flat observations are encoded as they are;
-* the learner connector (:class:`CuriosityRewardConnector`) puts the next observations in
-  the train batch, computes each transition's intrinsic reward with the current ICM
-  (before PPO's GAE connector runs, so advantages and value targets see it), and adds
-  ``weight * intrinsic / running_mean`` to the rewards; the ICM then trains on the same
-  transitions during the PPO epochs. The learner gets this through a mixin
-  (:class:`CuriosityLearnerMixin`) over the algorithm's own learner class
-  (``PPOTorchLearner`` for ``ppo``, ``mappo.ValueNormPPOLearner`` for ``mappo``/``ippo``);
-  nothing of PPO is forked.
-
-Normalization: the raw forward error depends on the feature scale, which the ICM learns,
-so it is divided by the running mean of all raw intrinsic rewards seen so far (count-
-weighted; kept in the module's buffers, so it is checkpointed). The bonus added per step
-is ``weight * raw / running_mean``: ``weight`` on average over the run so far, more for
-transitions less predictable than usual, and shrinking as the ICM learns the visited
-transitions (the mean remembers the early, larger errors). A running standard deviation
-(RND's choice for its non-negative novelty) was tried first: forward errors cluster well
-above 0 with a small spread, so ``raw / std`` gave every step a bonus of about 7 x
-``weight`` (a constant that pays agents for keeping episodes going rather than for
-novelty) and made ``weight`` hard to read. Artificial bootstrap steps PPO appends to each
-episode chunk (``LOSS_MASK`` false) get no bonus and are not trained on.
-
-Metrics: per iteration the learner logs, under ``learners/icm_<module>/``,
-``forward_loss``, ``inverse_loss``, ``intrinsic_reward`` (raw, per step),
-``intrinsic_reward_weighted`` (the bonus added, per step) and ``extrinsic_reward`` (the
-env's training reward, per step); :class:`CuriosityMetricsCallback` puts their mean over
-modules in ``result["curiosity"]``, which ``metrics.csv`` writes as ``curiosity_*`` columns.
-
-The ICM modules stay out of policy exports (:func:`is_curiosity_module_id`), so
-evaluation and serving see only the policies.
-
-Imported by ``config.py`` only after the experiment's env class, which already imports
-Ray and torch.
+Pathak et al. 2017. :class:`CuriosityModule` (one learner-only ICM per policy module),
+:class:`CuriosityRewardConnector` (adds the normalized forward-model error to the
+rewards before GAE), :class:`CuriosityLearnerMixin` (over the algorithm's own learner),
+:class:`CuriosityMetricsCallback` (``result["curiosity"]``) and
+:func:`is_curiosity_module_id` (keeps ICMs out of policy exports). The model, the
+normalization and the metrics: docs/advanced.md, "Curiosity". Imported by ``config.py``
+only after the experiment's env class, which already imports Ray and torch.
 """
 
 from __future__ import annotations

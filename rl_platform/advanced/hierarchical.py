@@ -1,37 +1,11 @@
 """Hierarchical control: a meta-controller picks each agent's strategy every K steps.
 
-The experiment's ``hierarchy:`` section (:class:`~rl_platform.config.HierarchySpec`)
-turns the env's agents into meta-controllers. Every ``every`` (K) base steps each agent
-chooses one of the env's strategies (``BatchedCore.strategies``: parameterized option
-policies over observations, e.g. trading's aggressive, conservative, balanced,
-contrarian and momentum); the chosen strategy's rule then acts for that agent for the
-next K base steps (``low_level: strategies``). RLlib trains the meta-controllers like
-any other agents (PPO, IPPO, MAPPO; shared or per-agent modules):
-
-* observation: the base observation plus the one-hot of the strategy in force (zeros
-  before the first choice);
-* action: ``Discrete(len(strategies))``;
-* reward: the sum of the K base rewards (the experiment's reward engineering applied
-  to each: :class:`HierarchicalEnv` wraps :class:`~rl_platform.rewards.RewardEnv`). A
-  meta step is a semi-MDP step of K base steps, so its discount should be the base
-  discount to the power K (gamma 0.99 per base step = 0.904 per meta step at K = 10):
-  set ``algorithm.hyperparams.gamma`` for meta steps. An episode that ends inside a
-  K-step block ends the meta step with the rewards summed so far.
-
-With ``low_level: learned`` (:class:`LearnedHierarchyEnv`) both levels are RLlib
-policies in one multi-agent setup: ``meta_<agent>`` agents (the ``meta`` module) choose
-every K steps, and the env's agents (their ``shared`` or own modules) act every step on
-their observation plus the one-hot of the choice, learning what each choice means.
-
-Each episode reports, in its last infos, the share of the agents' choices that went
-to each strategy; :class:`StrategyMetricsCallback` logs them as
-``env_runners/strategy_share/<name>`` so a run shows what the meta-controller learned.
-
-Not supported (refused by :func:`check`): the batched sampler (it steps the env core
-directly, below this wrapper), in-training evaluation (``evaluation.every``: it plays
-base actions) and algorithms other than PPO, IPPO and MAPPO. ``rlp evaluate`` and
-``rlp serve`` refuse hierarchical runs (their policies act through the wrapper);
-``bench/hierarchical.py`` evaluates a meta-controller with :class:`StrategyController`.
+The experiment's ``hierarchy:`` section (:class:`~rl_platform.config.HierarchySpec`):
+:class:`HierarchicalEnv` (the env's strategies act between choices),
+:class:`LearnedHierarchyEnv` (``low_level: learned``), :class:`StrategyMetricsCallback`
+(``env_runners/strategy_share/<name>``), :class:`StrategyController` (used by
+``bench/hierarchical.py``) and :func:`check` (what is refused). The model:
+docs/advanced.md, "Hierarchical control".
 """
 
 from __future__ import annotations

@@ -1,32 +1,10 @@
 """Meta-learning over a distribution of tasks (the experiment's ``meta:`` section).
 
-**Reptile** (Nichol, Achiam and Schulman 2018, "On First-Order Meta-Learning
-Algorithms") is the default. One *meta-step*: sample a task from ``meta.tasks`` (seeded),
-train ``inner_iterations`` ordinary iterations of the algorithm on it starting from the
-meta-weights theta, which gives theta_task, then move the meta-weights toward it::
-
-    theta <- theta + meta_lr * (theta_task - theta)
-
-**First-order MAML** (``method: fomaml``, Finn et al. 2017, in Nichol et al.'s form
-g_FOMAML = the gradient at the adapted weights on fresh data): the outer step follows
-only the *last* inner iteration's update, which PPO computes on a fresh batch sampled
-with the adapted weights (the query set)::
-
-    theta <- theta + meta_lr * (theta_K - theta_{K-1})
-
-PPO's update is several Adam epochs rather than one gradient step, so this is the
-first-order MAML direction as the algorithm's optimizer sees it, not a raw gradient.
-
-**Tasks** are names the env declares: its task levels (``task_levels``, switched with
-``set_task``; the adaptation run sets ``env.config.task``) or its named variants
-(``variants``: name -> overrides of its config fields that keep the spaces; switched
-with ``set_variant`` on the env's core, e.g. :mod:`rl_platform.envs.meeting_point`'s
-meeting points). One experiment's tasks are all of one kind. ``meta.held_out`` tasks
-are never trained on during meta-training; ``rlp adapt`` trains on one of them.
-
-This module holds what runs without Ray: the checks, the update math, the seeded task
-sampler and the env switching; :mod:`rl_platform.advanced.meta_training` holds the
-RLlib callback and :func:`rl_platform.adaptation.adapt` the adaptation runs.
+Reptile (the default) and first-order MAML: what runs without Ray, namely the checks
+(:func:`check`), the update math, the seeded task sampler and the env switching;
+:mod:`rl_platform.advanced.meta_training` holds the RLlib callback and
+:func:`rl_platform.adaptation.adapt` the adaptation runs. The methods, their papers
+and the tasks: docs/advanced.md, "Meta-learning".
 """
 
 from __future__ import annotations

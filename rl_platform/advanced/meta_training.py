@@ -2,23 +2,9 @@
 
 :class:`MetaLearningCallback` turns any supported algorithm's ordinary training
 iterations into Reptile / first-order MAML meta-steps (:mod:`rl_platform.advanced.meta`
-has the math) without forking the algorithm. After each iteration, in the driver:
-
-1. the iteration's episode returns are recorded for the current task (the first inner
-   iteration samples with the meta-weights: the return *before* adaptation; the last
-   one samples after ``inner_iterations - 1`` updates: the return *after*);
-2. at the end of a meta-step the learner's module weights become the outer update of
-   the meta-weights, the optimizers' moments are cleared, the next task is drawn and
-   set on every env of every env runner, and the weights are pushed to the runners.
-
-Stops and checkpoints fall on meta-step boundaries (:func:`~rl_platform.advanced.meta.check`
-refuses others), so every checkpoint, and its ``policies/`` export, holds the
-meta-weights; the task sampler and the meta-step counter go into the algorithm's
-checkpointed metrics, so a resumed run continues the same task sequence. Results carry
-``meta/``: ``task``, ``meta_step``, ``inner_iteration``, ``return_before``/``return_after``
-of the last finished meta-step and ``tasks/<name>/before|after`` (the latest per task).
-
-Few-shot adaptation from the meta-weights (``rlp adapt``) is :mod:`rl_platform.adaptation`.
+has the math) without forking the algorithm. What it does after each iteration, and
+the ``meta/`` results: docs/advanced.md, "Meta-learning". Few-shot adaptation from the
+meta-weights (``rlp adapt``) is :mod:`rl_platform.adaptation`.
 """
 
 from __future__ import annotations

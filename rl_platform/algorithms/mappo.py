@@ -1,34 +1,11 @@
 """MAPPO and IPPO: PPO with actor-critics whose critic sees the global state (or not).
 
-``mappo``: each agent's actor reads only its own observation; its critic reads the env's
-global state (``GlobalStateEnv`` puts both into a Dict observation). ``ippo``: the same
-with critics on the local observation. Shared parameters (one module, agent one-hot in
-the input) or one module per agent, from ``algorithm.shared_policy``. Built on RLlib's
-extension points: a ``TorchRLModule`` with the ``ValueFunctionAPI`` and a
-``PPOTorchLearner`` whose only override is ``compute_loss_for_module``; PPO's sampling,
-GAE connector and loss are RLlib's own.
-
-Implementation details from Yu et al. 2022, "The Surprising Effectiveness of PPO in
-Cooperative Multi-Agent Games" (the MAPPO paper), and what is done here:
-
-* value normalization (their ``ValueNorm``): a running debiased mean/variance of value
-  targets; the critic learns normalized targets, GAE gets de-normalized values;
-* agent-specific global state and agent ids with parameter sharing: the agent's one-hot
-  index is appended to the actor's observation and to the critic's state;
-* orthogonal initialization (gain 0.01 on the policy head, 1 on the value head);
-* separate actor and critic networks (no shared trunk), a state-independent log-std for
-  continuous actions;
-* for bounded Box actions the Gaussian's mean is squashed into the box (``low + (high -
-  low) (tanh(x) + 1) / 2``; Andrychowicz et al. 2021, "What Matters in On-Policy RL",
-  found squashing matters): a mean outside the box gets no gradient once every sample
-  is clipped, which left policies stuck at a bound;
-* PPO clipping 0.2, few epochs (5) over large minibatches, entropy bonus 0.01, gradient
-  clipping 10, value clipping on the normalized scale: the paper's defaults as this
-  algorithm's hyperparameter defaults.
-
-Not done: recurrent policies and death masking (agents that leave simply stop
-producing data), and PopArt's output-layer rescaling (plain ValueNorm, as the paper's
-code uses by default).
+``mappo``: each agent's actor reads its own observation and its critic the env's global
+state; ``ippo``: critics on the local observation. A ``TorchRLModule`` with the
+``ValueFunctionAPI`` and a ``PPOTorchLearner`` overriding only
+``compute_loss_for_module`` (value normalization); PPO's sampling, GAE and loss are
+RLlib's own. The MAPPO paper's details adopted here and what is not done:
+docs/algorithms.md, "MAPPO and IPPO".
 """
 
 from __future__ import annotations

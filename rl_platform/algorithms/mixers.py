@@ -1,25 +1,11 @@
 """The math of value-based cooperative MARL, as small torch functions (no Ray).
 
-* :func:`vdn_mix`: VDN's joint value, the sum of the agents' chosen-action Q values
-  (Sunehag et al. 2018, "Value-Decomposition Networks For Cooperative Multi-Agent
-  Learning").
-* :class:`QMixer`: QMIX's monotonic mixing network (Rashid et al. 2018, "QMIX: Monotonic
-  Value Function Factorisation for Deep Multi-Agent Reinforcement Learning", section 4):
-  a one-hidden-layer network over the agents' Q values whose weights are produced from
-  the global state by hypernetworks and made nonnegative by ``abs``, so that
-  ``dQ_tot / dQ_a >= 0`` for every agent and the greedy joint action is the agents'
-  individual greedy actions. ELU hidden units, a state-dependent bias on the hidden
-  layer, and a state-dependent final bias from a 2-layer hypernetwork (ReLU), as in the
-  paper and its reference code (pymarl ``QMixer``).
-* :func:`double_q_next_values`, :func:`td_targets`: double-DQN targets (van Hasselt et
-  al. 2016): the online network picks the next action, the target network values it.
-* :func:`soft_update`: target networks, hard (``tau = 1``) or Polyak (``tau < 1``).
-* :func:`sequence_td_loss`: the same joint (or independent) double-Q TD loss on replayed
-  sequences, for recurrent agents unrolled over them (pymarl's episode batches): Q values
-  of T + 1 observations per sequence, the mixer applied per time step, padding masked.
-
-The RLlib modules and learner in :mod:`rl_platform.algorithms.qmix` call these; the unit
-tests call them directly.
+:func:`vdn_mix` (VDN's sum), :class:`QMixer` (QMIX's monotonic mixing network),
+:func:`double_q_next_values` and :func:`td_targets` (double-DQN targets),
+:func:`soft_update` (hard or Polyak target updates) and :func:`sequence_td_loss` (the TD
+loss on replayed sequences for recurrent agents). The RLlib modules and learner in
+:mod:`rl_platform.algorithms.qmix` call these; the unit tests call them directly. The
+maths and papers: docs/algorithms.md, "IQL, VDN and QMIX".
 """
 
 from __future__ import annotations
