@@ -1,20 +1,10 @@
 """Policy exports that outlive Ray upgrades, beside every RLlib checkpoint.
 
-RLlib checkpoints are pickles of classes and their constructor arguments: a Ray upgrade
-that moves a class turns them into ``ModuleNotFoundError``, and loading one runs
-whatever code the pickle names. So each checkpoint also gets ``policies/``:
-
-* ``<module_id>.pt``: the module's torch ``state_dict``, loaded with ``weights_only=True``;
-* ``manifest.json``: per module its class and catalog (names from an allow-list),
-  observation and action spaces (plain JSON), model config; the agent -> module mapping;
-  the env id and the config it trained on (reward weights included); the rl_platform,
-  Ray and torch versions. :mod:`rl_platform.policy_manifest` holds its schema.
-
-:func:`load_policy` rebuilds a module from that alone: the manifest is validated whole
-as data, only allow-listed classes are imported, nothing is unpickled, and no file
-outside the export folder is read; so an export is safe to load from a stranger. A
-version mismatch that breaks loading is a clear message. Evaluation and serving load
-policies this way.
+Each RLlib checkpoint (pickles) also gets ``policies/``: each module's ``<module_id>.pt``
+torch ``state_dict`` and a ``manifest.json`` (schema: :mod:`rl_platform.policy_manifest`).
+:func:`load_policy` rebuilds a module from that alone, unpickling nothing, so an export
+is safe to load from a stranger; evaluation and serving load policies this way. The
+export's contents and guarantees: docs/getting-started.md and docs/security.md.
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
 """Run experiments and sweeps on a Ray cluster through the Ray Jobs API.
 
 ``rlp submit EXPERIMENT_OR_SWEEP.yaml --address http://127.0.0.1:8265`` validates the
-YAML here (a bad file fails before anything reaches the cluster), writes the resolved
-experiment into a job working directory, and submits ``rlp train`` (or ``rlp tune`` for
-a YAML with a ``tune`` section) as a Ray job whose runtime environment carries that
-directory and this checkout's ``rl_platform`` package, so the cluster runs exactly the
-code and config submitted. The cluster's Python environment must provide the project's
-dependencies (the image in ``docker/`` does). Runs land in the experiment's ``storage``
-(or ``--storage``): a path every node sees, so the trial, its env runners and the user
-read the same files.
-
-The Jobs API runs arbitrary code for whoever reaches it (ShadowRay, CVE-2023-48022):
-keep the dashboard port on loopback or a private network, reach it through an SSH
-tunnel or ``kubectl port-forward``, and keep Ray's token authentication on; the client
-here always speaks token mode (``RAY_AUTH_MODE=token``, the token from
-``~/.ray/auth_token`` or ``$RAY_AUTH_TOKEN``).
+YAML here, writes the resolved experiment into a job working directory and submits
+``rlp train`` (or ``rlp tune``) as a Ray job that carries it and this checkout's
+``rl_platform`` package; runs land in the experiment's ``storage``. The client always
+speaks Ray's token mode (``RAY_AUTH_MODE=token``): keep the Jobs API off public networks
+(ShadowRay, CVE-2023-48022). Storage, tokens, clusters: docs/cluster.md.
 """
 
 from __future__ import annotations

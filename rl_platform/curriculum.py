@@ -1,28 +1,10 @@
 """Curriculum learning: task levels, the promotion rule, and the callback that drives envs.
 
-The seed's ``CurriculumTrainingManager`` meant: move to a harder level once performance
-at the current one is good and stable. Done here as:
-
-* **promotion**: advance one level once at least ``min_episodes`` episodes were played at
-  the current level and the mean normalized score of the last ``window`` of them reaches
-  ``threshold``; optionally fall back one level when it drops below ``demote_below``;
-* **schedule** (instead): the level is a function of the training iteration;
-* **normalized scores**: an episode's score is its mean per-agent return of the env's
-  task reward (before difference rewards, shaping or bonuses), mapped so that 0 is what
-  a uniformly random policy scores at that level and 1 what the best of the env's
-  hand-written baselines scores there (measured on the batched core at the start of a
-  run, or given as ``score_range``), clipped to [0, 1]. A threshold of 0.8 thus means
-  "80% of the way from random to the best heuristic" on every env;
-* **only episodes played at the current level count**: episodes carry the level they
-  started at, so episodes still running when the level changed are not scored twice.
-
-:class:`CurriculumCallback` runs on the driver and on every env runner. Env runners
-report each finished episode's (level, raw score), and count episodes per level
-(``env_runners/curriculum/played/<level>``); the driver applies the rule after each
-iteration, calls ``set_task`` on every env of every env runner (local, remote,
-evaluation, and runners restarted after a failure) and puts the state in the results
-(``curriculum/...``). The state also goes into the algorithm's checkpointed metrics, so a
-resumed or restored run continues at its level.
+Promotion (or a schedule by iteration) on normalized scores, 0 for a random policy and 1
+for the env's best baseline at each level, from episodes played at the current level
+only. :class:`CurriculumCallback` runs on the driver and on every env runner: runners
+report finished episodes, the driver applies the rule after each iteration and sets the
+task on every env; the state is checkpointed. The rule in full: docs/rewards.md.
 """
 
 from __future__ import annotations

@@ -1,23 +1,11 @@
 """Starting or joining Ray: the one place the platform calls ``ray.init``.
 
-Joining a cluster (``address`` or ``$RAY_ADDRESS``) changes nothing of the cluster. A
-private Ray (no address) is started for this process and ends with it:
-
-* it listens on 127.0.0.1 only: GCS, raylet, workers, the dashboard and runtime-env
-  agents and every metrics endpoint, so nothing of it is reachable from the network;
-* its processes end with the command. :func:`shutdown_ray` (also run at exit) stops
-  Ray, then terminates whatever of it is still running; a small watchdog process does
-  the same when the driver is killed (SIGKILL), which Ray alone leaves to its agents'
-  own 60 s time-out.
-
-SIGTERM is turned into what Ctrl-C does at that moment (:func:`received_signal` tells
-which came), so a terminated run stops the way an interrupted one does: Tune saves its
-state, the caller writes its summary.
-
-Ray 2.60 has no public setting for a local Ray's node address (``_node_ip_address=
-"127.0.0.1"`` is rewritten to the routable address); what works is the internal
-``ray_constants.ENABLE_RAY_CLUSTER`` (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``). It is
-used here only, and ``tests/integration/test_run_safety.py`` fails if Ray changes it.
+Joining a cluster (``address`` or ``$RAY_ADDRESS``) changes nothing of the cluster; a
+private Ray listens on 127.0.0.1 only and ends with this process (:func:`shutdown_ray`,
+at exit too, and a watchdog if the driver is killed). SIGTERM acts as Ctrl-C does
+(:func:`received_signal` tells which came). The loopback setting relies on Ray's internal
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, used here only and guarded by
+``tests/integration/test_run_safety.py``; details: docs/security.md.
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
 """Name -> env, algorithm and feature: the platform's only lookup tables.
 
-Entries name their implementation by import path so that listing ids (`rlp envs list`)
-and reading the schema never import Ray or torch. Adding an env, an algorithm or a
-feature is one line here plus its own file.
-
-An env class registered here is an RLlib ``MultiAgentEnv`` that also declares
-``config_model`` (a pydantic model of its constructor arguments), ``reward_components``
-and ``task_levels``, and offers ``parallel_env(**config)`` for PettingZoo.
-
-An algorithm registered here is a class following :class:`Algorithm`; a feature (an
-experiment section such as ``curriculum:``) an object following :class:`Feature`.
-:mod:`rl_platform.builder` composes them into an RLlib config.
-
-Ids from files only select entries of these tables; the one id that names a module,
-``pettingzoo:<module>:<factory>``, is checked against :mod:`rl_platform.trust`'s
-allow-list before anything is imported.
+Entries name their implementation by import path, so listing ids (``rlp envs list``) and
+reading the schema never import Ray or torch. Envs (RLlib ``MultiAgentEnv`` classes with
+a config model, reward components and task levels), algorithms (:class:`Algorithm`) and
+features (:class:`Feature`) are one line here plus their own file;
+:mod:`rl_platform.builder` composes them. ``pettingzoo:<module>:<factory>`` ids are
+checked against :mod:`rl_platform.trust` first. Details: docs/architecture.md.
 """
 
 from __future__ import annotations

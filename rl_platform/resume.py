@@ -1,26 +1,11 @@
 """Before Tune resumes a run or sweep directory: check its state, trim its tables.
 
-Tune restarts an experiment from iteration 1 when it cannot read its own state (a
-truncated ``experiment_state-*.json`` or searcher state), deleting the old checkpoints
-and overwriting the results; a truncated ``tuner.pkl`` gives a traceback. So
-:func:`check_tune_state` reads everything a resume reads, the way Tune reads it, before
-Tune starts, and raises :class:`ResumeError` (nothing changed) where Tune would fail:
-
-* ``tuner.pkl`` and the search state (``basic-variant-state-*.json`` of a run;
-  ``search_gen_state-*.json`` and ``searcher-state-*.pkl`` of a sweep) load;
-* the newest ``experiment_state-*.json`` loads with Tune's own reader
-  (:class:`ray.tune.ExperimentAnalysis`);
-* the latest checkpoint of every trial to resume is there, its pickles whole.
-
-These files are pickles, loaded as Tune loads them: resume only directories you (or
-someone you trust) wrote.
-
-A trial resumes from its latest checkpoint, at iteration ``k``; the rows a killed or
-interrupted run wrote after ``k`` would be written again. :func:`trim_tables` drops them
-(``metrics.csv``, ``monitor.csv``, ``anomalies.jsonl`` and the trial's ``result.json``
-and ``progress.csv``) before Tune starts, and the driver's callbacks drop the rows from
-iteration ``i`` on when a result for ``i`` comes again (a trial retried after a failure
-restarts from its checkpoint too), so every table holds each iteration once.
+:func:`check_tune_state` reads everything a resume reads (``tuner.pkl``, the search
+state, the newest ``experiment_state-*.json``, each trial's latest checkpoint) the way
+Tune reads it, and raises :class:`ResumeError`, changing nothing, where Tune would fail.
+:func:`trim_tables` drops the rows written after the checkpoint a trial resumes from.
+These files are pickles: resume only directories you (or someone you trust) wrote.
+Details: docs/getting-started.md (Resume and fault tolerance).
 """
 
 from __future__ import annotations

@@ -1,27 +1,11 @@
 """Reward engineering for any env, from the experiment's ``rewards`` section.
 
 :class:`BatchedRewards` makes each agent's training reward from the env's own (already
-weighted) reward, on (copies, agents) arrays; :class:`RewardEnv`, which wraps a registered
-env (every algorithm trains through it), is its one-copy view, and the batched sampler
-(:mod:`rl_platform.sampling`) runs it over B copies at once:
-
-* **difference rewards** (``difference: true``): the team reward G (the mean over
-  agents) minus G had the agent taken the env's default action instead, computed with
-  the env's counterfactual hook on the same random draws (Wolpert and Tumer 2002). It
-  keeps what each agent contributed and drops the noise of what the others did;
-* **potential-based shaping** (``shaping``): ``weight * (gamma * Phi(s') - Phi(s))`` with
-  a potential the env declares, ``Phi(s') = 0`` at a terminal state, which leaves the
-  optimal policies unchanged when gamma is the algorithm's (Ng, Harada and Russell 1999;
-  Devlin and Kudenko 2011 for Nash equilibria);
-* **coordination bonus** (``coordination``): ``weight`` times the mean cosine similarity
-  of the agent's action with each other agent's (discrete actions as one-hot vectors),
-  added with ``prefer: similar`` and subtracted with ``prefer: diverse``.
-
-Every part is summed over the episode and reported once, at its last step, in each
-agent's ``infos["episode_rewards"]`` (per-agent means: ``env`` is the task reward, then
-the env's unweighted components, the engineered terms and ``total``, the reward trained
-on), with the task level the episode was played at in ``infos["task"]``.
-:class:`RewardMetricsCallback` logs them as ``env_runners/rewards/<name>``.
+weighted) reward on (copies, agents) arrays: difference rewards, potential-based shaping,
+a coordination bonus. :class:`RewardEnv` wraps a registered env (every algorithm trains
+through it) as its one-copy view; the batched sampler runs it over B copies.
+:class:`RewardMetricsCallback` logs each part as ``env_runners/rewards/<name>``. The
+terms, their papers and what is reported: docs/rewards.md.
 """
 
 from __future__ import annotations

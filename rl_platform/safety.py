@@ -1,22 +1,11 @@
 """A constraint shield: any policy's actions, filtered so that declared limits hold.
 
-Every env core declares its constraints (``BatchedCore.constraints``: name -> what is
-compared with the limit, in which units) and answers, before a step, which agents'
-actions would break one (``constraint_violations``). A :class:`Shield` built from a
-:class:`SafetySpec` replaces each violating agent's action by the fallback policy's (one
-of the env's baselines, or its default action), falls back to the default action when
-the fallback's breaks a constraint too, and keeps the default flagged ``unresolved``
-when even that does (a state no action can make safe). Compliant actions pass bitwise
-untouched. Every intervention is logged (:class:`InterventionLog`). The shield's judge
-decides how a constraint is checked: from the env state (:data:`STATE`: training,
-evaluation) or from the observations alone (:data:`OBSERVATIONS`,
-``BatchedCore.observed_violations``: the policy server, which keeps no env state).
-
-The shield draws no randomness, so the same seed gives the same interventions; it works
-on batched arrays (evaluation, :class:`ShieldedPolicy`) and on one step's action dict
-of a single-copy view (training wrappers, serving: :func:`shield_action_dict`).
-Constraints are per agent (an agent's flag depends on its own action and the state
-only), so one agent's replacement never makes another's action unsafe.
+A :class:`Shield` built from a :class:`SafetySpec` replaces an agent's action that breaks
+one of the env core's constraints (``BatchedCore.constraints``) by the fallback's, and
+logs each intervention (:class:`InterventionLog`); its judge checks constraints from the
+env state (:data:`STATE`) or from observations alone (:data:`OBSERVATIONS`). It works on
+batched arrays (:class:`ShieldedPolicy`) and on one step's action dict
+(:func:`shield_action_dict`). How it decides: docs/monitoring.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,10 @@
 """What the platform trusts: modules an experiment may name, and pickled state it may load.
 
-Two rules, both checked before anything is imported or unpickled:
-
-* **An experiment names no arbitrary code.** An env id ``pettingzoo:<module>:<factory>``
-  may name a module of the PettingZoo family (``pettingzoo.*``), ``mpe2.*`` or
-  ``vmas.*``, whose factory must be one of :data:`FAMILY_FACTORIES`, or a module the user
-  trusts outside the YAML: ``$RLP_TRUSTED_MODULES`` (comma-separated module prefixes) or
-  ``--trust-module NAME``, which adds to that variable so that Ray's workers inherit it.
-  Anything else is refused with :class:`UntrustedModuleError`.
-* **Pickled state is trusted state.** Resuming a run or sweep and loading a whole RLlib
-  algorithm unpickle what the directory holds, by design (RLlib and Tune state is
-  pickled). :func:`check_own_state` refuses a directory this user did not write (another
-  owner, or writable by others) unless the caller passes ``trust=True`` (``--trust``).
-
-Torch- and Ray-free, so validating a YAML stays light.
+Both rules are checked before anything is imported or unpickled: an env id
+``pettingzoo:<module>:<factory>`` may name only the PettingZoo family, ``mpe2``, ``vmas``
+(factories in :data:`FAMILY_FACTORIES`) or modules trusted outside the YAML, else
+:class:`UntrustedModuleError`; :func:`check_own_state` refuses to unpickle a directory this
+user did not write unless ``trust=True``. Torch- and Ray-free. The rules: docs/security.md.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """The ``rlp`` command line: parses arguments, calls the library, renders progress.
 
-Exit codes: 0 success; 1 a run, job or cluster call failed; 2 bad input
-(an invalid experiment, override or run directory, a run directory whose Tune state is
-damaged), reported in one paragraph with no traceback; 130 interrupted by Ctrl-C (SIGINT)
-and 143 terminated by SIGTERM (128 + the signal's number, as shells report it). An
-interrupted or terminated ``rlp train``/``tune``/``adapt`` leaves ``summary.json`` with
-status ``interrupted`` and prints the command that resumes it. The first Ctrl-C or SIGTERM
-lets Tune stop and save its state; a second one stops at once (the run then resumes from
-Tune's last saved state). ``rlp serve`` stopped either way exits 0.
-
-One module per command group (``output`` holds the consoles, exit codes and ``fail``;
-``options`` the options several commands share). Each imports Ray, torch and the
-training stack only inside its commands, so ``rlp --help``, ``rlp schema`` and a refused
-YAML stay quick.
+Exit codes: 0 success; 1 a run, job or cluster call failed; 2 bad input, in one paragraph
+with no traceback; 130 Ctrl-C (SIGINT); 143 SIGTERM (docs/getting-started.md). One module
+per command group (``output`` holds the consoles, exit codes and ``fail``; ``options`` the
+options several commands share); each imports Ray, torch and the training stack only
+inside its commands, so ``rlp --help``, ``rlp schema`` and a refused YAML stay quick.
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
 """Loading an experiment: YAML, overrides, validation, resolution against the registry.
 
-An experiment file is validated twice: first against the models (shape, types, ranges,
-unknown keys, each algorithm's hyperparameters), which imports neither torch nor Ray, so
-a typo is refused at once; then against what the registry knows about the chosen env
-(the env's own config model, its reward components and task levels, the features it
-supports), which imports the env class. Both stages raise :class:`ConfigError`, whose
-message names the file, the field path, the value and what was expected.
-
-The loaded :class:`ExperimentConfig` is frozen and *resolved*: every default of the env
-and the algorithm is filled in, so dumping it gives a file that re-runs the experiment
-exactly.
-
-An algorithm registered at run time (``registry.register_algorithm``) whose id has no
-spec in :mod:`rl_platform.config.algorithms` is read as a :class:`PluginExperimentConfig`:
-its hyperparameters are a mapping at the first stage and are checked against the
-registered module's ``Hyperparams`` at the second (which imports that module).
+An experiment file is validated twice, first against the models (no torch, no Ray), then
+against what the registry knows about the chosen env; both stages raise
+:class:`ConfigError` naming the file, the field path, the value and what was expected.
+The loaded :class:`ExperimentConfig` is frozen and resolved (every default filled in). An
+algorithm registered at run time without a spec is read as a
+:class:`PluginExperimentConfig`. Details: docs/experiments.md.
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """Evaluation during training: a light subset of the suite, for best-checkpoint selection.
 
-Every ``evaluation.every`` iterations (and at the iteration that meets a stop criterion)
-the trained modules play ``evaluation.episodes`` greedy episodes on held-out env seeds at
-the current task level, in the algorithm's process, through the same :func:`rollout.play`
-jobs as ``rlp evaluate``. The result gets ``evaluation/``:
-
-* ``score``: mean per-agent episode return (the suite's score);
-* ``normalized``: (score - random) / (best baseline - random) at that level;
-* ``coordination``: the env's coordination score;
-* ``robustness``: the share of the baseline-random gap kept under observation noise
-  (the suite's ``obs_noise`` test);
-* ``level`` and ``iteration``: where and when this was measured.
-
-Between evaluations the last values are carried forward, so every result (and so every
-checkpoint Tune ranks) has them; checkpoints are ranked by ``evaluation/score`` (or
-``evaluation/normalized`` under a curriculum, where levels' scores differ) unless the
-experiment names another ``checkpoint.metric``.
+Every ``evaluation.every`` iterations (and at the stop) the trained modules play
+``evaluation.episodes`` greedy episodes on held-out env seeds at the current task level,
+in the algorithm's process, through the same :func:`rollout.play` jobs as ``rlp
+evaluate``; the result gets ``evaluation/{score, normalized, coordination, robustness,
+level, iteration}``, carried forward between evaluations so checkpoints can be ranked by
+them. Details: docs/evaluation.md (Evaluation during training).
 """
 
 from __future__ import annotations

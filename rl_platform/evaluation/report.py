@@ -1,14 +1,8 @@
 """Turn the result of `rlp evaluate` into a Markdown report, an HTML page and PNG plots.
 
-The result is the JSON-ready dict the evaluation suite builds (the caller writes it to
-``evaluation.json``). :func:`write_report` lays it out once as a list of blocks (headings,
-paragraphs, tables, images, "not measured" notes) and renders that list twice, so
-``report.md`` and ``report.html`` always hold the same tables. Any section of the result
-may be missing or None (a bare checkpoint has no learning curve, an env may record no
-trace): the report then says "not measured: <reason>" where the section would be.
-
-Plots are drawn on :class:`matplotlib.figure.Figure` objects without pyplot, so no GUI
-backend is touched, nothing global is left open, and reports can be written from threads.
+:func:`write_report` lays the suite's result dict out once as a list of blocks and renders
+it twice, so ``report.md`` and ``report.html`` hold the same tables; a missing section
+reads "not measured: <reason>". Plots are drawn without pyplot (docs/evaluation.md).
 
 Example:
     >>> paths = write_report(result, Path("runs/x/evaluation"))  # doctest: +SKIP

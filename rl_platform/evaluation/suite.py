@@ -1,22 +1,11 @@
 """The evaluation suite: a checkpoint scored on five dimensions, next to baselines and random.
 
-The seed's ``RLEvaluationSuite`` weighs sample efficiency (0.3), generalization (0.2),
-robustness (0.2), coordination (0.2) and adaptability (0.1). Here each is a measured
-quantity in [0, 1] (:data:`~rl_platform.evaluation.scoring.DEFINITIONS` says exactly
-how), computed for the trained policy and, where it makes sense, for each of the env's
-heuristic baselines and for a uniformly random policy, so every figure has a reference
-beside it.
-
-Scores are mean per-agent episode returns of the env's reward with the run's reward
-weights, greedy actions, on env seeds drawn from a stream keyed by the evaluation seed
-(training seeds its env runners with small integers, so these episodes are held out).
-A score is *normalized* at its level as ``(score - random) / (best baseline - random)``:
-0 is random play, 1 is the best hand-written heuristic.
-
-All episodes are played on the env's batched core in :mod:`rollout` jobs, which run in
-parallel as Ray tasks (or in this process with ``workers=0``); each job seeds its own
-generators from the evaluation seed and its names, so results do not depend on how jobs
-are scheduled: the same seed gives the same figures.
+Sample efficiency, generalization, robustness, coordination and adaptability, each a
+measured quantity in [0, 1] (:data:`~rl_platform.evaluation.scoring.DEFINITIONS`), for the
+trained policy, each of the env's heuristic baselines and a uniformly random policy,
+from greedy episodes on held-out env seeds. Episodes run on the env's batched core in
+:mod:`rollout` jobs, as Ray tasks or in this process (``workers=0``); the same seed gives
+the same figures. What each dimension measures: docs/evaluation.md.
 """
 
 from __future__ import annotations

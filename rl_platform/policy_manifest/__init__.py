@@ -1,21 +1,11 @@
 """The policy export manifest as plain data: its schema, its spaces, its allow-lists.
 
-A policy export (``policies/manifest.json`` beside ``<module_id>.pt`` weights) may come
-from anyone, so its manifest is parsed as data only: strict JSON (no ``NaN`` or
-``Infinity``), validated whole by the pydantic models here before anything is built;
-spaces are written out field by field (type and dtype from allow-lists, shape, bounds as
-lists with infinities as the strings ``"inf"`` / ``"-inf"``); module and catalog classes
-are names from :data:`MODULE_CLASSES` / :data:`CATALOG_CLASSES`, the classes this
-platform exports, and nothing else is ever imported. Format-1 manifests (RLlib's space
-encoding: zlib-compressed ``.npy`` bounds in base64) are read by decoding the ``.npy``
-payloads with ``allow_pickle=False``; RLlib's own decoder unpickles and is never used.
-
-This package imports neither torch nor Ray.
-
-Modules: :mod:`~rl_platform.policy_manifest.allow_list` (allow-lists, limits, the error),
-:mod:`~rl_platform.policy_manifest.spaces` (spaces <-> JSON),
-:mod:`~rl_platform.policy_manifest.manifest` (the manifest's schema, reading and
-validating it) and :mod:`~rl_platform.policy_manifest.format1` (reading format 1).
+A manifest (``policies/manifest.json``) may come from anyone, so it is parsed as strict
+JSON and validated whole before anything is built; classes are names from
+:data:`MODULE_CLASSES` / :data:`CATALOG_CLASSES` and nothing else is imported (the rules:
+docs/security.md). This package imports neither torch nor Ray. Modules: ``allow_list``
+(allow-lists, limits, the error), ``spaces`` (spaces <-> JSON), ``manifest`` (the schema,
+reading and validating) and ``format1`` (reading format 1).
 """
 
 from rl_platform.policy_manifest.allow_list import (

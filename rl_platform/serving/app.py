@@ -1,44 +1,12 @@
 """The policy server: a trained checkpoint's greedy actions over HTTP, on Ray Serve.
 
-One Serve deployment with a FastAPI ingress (``/docs`` and ``/openapi.json`` describe
-it). Each replica loads only the weights-only policy export (``policies/``: no RLlib
-algorithm, no pickles) of the champion checkpoint and, for an A/B test, of a
-challenger; requests are validated against the checkpoint's manifest, batched
-(``@serve.batch``: many requests x N agents in one forward pass), optionally passed
-through the run's safety shield, and answered with plain JSON actions.
-
-Endpoints:
-
-* ``POST /v1/act``: observations of 1 .. N agents -> their actions
-  (:class:`~rl_platform.serving.schemas.ActRequest` / ``ActResponse``);
-* ``POST /v1/feedback``: a reward for a session's decision (A/B test or store);
-* ``GET /v1/ab``: the A/B report (Welch's t-test) from the feedback store;
-* ``GET /v1/info``: env, agents, spaces, checkpoint ids, versions, A/B and shield
-  settings and this replica's counts; ``GET /healthz``: liveness.
-
-The server keeps no env state: the shield judges each constraint from the request's
-observations (``BatchedCore.observed_violations``) and replaces an action that breaks
-one with the fallback baseline's action for the same observations (else the env's
-default action). Bad requests are 4xx with a one-paragraph ``message``, never 500.
-
-Under attack (:mod:`rl_platform.serving.guard`): with a token file every endpoint wants
-``Authorization: Bearer <token>`` (401 otherwise; a host other than loopback always has
-one); request bodies are read within ``body_timeout_s`` in front of Serve, before they
-take a replica's slot (408 after); past ``max_ongoing_requests`` + ``max_queued_requests``
-a request gets 503 with ``Retry-After`` at once; feedback rewards must lie in the env's
-reward range (422), and the A/B report leaves out whatever else the store holds.
-
-How to run it::
+One Serve deployment with a FastAPI ingress (``/v1/act``, ``/v1/feedback``, ``/v1/ab``,
+``/v1/info``, ``/healthz``; docs/serving.md) over the champion's (and an A/B challenger's)
+weights-only export, behind :mod:`rl_platform.serving.guard`. Pieces: ``arms``,
+``service``, ``asgi``, ``deployment``, ``ports``; this module plans and starts a server::
 
     from rl_platform.serving.app import serve
     serve("runs/quickstart/20261125-101500", port=8000)          # blocks; Ctrl-C stops
-    # curl -s localhost:8000/v1/info; POST /v1/act {"observations": {"agent_0": [...]}}
-
-The pieces: :mod:`~rl_platform.serving.arms` (what is served),
-:mod:`~rl_platform.serving.service` (checks, batched actions, the shield),
-:mod:`~rl_platform.serving.asgi` (limits, error replies),
-:mod:`~rl_platform.serving.deployment` (the Serve app), :mod:`~rl_platform.serving.ports`.
-This module plans and starts a server.
 """
 
 from __future__ import annotations

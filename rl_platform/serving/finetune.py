@@ -1,18 +1,9 @@
 """Continuous learning from served decisions: advantage-weighted regression, offline.
 
-The feedback store holds what the policy saw, what it did and the reward reported for
-it. :func:`finetune_from_store` fits each exported module's action distribution to
-those actions, weighting each by the exponentiated standardized reward (AWR, Peng et
-al. 2019, "Advantage-Weighted Regression"; with a single-step decision the reward is
-the return, and the batch mean its baseline)::
-
-    w = min(exp((r - mean r) / (temperature * std r)), 20)
-    loss = mean(-w * log pi(a | o))
-
-and writes the result as a new weights-only export (``out/policies/``) that
-:class:`~rl_platform.evaluation.policy.TrainedPolicy` and
-:func:`~rl_platform.checkpoints.load_policy` load unchanged. Serving never trains: this
-runs offline (``rlp finetune``), and the new export is promoted by an A/B test.
+:func:`finetune_from_store` fits each exported module's action distribution to the
+actions in the feedback store, weighted by the exponentiated standardized reward (AWR,
+Peng et al. 2019), and writes a new weights-only export (``out/policies/``). It runs
+offline (``rlp finetune``); the weighting and loss: docs/serving.md.
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
 """What stands between the network and the policy server: bearer tokens and body deadlines.
 
-Two ASGI middlewares, with no Ray import (Serve's proxy and replicas import this module):
-
-* :class:`BearerAuth`: every request must carry ``Authorization: Bearer <token>``
-  (compared in constant time); otherwise 401 with ``WWW-Authenticate: Bearer``. The
-  token is never logged or echoed.
-* :class:`BodyDeadline`: reads a request's whole body before the request goes on, within
-  a deadline (408 after it) and a size limit (413), with a bounded number of bodies read
-  at once (503 beyond). Installed in front of Serve itself (:func:`ingress_middlewares`,
-  Serve's HTTP callback), a client that sends headers and never finishes its body holds
-  a coroutine of the HTTP server, not one of the replica's ``max_ongoing_requests``
-  slots, so ``/healthz`` and other clients are still answered.
-
-Tokens live in files readable by their owner only (:func:`read_token`); a server that
-listens beyond this machine without one gets a generated token in
-:func:`default_token_path` (:func:`ensure_token_file`).
+Two ASGI middlewares with no Ray import (Serve's proxy and replicas import this module):
+:class:`BearerAuth` (``Authorization: Bearer <token>``, else 401) and :class:`BodyDeadline`
+(a request's whole body within a deadline and a size limit, before it takes a replica
+slot), installed in front of Serve by :func:`ingress_middlewares`. Token files:
+:func:`read_token`, :func:`default_token_path`, :func:`ensure_token_file`. The status
+codes and limits: docs/security.md (Serving).
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
 """Hyperparameter search: a sweep YAML -> Ray Tune + Optuna (TPE or random) + ASHA.
 
-A sweep YAML is an experiment plus a ``tune:`` section (:class:`~rl_platform.config.TuneSpec`).
-Every trial is that experiment with the trial's values set at the search space's key
-paths, built like ``rlp train`` inside a Tune ``Trainable`` that reserves what the
-algorithm asks for. Optuna suggests the values and keeps the study in ``optuna.journal``
-in the sweep directory by default (or where ``tune.storage`` says); ASHA stops weak
-trials early. ``rlp tune --resume SWEEP_DIR`` continues a stopped or killed sweep.
-
+A sweep YAML is an experiment plus a ``tune:`` section (:class:`~rl_platform.config.TuneSpec`);
+each trial is that experiment with the trial's values, run like ``rlp train`` inside a
+Tune ``Trainable``; ``rlp tune --resume SWEEP_DIR`` continues a sweep (docs/sweeps.md).
 Modules: :mod:`.space` (search space), :mod:`.plan` (validation before Ray starts),
-:mod:`.search` (the Tune searcher over the Optuna study), :mod:`.storage` (where the
-study lives), :mod:`.trial` (what runs in Tune), :mod:`.results` and :mod:`.plots`
-(the summary), :mod:`.sweep` (:func:`tune`).
+:mod:`.search` (the searcher over the Optuna study), :mod:`.storage` (where the study
+lives), :mod:`.trial`, :mod:`.results` and :mod:`.plots`, :mod:`.sweep` (:func:`tune`).
 """
 
 from rl_platform.runs import BEST_FILE, PLOTS_DIR, SWEEP_FILE, TRIALS_FILE

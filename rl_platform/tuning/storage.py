@@ -1,20 +1,11 @@
 """Where a sweep keeps its Optuna study: a journal file by default, or an RDB.
 
-``tune.storage`` in a sweep YAML chooses:
-
-* null (the default): Optuna's journal file storage, ``optuna.journal`` in the sweep
-  directory. It is an append-only log; each write takes a file lock, so several processes
-  (the driver, ``optuna-dashboard``, a script reading the study) use it at once without
-  the race SQLite has when two connections create its schema together;
-* a file path: a journal file there (several sweeps can share one study file);
-* an RDB URL (``sqlite:///studies.db``, ``postgresql://user@host/db``): an Optuna
-  ``RDBStorage``. Its schema is created once, by :func:`open_rdb`, before anything else
-  opens it, retrying when another process was creating it at the same moment.
-
-A sweep records its storage in ``study.json`` (:func:`record`), and everything that opens
-the study later (``rlp tune --resume``, the trials table, plots, tests) goes through
-:func:`recorded` and :meth:`StudyStorage.open`, so it always finds the storage the sweep
-was created with. Only Optuna's public storage API is used.
+``tune.storage`` chooses Optuna's journal file storage (``optuna.journal`` in the sweep
+directory, or at a given path) or an RDB URL (``RDBStorage``, its schema created once by
+:func:`open_rdb`). A sweep records its storage in ``study.json`` (:func:`record`), and
+whatever opens the study later goes through :func:`recorded` and
+:meth:`StudyStorage.open`, so it finds the storage the sweep was created with. Only
+Optuna's public storage API is used. Which to choose: docs/sweeps.md (Study storage).
 """
 
 from __future__ import annotations
