@@ -183,15 +183,17 @@ def check_full_server_sheds_load(url: str, headers: dict) -> None:
     with ThreadPoolExecutor(14) as pool:
         held = [pool.submit(timed_post, url, payload, headers) for _ in range(4)]
         # They reach the replica, which holds them BATCH_WAIT_S (4 s) from the first one's
-        # arrival; 2.5 s lets all four in on a loaded machine (1 s did not, once, beside
-        # another test process) and leaves the 10 refusals ample time before slots free.
+        # arrival; 2.5 s lets them in and leaves the 10 more ample time before slots free.
         time.sleep(2.5)
         extra = [pool.submit(timed_post, url, payload, headers) for _ in range(10)]
-        refused = [f.result() for f in extra]
-        served = [f.result() for f in held]
+        replies = [f.result() for f in held + extra]
+    # Which four got the slots is up to the machine (on a loaded one a first request can
+    # reach the server after a later one): four are served, the other ten refused at once.
+    served = [reply for reply in replies if reply[0] == 200]
+    refused = [reply for reply in replies if reply[0] != 200]
+    assert len(served) == 4, replies
     for status, seconds, retry_after in refused:
-        assert status == 503 and seconds < 1.0 and retry_after == "1", refused
-    assert [status for status, _, _ in served] == [200] * 4, served  # then all answered
+        assert status == 503 and seconds < 1.0 and retry_after == "1", replies
 
 
 def stall(port: int, n: int, token: str | None = None) -> list[socket.socket]:
