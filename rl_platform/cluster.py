@@ -115,7 +115,10 @@ def _warn_if_exposed(address: str) -> None:
 
 def _explain(address: str, err: Exception) -> str:
     text = f"{type(err).__name__}: {err}"
-    if "401" in text or "403" in text or "uthenticat" in text:
+    # An HTTP 401/403 or Ray's token error; the address is left out (a port such as 40329
+    # is no status code).
+    refused = re.search(r"(?<![\w.:])40[13](?![\w.])|uthenticat", text.replace(address, ""))
+    if refused:
         return (
             f"{address}: the cluster refused the request ({text.splitlines()[0]}). It runs "
             "with token authentication: put the cluster's token in ~/.ray/auth_token or "

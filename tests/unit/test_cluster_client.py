@@ -61,3 +61,18 @@ def test_submit_refuses_bad_input_before_contacting_a_cluster(quickstart_path, t
     assert result.exit_code == 2 and "storage" in result.output
     result = runner.invoke(app, ["submit", str(tmp_path / "missing.yaml"), "--storage", "/d"])
     assert result.exit_code == 2 and "no such experiment file" in result.output
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("Failed to connect to Ray at address: http://127.0.0.1:40329.", "cannot reach"),
+        ("Request failed with status code 401: Unauthorized", "refused the request"),
+        ("403 Client Error: Forbidden for url", "refused the request"),
+        ("token authentication is enabled", "refused the request"),
+    ],
+)
+def test_an_error_is_explained_by_its_status_not_by_digits_of_the_port(message, expected):
+    from rl_platform.cluster import _explain
+
+    assert expected in _explain("http://127.0.0.1:40329", ConnectionError(message))
