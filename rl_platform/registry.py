@@ -5,16 +5,21 @@ reading the schema never import Ray or torch. Envs (RLlib ``MultiAgentEnv`` clas
 a config model, reward components and task levels), algorithms (:class:`Algorithm`) and
 features (:class:`Feature`) are one line here plus their own file;
 :mod:`rl_platform.builder` composes them. ``pettingzoo:<module>:<factory>`` ids are
-checked against :mod:`rl_platform.trust` first. Details: docs/architecture.md.
+checked against :mod:`rl_platform.trust` first, ``vmas:<scenario>`` ids against VMAS's
+scenario files (found without importing vmas). Details: docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import re
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from rl_platform.trust import check_env_factory
+from rl_platform.trust import UntrustedModuleError, check_env_factory
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -179,16 +184,55 @@ def register_env(entry: EnvEntry) -> None:
 
 
 PETTINGZOO_PREFIX = "pettingzoo:"
+VMAS_PREFIX = "vmas:"
+VMAS_INSTALL_HINT = "pip install -e '.[vmas]'"
+_SCENARIO_NAME = re.compile(r"[a-z0-9_]+")
+
+
+@cache
+def vmas_scenarios() -> tuple[str, ...] | None:
+    """The scenario names VMAS's ``make_env`` accepts, or None when vmas is not installed.
+
+    Read from its scenario files (the main, MPE and debug ones); vmas itself, which
+    imports torch, is not imported.
+    """
+    spec = importlib.util.find_spec("vmas")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "scenarios"
+    return tuple(sorted(p.stem for p in folder.rglob("*.py") if not p.stem.startswith("_")))
+
+
+def check_vmas_scenario(scenario: str, env_id: str | None = None) -> None:
+    """Refuse a name that is no VMAS scenario (`env_id` names it in errors); nothing is imported.
+
+    Raises:
+        UntrustedModuleError: not [a-z0-9_]+ or not one of :func:`vmas_scenarios`.
+        ValueError: vmas is not installed (the message says how to install it).
+    """
+    if not _SCENARIO_NAME.fullmatch(scenario):
+        raise UntrustedModuleError(
+            env_id or scenario, "a VMAS scenario name is lowercase letters, digits and _ only"
+        )
+    known = vmas_scenarios()
+    if known is None:
+        raise ValueError(f"VMAS envs need the vmas package, not installed: {VMAS_INSTALL_HINT}")
+    if scenario not in known:
+        raise UntrustedModuleError(
+            env_id or scenario,
+            f"not a VMAS scenario; expected one of: {', '.join(known)}; nothing was imported",
+        )
 
 
 def get_env(env_id: str) -> EnvEntry | None:
-    """The entry of a registered env id or of a ``pettingzoo:<module>:<factory>`` id.
+    """The entry of a registered id, a ``pettingzoo:<module>:<factory>`` or ``vmas:<scenario>``.
 
     Returns None for an unknown id.
 
     Raises:
         UntrustedModuleError: a ``pettingzoo:`` id names a module or factory outside the
-            allow-list (:func:`rl_platform.trust.check_env_factory`); nothing is imported.
+            allow-list (:func:`rl_platform.trust.check_env_factory`), or a ``vmas:`` id
+            no VMAS scenario (:func:`check_vmas_scenario`); nothing is imported.
     """
     if env_id.startswith(PETTINGZOO_PREFIX):
         check_env_factory(env_id, PETTINGZOO_PREFIX)
@@ -197,6 +241,17 @@ def get_env(env_id: str) -> EnvEntry | None:
             "a PettingZoo env through the adapter",
             "rl_platform.envs.pettingzoo:PettingZooEnv",
             bound_config={"source": env_id},
+        )
+    if env_id.startswith(VMAS_PREFIX):
+        scenario = env_id.removeprefix(VMAS_PREFIX)
+        # Without vmas only the name's form is checked: building the env says what to install.
+        if vmas_scenarios() is not None or not _SCENARIO_NAME.fullmatch(scenario):
+            check_vmas_scenario(scenario, env_id)
+        return EnvEntry(
+            env_id,
+            f"the VMAS scenario {scenario} as a batched core",
+            "rl_platform.envs.vmas:VmasEnv",
+            bound_config={"scenario": scenario},
         )
     return ENVS.get(env_id)
 

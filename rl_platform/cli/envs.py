@@ -35,6 +35,11 @@ def envs_list() -> None:
         "a PettingZoo env from pettingzoo.*, mpe2.*, vmas.* (factory env, parallel_env or "
         "raw_env) or a --trust-module, e.g. pettingzoo:mpe2.simple_spread_v3:parallel_env",
     )
+    table.add_row(
+        f"{registry.VMAS_PREFIX}<scenario>",
+        "a VMAS scenario as a batched core (pip install -e '.\\[vmas]'), e.g. vmas:navigation, "
+        "vmas:balance, vmas:simple_spread; env.config keys go to vmas.make_env",
+    )
     console.print(table)
     algos = Table(title="algorithms")
     algos.add_column("id", style="bold")
@@ -72,7 +77,7 @@ def envs_check(
     if entry is None:
         fail(
             f"unknown env {env_id!r}; expected one of: {', '.join(sorted(registry.ENVS))}, "
-            "or pettingzoo:<module>:<factory>."
+            "pettingzoo:<module>:<factory> or vmas:<scenario>."
         )
     config: dict = {}
     try:
