@@ -1,6 +1,6 @@
 """The tested versions: constraints.txt pins every dependency, and those pins are installed.
 
-The README installs with ``pip install -c constraints.txt -e '.[dev]'`` and so does
+The README installs with ``pip install -c constraints.txt -e '.[dev,vmas]'`` and so does
 ``.ci/run``; this test proves that what is installed is what the file pins (so a passing
 suite vouches for exactly those versions). ``RLP_CONSTRAINTS=none bash .ci/run`` runs the
 suite against the newest versions instead, and then the installed-versions check skips.
@@ -110,5 +110,5 @@ def test_the_installed_dependencies_are_the_pinned_versions():
     }
     assert not wrong, (
         f"installed versions differ from {path.name} (reinstall with "
-        f"pip install -c {path.name} -e '.[dev]', or regenerate it with bash .ci/lock): {wrong}"
+        f"pip install -c {path.name} -e '.[dev,vmas]', or regenerate it with bash .ci/lock): {wrong}"
     )
