@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 vmas = pytest.importorskip("vmas")
 
 from rl_platform import registry  # noqa: E402
-from rl_platform.envs.checks import check_env  # noqa: E402
+from rl_platform.envs.checks import check_env, core_agent_steps_per_second  # noqa: E402
 from rl_platform.envs.vmas import VmasConfig, VmasCore, VmasEnv  # noqa: E402
 from rl_platform.trust import UntrustedModuleError  # noqa: E402
 
@@ -172,6 +172,10 @@ def test_balance_passes_every_env_check():
 def test_discrete_simple_spread_passes_every_env_check():
     results = check_env("vmas:simple_spread", {"continuous_actions": False})
     assert all(r.passed for r in results), results
+
+
+def test_the_core_throughput_probe_builds_the_ids_scenario():
+    assert core_agent_steps_per_second("vmas:simple_spread", batch_size=8, seconds=0.01) > 0
 
 
 def test_a_vmas_id_binds_its_scenario():
