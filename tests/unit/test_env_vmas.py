@@ -144,6 +144,14 @@ def test_continuous_actions_are_clipped_into_the_box_and_not_changed():
     np.testing.assert_array_equal(action, given)  # the caller's array is left alone
 
 
+def test_rewards_of_a_copy_shape_are_flattened_per_agent():
+    c = core("wheel", batch=3)  # wheel's scenario gives each agent a (B, 1) reward
+    c.reset(np.random.default_rng(0))
+    result = c.step(np.zeros((3, c.num_agents, 2), np.float32), np.random.default_rng(0))
+    assert result.rewards.shape == (3, c.num_agents)
+    assert result.terminated.shape == result.truncated.shape == (3,)
+
+
 def test_episodes_truncate_at_max_steps():
     c = core("simple_spread", batch=2, max_steps=3)
     c.reset(np.random.default_rng(0))
