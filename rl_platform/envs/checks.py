@@ -286,8 +286,10 @@ def core_agent_steps_per_second(
     env_id: str, config: dict[str, Any] | None = None, batch_size: int = 1024, seconds=1.0
 ) -> float:
     """Agent steps/s of an env's batched core over `batch_size` copies (step + observe)."""
-    env_cls = registry.get_env(env_id).load()
-    core = env_cls.core_cls(env_cls.config_model.model_validate(config or {}), batch_size)
+    entry = registry.get_env(env_id)
+    env_cls = entry.load()
+    config = {**(config or {}), **entry.bound_config}
+    core = env_cls.core_cls(env_cls.config_model.model_validate(config), batch_size)
     rng = np.random.default_rng(0)
     core.reset(rng)
     space = core.action_space

@@ -237,13 +237,15 @@ class VmasCore(BatchedCore):
             self._env.step, self._agent_actions(actions)
         )
         self._obs = np.stack([o.numpy() for o in obs], axis=1)
-        reward = self._torch.stack(rewards, dim=1).numpy().astype(np.float32, copy=False)
-        terminated = terminated.numpy().astype(bool)
+        b = self.batch_size  # some scenarios (wheel) give rewards of shape (B, 1)
+        reward = self._torch.stack([r.reshape(b) for r in rewards], dim=1).numpy()
+        reward = reward.astype(np.float32, copy=False)
+        terminated = terminated.reshape(b).numpy().astype(bool)
         return StepResult(
             rewards=self.weigh({"reward": reward}),
             components={"reward": reward},
             terminated=terminated,
-            truncated=truncated.numpy().astype(bool) & ~terminated,
+            truncated=truncated.reshape(b).numpy().astype(bool) & ~terminated,
         )
 
     def _agent_actions(self, actions: np.ndarray) -> list[Any]:

@@ -110,5 +110,6 @@ def test_the_installed_dependencies_are_the_pinned_versions():
     }
     assert not wrong, (
         f"installed versions differ from {path.name} (reinstall with "
-        f"pip install -c {path.name} -e '.[dev,vmas]', or regenerate it with bash .ci/lock): {wrong}"
+        f"pip install -c {path.name} -e '.[dev,vmas]', or regenerate it with bash .ci/lock): "
+        f"{wrong}"
     )

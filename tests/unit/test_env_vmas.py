@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 vmas = pytest.importorskip("vmas")
 
 from rl_platform import registry  # noqa: E402
-from rl_platform.envs.checks import check_env  # noqa: E402
+from rl_platform.envs.checks import check_env, core_agent_steps_per_second  # noqa: E402
 from rl_platform.envs.vmas import VmasConfig, VmasCore, VmasEnv  # noqa: E402
 from rl_platform.trust import UntrustedModuleError  # noqa: E402
 
@@ -144,6 +144,14 @@ def test_continuous_actions_are_clipped_into_the_box_and_not_changed():
     np.testing.assert_array_equal(action, given)  # the caller's array is left alone
 
 
+def test_rewards_of_a_copy_shape_are_flattened_per_agent():
+    c = core("wheel", batch=3)  # wheel's scenario gives each agent a (B, 1) reward
+    c.reset(np.random.default_rng(0))
+    result = c.step(np.zeros((3, c.num_agents, 2), np.float32), np.random.default_rng(0))
+    assert result.rewards.shape == (3, c.num_agents)
+    assert result.terminated.shape == result.truncated.shape == (3,)
+
+
 def test_episodes_truncate_at_max_steps():
     c = core("simple_spread", batch=2, max_steps=3)
     c.reset(np.random.default_rng(0))
@@ -172,6 +180,10 @@ def test_balance_passes_every_env_check():
 def test_discrete_simple_spread_passes_every_env_check():
     results = check_env("vmas:simple_spread", {"continuous_actions": False})
     assert all(r.passed for r in results), results
+
+
+def test_the_core_throughput_probe_builds_the_ids_scenario():
+    assert core_agent_steps_per_second("vmas:simple_spread", batch_size=8, seconds=0.01) > 0
 
 
 def test_a_vmas_id_binds_its_scenario():
