@@ -12,6 +12,7 @@ from rich.table import Table
 from rl_platform.cli.options import TrustModuleOption, use_trusted_modules
 from rl_platform.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, console, fail
 from rl_platform.config import ConfigError
+from rl_platform.trust import UntrustedModuleError
 
 ADDRESS_HELP = "Ray Jobs API, http://HOST:8265 (default $RAY_API_SERVER_ADDRESS or 127.0.0.1)."
 
@@ -56,7 +57,7 @@ def submit(
         job = submit_job(
             experiment, set_ or [], address=address, storage=storage, ship_package=ship_package
         )
-    except ConfigError as err:
+    except (ConfigError, UntrustedModuleError) as err:
         fail(str(err))
     except ClusterError as err:
         fail(str(err), EXIT_FAILED)

@@ -171,7 +171,8 @@ def _resolve_against_registry(config: ExperimentConfig, where: str) -> Experimen
         raise ConfigError(
             f"{where}: env.id = {config.env.id!r} is not a registered env; "
             f"expected one of: {', '.join(sorted(registry.ENVS))}, "
-            "or pettingzoo:<module>:<factory> for an allow-listed PettingZoo env."
+            "pettingzoo:<module>:<factory> for an allow-listed PettingZoo env, "
+            "or vmas:<scenario> for a VMAS scenario."
         )
     algo_entry = registry.ALGORITHMS.get(config.algorithm.id)
     if algo_entry is None:

@@ -27,8 +27,9 @@ class EnvSpec(ConfigModel):
     """Which environment to train on and its constructor arguments."""
 
     id: str = Field(
-        description="A registered env id (`rlp envs list`), or pettingzoo:<module>:<factory> "
-        "for a PettingZoo env: a module of pettingzoo.*, mpe2.* or vmas.* with factory env, "
+        description="A registered env id (`rlp envs list`), vmas:<scenario> for a VMAS "
+        "scenario, or pettingzoo:<module>:<factory> for a PettingZoo env: a module of "
+        "pettingzoo.*, mpe2.* or vmas.* with factory env, "
         "parallel_env or raw_env, or a module trusted outside the YAML ($RLP_TRUSTED_MODULES "
         "or --trust-module); nothing else is imported."
     )
