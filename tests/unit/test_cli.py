@@ -108,12 +108,12 @@ def test_submit_passes_no_ship_package_on(cli, monkeypatch, quickstart_path):
     assert result.exit_code == 1 and seen["ship_package"] is False
 
 
-
 def test_submit_refuses_an_unknown_vmas_scenario_in_one_line(cli, make_experiment):
     path = make_experiment("vmas:nope", "mappo")
     result = cli("submit", path, "--address", "http://127.0.0.1:1")
     assert result.exit_code == 2 and "not a VMAS scenario" in result.output
     assert "Traceback" not in result.output
+
 
 # What the process imports is the point here, so `python -m rl_platform` runs for real.
 @pytest.mark.parametrize(
