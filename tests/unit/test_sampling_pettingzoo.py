@@ -8,6 +8,7 @@ import pytest
 import torch
 from pettingzoo import ParallelEnv
 from ray.rllib.core.columns import Columns
+from ray.rllib.utils.spaces.space_utils import unsquash_action
 
 from rl_platform.builder import build_algorithm_config
 from rl_platform.config import load_experiment
@@ -158,16 +159,21 @@ def check_against_lockstep_views(env_id, env_config, copies, steps, seed=7):
                 seen = sa.get_observations(local)
                 np.testing.assert_allclose(seen["obs"], obs[b][agent]["obs"], rtol=1e-6)
                 np.testing.assert_allclose(seen["state"], obs[b][agent]["state"], rtol=1e-6)
-            actions = {a: int(sa.get_actions(local)) for a, sa in sas.items()}
+            actions = {a: np.asarray(sa.get_actions(local)) for a, sa in sas.items()}
             batch = {Columns.OBS: {
                 k: torch.as_tensor(np.stack([obs[b][a][k] for a in acting]))
                 for k in ("obs", "state")
             }}  # fmt: skip
             logits = module.forward_exploration(batch)[Columns.ACTION_DIST_INPUTS]
-            logp = dist_cls.from_logits(logits).logp(torch.as_tensor(list(actions.values())))
+            logp = dist_cls.from_logits(logits).logp(
+                torch.as_tensor(np.stack(list(actions.values())))
+            )
             stored = [sa.get_extra_model_outputs(Columns.ACTION_LOGP, local) for sa in sas.values()]
             np.testing.assert_allclose(stored, logp.numpy(), rtol=1e-4, atol=1e-5)
-            obs[b], rewards, terms, truncs, _ = view.step(actions)
+            space = view.action_spaces[acting[0]]
+            obs[b], rewards, terms, truncs, _ = view.step(
+                {a: unsquash_action(v, space) for a, v in actions.items()}
+            )
             for agent, sa in sas.items():
                 assert sa.get_rewards(local) == pytest.approx(rewards[agent], rel=1e-5, abs=1e-6)
                 ended = terms[agent] or truncs[agent]
@@ -209,10 +215,11 @@ def test_agents_that_leave_end_their_episodes_where_the_single_copy_view_does():
     assert agent_steps == sum(e.agent_steps() for e in episodes) < 4 * 14 * 3
 
 
-def test_mpe_simple_spread_matches_the_single_copy_view():
-    finished, metrics, _ = check_against_lockstep_views(
-        MPE, {"N": 2, "max_cycles": 5}, copies=3, steps=12
-    )
+@pytest.mark.parametrize("continuous", [False, True])
+def test_mpe_simple_spread_matches_the_single_copy_view(continuous):
+    """Stepped by the core's lean AEC cycle, the copies play the wrapper's episodes."""
+    config = {"N": 2, "max_cycles": 5, "continuous_actions": continuous}
+    finished, metrics, _ = check_against_lockstep_views(MPE, config, copies=3, steps=12)
     assert len(finished) == 6  # 3 copies x 2 whole episodes
     assert float(metrics["episode_len_mean"]) == 5
     assert float(metrics["episode_return_mean"]) == pytest.approx(
