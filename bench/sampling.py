@@ -18,6 +18,9 @@ the same MAPPO module (weights copied):
   ``raw_env`` (B ParallelEnv copies stepped with pre-drawn random actions, no policy),
   stock and batched ``sample()`` rates (MAPPO, shared policy); the targets are batched
   >= 2.5x stock and >= 60% of the raw env rate.
+* ``vmas_navigation``: ``vmas:navigation`` at B = 600: ``raw_env`` (one VMAS world of B
+  copies stepped with pre-drawn random torch actions, copies reset when done, no
+  policy) and the batched ``sample()`` rate (MAPPO, shared policy).
 
 Results to expect on the 2-core development machine: see the JSON.
 """
@@ -39,6 +42,8 @@ AGENTS = 5
 TRADING = {"id": "trading", "config": {"num_agents": AGENTS, "episode_length": 200}}
 MPE = {"id": "pettingzoo:mpe2.simple_spread_v3:parallel_env", "config": {}}
 MPE_COPIES = 32
+VMAS = {"id": "vmas:navigation", "config": {}}
+VMAS_COPIES = 600
 
 
 def experiment(sampler: str, envs: int, runners: int = 0, env: dict | None = None, **hyperparams):
@@ -107,6 +112,37 @@ def parallel_env_rate(env_id: str, batch: int, seconds: float) -> float:
             if not env.agents:
                 env.reset(seed=int(rng.integers(2**31 - 1)))
             env.step({a: action[a] for a in env.agents})
+        steps += 1
+    return steps * batch / (time.perf_counter() - started)
+
+
+def vmas_rate(scenario: str, batch: int, seconds: float) -> float:
+    """Env steps/s of one VMAS world of `batch` copies, as the platform makes it (CPU,
+    100-step episodes), with random actions drawn before timing (no policy)."""
+    import torch
+    import vmas
+
+    env = vmas.make_env(
+        scenario, num_envs=batch, device="cpu", continuous_actions=True, max_steps=100,
+        terminated_truncated=True, seed=0,
+    )  # fmt: skip
+    generator = torch.Generator().manual_seed(0)
+    actions = [
+        [
+            torch.rand(batch, env.get_agent_action_size(agent), generator=generator) * 2 - 1
+            for agent in env.agents
+        ]
+        for _ in range(16)
+    ]
+    steps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        _, _, terminated, truncated, _ = env.step(actions[steps % 16])
+        done = terminated | truncated
+        if done.all():
+            env.reset()
+        else:
+            for index in done.nonzero().flatten().tolist():
+                env.reset_at(index, return_observations=False)
         steps += 1
     return steps * batch / (time.perf_counter() - started)
 
@@ -216,6 +252,23 @@ def mpe_rows(copies: int, seconds: float) -> dict:
     return rows
 
 
+def vmas_rows(copies: int, seconds: float) -> dict:
+    """VMAS navigation: the raw VMAS world and the batched runner at B = `copies`."""
+    weights = runner("batched", 1, VMAS).get_state(components="rl_module")["rl_module"]
+    raw = vmas_rate(VMAS["id"].removeprefix("vmas:"), copies, seconds)
+    print(f"vmas raw env B={copies:5d}: {raw:10.0f} env steps/s", flush=True)
+    rate = sampling_rate("batched", copies, seconds, weights, VMAS)
+    print(f"vmas batched  B={copies:5d}: {rate['env_steps_per_s']:10.0f} env steps/s, "
+          f"{rate['agent_steps_per_s']:10.0f} agent steps/s", flush=True)  # fmt: skip
+    return {
+        "env": VMAS["id"],
+        "copies": copies,
+        "raw_env": raw,
+        "sampling": {f"batched_B{copies}": rate},
+        "share_of_raw_env": rate["env_steps_per_s"] / raw,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Short timings (a smoke run).")
@@ -246,6 +299,7 @@ def main() -> None:
     results["speedup_vs_best_stock"] = best / stock
     results["share_of_raw_core_B1024"] = best / results["raw_core"]["1024"]
     results["mpe2_simple_spread"] = mpe_rows(MPE_COPIES, seconds)
+    results["vmas_navigation"] = vmas_rows(VMAS_COPIES, seconds)
 
     init_ray(num_cpus=2)  # a private Ray on 127.0.0.1 (rl_platform.ray_session)
     try:
@@ -273,6 +327,8 @@ def main() -> None:
     m = results["mpe2_simple_spread"]
     print(f"mpe2 simple_spread B={m['copies']}: batched / stock {m['batched_vs_stock']:.1f}x "
           f"(target 2.5x); batched / raw env {m['share_of_raw_env']:.0%} (target 60%)")  # fmt: skip
+    v = results["vmas_navigation"]
+    print(f"vmas navigation B={v['copies']}: batched / raw env {v['share_of_raw_env']:.0%}")
     out = ROOT / "bench" / "results" / "sampling.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
