@@ -233,6 +233,7 @@ class BatchedMultiAgentEnv:
         # Reward components are summed into the episode summaries as the single-copy
         # view reports them: only for views that declare them (not PettingZoo's).
         self._components = bool(type(inner).reward_components)
+        self._levels = bool(type(inner).task_levels)  # else no level, as RewardEnv reports
         self.alive = getattr(self.core, "alive", None)  # agents that leave: (B, N) bool
         self.views = template.views if self.dict_obs else None
         self.possible_agents = list(template.possible_agents)
@@ -274,7 +275,7 @@ class BatchedMultiAgentEnv:
         """Copies `mask` (all when None) were just reset: new reward totals and potentials."""
         shaping = self.rewards.spec.shaping
         phi = None if shaping is None else self.core.potential(shaping.potential)
-        self.rewards.start(mask, phi=phi, level=self.core.get_task())
+        self.rewards.start(mask, phi=phi, level=self.core.get_task() if self._levels else None)
 
     def compose_rewards(self, result: Any, env_actions: np.ndarray) -> np.ndarray:
         """The training reward (B, N) float32 of a step just taken (before any reset)."""

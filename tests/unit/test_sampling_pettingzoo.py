@@ -13,6 +13,7 @@ from ray.rllib.utils.spaces.space_utils import unsquash_action
 from rl_platform.builder import build_algorithm_config
 from rl_platform.config import load_experiment
 from rl_platform.envs.pettingzoo import ParallelEnvCore, PettingZooConfig, PettingZooEnv
+from rl_platform.rewards import EPISODE_INFO, TASK_INFO, episode_summary
 from rl_platform.sampling import BatchedEnvRunner, GlobalStateEnv, unsupported_reason
 
 MPE = "pettingzoo:mpe2.simple_spread_v3:parallel_env"
@@ -171,7 +172,7 @@ def check_against_lockstep_views(env_id, env_config, copies, steps, seed=7):
             stored = [sa.get_extra_model_outputs(Columns.ACTION_LOGP, local) for sa in sas.values()]
             np.testing.assert_allclose(stored, logp.numpy(), rtol=1e-4, atol=1e-5)
             space = view.action_spaces[acting[0]]
-            obs[b], rewards, terms, truncs, _ = view.step(
+            obs[b], rewards, terms, truncs, infos = view.step(
                 {a: unsquash_action(v, space) for a, v in actions.items()}
             )
             for agent, sa in sas.items():
@@ -188,6 +189,10 @@ def check_against_lockstep_views(env_id, env_config, copies, steps, seed=7):
             running[b] += len(acting)
             if terms["__all__"] or truncs["__all__"]:
                 assert episode.is_done and local == len(episode) - 1
+                reference = next(iter(infos.values()))  # the reward summary, as RewardEnv's
+                summary = episode_summary(episode)
+                assert summary[TASK_INFO] == reference[TASK_INFO]
+                assert summary[EPISODE_INFO] == pytest.approx(reference[EPISODE_INFO], rel=1e-5)
                 finished.append((returns[b], running[b]))
                 returns[b] = running[b] = 0
                 done.append(b)
