@@ -1,4 +1,5 @@
-"""Sampling speed: RLlib's stock env runner against the batched sampler, on trading (5 agents).
+"""Sampling speed: RLlib's stock env runner against the batched sampler, on trading (5 agents)
+and on PettingZoo's MPE simple_spread (3 agents).
 
 How to run:  python bench/sampling.py [--quick]
 Prints a table and writes bench/results/sampling.json. In one run, on one machine, with
@@ -13,6 +14,13 @@ the same MAPPO module (weights copied):
 * ``training``: wall time of the same fixed MAPPO budget with each sampler;
 * ``end_to_end``: MAPPO agent steps/s with the batched sampler, 600 envs, 60,000 env
   steps ("frames") a batch, one minibatch pass (one epoch, one minibatch).
+* ``mpe2_simple_spread``: ``pettingzoo:mpe2.simple_spread_v3:parallel_env`` at B = 32:
+  ``raw_env`` (B ParallelEnv copies stepped with pre-drawn random actions, no policy),
+  stock and batched ``sample()`` rates (MAPPO, shared policy); the targets are batched
+  >= 2.5x stock and >= 60% of the raw env rate.
+* ``vmas_navigation``: ``vmas:navigation`` at B = 600: ``raw_env`` (one VMAS world of B
+  copies stepped with pre-drawn random torch actions, copies reset when done, no
+  policy) and the batched ``sample()`` rate (MAPPO, shared policy).
 
 Results to expect on the 2-core development machine: see the JSON.
 """
@@ -31,16 +39,21 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTS = 5
+TRADING = {"id": "trading", "config": {"num_agents": AGENTS, "episode_length": 200}}
+MPE = {"id": "pettingzoo:mpe2.simple_spread_v3:parallel_env", "config": {}}
+MPE_COPIES = 32
+VMAS = {"id": "vmas:navigation", "config": {}}
+VMAS_COPIES = 600
 
 
-def experiment(sampler: str, envs: int, runners: int = 0, **hyperparams):
+def experiment(sampler: str, envs: int, runners: int = 0, env: dict | None = None, **hyperparams):
     from rl_platform.config import load_experiment
 
     return load_experiment(
         {
             "name": f"bench_sampling_{sampler}",
             "seed": 0,
-            "env": {"id": "trading", "config": {"num_agents": AGENTS, "episode_length": 200}},
+            "env": env or TRADING,
             "algorithm": {"id": "mappo", "shared_policy": True, "hyperparams": hyperparams},
             "resources": {
                 "num_env_runners": runners,
@@ -77,21 +90,82 @@ def raw_core_rate(batch: int, seconds: float) -> float:
     return steps * batch / (time.perf_counter() - started)
 
 
-def runner(sampler: str, envs: int):
+def parallel_env_rate(env_id: str, batch: int, seconds: float) -> float:
+    """Env steps/s of B PettingZoo ParallelEnv copies stepped one after the other with
+    random actions drawn before timing (no policy): the env's own speed."""
+    from rl_platform.envs.pettingzoo import make_parallel_env
+
+    envs = [make_parallel_env(env_id, {}) for _ in range(batch)]
+    rng = np.random.default_rng(0)
+    for env in envs:
+        env.reset(seed=int(rng.integers(2**31 - 1)))
+    agents = list(envs[0].possible_agents)
+    space = envs[0].action_space(agents[0])
+    space.seed(0)
+    actions = [
+        [dict(zip(agents, (space.sample() for _ in agents))) for _ in range(batch)]
+        for _ in range(16)
+    ]
+    steps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for env, action in zip(envs, actions[steps % 16]):
+            if not env.agents:
+                env.reset(seed=int(rng.integers(2**31 - 1)))
+            env.step({a: action[a] for a in env.agents})
+        steps += 1
+    return steps * batch / (time.perf_counter() - started)
+
+
+def vmas_rate(scenario: str, batch: int, seconds: float) -> float:
+    """Env steps/s of one VMAS world of `batch` copies, as the platform makes it (CPU,
+    100-step episodes), with random actions drawn before timing (no policy)."""
+    import torch
+    import vmas
+
+    env = vmas.make_env(
+        scenario, num_envs=batch, device="cpu", continuous_actions=True, max_steps=100,
+        terminated_truncated=True, seed=0,
+    )  # fmt: skip
+    generator = torch.Generator().manual_seed(0)
+    actions = [
+        [
+            torch.rand(batch, env.get_agent_action_size(agent), generator=generator) * 2 - 1
+            for agent in env.agents
+        ]
+        for _ in range(16)
+    ]
+    steps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        _, _, terminated, truncated, _ = env.step(actions[steps % 16])
+        done = terminated | truncated
+        if done.all():
+            env.reset()
+        else:
+            for index in done.nonzero().flatten().tolist():
+                env.reset_at(index, return_observations=False)
+        steps += 1
+    return steps * batch / (time.perf_counter() - started)
+
+
+def runner(sampler: str, envs: int, env: dict | None = None):
     from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 
     from rl_platform.builder import build_algorithm_config
     from rl_platform.sampling import BatchedEnvRunner
 
-    config = build_algorithm_config(experiment(sampler, envs))
+    config = build_algorithm_config(experiment(sampler, envs, env=env))
     cls = BatchedEnvRunner if sampler == "batched" else MultiAgentEnvRunner
+    if sampler == "batched":
+        assert config.env_runner_cls is BatchedEnvRunner, "the batched runner fell back"
     return cls(config=config)
 
 
-def sampling_rate(sampler: str, envs: int, seconds: float, weights) -> dict[str, float]:
+def sampling_rate(
+    sampler: str, envs: int, seconds: float, weights, env: dict | None = None
+) -> dict[str, float]:
     """Env and agent steps/s of ``sample()`` + ``get_metrics()``, what a training iteration
     asks of a runner (a rollout fragment of 50 steps per env copy per call)."""
-    r = runner(sampler, envs)
+    r = runner(sampler, envs, env)
     r.set_state({"rl_module": weights})
     fragment = max(envs * 50, 200)
     for _ in range(2):  # warm up: the process's memory grows to its steady size
@@ -161,6 +235,40 @@ def end_to_end(iterations: int, envs: int, batch: int) -> dict[str, float]:
         algo.stop()
 
 
+def mpe_rows(copies: int, seconds: float) -> dict:
+    """MPE simple_spread: the raw env, the stock and the batched runner at B = `copies`."""
+    weights = runner("batched", 1, MPE).get_state(components="rl_module")["rl_module"]
+    raw = parallel_env_rate(MPE["id"], copies, seconds)
+    print(f"mpe2 raw env B={copies:5d}: {raw:10.0f} env steps/s", flush=True)
+    rows: dict = {"env": MPE["id"], "copies": copies, "raw_env": raw, "sampling": {}}
+    for sampler in ("stock", "batched"):
+        rate = sampling_rate(sampler, copies, seconds, weights, MPE)
+        rows["sampling"][f"{sampler}_B{copies}"] = rate
+        print(f"mpe2 {sampler:8s} B={copies:5d}: {rate['env_steps_per_s']:10.0f} env steps/s, "
+              f"{rate['agent_steps_per_s']:10.0f} agent steps/s", flush=True)  # fmt: skip
+    batched = rows["sampling"][f"batched_B{copies}"]["env_steps_per_s"]
+    rows["batched_vs_stock"] = batched / rows["sampling"][f"stock_B{copies}"]["env_steps_per_s"]
+    rows["share_of_raw_env"] = batched / raw
+    return rows
+
+
+def vmas_rows(copies: int, seconds: float) -> dict:
+    """VMAS navigation: the raw VMAS world and the batched runner at B = `copies`."""
+    weights = runner("batched", 1, VMAS).get_state(components="rl_module")["rl_module"]
+    raw = vmas_rate(VMAS["id"].removeprefix("vmas:"), copies, seconds)
+    print(f"vmas raw env B={copies:5d}: {raw:10.0f} env steps/s", flush=True)
+    rate = sampling_rate("batched", copies, seconds, weights, VMAS)
+    print(f"vmas batched  B={copies:5d}: {rate['env_steps_per_s']:10.0f} env steps/s, "
+          f"{rate['agent_steps_per_s']:10.0f} agent steps/s", flush=True)  # fmt: skip
+    return {
+        "env": VMAS["id"],
+        "copies": copies,
+        "raw_env": raw,
+        "sampling": {f"batched_B{copies}": rate},
+        "share_of_raw_env": rate["env_steps_per_s"] / raw,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Short timings (a smoke run).")
@@ -190,6 +298,8 @@ def main() -> None:
     best = results["sampling"]["batched_B1024"]["env_steps_per_s"]
     results["speedup_vs_best_stock"] = best / stock
     results["share_of_raw_core_B1024"] = best / results["raw_core"]["1024"]
+    results["mpe2_simple_spread"] = mpe_rows(MPE_COPIES, seconds)
+    results["vmas_navigation"] = vmas_rows(VMAS_COPIES, seconds)
 
     init_ray(num_cpus=2)  # a private Ray on 127.0.0.1 (rl_platform.ray_session)
     try:
@@ -214,6 +324,11 @@ def main() -> None:
     e = results["end_to_end"]
     print(f"end to end (600 envs, {e['batch_env_steps']} a batch, 1 pass): "
           f"{e['agent_steps_per_s']:.0f} agent steps/s")  # fmt: skip
+    m = results["mpe2_simple_spread"]
+    print(f"mpe2 simple_spread B={m['copies']}: batched / stock {m['batched_vs_stock']:.1f}x "
+          f"(target 2.5x); batched / raw env {m['share_of_raw_env']:.0%} (target 60%)")  # fmt: skip
+    v = results["vmas_navigation"]
+    print(f"vmas navigation B={v['copies']}: batched / raw env {v['share_of_raw_env']:.0%}")
     out = ROOT / "bench" / "results" / "sampling.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -4,7 +4,8 @@ Named ``env.id: pettingzoo:<module>:<factory>`` (e.g.
 ``pettingzoo:mpe2.simple_spread_v3:parallel_env``); only allow-listed or trusted modules
 are imported (:func:`rl_platform.trust.check_env_factory`). :class:`PettingZooEnv` is
 the adapter; what it adds (AEC conversion, leaving agents, action masks, a global state,
-bad input): docs/custom-envs.md ("A PettingZoo env").
+bad input): docs/custom-envs.md ("A PettingZoo env"). :class:`ParallelEnvCore` steps B
+copies of the env as one batched core (the batched sampler's and the evaluation's).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
+from rl_platform.envs.base import BatchedCore, StepResult
 from rl_platform.trust import check_env_factory
 from rl_platform.yaml_model import YamlModel
 
@@ -98,10 +100,289 @@ def _has_mask(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Dict) and "action_mask" in space.spaces
 
 
+def _describe(space: gym.Space) -> str:
+    if isinstance(space, gym.spaces.Box):
+        return f"Box{space.shape}"
+    if isinstance(space, gym.spaces.Discrete):
+        return f"Discrete({space.n})"
+    return type(space).__name__
+
+
+def core_reason(par_env: Any) -> str | None:
+    """Why :class:`ParallelEnvCore` cannot step `par_env`, in one line, or None when it can."""
+    agents = list(par_env.possible_agents)
+    if not agents:
+        return "the env has no possible_agents"
+    obs = {a: par_env.observation_space(a) for a in agents}
+    act = {a: par_env.action_space(a) for a in agents}
+    if any(_has_mask(s) for s in obs.values()):
+        return "the env has action masks: action masks need the stock sampler until step 16"
+    for kind, spaces in (("observation", obs), ("action", act)):
+        first = spaces[agents[0]]
+        other = next((a for a in agents if spaces[a] != first), None)
+        if other is not None:
+            return (
+                f"agents' {kind} spaces differ ({agents[0]} {_describe(first)}, "
+                f"{other} {_describe(spaces[other])}); the batched core needs one space"
+            )
+    if not isinstance(obs[agents[0]], gym.spaces.Box):
+        return f"observations are {_describe(obs[agents[0]])}; the batched core takes Box ones"
+    space = act[agents[0]]
+    if not isinstance(space, gym.spaces.Box | gym.spaces.Discrete):
+        return f"actions are {_describe(space)}; the batched core takes Box or Discrete ones"
+    if isinstance(space, gym.spaces.Discrete) and space.start != 0:
+        return f"actions are Discrete({space.n}, start={space.start}); start must be 0"
+    return None
+
+
+class LeanParallelStep:
+    """``step`` of PettingZoo's ``aec_to_parallel`` wrapper without its per-step waste.
+
+    The same agent cycle as ``aec_to_parallel_wrapper.step`` (PettingZoo 1.27), on the
+    AEC env under the order-enforcing and action-bounds wrappers, minus the
+    ``last()`` call whose observation it discards: about a third of an MPE step. Those
+    wrappers only check what the core guarantees (reset before step, discrete actions in
+    range, Box actions clipped). Other parallel envs are stepped as they are.
+    """
+
+    _CHECKS = ("OrderEnforcingWrapper", "AssertOutOfBoundsWrapper", "ClipOutOfBoundsWrapper")
+
+    def __init__(self, par_env: Any) -> None:
+        self.par_env = par_env
+        aec = par_env.aec_env
+        while type(aec).__name__ in self._CHECKS and type(aec).__module__.startswith(
+            "pettingzoo.utils.wrappers"
+        ):
+            aec = aec.env
+        self.aec = aec
+
+    @staticmethod
+    def applies(par_env: Any) -> bool:
+        """Whether `par_env` is PettingZoo's own ``aec_to_parallel`` wrapper."""
+        from pettingzoo.utils.conversions import aec_to_parallel_wrapper
+
+        return type(par_env) is aec_to_parallel_wrapper
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        """One parallel step: every live agent acts once, in the AEC env's order."""
+        aec = self.aec
+        rewards: dict[str, float] = {}
+        for agent in aec.agents:
+            if agent != aec.agent_selection:
+                raise AssertionError(
+                    f"expected agent {agent} got agent {aec.agent_selection}: the parallel "
+                    "wrapper expects agents to step in a cycle"
+                )
+            aec.step(actions[agent])
+            step_rewards = aec.rewards
+            for other in aec.agents:
+                rewards[other] = rewards.get(other, 0) + step_rewards[other]
+        terminations = dict(aec.terminations)
+        truncations = dict(aec.truncations)
+        infos = dict(aec.infos)
+        observations = {agent: aec.observe(agent) for agent in aec.agents}
+        while aec.agents and (
+            aec.terminations[aec.agent_selection] or aec.truncations[aec.agent_selection]
+        ):
+            aec.step(None)
+        self.par_env.agents = aec.agents
+        return observations, rewards, terminations, truncations, infos
+
+
+class ParallelEnvCore(BatchedCore):
+    """B copies of a PettingZoo ``ParallelEnv`` stepped in one process, as arrays.
+
+    Every agent shares one observation space (a Box, flattened to (D,)) and one Box or
+    Discrete action space (:func:`core_reason`). Observations, rewards and flags are
+    written into preallocated (B, N, ...) buffers each step. An agent that leaves
+    mid-episode is sent no action, gets reward 0 and observes zeros from the step after
+    its last (:meth:`alive`); a copy's episode ends when all its agents are done. Each
+    copy's reset is seeded from the generator passed to :meth:`reset`, so the same
+    generator gives the same episodes. Rewards and the team share are the
+    :class:`PettingZooEnv` view's.
+    """
+
+    reward_components: ClassVar[tuple[str, ...]] = ("reward",)
+    default_reward_weights: ClassVar[dict[str, float]] = {"reward": 1.0}
+    task_levels: ClassVar[tuple[str, ...]] = ("default",)
+    baselines: ClassVar[tuple[str, ...]] = ()
+    state_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: PettingZooConfig, batch_size: int) -> None:
+        super().__init__(config, batch_size)
+        self.envs = [make_parallel_env(config.source, config.kwargs) for _ in range(batch_size)]
+        self._steps = [
+            LeanParallelStep(env).step if LeanParallelStep.applies(env) else env.step
+            for env in self.envs
+        ]
+        first = self.envs[0]
+        reason = core_reason(first)
+        if reason is not None:
+            raise ValueError(f"{config.source!r} cannot run as a batched core: {reason}")
+        self.agents = list(first.possible_agents)
+        self._raw_space = first.observation_space(self.agents[0])
+        self._flat = len(self._raw_space.shape) == 1  # written as they come, no flatten()
+        self.observation_space = gym.spaces.flatten_space(self._raw_space)
+        self.action_space = first.action_space(self.agents[0])
+        self._discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        n, d = len(self.agents), self.observation_space.shape[0]
+        own_state = getattr(first, "state_space", None)
+        self._own_state = isinstance(own_state, gym.Space) and callable(
+            getattr(first, "state", None)
+        )
+        if self._own_state:
+            self.state_space = own_state
+            self._state = np.zeros((batch_size, *own_state.shape), dtype=np.float32)
+        else:
+            self.state_space = gym.spaces.Box(-np.inf, np.inf, (n * d,), np.float32)
+        self._latest = np.zeros((batch_size, n, d), dtype=np.float32)  # last seen, kept
+        self._shown = np.ones((batch_size, n), dtype=bool)  # observed at the last step
+        self._alive = np.ones((batch_size, n), dtype=bool)  # acting at the next step
+        self._all_shown = True
+        self._over = np.zeros(batch_size, dtype=bool)  # ended, not reset yet
+        self._last_flags = np.zeros((2, batch_size), dtype=bool)
+        self._rewards = np.zeros((batch_size, n), dtype=np.float32)
+        self._zero = np.zeros(d, dtype=np.float32)
+
+    @property
+    def num_agents(self) -> int:  # noqa: D102
+        return len(self.agents)
+
+    def _write_obs(self, b: int, obs: dict[str, Any]) -> bool:
+        """Copy b's observation dict into the buffers; True when every agent observed."""
+        agents = self.agents
+        if len(obs) == len(agents):
+            try:
+                rows = [obs[a] for a in agents]
+            except KeyError:
+                pass
+            else:
+                if self._flat:
+                    self._latest[b] = rows
+                else:
+                    self._latest[b] = [gym.spaces.flatten(self._raw_space, o) for o in rows]
+                self._shown[b] = True
+                return True
+        for n, agent in enumerate(agents):
+            value = obs.get(agent)
+            self._shown[b, n] = value is not None
+            if value is not None:
+                self._latest[b, n] = (
+                    value if self._flat else gym.spaces.flatten(self._raw_space, value)
+                )
+        return False
+
+    def reset(self, rng: np.random.Generator, mask: np.ndarray | None = None) -> None:
+        """Reset copies `mask` (all when None), each with a seed drawn from `rng` in copy order."""
+        copies = range(self.batch_size) if mask is None else np.flatnonzero(mask).tolist()
+        seeds = rng.integers(0, 2**31 - 1, size=len(copies)).tolist()
+        full = set(self.agents)
+        for b, seed in zip(copies, seeds):
+            env = self.envs[b]
+            obs, _ = env.reset(seed=seed)
+            if set(env.agents) != full:
+                raise ValueError(
+                    "agents that join mid-episode need the stock sampler: reset gave "
+                    f"{sorted(env.agents)}, possible_agents are {sorted(full)}"
+                )
+            self._latest[b] = 0.0
+            self._write_obs(b, obs)
+            self._alive[b] = True
+            self._over[b] = False
+        self._all_shown = bool(self._shown.all())
+
+    def observe(self) -> np.ndarray:
+        """Observations (B, N, D) float32: zeros for agents that left before the last step."""
+        if self._all_shown:
+            return self._latest
+        return np.where(self._shown[..., None], self._latest, np.float32(0.0))
+
+    def global_state(self) -> np.ndarray:
+        """The env's ``state()`` per copy, else every agent's latest observation joined."""
+        if self._own_state:
+            for b, env in enumerate(self.envs):
+                self._state[b] = env.state()
+            return self._state
+        return self._latest.reshape(self.batch_size, -1)
+
+    def alive(self) -> np.ndarray:
+        """(B, N) bool: the agents that act at the next step (not left the episode)."""
+        return self._alive
+
+    def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepResult:
+        """Step every running copy; a copy that ended and was not reset is left as it is."""
+        agents, count = self.agents, len(self.agents)
+        if self._discrete:
+            values = np.asarray(actions).reshape(self.batch_size, count).tolist()
+        else:
+            space = self.action_space
+            values = np.clip(actions, space.low, space.high).astype(space.dtype)
+        terminated, truncated = self._last_flags
+        rewards = self._rewards
+        rewards[:] = 0.0
+        share = self.config.team_reward
+        all_shown = True
+        for b, env in enumerate(self.envs):
+            if self._over[b]:
+                continue
+            live = env.agents
+            row = values[b]
+            if len(live) == count:
+                action = dict(zip(agents, row))
+            else:
+                action = {a: row[n] for n, a in enumerate(agents) if self._alive[b, n]}
+            obs, reward, terms, truncs, _ = self._steps[b](action)
+            all_shown &= self._write_obs(b, obs)
+            if len(reward) == count:
+                try:
+                    rewards[b] = [reward[a] for a in agents]
+                except KeyError:
+                    rewards[b] = [reward.get(a, 0.0) for a in agents]
+            else:
+                rewards[b] = [reward.get(a, 0.0) for a in agents]
+            if share and reward:
+                rewarded = [n for n, a in enumerate(agents) if a in reward]
+                got = rewards[b, rewarded]
+                rewards[b, rewarded] = got + share * (got.mean() - got)
+            now = env.agents
+            if len(now) != count:
+                still = set(now)
+                alive = [a in still for a in agents]
+                if any(alive[n] and not self._alive[b, n] for n in range(count)):
+                    raise ValueError("agents that join mid-episode need the stock sampler")
+                self._alive[b] = alive
+            done = not now or all(terms.get(a, False) or truncs.get(a, False) for a in obs)
+            term = done and all(terms.get(a, False) for a in terms)
+            terminated[b], truncated[b] = term, done and not term
+            self._over[b] = done
+        # A copy skipped this step may still hide an agent: ask the buffer then.
+        self._all_shown = all_shown and (not self._over.any() or bool(self._shown.all()))
+        out = rewards.copy()
+        return StepResult(
+            rewards=out,
+            components={"reward": out},
+            terminated=terminated.copy(),
+            truncated=truncated.copy(),
+        )
+
+    def default_action(self) -> np.ndarray:
+        """Action 0 (Discrete) or zeros (Box): the env's usual no-op."""
+        return np.zeros(self.action_space.shape, dtype=self.action_space.dtype)
+
+    def baseline_actions(self, name: str, obs: np.ndarray) -> np.ndarray:  # noqa: D102
+        raise ValueError(f"a PettingZoo env has no baseline {name!r} (no baselines)")
+
+    def close(self) -> None:
+        """Close every copy's env."""
+        for env in self.envs:
+            env.close()
+
+
 class PettingZooEnv(MultiAgentEnv):
     """RLlib view of a PettingZoo parallel env (see the module docstring)."""
 
     config_model: ClassVar[type[BaseModel]] = PettingZooConfig
+    core_cls: ClassVar[type[BatchedCore]] = ParallelEnvCore
     reward_components: ClassVar[tuple[str, ...]] = ()
     task_levels: ClassVar[tuple[str, ...]] = ()
     baselines: ClassVar[tuple[str, ...]] = ()
@@ -135,6 +416,16 @@ class PettingZooEnv(MultiAgentEnv):
             self.state_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
         self._latest: dict[str, np.ndarray] = {}
         self._episode_over = True
+
+    @classmethod
+    def batched_reason(cls, env_config: dict[str, Any]) -> str | None:
+        """Why :class:`ParallelEnvCore` cannot run this config (one line), or None."""
+        config = PettingZooConfig.model_validate(dict(env_config))
+        par_env = make_parallel_env(config.source, config.kwargs)
+        try:
+            return core_reason(par_env)
+        finally:
+            par_env.close()
 
     @classmethod
     def probe_config(cls, config: dict[str, Any]) -> None:

@@ -34,17 +34,18 @@ def episode_scores(
     entry = registry.get_env(env_id)
     env_cls = entry.load()
     action_rng = np.random.default_rng(seed + 1)
-    if not hasattr(env_cls, "core_cls"):
+    merged = {**(config or {}), **entry.bound_config}
+    if not runs_on_core(env_cls, merged):
         if policy != RANDOM:
             raise ValueError(f"{env_id!r} has no baseline {policy!r}; only {RANDOM!r}")
-        env = env_cls({**(config or {}), **entry.bound_config})
+        env = env_cls(merged)
         space = env.action_spaces[env.possible_agents[0]]
 
         def act_randomly(obs: np.ndarray) -> np.ndarray:
             return random_actions(space, obs.shape[:2], action_rng)
 
         return view_episode_scores(env, act_randomly, episodes, seed)
-    core = env_cls.core_cls(env_cls.config_model.model_validate(config or {}), episodes)
+    core = env_cls.core_cls(env_cls.config_model.model_validate(merged), episodes)
     lead = (episodes, core.num_agents)
 
     def act(obs: np.ndarray) -> np.ndarray:
@@ -53,6 +54,14 @@ def episode_scores(
         return core.baseline_actions(policy, obs)
 
     return core.play_episodes(act, np.random.default_rng(seed))
+
+
+def runs_on_core(env_cls: type, config: dict[str, Any]) -> bool:
+    """Whether `env_cls` has a batched core that can run `config` (its ``batched_reason``)."""
+    if not hasattr(env_cls, "core_cls"):
+        return False
+    batched_reason = getattr(env_cls, "batched_reason", None)
+    return batched_reason is None or batched_reason(config) is None
 
 
 def view_episode_scores(

@@ -18,7 +18,7 @@ import numpy as np
 
 from rl_platform import registry
 from rl_platform.checkpoints import PolicyExportError, load_policy, read_manifest
-from rl_platform.evaluation.baselines import view_episode_scores
+from rl_platform.evaluation.baselines import runs_on_core, view_episode_scores
 
 
 class TrainedPolicy:
@@ -116,8 +116,9 @@ def policy_scores(
         raise PolicyExportError(f"{checkpoint}: env {env_id!r} is not registered here")
     env_cls = entry.load()
     merged = {**policy.manifest["env"]["config"], **(config or {})}
-    if not hasattr(env_cls, "core_cls"):
-        env = env_cls({**merged, **entry.bound_config})
+    merged = {**merged, **entry.bound_config}
+    if not runs_on_core(env_cls, merged):
+        env = env_cls(merged)
         return view_episode_scores(env, policy.actions, episodes, seed, reset=policy.reset)
     core = env_cls.core_cls(env_cls.config_model.model_validate(merged), episodes)
     policy.reset()  # play_episodes plays one episode per copy, all starting now

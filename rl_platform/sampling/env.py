@@ -18,16 +18,29 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from rl_platform import registry
 from rl_platform.advanced.hierarchical import build_env
-from rl_platform.envs.base import CoreMultiAgentEnv
 from rl_platform.rewards import BatchedRewards, RewardEnv, action_vectors, make_env
 
 
+def has_core(env_cls: Any) -> bool:
+    """Whether `env_cls` is an env view with a batched core (a ``core_cls``)."""
+    return isinstance(env_cls, type) and isinstance(getattr(env_cls, "core_cls", None), type)
+
+
 def unsupported_reason(experiment: Any) -> str | None:
-    """Why the batched sampler cannot run an experiment, or None when it can."""
+    """Why the batched sampler cannot run an experiment, or None when it can.
+
+    The env's class needs a ``core_cls``; its ``batched_reason(env_config)``, when it
+    has one, says why its core cannot run this config (the PettingZoo view's does).
+    """
     entry = registry.get_env(experiment.env.id)
     env_cls = entry.load() if entry is not None else None
-    if not (isinstance(env_cls, type) and issubclass(env_cls, CoreMultiAgentEnv)):
+    if not has_core(env_cls):
         return f"env {experiment.env.id!r} has no batched core"
+    batched_reason = getattr(env_cls, "batched_reason", None)
+    if batched_reason is not None:
+        reason = batched_reason(registry.env_config_of(experiment))
+        if reason is not None:
+            return reason
     if experiment.rewards.difference:
         return "rewards.difference is not supported by the batched sampler yet"
     if experiment.safety is not None and experiment.safety.enabled:
@@ -208,7 +221,7 @@ class BatchedMultiAgentEnv:
                 f"the batched sampler needs a RewardEnv or GlobalStateEnv, got {env_cls.__name__}"
             )
         inner = reward_env.inner
-        if not isinstance(inner, CoreMultiAgentEnv):
+        if not has_core(type(inner)):
             raise ValueError(f"{type(inner).__name__} has no batched core")
         if reward_env._shield is not None:
             raise ValueError("the safety shield is not supported by the batched sampler yet")
@@ -217,6 +230,11 @@ class BatchedMultiAgentEnv:
         self.num_envs = num_envs
         self.core = inner.core_cls(inner.env_config, batch_size=num_envs)
         self.rewards = BatchedRewards(reward_env.spec_, num_envs, self.core.num_agents)
+        # Reward components are summed into the episode summaries as the single-copy
+        # view reports them: only for views that declare them (not PettingZoo's).
+        self._components = bool(type(inner).reward_components)
+        self._levels = bool(type(inner).task_levels)  # else no level, as RewardEnv reports
+        self.alive = getattr(self.core, "alive", None)  # agents that leave: (B, N) bool
         self.views = template.views if self.dict_obs else None
         self.possible_agents = list(template.possible_agents)
         self.single_observation_spaces = dict(template.observation_spaces)
@@ -249,7 +267,7 @@ class BatchedMultiAgentEnv:
             out = self.empty()
         obs = self.core.observe()
         if self.views is None:
-            out[...] = obs
+            out[...] = obs.reshape(out.shape)  # a Box observation of any shape, flattened
             return out
         return self.views.fill(out, obs, self.core.global_state())
 
@@ -257,7 +275,7 @@ class BatchedMultiAgentEnv:
         """Copies `mask` (all when None) were just reset: new reward totals and potentials."""
         shaping = self.rewards.spec.shaping
         phi = None if shaping is None else self.core.potential(shaping.potential)
-        self.rewards.start(mask, phi=phi, level=self.core.get_task())
+        self.rewards.start(mask, phi=phi, level=self.core.get_task() if self._levels else None)
 
     def compose_rewards(self, result: Any, env_actions: np.ndarray) -> np.ndarray:
         """The training reward (B, N) float32 of a step just taken (before any reset)."""
@@ -269,8 +287,14 @@ class BatchedMultiAgentEnv:
             phi_next=None if shaping is None else self.core.potential(shaping.potential),
             vectors=action_vectors(env_actions, self.agent_action_space) if rewards.bonus else None,
             components=(
-                tuple(result.components),
-                result.stacked if result.stacked is not None else list(result.components.values()),
+                (
+                    tuple(result.components),
+                    result.stacked
+                    if result.stacked is not None
+                    else list(result.components.values()),
+                )
+                if self._components
+                else ((), ())
             ),
         )
         return total.astype(np.float32)
@@ -288,5 +312,8 @@ class BatchedMultiAgentEnv:
         return self.core.get_task()
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Close the core's env copies, if it holds any."""
+        close = getattr(self.core, "close", None)
+        if close is not None:
+            close()
         self.closed = True

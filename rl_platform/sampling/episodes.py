@@ -72,6 +72,10 @@ class Rollout:
     truncated: np.ndarray  # (T, B) bool
     starts: dict[tuple[int, int], Any] = field(default_factory=dict)
     summaries: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    # (T+1, B, N) bool, for cores whose agents leave mid-episode (None: all stay): row t
+    # the agents acting at step t, row T those alive after the last step (where a copy
+    # reset, its new episode's agents).
+    alive: np.ndarray | None = None
 
 
 @dataclass
@@ -81,6 +85,7 @@ class EpisodeRecord:
     length: int
     agent_returns: np.ndarray  # (N,) float64
     seconds: float
+    agent_lengths: np.ndarray | None = None  # (N,) steps each agent acted; None: `length`
 
 
 @dataclass
@@ -107,10 +112,13 @@ def episodes_from_rollout(
 ) -> list[EpisodeChunk]:
     """Cut a rollout into ``MultiAgentEpisode`` chunks, numpy'ized, one pass per copy.
 
-    Every agent acts every step (the platform's cores keep all agents alive), so each
-    agent's ``SingleAgentEpisode`` holds the same steps. ``episode_ids[b]`` and
-    ``env_t[b]`` are copy b's running episode id and its step count before the rollout;
-    both are updated in place (a new id, step 0 once an episode ends).
+    Without ``rollout.alive`` every agent acts every step (the platform's cores keep
+    all agents alive), so each agent's ``SingleAgentEpisode`` holds the same steps. With
+    it, an agent that left ends its ``SingleAgentEpisode`` (terminated) at the step it
+    left, as the stock runner's episodes do, and has none in later chunks.
+    ``episode_ids[b]`` and ``env_t[b]`` are copy b's running episode id and its step
+    count before the rollout; both are updated in place (a new id, step 0 once an
+    episode ends).
     """
 
     def with_struct(space: gym.Space) -> tuple[gym.Space, Any]:
@@ -155,18 +163,31 @@ def episodes_from_rollout(
             summary = rollout.summaries.get((end, b)) if finished else None
             extra = {k: v[rows, b] for k, v in rollout.extra.items()}
             actions, rewards = rollout.actions[rows, b], rollout.rewards[rows, b]
+            acted, stays = [length] * len(agent_ids), None
+            if rollout.alive is not None:  # agents that left act in a prefix of the steps
+                acted = rollout.alive[rows, b].sum(axis=0).tolist()
+                stays = rollout.alive[end + 1, b].tolist()
             for n, (agent, module) in enumerate(zip(agent_ids, module_ids)):
+                steps_n = acted[n]
+                if steps_n == 0:  # left in an earlier chunk
+                    continue
+                left = steps_n < length or (stays is not None and not finished and not stays[n])
+                cut = slice(None) if steps_n == length else slice(steps_n)
                 # One empty dict for every step but the last (per-step infos are empty).
-                infos = [{}] * length + [dict(summary) if summary is not None else {}]
+                last = dict(summary) if summary is not None and not left else {}
+                infos = [{}] * steps_n + [last]
                 episode.agent_episodes[agent] = single_agent_episode(
                     f"{episode_ids[b]}_{n}",
-                    observations=lookback_buffer(take(obs, (slice(None), n)), *obs_spaces[agent]),
+                    observations=lookback_buffer(
+                        take(obs, (slice(None) if steps_n == length else slice(steps_n + 1), n)),
+                        *obs_spaces[agent],
+                    ),
                     infos=lookback_buffer(infos),
-                    actions=lookback_buffer(actions[:, n], *act_spaces[agent]),
-                    rewards=lookback_buffer(rewards[:, n], *reward_space),
-                    extra_model_outputs={k: lookback_buffer(v[:, n]) for k, v in extra.items()},
-                    terminated=term,
-                    truncated=trunc,
+                    actions=lookback_buffer(actions[cut, n], *act_spaces[agent]),
+                    rewards=lookback_buffer(rewards[cut, n], *reward_space),
+                    extra_model_outputs={k: lookback_buffer(v[cut, n]) for k, v in extra.items()},
+                    terminated=term or left,
+                    truncated=trunc and not left,
                     t_started=t0,
                     agent_id=agent,
                     module_id=module,
@@ -174,8 +195,12 @@ def episodes_from_rollout(
                     observation_space=observation_spaces[agent],
                     action_space=action_spaces[agent],
                 )
-                # Absolute agent steps in a list, as the stock episodes keep them.
-                episode.env_t_to_agent_t[agent] = lookback_buffer(list(range(t0, t0 + length + 1)))
+                # Absolute agent steps in a list, as the stock episodes keep them; an
+                # agent that left skips the env steps after (RLlib's skip tag).
+                steps_of = list(range(t0, t0 + steps_n + 1))
+                if steps_n < length:
+                    steps_of += [MultiAgentEpisode.SKIP_ENV_TS_TAG] * (length - steps_n)
+                episode.env_t_to_agent_t[agent] = lookback_buffer(steps_of)
                 episode.agent_t_started[agent] = t0
             episode.env_t = t0 + length
             episode.is_terminated, episode.is_truncated = term, trunc

@@ -243,7 +243,8 @@ class BatchedEnvRunner(MultiAgentEnvRunner):
         finished = [chunk for chunk in chunks if chunk.done]
         for chunk, record in zip(finished, records, strict=True):
             chunk.record = record
-        self._count(steps, len(finished))
+        acted = None if rollout.alive is None else rollout.alive[:-1].sum(axis=(0, 1)).tolist()
+        self._count(steps, len(finished), acted)
         return chunks
 
     def _finish(self, chunks: list[EpisodeChunk]) -> None:
@@ -276,12 +277,15 @@ class BatchedEnvRunner(MultiAgentEnvRunner):
                 record.seconds,
                 agents,
                 dict(modules),
-                {agent: record.length for agent in self._agents},
+                dict(zip(self._agents, lengths.tolist()))
+                if (lengths := record.agent_lengths) is not None
+                else dict.fromkeys(self._agents, record.length),
             )
         self._finished.clear()
         return self.metrics.reduce()
 
-    def _count(self, steps: int, episodes: int) -> None:
+    def _count(self, steps: int, episodes: int, acted: list[int] | None = None) -> None:
+        """Log the step counts; `acted`: each agent's steps, when agents can leave."""
         env_steps = steps * self.num_envs
         self.num_env_steps_sampled_lifetime += env_steps
         m = self.metrics
@@ -293,12 +297,15 @@ class BatchedEnvRunner(MultiAgentEnvRunner):
         if episodes:
             m.log_value(NUM_EPISODES, episodes, reduce="sum")
             m.log_value(NUM_EPISODES_LIFETIME, episodes, reduce="lifetime_sum")
-        for agent, module in zip(self._agents, self._modules):
-            m.log_value((NUM_AGENT_STEPS_SAMPLED, agent), env_steps, reduce="sum")
-            m.log_value((NUM_AGENT_STEPS_SAMPLED_LIFETIME, agent), env_steps, reduce="lifetime_sum")
-            m.log_value((NUM_MODULE_STEPS_SAMPLED, module), env_steps, reduce="sum")
+        for n, (agent, module) in enumerate(zip(self._agents, self._modules)):
+            agent_steps = env_steps if acted is None else acted[n]
+            m.log_value((NUM_AGENT_STEPS_SAMPLED, agent), agent_steps, reduce="sum")
             m.log_value(
-                (NUM_MODULE_STEPS_SAMPLED_LIFETIME, module), env_steps, reduce="lifetime_sum"
+                (NUM_AGENT_STEPS_SAMPLED_LIFETIME, agent), agent_steps, reduce="lifetime_sum"
+            )
+            m.log_value((NUM_MODULE_STEPS_SAMPLED, module), agent_steps, reduce="sum")
+            m.log_value(
+                (NUM_MODULE_STEPS_SAMPLED_LIFETIME, module), agent_steps, reduce="lifetime_sum"
             )
         log_env_steps = getattr(self, "_log_env_steps", None)
         metric = getattr(self, "_metrics_num_env_steps_sampled", None)

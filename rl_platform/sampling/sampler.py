@@ -53,6 +53,12 @@ class BatchedSampler:
             self._fresh = env.empty()
         current = take(obs_rows, 0)  # what the agents act on
         actions, rewards, terms, truncs = [], [], [], []
+        # Cores whose agents can leave: alive[t] = the agents acting at step t (row T:
+        # after the last step); the others' rewards are zeroed.
+        alive = None
+        if env.alive is not None:
+            alive = np.empty((steps + 1, env.num_envs, len(env.possible_agents)), dtype=bool)
+            alive[0] = env.alive()
         extras: dict[str, list[np.ndarray]] = defaultdict(list)
         starts: dict[tuple[int, int], Any] = {}
         summaries: dict[tuple[int, int], dict[str, Any]] = {}
@@ -74,6 +80,9 @@ class BatchedSampler:
                 first = take(current, rows)  # a copy
                 for i, b in enumerate(rows.tolist()):
                     starts[(t, b)] = take(first, i)
+            if alive is not None:
+                alive[t + 1] = env.alive()  # the new episodes' agents where copies reset
+                reward *= alive[t]
             actions.append(sampled)
             rewards.append(reward)
             terms.append(result.terminated.copy())
@@ -90,4 +99,5 @@ class BatchedSampler:
             truncated=np.stack(truncs),
             starts=starts,
             summaries=summaries,
+            alive=alive,
         )

@@ -26,20 +26,25 @@ class EpisodeTally:
     def __init__(self, copies: int, agents: int) -> None:
         self.returns = np.zeros((copies, agents))
         self.seconds = np.zeros(copies)
+        self.acted = np.zeros((copies, agents), dtype=np.int64)  # with agents that leave
 
     def reset(self) -> None:
         """Every copy starts a new episode."""
         self.returns[:] = 0.0
         self.seconds[:] = 0.0
+        self.acted[:] = 0
 
     def add(self, rollout: Rollout, env_t: np.ndarray, seconds: float) -> list[EpisodeRecord]:
         """Fold in a rollout of `seconds` (copy b had run ``env_t[b]`` steps before it).
 
         Returns the records of the episodes that ended in it, ordered by copy, then step
-        (the order of :func:`episodes_from_rollout`'s finished chunks).
+        (the order of :func:`episodes_from_rollout`'s finished chunks). With
+        ``rollout.alive`` the records also count each agent's steps (an agent that left
+        has no reward after, so its return stops there).
         """
         copies = np.arange(len(env_t))
         totals = np.cumsum(rollout.rewards, axis=0, dtype=np.float64)  # (T, B, N)
+        acted = None if rollout.alive is None else np.cumsum(rollout.alive[:-1], axis=0)
         steps, copy = np.nonzero(rollout.terminated | rollout.truncated)
         order = np.lexsort((steps, copy))
         last = np.full(len(env_t), -1)
@@ -48,7 +53,12 @@ class EpisodeTally:
             before = last[b]
             returns = totals[t, b] + (self.returns[b] if before < 0 else -totals[before, b])
             length = t - before + (int(env_t[b]) if before < 0 else 0)
-            records.append(EpisodeRecord(length, returns, float(self.seconds[b]) + seconds))
+            record = EpisodeRecord(length, returns, float(self.seconds[b]) + seconds)
+            if acted is not None:
+                record.agent_lengths = acted[t, b] + (
+                    self.acted[b] if before < 0 else -acted[before, b]
+                )
+            records.append(record)
             last[b] = t
         ended = last >= 0
         self.returns[ended] = 0.0
@@ -57,6 +67,11 @@ class EpisodeTally:
             ended[:, None], totals[np.maximum(last, 0), copies], 0.0
         )
         self.seconds += seconds
+        if acted is not None:
+            self.acted[ended] = 0
+            self.acted += acted[-1] - np.where(
+                ended[:, None], acted[np.maximum(last, 0), copies], 0
+            )
         return records
 
 

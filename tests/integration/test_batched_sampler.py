@@ -1,5 +1,7 @@
 """MAPPO trains through `rlp train`'s path with the batched sampler on remote env runners."""
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -45,6 +47,29 @@ def test_mappo_trains_with_remote_batched_runners_and_a_curriculum(tmp_path, ray
     assert result.metrics["curriculum"]["level_name"] == "hard"
     # episodes reset after the switch were played at the new level on the remote runners
     assert runners["curriculum"]["played"].get("hard", 0) > 0
+
+
+def test_mappo_on_mpe_simple_spread_runs_on_the_batched_runner(tmp_path, ray_address, caplog):
+    """A PettingZoo env trains through `rlp train`'s path on B copies of its batched core."""
+    config = experiment(
+        env={"id": "pettingzoo:mpe2.simple_spread_v3:parallel_env", "config": {"N": 2}},
+        rewards={},
+        resources={"num_env_runners": 1, "num_envs_per_env_runner": 8, "sampler": "batched"},
+        stop={"training_iteration": 2},
+    )
+    config["algorithm"]["hyperparams"] = {
+        "train_batch_size_per_learner": 400, "minibatch_size": 200, "num_epochs": 1,
+    }  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="rl_platform.builder"):
+        result = train(config, output=tmp_path)
+    assert "using the stock sampler" not in caplog.text
+    assert "resources.sampler: batched (8 env copies per runner)" in caplog.text
+    assert result.status == "finished" and result.iterations == 2
+    runners = result.metrics["env_runners"]
+    assert runners["num_episodes_lifetime"] >= 16  # 8 copies x 25-step episodes, 2 x 400 steps
+    assert runners["episode_len_mean"] == 25  # the env's max_cycles
+    assert np.isfinite(runners["episode_return_mean"])
+    assert set(runners["agent_episode_returns_mean"]) == {"agent_0", "agent_1"}
 
 
 def test_a_crashed_batched_runner_is_restarted(tmp_path, ray_address):
