@@ -50,15 +50,15 @@ EVAL_SEED = 1000
 # BenchMARL task -> our mirrored experiment (IPPO: the same file with algorithm.id ippo).
 TASKS = {
     "navigation": EXPERIMENTS / "vmas_navigation_mappo.yaml",
-    "balance": EXPERIMENTS / "vmas_balance_mappo.yaml",
+    "balance": EXPERIMENTS / "vmas_balance_mappo_benchmarl.yaml",
 }
 THROUGHPUT = {"task": "simple_spread", "envs": 600, "batch": 60_000, "iterations": 4}
 # --quick: BenchMARL-side sizes (ours mirrored from them) small enough to test the script.
 QUICK_SETUP = {
     "on_policy_collected_frames_per_batch": 600,
     "on_policy_n_envs_per_worker": 6,  # 100 steps each: every batch ends episodes
-    "on_policy_n_minibatch_iters": 3,
-    "on_policy_minibatch_size": 200,
+    "on_policy_n_minibatch_iters": 6,
+    "on_policy_minibatch_size": 100,  # RLlib wants minibatch rows (x agents) <= the batch
 }
 QUICK_THROUGHPUT = {"task": "simple_spread", "envs": 60, "batch": 6_000, "iterations": 3}
 
@@ -478,8 +478,12 @@ def plot(learning: dict, frames: int, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(learning), figsize=(6.5 * len(learning), 4.5), squeeze=False)
-    for ax, (key, frameworks) in zip(axes[0], learning.items(), strict=True):
+    cols = min(2, len(learning))
+    rows = -(-len(learning) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.5 * rows), squeeze=False)
+    for ax in axes.flat[len(learning) :]:
+        ax.set_visible(False)
+    for ax, (key, frameworks) in zip(axes.flat, learning.items(), strict=False):
         for i, (name, result) in enumerate(frameworks["frameworks"].items()):
             curves = [r["curve"] for r in result["runs"]]
             label = f"{name} (greedy at the end {result['summary']['greedy_return']:.2f})"
