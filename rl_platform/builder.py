@@ -6,8 +6,8 @@ once. :func:`build_algorithm_config` asks the registered algorithm
 the experiment's part (env runners' env and resources, policies, network, seed,
 callbacks, fault tolerance), puts the env inside ``GlobalStateEnv`` when the algorithm
 declares ``global_state``, lets the algorithm configure its own training settings and
-modules, then each feature of :data:`rl_platform.registry.FEATURES` in order, and last
-picks the sampler. Train, tune and submit share it.
+modules, then each feature of :data:`rl_platform.registry.FEATURES` in order, then
+``algorithm.rllib``'s settings, and last picks the sampler. Train, tune and submit share it.
 """
 
 from __future__ import annotations
@@ -133,6 +133,41 @@ def with_sampler(
     return config.env_runners(env_runner_cls=BatchedEnvRunner)
 
 
+def with_rllib_options(
+    config: AlgorithmConfig, experiment: ExperimentConfig, hyperparam_names: Any
+) -> AlgorithmConfig:
+    """Set ``algorithm.rllib``'s settings on the algorithm's RLlib config, last of all.
+
+    Each key must be a setting of the config's class (an attribute of a new config of it);
+    one the experiment sets elsewhere is refused with the field to use
+    (:func:`rl_platform.config.algorithms.rllib_option_problem`).
+
+    Raises:
+        ConfigError: a key RLlib's config does not have (with close matches) or one the
+            experiment sets elsewhere.
+    """
+    import difflib
+
+    from rl_platform.config.algorithms import rllib_option_problem
+
+    options = experiment.algorithm.rllib
+    if not options:
+        return config
+    known = sorted(k for k in vars(type(config)()) if not k.startswith("_"))
+    for key in options:
+        where = f"{experiment.name}: algorithm.rllib.{key}"
+        problem = rllib_option_problem(key, hyperparam_names)
+        if problem:
+            raise ConfigError(f"{where}: {problem}.")
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else "."
+            raise ConfigError(
+                f"{where}: RLlib's {type(config).__name__} has no setting {key!r}{hint}"
+            )
+    return config.update_from_dict(dict(options))
+
+
 def apply_experiment(
     config: AlgorithmConfig,
     experiment: ExperimentConfig,
@@ -206,6 +241,7 @@ def build_algorithm_config(experiment: ExperimentConfig) -> AlgorithmConfig:
     config = algorithm.configure(config, hyperparams, context)
     for feature in active:
         config = feature.configure(config, experiment, env_cls)
+    config = with_rllib_options(config, experiment, type(hyperparams).model_fields)
     config = with_sampler(config, experiment, algorithm.batched_sampling)
     try:
         config.validate()

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 
 from rl_platform import registry
@@ -59,6 +60,9 @@ def envs_check(
 ) -> None:
     """Run the RLlib and PettingZoo conformance checks on an env.
 
+    Prints each check as pass, FAIL or skip (with the reason it does not apply); a
+    PettingZoo env gets PettingZoo's own api_test / parallel_api_test and seed tests.
+
     [bold]Examples[/]
 
       rlp envs check rendezvous
@@ -84,20 +88,29 @@ def envs_check(
         config = apply_overrides({}, set_ or [], "--set")
         env_cls = entry.load()
         env_cls.config_model.model_validate({**config, **entry.bound_config})
-        if hasattr(env_cls, "probe_config"):
-            env_cls.probe_config({**config, **entry.bound_config})
     except ConfigError as err:
         fail(str(err))
     except ValidationError as err:
         fail(format_validation_error(f"env {env_id!r}", err, env_cls.config_model, what="config"))
-    except ValueError as err:  # the env cannot be built with this config
+    except ValueError as err:  # the env cannot be loaded
         fail(f"env {env_id!r}: invalid config {config}: {err}")
+    if hasattr(env_cls, "probe_config"):  # foreign envs: their factory judges the config
+        try:
+            env_cls.probe_config({**config, **entry.bound_config})
+        except Exception as err:  # noqa: BLE001 (any failure to build is a config error)
+            fail(
+                f"env {env_id!r} cannot be built with --set {config!r}: {type(err).__name__}: {err}"
+            )
     from rl_platform.envs.checks import check_env, view_steps_per_second
 
     results = check_env(env_id, config)
     for result in results:
-        mark = "[green]pass[/]" if result.passed else "[red]FAIL[/]"
-        console.print(f"{mark}  {result.name}  {result.detail}", highlight=False)
+        if result.skipped:
+            mark = "[yellow]skip[/]"
+        else:
+            mark = "[green]pass[/]" if result.passed else "[red]FAIL[/]"
+        detail = escape(result.detail)
+        console.print(f"{mark}  {escape(result.name)}  {detail}", highlight=False)
     if not all(r.passed for r in results):
         raise typer.Exit(EXIT_FAILED)
     rate = view_steps_per_second(env_id, config, seconds=1.0)

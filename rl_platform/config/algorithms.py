@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationInfo,
+    field_validator,
+)
 
 from rl_platform.config.base import ConfigModel
 from rl_platform.config.sections import NetworkSpec
@@ -201,6 +209,58 @@ class MADDPGParams(AlgorithmParams):
 
 ID_HELP = "A registered algorithm id (`rlp envs list` shows them too)."
 HYPERPARAMS_HELP = "The algorithm's hyperparameters; unset ones take the defaults shown."
+RLLIB_HELP = (
+    "Any other setting of the algorithm's RLlib AlgorithmConfig (e.g. use_gae: false), "
+    "set after everything else; a setting the YAML has elsewhere is refused."
+)
+
+# RLlib config settings the experiment YAML sets elsewhere -> where (besides the
+# algorithm's hyperparameters, whose names are RLlib's: algorithm.hyperparams.<name>).
+RLLIB_OWNED: dict[str, str] = {
+    "num_env_runners": "resources.num_env_runners",
+    "num_envs_per_env_runner": "resources.num_envs_per_env_runner",
+    "num_cpus_per_env_runner": "resources.num_cpus_per_env_runner",
+    "rollout_fragment_length": "resources.rollout_fragment_length",
+    "num_learners": "resources.num_learners",
+    "num_gpus_per_learner": "resources.num_gpus_per_learner",
+    "max_num_env_runner_restarts": "resources.max_env_runner_restarts",
+    "env_runner_cls": "resources.sampler",
+    "seed": "seed",
+    "env": "env.id",
+    "env_config": "env.config",
+    "policies": "algorithm.shared_policy",
+    "policy_mapping_fn": "algorithm.shared_policy",
+    "policies_to_train": "algorithm.shared_policy",
+    "model": "algorithm.network",
+    "train_batch_size": "algorithm.hyperparams.train_batch_size_per_learner",
+    "sgd_minibatch_size": "algorithm.hyperparams.minibatch_size",
+}
+# Settings the platform itself must own (no YAML field) -> why.
+RLLIB_REFUSED: dict[str, str] = {
+    "enable_rl_module_and_learner": "the platform runs on RLlib's new API stack only",
+    "enable_env_runner_and_connector_v2": "the platform runs on RLlib's new API stack only",
+    "callbacks_class": "the platform's features (rewards, safety, ...) set the callbacks",
+    "vf_share_layers": (
+        "an old-API-stack setting RLlib's new stack does not read; the platform's "
+        "modules keep separate actor and critic networks"
+    ),
+}
+
+
+def rllib_option_problem(key: str, hyperparams: Any) -> str | None:
+    """Why ``algorithm.rllib.<key>`` is refused without asking RLlib, or None.
+
+    `hyperparams`: the algorithm's hyperparameter names (a key among them is set there).
+    """
+    if key in hyperparams:
+        return f"set it as algorithm.hyperparams.{key}"
+    if key in RLLIB_OWNED:
+        return f"the experiment sets it: use {RLLIB_OWNED[key]}"
+    if key in RLLIB_REFUSED or key.startswith("callbacks"):
+        return f"refused: {RLLIB_REFUSED.get(key, RLLIB_REFUSED['callbacks_class'])}"
+    if key.startswith("_"):
+        return "a private attribute of RLlib's config"
+    return None
 
 
 class AlgorithmSpec(ConfigModel):
@@ -218,6 +278,7 @@ class AlgorithmSpec(ConfigModel):
         default_factory=AlgorithmParams, description=HYPERPARAMS_HELP
     )
     network: NetworkSpec = Field(default_factory=NetworkSpec)
+    rllib: dict[str, Any] = Field(default_factory=dict, description=RLLIB_HELP)
 
     # YamlModel's strict check on every field but `id`: pydantic allows no before-validator
     # on a discriminated union's tag (a Literal string, which needs none).
@@ -225,6 +286,17 @@ class AlgorithmSpec(ConfigModel):
     @classmethod
     def _strict_scalars(cls, value: Any, info: ValidationInfo) -> Any:
         return strict_field(cls, value, info)
+
+    @field_validator("rllib")
+    @classmethod
+    def _rllib_not_set_elsewhere(cls, value: dict[str, Any], info: ValidationInfo) -> Any:
+        hyperparams = info.data.get("hyperparams")
+        names = type(hyperparams).model_fields if isinstance(hyperparams, BaseModel) else ()
+        for key in value:
+            problem = rllib_option_problem(key, names)
+            if problem:
+                raise ValueError(f"{key}: {problem}")
+        return value
 
 
 class PPOSpec(AlgorithmSpec):

@@ -20,11 +20,16 @@ from rl_platform import registry
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One named check and whether it passed (with the reason when not)."""
+    """One named check and whether it passed (with the reason when not).
+
+    A check that does not apply to the env is ``skipped`` (``passed`` stays true) and
+    ``detail`` says why.
+    """
 
     name: str
     passed: bool
     detail: str = ""
+    skipped: bool = False
 
 
 def check_env(env_id: str, config: dict[str, Any] | None = None) -> list[CheckResult]:
@@ -42,6 +47,7 @@ def check_env(env_id: str, config: dict[str, Any] | None = None) -> list[CheckRe
         ("NaN action refused", lambda: _nan_refused(env_cls, config)),
         ("unknown agent and step after end refused", lambda: _misuse(env_cls, config)),
     ]
+    skipped: list[CheckResult] = []
     if issubclass(env_cls, CoreMultiAgentEnv):  # the platform's own envs promise more
         checks += [
             ("pettingzoo parallel_api_test", lambda: _pz_api(env_cls, config)),
@@ -49,6 +55,25 @@ def check_env(env_id: str, config: dict[str, Any] | None = None) -> list[CheckRe
             ("counterfactual step leaves no trace", lambda: _counterfactual(env_cls, config)),
             ("potentials finite and leave no trace", lambda: _potentials(env_cls, config)),
             ("task levels keep spaces", lambda: _task_levels(env_cls, config)),
+        ]
+    else:
+        if env_id.startswith(registry.PETTINGZOO_PREFIX):
+            pz_checks, pz_skipped = _pettingzoo_checks(config)
+            checks += pz_checks
+            skipped += pz_skipped
+        else:
+            skipped += [
+                CheckResult(name, True, "not a PettingZoo env", skipped=True)
+                for name in ("pettingzoo parallel_api_test", "pettingzoo parallel_seed_test")
+            ]
+        own = "only the platform's own envs have it"
+        skipped += [
+            CheckResult(name, True, own, skipped=True)
+            for name in (
+                "counterfactual step leaves no trace",
+                "potentials finite and leave no trace",
+                "task levels keep spaces",
+            )
         ]
     results = []
     for name, check in checks:
@@ -59,7 +84,88 @@ def check_env(env_id: str, config: dict[str, Any] | None = None) -> list[CheckRe
             results.append(CheckResult(name, False, f"{type(err).__name__}: {err}"))
         else:
             results.append(CheckResult(name, True))
-    return results
+    return results + skipped
+
+
+def _pettingzoo_checks(
+    config: dict[str, Any],
+) -> tuple[list[tuple[str, Callable[[], None]]], list[CheckResult]]:
+    """PettingZoo's own tests on a ``pettingzoo:<module>:<factory>`` env, and those skipped.
+
+    The factory's env is tested as it comes: an AEC env gets ``api_test`` and
+    ``seed_test`` (and ``parallel_api_test`` on its parallel conversion when PettingZoo
+    can make one), a parallel env ``parallel_api_test`` and ``parallel_seed_test``.
+    """
+    from pettingzoo import AECEnv
+
+    from rl_platform.envs.pettingzoo import PettingZooConfig, load_factory
+
+    pz_config = PettingZooConfig.model_validate(config)
+    factory, kwargs = load_factory(pz_config.source), pz_config.kwargs
+    probe = factory(**kwargs)
+    is_aec = isinstance(probe, AECEnv)
+    parallelizable = is_aec and bool(probe.metadata.get("is_parallelizable", False))
+    probe.close()
+    if not is_aec:
+        return [
+            ("pettingzoo parallel_api_test", lambda: _pz_parallel_api(factory, kwargs)),
+            ("pettingzoo parallel_seed_test", lambda: _pz_parallel_seed(factory, kwargs)),
+        ], [
+            CheckResult(
+                "pettingzoo api_test",
+                True,
+                "the factory builds a ParallelEnv (api_test is for AEC envs)",
+                skipped=True,
+            )
+        ]
+    checks: list[tuple[str, Callable[[], None]]] = [
+        ("pettingzoo api_test", lambda: _pz_aec_api(factory, kwargs)),
+        ("pettingzoo seed_test", lambda: _pz_aec_seed(factory, kwargs)),
+    ]
+    skipped = []
+    if parallelizable:
+        checks.append(("pettingzoo parallel_api_test", lambda: _pz_converted_api(factory, kwargs)))
+    else:
+        skipped.append(
+            CheckResult(
+                "pettingzoo parallel_api_test",
+                True,
+                "a turn-based AEC env (metadata is_parallelizable is not true)",
+                skipped=True,
+            )
+        )
+    return checks, skipped
+
+
+def _pz_parallel_api(factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    from pettingzoo.test import parallel_api_test
+
+    parallel_api_test(factory(**kwargs), num_cycles=200)
+
+
+def _pz_parallel_seed(factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    from pettingzoo.test import parallel_seed_test
+
+    parallel_seed_test(lambda: factory(**kwargs))
+
+
+def _pz_aec_api(factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    from pettingzoo.test import api_test
+
+    api_test(factory(**kwargs), num_cycles=200)
+
+
+def _pz_aec_seed(factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    from pettingzoo.test import seed_test
+
+    seed_test(lambda: factory(**kwargs))
+
+
+def _pz_converted_api(factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    from pettingzoo.test import parallel_api_test
+    from pettingzoo.utils.conversions import aec_to_parallel
+
+    parallel_api_test(aec_to_parallel(factory(**kwargs)), num_cycles=200)
 
 
 def _rllib_check(env_cls: type, config: dict[str, Any]) -> None:

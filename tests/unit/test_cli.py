@@ -77,6 +77,38 @@ def test_envs_list_and_check(cli):
     assert unknown.exit_code == 2
 
 
+def test_envs_check_runs_pettingzoos_api_test_and_names_the_skipped_checks(cli):
+    pytest.importorskip("mpe2")
+    result = cli("envs", "check", "pettingzoo:mpe2.simple_spread_v3:parallel_env")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "pass  pettingzoo parallel_api_test  " in lines
+    assert "pass  pettingzoo parallel_seed_test  " in lines
+    skipped = [line for line in lines if line.startswith("skip  ")]
+    assert any("api_test" in line and "ParallelEnv" in line for line in skipped), lines
+    assert any("potentials" in line and "own envs" in line for line in skipped), lines
+
+
+@pytest.mark.parametrize(
+    ("env_id", "override", "fragment"),
+    [
+        ("rendezvous", "nope=1", "nope: unknown key"),
+        ("rendezvous", "num_agents=abc", "num_agents = 'abc'"),
+        ("rendezvous", "num_agents", "not of the form key.path=value"),
+        ("pettingzoo:mpe2.simple_spread_v3:parallel_env", "nope=1", "'nope'"),
+        ("pettingzoo:mpe2.simple_spread_v3:parallel_env", "N=zero", "cannot be built"),
+    ],
+)
+def test_envs_check_bad_set_exits_2_in_one_paragraph(cli, env_id, override, fragment):
+    if env_id.startswith("pettingzoo:"):
+        pytest.importorskip("mpe2")
+    result = cli("envs", "check", env_id, "--set", override)
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # a clean exit, no traceback
+    assert result.stderr.startswith("error: ") and fragment in result.stderr, result.stderr
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
 def test_schema_is_json_schema_of_the_experiment(cli):
     result = cli("schema")
     assert result.exit_code == 0
