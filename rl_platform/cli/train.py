@@ -16,6 +16,7 @@ from rl_platform.cli.output import (
     console,
     fail,
     interrupted_code,
+    print_notice,
     stopped_before_start,
 )
 from rl_platform.config import ConfigError, validate_experiment
@@ -175,6 +176,7 @@ def train(
             progress=ProgressTable(),
             verbose=verbose,
             trust=trust,
+            notice=print_notice,
         )
     except (ConfigError, ResumeError, UntrustedStateError, UntrustedModuleError) as err:
         fail(str(err))
