@@ -11,6 +11,7 @@ them. Details: docs/evaluation.md (Evaluation during training).
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -73,12 +74,15 @@ class EvaluationCallback(RLlibCallback):
         score = float(clean.returns.mean())
         low, high = ref["random"], ref["best"]
         gap = high - low
+        # no baseline (VMAS, PettingZoo): no normalized score; robustness keeps the share
+        # of the policy's own lead over random play (as in rlp evaluate)
+        lead = gap if self.spec["baselines"] else score - low
         loss = max(0.0, score - float(noisy.returns.mean()))
         return {
             "score": score,
             "normalized": (score - low) / gap if gap > 0 else float("nan"),
             "coordination": clean.coordination.get("score", float("nan")),
-            "robustness": float(np.clip(1.0 - loss / gap, 0.0, 1.0)) if gap > 0 else float("nan"),
+            "robustness": float(np.clip(1.0 - loss / lead, 0.0, 1.0)) if lead > 0 else math.nan,
             "level": level,
         }
 

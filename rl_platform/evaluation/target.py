@@ -42,6 +42,7 @@ class Target:
     baselines: tuple[str, ...]
     curve: list[dict[str, Any]]  # metrics.csv rows (empty without a run)
     safety: dict[str, Any] | None = None  # the run's safety section (config.yaml)
+    trace_fields: tuple[str, ...] = ()  # what the env's core records per step
 
 
 def resolve_target(path: str | Path) -> Target:
@@ -91,8 +92,9 @@ def resolve_target(path: str | Path) -> Target:
         raise EvaluationError(f"{checkpoint}: env {env_id!r} cannot be loaded: {err}") from None
     if not hasattr(env_cls, "core_cls"):
         raise EvaluationError(
-            f"{checkpoint}: env {env_id!r} has no batched core; the evaluation suite plays "
-            "the platform's envs (rlp envs list) only"
+            f"{checkpoint}: env {env_id!r} has no batched core (BatchedCore), which the "
+            "evaluation suite plays its episodes on; the platform's envs, VMAS envs and the "
+            "PettingZoo envs the batched runner takes have one"
         )
     try:
         policy = TrainedPolicy(checkpoint)  # fail here, clearly, rather than in every worker
@@ -128,6 +130,7 @@ def resolve_target(path: str | Path) -> Target:
         baselines=tuple(env_cls.baselines),
         curve=curve,
         safety=safety,
+        trace_fields=tuple(getattr(env_cls.core_cls, "trace_fields", ())),
     )
 
 
