@@ -397,3 +397,22 @@ def test_an_env_without_a_batched_core_is_refused_clearly(foreign_run, monkeypat
     )
     with pytest.raises(EvaluationError, match="has no batched core"):
         resolve_target(foreign_run)
+
+
+def test_rlp_evaluate_lists_what_is_na_on_the_env(foreign_run, tmp_path):
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(foreign_run),
+            "--episodes",
+            "2",
+            "--workers",
+            "0",
+            "--report",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "vs random" in result.output
+    assert "n/a on this env: adaptability: the env has one task level" in result.output
