@@ -133,7 +133,7 @@ def test_the_quickstart_samples_with_the_batched_runner_by_default(quickstart_pa
     assert experiment.resources.sampler == "auto"
     choice = builder.choose_sampler(experiment)
     assert (choice.runner, choice.reason) == ("batched", None)
-    assert choice.line() == "sampler: batched (16 env copies per runner)"
+    assert choice.line() == "sampler: batched (10 env copies per runner)"
     assert builder.build_algorithm_config(experiment).env_runner_cls is BatchedEnvRunner
 
 
