@@ -8,6 +8,7 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from rl_platform.ray_session import received_signal
 
@@ -28,7 +29,7 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 def print_notice(line: str) -> None:
     """Print a one-line notice before the progress rows (e.g. which sampler runs)."""
-    console.print(f"[cyan]{line}[/]", highlight=False)
+    console.print(Text(line, style="cyan"), highlight=False)
 
 
 def interrupted_code() -> int:
