@@ -8,7 +8,6 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.text import Text
 
 from rl_platform.ray_session import received_signal
 
@@ -29,7 +28,7 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 def print_notice(line: str) -> None:
     """Print a one-line notice before the progress rows (e.g. which sampler runs)."""
-    console.print(Text(line, style="cyan"), highlight=False)
+    console.print(f"[cyan]{escape(line)}[/]", highlight=False)
 
 
 def interrupted_code() -> int:
