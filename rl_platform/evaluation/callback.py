@@ -122,7 +122,7 @@ def callback_class(experiment: Any) -> type[EvaluationCallback]:
     env_config = env_config_of(experiment)
     agents = env_cls({**experiment.env.config, **entry.bound_config}).possible_agents
     shared = experiment.algorithm.shared_policy
-    levels = tuple(env_cls.task_levels)
+    levels = tuple(env_cls.core_cls.task_levels)  # its core's (a view may declare none)
     spec = {
         "experiment": experiment,
         "every": experiment.evaluation.every,
@@ -131,7 +131,7 @@ def callback_class(experiment: Any) -> type[EvaluationCallback]:
         "env_id": experiment.env.id,
         "env_config": env_config,
         "level": env_config.get("task", levels[0] if levels else ""),
-        "baselines": tuple(env_cls.baselines),
+        "baselines": tuple(env_cls.core_cls.baselines),
         "agents": {a: (SHARED_MODULE_ID if shared else a) for a in agents},
     }
     return type("BoundEvaluationCallback", (EvaluationCallback,), {"spec": spec})

@@ -106,7 +106,8 @@ def resolve_target(path: str | Path) -> Target:
     if run_dir is not None:
         curve = _read_curve(run_dir / METRICS_FILE)
         safety = _run_safety(run_dir)
-    levels = tuple(env_cls.task_levels)
+    core_cls = env_cls.core_cls  # its levels and baselines (a view may declare none)
+    levels = tuple(core_cls.task_levels)
     start = env_config.get("task", levels[0])
     if start not in levels:
         raise EvaluationError(
@@ -127,10 +128,10 @@ def resolve_target(path: str | Path) -> Target:
         level=level,
         trained_levels=trained,
         levels=levels,
-        baselines=tuple(env_cls.baselines),
+        baselines=tuple(core_cls.baselines),
         curve=curve,
         safety=safety,
-        trace_fields=tuple(getattr(env_cls.core_cls, "trace_fields", ())),
+        trace_fields=tuple(core_cls.trace_fields),
     )
 
 
