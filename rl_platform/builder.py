@@ -115,7 +115,8 @@ class SamplerChoice:
     def line(self) -> str | None:
         """The one line ``rlp train`` and ``rlp tune`` print; None for an explicit stock."""
         if self.runner == "batched":
-            return f"sampler: batched ({self.num_envs} env copies per runner)"
+            copies = "copy" if self.num_envs == 1 else "copies"
+            return f"sampler: batched ({self.num_envs} env {copies} per runner)"
         if self.reason is None:
             return None
         return f"sampler: stock (the batched runner cannot run this: {self.reason})"
