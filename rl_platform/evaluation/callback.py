@@ -115,6 +115,18 @@ class EvaluationCallback(RLlibCallback):
         return self._references[level]
 
 
+def core_reason(env_cls: type, env_config: dict[str, Any]) -> str | None:
+    """Why the env's batched core cannot play this config, or None when it can.
+
+    A view may declare ``batched_reason(env_config)`` (e.g. a PettingZoo env whose agents'
+    spaces differ); the evaluation plays its episodes on the core.
+    """
+    if not hasattr(env_cls, "core_cls"):
+        return None  # refused where the core is needed, with its own message
+    reason = getattr(env_cls, "batched_reason", None)
+    return reason(dict(env_config)) if reason is not None else None
+
+
 def callback_class(experiment: Any) -> type[EvaluationCallback]:
     """An :class:`EvaluationCallback` bound to the experiment's evaluation settings."""
     entry = registry.get_env(experiment.env.id)
@@ -143,6 +155,15 @@ class EvaluationFeature(registry.Feature):
     Its callback comes after the curriculum's (:data:`~rl_platform.registry.FEATURES`
     order): it reads the current level.
     """
+
+    def validate(self, experiment: Any, env_cls: type) -> None:
+        """Refuse ``evaluation.every`` where the env's batched core cannot run its config."""
+        why = core_reason(env_cls, env_config_of(experiment))
+        if experiment.evaluation.every > 0 and why is not None:
+            raise ValueError(
+                f"evaluation.every: env {experiment.env.id!r} cannot be evaluated during "
+                f"training ({why}); set evaluation.every to 0"
+            )
 
     def callbacks(self, experiment: Any) -> list[type]:  # noqa: D102
         return [callback_class(experiment)] if experiment.evaluation.every > 0 else []

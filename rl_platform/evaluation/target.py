@@ -96,11 +96,18 @@ def resolve_target(path: str | Path) -> Target:
             "evaluation suite plays its episodes on; the platform's envs, VMAS envs and the "
             "PettingZoo envs the batched runner takes have one"
         )
+    env_config = dict(manifest["env"]["config"])
+    reason = getattr(env_cls, "batched_reason", None)
+    why = reason({**env_config, **entry.bound_config}) if reason is not None else None
+    if why is not None:
+        raise EvaluationError(
+            f"{checkpoint}: env {env_id!r} cannot be evaluated: the evaluation suite plays "
+            f"its episodes on the env's batched core, which cannot run this config ({why})"
+        )
     try:
         policy = TrainedPolicy(checkpoint)  # fail here, clearly, rather than in every worker
     except PolicyExportError as err:
         raise EvaluationError(str(err)) from None
-    env_config = dict(manifest["env"]["config"])
     curve: list[dict[str, Any]] = []
     safety = None
     if run_dir is not None:

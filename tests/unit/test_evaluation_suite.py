@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from rl_platform import registry
 from rl_platform.cli import app
-from rl_platform.config import load_experiment
+from rl_platform.config import ConfigError, load_experiment
 from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv
 from rl_platform.evaluation import scoring
 from rl_platform.evaluation.baselines import RANDOM
@@ -416,3 +416,21 @@ def test_rlp_evaluate_lists_what_is_na_on_the_env(foreign_run, tmp_path):
     assert result.exit_code == 0, result.output
     assert "vs random" in result.output
     assert "n/a on this env: adaptability: the env has one task level" in result.output
+
+
+def test_a_config_the_core_cannot_run_is_refused_before_any_episode(foreign_run, monkeypatch):
+    why = "agents' observation spaces differ (speaker 3, listener 11)"
+    monkeypatch.setattr(
+        ForeignEnv, "batched_reason", classmethod(lambda cls, c: why), raising=False
+    )
+    with pytest.raises(EvaluationError, match=r"cannot run this config \(agents' observation"):
+        resolve_target(foreign_run)
+    experiment = {
+        "name": "x",
+        "env": {"id": "foreign_line"},
+        "algorithm": {"id": "ppo"},
+        "evaluation": {"every": 2},
+    }
+    with pytest.raises(ConfigError, match="cannot be evaluated during training"):
+        load_experiment(experiment)
+    load_experiment({**experiment, "evaluation": {"every": 0}})  # training alone is fine
