@@ -178,3 +178,12 @@ def test_a_view_that_overrides_step_keeps_the_stock_runner():
     finally:
         registry.ENVS.pop("logged_rendezvous")
     assert choice.runner == "stock" and "overrides step()" in choice.reason
+
+
+def test_train_and_tune_hand_the_sampler_line_to_their_notice(quickstart_path):
+    from rl_platform.training import tell_sampler
+
+    lines = []
+    tell_sampler(load_experiment(quickstart_path), lines.append)
+    tell_sampler(load_experiment(quickstart_path, ["resources.sampler=stock"]), lines.append)
+    assert lines == ["sampler: batched (10 env copies per runner)"]
