@@ -130,7 +130,8 @@ def test_an_env_from_another_library_trains_and_evaluates(env_id, ray_address, t
     assert not np.isfinite(last["normalized"] or np.nan)  # no baseline: no normalized score
 
     report = tmp_path / "report"
-    proc = rlp("evaluate", str(result.run_dir), "--episodes", "4", "--report", str(report))
+    args = ("--episodes", "4", "--workers", "0", "--report", str(report))
+    proc = rlp("evaluate", str(result.run_dir), *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "n/a on this env: adaptability" in proc.stdout
     data = json.loads((report / "evaluation.json").read_text())
