@@ -13,6 +13,7 @@ modules, then each feature of :data:`rl_platform.registry.FEATURES` in order, th
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rl_platform import registry
@@ -102,34 +103,93 @@ def with_global_state(
     return config
 
 
+@dataclass(frozen=True)
+class SamplerChoice:
+    """Which env runner samples a run (``runner``: stock or batched) and why not batched."""
+
+    asked: str  # resources.sampler: auto, batched or stock
+    runner: str
+    num_envs: int
+    reason: str | None = None  # why the batched runner cannot run it (auto, batched)
+
+    def line(self) -> str | None:
+        """The one line ``rlp train`` and ``rlp tune`` print; None for an explicit stock."""
+        if self.runner == "batched":
+            copies = "copy" if self.num_envs == 1 else "copies"
+            return f"sampler: batched ({self.num_envs} env {copies} per runner)"
+        if self.reason is None:
+            return None
+        return f"sampler: stock (the batched runner cannot run this: {self.reason})"
+
+
+def view_override(env_cls: type) -> str | None:
+    """Why an env class's own ``reset``/``step`` would be skipped by the batched runner.
+
+    The batched runner steps the class's batched core, not its RLlib view: a subclass
+    that overrides the view's ``reset`` or ``step`` below the class that names the core
+    (``core_cls``) would lose that code.
+    """
+    owner = next((c for c in env_cls.__mro__ if "core_cls" in vars(c)), None)
+    for cls in env_cls.__mro__ if owner is not None else ():
+        if cls is owner:
+            break
+        for name in ("reset", "step"):
+            if name in vars(cls):
+                return f"{cls.__name__} overrides {name}() of the view of its batched core"
+    return None
+
+
+def batched_reason(experiment: ExperimentConfig, batched_sampling: bool) -> str | None:
+    """Why the batched runner cannot run an experiment, or None when it can."""
+    from rl_platform.sampling import unsupported_reason
+
+    if not batched_sampling:
+        return f"algorithm {experiment.algorithm.id!r} does not support it"
+    if experiment.hierarchy is not None:
+        return "a hierarchy: section acts through strategies above the env core"
+    reason = unsupported_reason(experiment)
+    if reason is None:
+        reason = view_override(registry.get_env(experiment.env.id).load())
+    return reason
+
+
+def choose_sampler(
+    experiment: ExperimentConfig, batched_sampling: bool | None = None
+) -> SamplerChoice:
+    """The env runner ``resources.sampler`` gives this experiment.
+
+    ``auto`` (the default) and ``batched`` take the batched runner wherever it can run
+    the experiment (:func:`batched_reason`) and the stock runner otherwise, with the
+    reason; ``stock`` takes the stock runner. ``batched_sampling`` is the algorithm's flag
+    (looked up when None).
+    """
+    res = experiment.resources
+    if res.sampler == "stock":
+        return SamplerChoice(res.sampler, "stock", res.num_envs_per_env_runner)
+    if batched_sampling is None:
+        batched_sampling = registry.ALGORITHMS[experiment.algorithm.id].load().batched_sampling
+    reason = batched_reason(experiment, batched_sampling)
+    runner = "batched" if reason is None else "stock"
+    return SamplerChoice(res.sampler, runner, res.num_envs_per_env_runner, reason)
+
+
 def with_sampler(
     config: AlgorithmConfig, experiment: ExperimentConfig, batched_sampling: bool
 ) -> AlgorithmConfig:
-    """Use the batched env runner when ``resources.sampler`` asks for it and it can run.
+    """Use the batched env runner where :func:`choose_sampler` picks it (a log line says which).
 
     ``batched_sampling`` says whether the algorithm samples through stock connectors and
     its modules' action distributions or their own actions (the PPO family; IQL, VDN and
-    QMIX's epsilon-greedy), which the batched runner reproduces; otherwise, or when the
-    env or the reward settings are not supported
-    (:func:`rl_platform.sampling.unsupported_reason`), the stock runner samples and a log
-    line says why.
+    QMIX's epsilon-greedy), which the batched runner reproduces.
     """
-    if experiment.resources.sampler != "batched":
+    choice = choose_sampler(experiment, batched_sampling)
+    line = choice.line()
+    if line is not None:
+        log.info("%s", line)
+    if choice.runner != "batched":
         return config
-    from rl_platform.sampling import BatchedEnvRunner, unsupported_reason
+    from rl_platform.sampling import BatchedEnvRunner
 
-    reason = None
-    if not batched_sampling:
-        reason = f"algorithm {experiment.algorithm.id!r} does not support it"
-    if reason is None:
-        reason = unsupported_reason(experiment)
-    if reason is not None:
-        log.warning("resources.sampler: batched -> using the stock sampler: %s", reason)
-        return config
-    log.info(
-        "resources.sampler: batched (%d env copies per runner)",
-        experiment.resources.num_envs_per_env_runner,
-    )
     return config.env_runners(env_runner_cls=BatchedEnvRunner)
 
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rl_platform.builder import build_algorithm_config
+from rl_platform.builder import build_algorithm_config, choose_sampler
 from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
 from rl_platform.ray_session import check_resources, init_ray, quiet_logs, signals_ignored
 from rl_platform.resume import (
@@ -251,6 +251,7 @@ def train(
     progress: Callable[[IterationRow], None] | None = None,
     verbose: bool = False,
     trust: bool = False,
+    notice: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train an experiment (or resume an interrupted run) and summarise it.
 
@@ -267,6 +268,8 @@ def train(
         progress: called with each iteration's figures (in the calling process).
         verbose: let Ray's and the workers' logs through.
         trust: resume even from a directory others can write (``--trust``).
+        notice: called once with the sampler line (which env runner samples, and why
+            not the batched one; :class:`~rl_platform.builder.SamplerChoice`).
 
     Raises:
         ConfigError: the experiment is invalid; nothing was started or written.
@@ -292,6 +295,7 @@ def train(
     else:
         experiment = load_experiment(source, overrides)
     algo_config = build_algorithm_config(experiment)
+    tell_sampler(experiment, notice)
 
     init_ray(address, verbose)
     check_resources(experiment, algo_config, autoscaling=address is not None)
@@ -350,6 +354,13 @@ def train(
     if summary.status == "error":
         raise TrainingError(summary.error or "the trial failed")
     return summary
+
+
+def tell_sampler(experiment: ExperimentConfig, notice: Callable[[str], None] | None) -> None:
+    """Hand `notice` the experiment's sampler line, if it has one (``rlp train``, ``rlp tune``)."""
+    line = choose_sampler(experiment).line()
+    if line is not None and notice is not None:
+        notice(line)
 
 
 def _trial_dirname(trial: Any) -> str:

@@ -93,10 +93,13 @@ def print_evaluation(outcome) -> None:
         table.add_column(policy, justify="right")
     table.add_row("score", *(fmt(result["scores"][p]["mean"]) for p in policies))
     table.add_row("normalized", *(fmt(result["scores"][p]["normalized"]) for p in policies))
+    table.add_row("vs random", *(fmt(result["scores"][p].get("vs_random")) for p in policies))
     for dim in [*result["weights"], "overall"]:
         values = (fmt(result["dimensions"][p][dim]) for p in policies)
         table.add_row(dim.replace("_", " "), *values, end_section=dim == "adaptability")
     console.print(table)
+    for name, reason in result.get("not_applicable", {}).items():
+        console.print(f"n/a on this env: {name.replace('_', ' ')}: {reason}", highlight=False)
     safety = result["details"].get("safety", {})
     if "policy" in safety:
         own = safety["policy"]

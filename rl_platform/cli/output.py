@@ -26,6 +26,11 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
+def print_notice(line: str) -> None:
+    """Print a one-line notice before the progress rows (e.g. which sampler runs)."""
+    console.print(f"[cyan]{escape(line)}[/]", highlight=False)
+
+
 def interrupted_code() -> int:
     """130 after Ctrl-C, 143 after SIGTERM."""
     return EXIT_TERMINATED if received_signal() == signal.SIGTERM else EXIT_INTERRUPTED

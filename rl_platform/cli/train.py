@@ -16,6 +16,7 @@ from rl_platform.cli.output import (
     console,
     fail,
     interrupted_code,
+    print_notice,
     stopped_before_start,
 )
 from rl_platform.config import ConfigError, validate_experiment
@@ -57,7 +58,7 @@ class ProgressTable:
             ev = row.evaluation
             console.print(
                 f"      [green]evaluation: score {ev['score']:.3f}, normalized "
-                f"{ev['normalized']:.2f}, robustness {ev['robustness']:.2f} "
+                f"{_figure(ev['normalized'])}, robustness {_figure(ev['robustness'])} "
                 f"({ev['level']})[/]",
                 highlight=False,
             )
@@ -65,6 +66,11 @@ class ProgressTable:
             console.print(f"      [bold cyan]curriculum: {row.level_change}[/]", highlight=False)
         for message in row.anomalies:
             console.print(f"      [bold yellow]anomaly: {message}[/]", highlight=False)
+
+
+def _figure(value: float) -> str:
+    """A [0, 1]-ish figure with 2 decimals; "n/a" for NaN (e.g. no baseline to normalize by)."""
+    return "n/a" if math.isnan(value) else f"{value:.2f}"
 
 
 def finish_training(result) -> None:
@@ -175,6 +181,7 @@ def train(
             progress=ProgressTable(),
             verbose=verbose,
             trust=trust,
+            notice=print_notice,
         )
     except (ConfigError, ResumeError, UntrustedStateError, UntrustedModuleError) as err:
         fail(str(err))

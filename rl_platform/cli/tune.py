@@ -11,7 +11,13 @@ from rich.panel import Panel
 from rich.table import Table
 
 from rl_platform.cli.options import TrustModuleOption, TrustOption, use_trusted_modules
-from rl_platform.cli.output import console, fail, interrupted_code, stopped_before_start
+from rl_platform.cli.output import (
+    console,
+    fail,
+    interrupted_code,
+    print_notice,
+    stopped_before_start,
+)
 from rl_platform.config import ConfigError
 from rl_platform.ray_session import catch_sigterm
 from rl_platform.trust import UntrustedModuleError, UntrustedStateError
@@ -182,6 +188,7 @@ def tune(
             progress=SweepProgress(),
             verbose=verbose,
             trust=trust,
+            notice=print_notice,
         )
     except (ConfigError, ResumeError, UntrustedStateError, UntrustedModuleError) as err:
         fail(str(err))

@@ -205,11 +205,12 @@ class ResourcesSpec(ConfigModel):
     num_envs_per_env_runner: PositiveInt = Field(
         default=1, description="Env copies per runner (B of the batched sampler)."
     )
-    sampler: Literal["stock", "batched"] = Field(
-        default="stock",
+    sampler: Literal["auto", "batched", "stock"] = Field(
+        default="auto",
         description=(
-            "`batched`: step the env's batched core over all copies and agents at once "
-            "(PPO, MAPPO, IPPO; falls back to `stock` with a log line where unsupported)."
+            "`auto` and `batched`: step the env's batched core over all copies and agents "
+            "at once wherever it can run the experiment, else RLlib's stock runner (one "
+            "line says why); `stock`: always RLlib's stock runner."
         ),
     )
     num_cpus_per_env_runner: PositiveFloat = 1

@@ -11,6 +11,7 @@ them. Details: docs/evaluation.md (Evaluation during training).
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -73,12 +74,15 @@ class EvaluationCallback(RLlibCallback):
         score = float(clean.returns.mean())
         low, high = ref["random"], ref["best"]
         gap = high - low
+        # no baseline (VMAS, PettingZoo): no normalized score; robustness keeps the share
+        # of the policy's own lead over random play (as in rlp evaluate)
+        lead = gap if self.spec["baselines"] else score - low
         loss = max(0.0, score - float(noisy.returns.mean()))
         return {
             "score": score,
             "normalized": (score - low) / gap if gap > 0 else float("nan"),
             "coordination": clean.coordination.get("score", float("nan")),
-            "robustness": float(np.clip(1.0 - loss / gap, 0.0, 1.0)) if gap > 0 else float("nan"),
+            "robustness": float(np.clip(1.0 - loss / lead, 0.0, 1.0)) if lead > 0 else math.nan,
             "level": level,
         }
 
@@ -111,6 +115,18 @@ class EvaluationCallback(RLlibCallback):
         return self._references[level]
 
 
+def core_reason(env_cls: type, env_config: dict[str, Any]) -> str | None:
+    """Why the env's batched core cannot play this config, or None when it can.
+
+    A view may declare ``batched_reason(env_config)`` (e.g. a PettingZoo env whose agents'
+    spaces differ); the evaluation plays its episodes on the core.
+    """
+    if not hasattr(env_cls, "core_cls"):
+        return None  # refused where the core is needed, with its own message
+    reason = getattr(env_cls, "batched_reason", None)
+    return reason(dict(env_config)) if reason is not None else None
+
+
 def callback_class(experiment: Any) -> type[EvaluationCallback]:
     """An :class:`EvaluationCallback` bound to the experiment's evaluation settings."""
     entry = registry.get_env(experiment.env.id)
@@ -118,7 +134,7 @@ def callback_class(experiment: Any) -> type[EvaluationCallback]:
     env_config = env_config_of(experiment)
     agents = env_cls({**experiment.env.config, **entry.bound_config}).possible_agents
     shared = experiment.algorithm.shared_policy
-    levels = tuple(env_cls.task_levels)
+    levels = tuple(env_cls.core_cls.task_levels)  # its core's (a view may declare none)
     spec = {
         "experiment": experiment,
         "every": experiment.evaluation.every,
@@ -127,7 +143,7 @@ def callback_class(experiment: Any) -> type[EvaluationCallback]:
         "env_id": experiment.env.id,
         "env_config": env_config,
         "level": env_config.get("task", levels[0] if levels else ""),
-        "baselines": tuple(env_cls.baselines),
+        "baselines": tuple(env_cls.core_cls.baselines),
         "agents": {a: (SHARED_MODULE_ID if shared else a) for a in agents},
     }
     return type("BoundEvaluationCallback", (EvaluationCallback,), {"spec": spec})
@@ -139,6 +155,15 @@ class EvaluationFeature(registry.Feature):
     Its callback comes after the curriculum's (:data:`~rl_platform.registry.FEATURES`
     order): it reads the current level.
     """
+
+    def validate(self, experiment: Any, env_cls: type) -> None:
+        """Refuse ``evaluation.every`` where the env's batched core cannot run its config."""
+        why = core_reason(env_cls, env_config_of(experiment))
+        if experiment.evaluation.every > 0 and why is not None:
+            raise ValueError(
+                f"evaluation.every: env {experiment.env.id!r} cannot be evaluated during "
+                f"training ({why}); set evaluation.every to 0"
+            )
 
     def callbacks(self, experiment: Any) -> list[type]:  # noqa: D102
         return [callback_class(experiment)] if experiment.evaluation.every > 0 else []

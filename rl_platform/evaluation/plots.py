@@ -99,6 +99,12 @@ def _grouped_bars(
         ax.axhline(0, color="0.3", lw=0.8)
 
 
+def _footnote(fig: Figure, notes: list[str]) -> None:
+    """Lines under the plot (what is n/a and why); the figure grows to hold them."""
+    fig.supxlabel("\n".join(notes), x=0.01, ha="left", fontsize=7, color="0.35")
+    fig.set_figheight(fig.get_figheight() + 0.15 * len(notes))
+
+
 def plot_learning_curve(result: dict, path: Path) -> Path | None:
     """Training score and normalized score against env steps, with the AUC shaded.
 
@@ -193,6 +199,10 @@ def plot_dimensions(result: dict, path: Path) -> Path | None:
     ax.set_ylabel("dimension score")
     ax.set_title("Evaluation dimensions")
     ax.legend(fontsize=8, ncols=min(len(policies), 4))
+    missing = lookup_dict(result, "not_applicable")
+    notes = [f"n/a: {DIMENSION_TITLES[k]}: {missing[k]}" for k in keys if k in missing]
+    if notes:
+        _footnote(fig, notes)
     fig.set_layout_engine("constrained")
     return _save(fig, path)
 
@@ -410,6 +420,10 @@ def plot_robustness(result: dict, path: Path) -> Path | None:
     series = {p: [lookup(robustness[p], t, "retained") for t in tests] for p in policies}
     _grouped_bars(ax, tests, series, policy_colors(policies))
     ax.axhline(1, color="0.2", lw=0.8, ls="--")
+    missing = lookup_dict(result, "not_applicable")
+    notes = [f"n/a: {t}: {missing[t]}" for t in tests if t in missing]
+    if notes:
+        _footnote(fig, notes)
     ax.set_ylabel("retained (perturbed / clean score)")
     ax.set_title("Robustness")
     ax.legend(fontsize=8, ncols=min(len(policies), 4))

@@ -2,7 +2,9 @@
 
 :func:`write_report` lays the suite's result dict out once as a list of blocks and renders
 it twice, so ``report.md`` and ``report.html`` hold the same tables; a missing section
-reads "not measured: <reason>". Plots are drawn without pyplot (docs/evaluation.md).
+reads "not measured: <reason>" (or "n/a on this env: <reason>" where the env cannot
+support it: ``not_applicable`` in the result). Plots are drawn without pyplot
+(docs/evaluation.md).
 
 Example:
     >>> paths = write_report(result, Path("runs/x/evaluation"))  # doctest: +SKIP
@@ -53,9 +55,10 @@ class Paragraph:
 
 @dataclass
 class Note:
-    """What stands where a section of the result was not measured."""
+    """What stands where a section of the result was not measured (or is n/a on the env)."""
 
     reason: str
+    label: str = "not measured"
 
 
 @dataclass
@@ -91,12 +94,23 @@ def _bold_best(columns: dict[int, list[float | None]]) -> set[tuple[int, int]]:
 
 def _headline(result: dict) -> Table:
     keys = (*DIMENSIONS, "overall")
-    headers = ["Policy", "Score (mean ± std)", "Normalized", *(DIMENSION_TITLES[k] for k in keys)]
+    headers = [
+        "Policy",
+        "Score (mean ± std)",
+        "Normalized",
+        "vs random",
+        *(DIMENSION_TITLES[k] for k in keys),
+    ]
     rows, columns = [], {c: [] for c in range(1, len(headers))}
     for name in policies_of(result):
         score = lookup_dict(result, "scores", name)
         dims = lookup_dict(result, "dimensions", name)
-        values = [score.get("mean"), score.get("normalized"), *(dims.get(k) for k in keys)]
+        values = [
+            score.get("mean"),
+            score.get("normalized"),
+            score.get("vs_random"),
+            *(dims.get(k) for k in keys),
+        ]
         for col, value in enumerate(values, start=1):
             columns[col].append(as_number(value))
         mean_std = fmt(score.get("mean"))
@@ -105,6 +119,17 @@ def _headline(result: dict) -> Table:
         label = f"{name} (trained)" if name == TRAINED else name
         rows.append([label, mean_std, *(fmt(v) for v in values[1:])])
     return Table(headers, rows, _bold_best(columns))
+
+
+def _not_applicable(result: dict, name: str) -> list[Block]:
+    """The "n/a on this env" note of a section (``not_applicable`` in the result), if any."""
+    reason = lookup(result, "not_applicable", name)
+    return [Note(reason, "n/a on this env")] if isinstance(reason, str) else []
+
+
+def _section(result: dict, name: str, blocks: list[Block]) -> list[Block]:
+    """A dimension's blocks, or only its n/a note where the env cannot support it."""
+    return _not_applicable(result, name) or blocks
 
 
 def _weights(result: dict) -> list[Block]:
@@ -129,7 +154,10 @@ def _sample_efficiency(result: dict, plots: dict[str, Path]) -> list[Block]:
     if not isinstance(se, dict):
         return [Note(ABSENT)]
     if "unavailable" in se:
-        return [Note(str(se["unavailable"]))]
+        raw = _plot(plots, "learning_curve", "Learning curve (raw)", "no learning curve")
+        na = lookup(result, "not_applicable", "sample_efficiency")
+        note = Note(str(se["unavailable"]), "n/a on this env" if na else "not measured")
+        return [note, *([raw] if isinstance(raw, Image) else [])]
     rows = [
         ["Normalized AUC", fmt(se.get("auc"))],
         ["Env steps to best baseline", fmt(se.get("steps_to_baseline"))],
@@ -177,8 +205,11 @@ def _robustness(result: dict, plots: dict[str, Path]) -> list[Block]:
             entry = lookup_dict(details, name, test)
             cells.append(f"{fmt(entry.get('retained'))} ({fmt(entry.get('score'))})")
         rows.append([name, *cells])
+    skipped = [f"{t}: {lookup(result, 'not_applicable', t)}" for t in tests]
+    skipped = [text for text, t in zip(skipped, tests) if lookup(result, "not_applicable", t)]
     return [
         Paragraph("Each cell: share of the clean score retained (mean return under the test)."),
+        *(Note(text, "n/a on this env") for text in skipped),
         Table(["Policy", *tests], rows),
         _plot(plots, "robustness", "Robustness", "no robustness tests in the result"),
     ]
@@ -330,20 +361,24 @@ def build_report(result: dict, plots: dict[str, Path]) -> list[Block]:
         Paragraph(f"Checkpoint: {result.get('checkpoint') or 'n/a'}"),
         Heading("Summary"),
         _headline(result),
-        Paragraph("Bold: best in column. Normalized: 0 = random, 1 = best baseline."),
+        Paragraph(
+            "Bold: best in column. Normalized: 0 = random, 1 = best baseline. "
+            "vs random: mean - random's mean."
+        ),
+        *_not_applicable(result, "normalized"),
         Heading("Dimensions"),
         *_weights(result),
         _plot(plots, "dimensions", "Dimension scores", "no dimension scores in the result"),
         Heading("Sample efficiency"),
         *_sample_efficiency(result, plots),
         Heading("Generalization"),
-        *_generalization(result),
+        *_section(result, "generalization", _generalization(result)),
         Heading("Robustness"),
         *_robustness(result, plots),
         Heading("Coordination"),
         *_coordination(result),
         Heading("Adaptability"),
-        *_adaptability(result),
+        *_section(result, "adaptability", _adaptability(result)),
         *(
             [Heading("Safety"), *_safety(result)]
             if "safety" in lookup_dict(result, "details")
@@ -352,6 +387,7 @@ def build_report(result: dict, plots: dict[str, Path]) -> list[Block]:
         Heading("Behaviour"),
         _plot(plots, "actions", "Action distributions", "no action statistics in the result"),
         _plot(plots, "trace", "Episode trace", "no trace fields in the result"),
+        *_not_applicable(result, "trace"),
         Heading("Levels"),
         *_levels(result, plots),
         Heading("Reward components"),
@@ -379,7 +415,7 @@ def render_markdown(blocks: Sequence[Block]) -> str:
         elif isinstance(block, Paragraph):
             lines.append(_md(block.text))
         elif isinstance(block, Note):
-            lines.append(f"*not measured: {_md(block.reason)}*")
+            lines.append(f"*{_md(block.label)}: {_md(block.reason)}*")
         elif isinstance(block, Image):
             lines.append(f"![{_md(block.caption)}]({block.src})")
         elif isinstance(block, Table):
@@ -418,7 +454,7 @@ def render_html(blocks: Sequence[Block]) -> str:
         elif isinstance(block, Paragraph):
             body.append(f"<p>{e(block.text)}</p>")
         elif isinstance(block, Note):
-            body.append(f'<p class="note">not measured: {e(block.reason)}</p>')
+            body.append(f'<p class="note">{e(block.label)}: {e(block.reason)}</p>')
         elif isinstance(block, Image):
             body.append(
                 f'<figure><img src="{e(block.src)}" alt="{e(block.caption)}">'

@@ -210,7 +210,9 @@ def play(
     alive = np.stack(alive_steps)
     taken = np.stack(actions_taken)
     trace = {k: np.stack([step[k] for step in traces]) for k in core.trace_fields} if traces else {}
-    coordination = dict(type(core).coordination(trace, taken, alive)) if trace else {}
+    # a core without trace fields still gets its coordination (the default: how alike
+    # the agents act)
+    coordination = dict(type(core).coordination(trace, taken, alive))
     discrete = isinstance(space, gym.spaces.Discrete)
     coordination["action_correlation"] = float(action_correlation(taken, alive, discrete))
     played = PlayedEpisodes(

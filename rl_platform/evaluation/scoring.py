@@ -46,7 +46,9 @@ DEFINITIONS = {
         "std under random play), each action replaced by a random one with probability "
         "action_noise, and one agent per episode replaced by a random agent or by a faulty "
         "one stuck at the env's do-nothing action. A policy that ignores its observations "
-        "loses nothing to observation noise."
+        "loses nothing to observation noise. On an env without baselines the gap is the "
+        "policy's own clean score - random's (the share of its lead over random play it "
+        "keeps); n/a where it does not beat random play."
     ),
     "coordination": (
         "The env's coordination score in [0, 1] on clean episodes at the main level "
@@ -64,6 +66,10 @@ DEFINITIONS = {
         "reference-random gap of the reference's."
     ),
 }
+NORMALIZED_WITHOUT_BASELINE = (
+    "the env declares no baseline, so normalized scores (0 = random, 1 = best baseline) "
+    "have no 1: the suite scores against random play (vs_random: mean - random's mean)"
+)
 ROBUSTNESS_TESTS = ("obs_noise", "action_noise", "random_agent", "faulty_agent")
 RECOVERY_WINDOW = 10
 RECOVERY_TOLERANCE = 0.05
@@ -103,6 +109,35 @@ def gap(level_scores: dict[str, dict[str, Any]], baselines: tuple[str, ...]) -> 
     return low, high
 
 
+def not_applicable(target: Target, has_default_action: bool = True) -> dict[str, str]:
+    """What the suite cannot measure on the target's env, and why: name -> reason.
+
+    Names are dimensions, ``normalized``, ``faulty_agent`` (a robustness test) and
+    ``trace``. Envs brought in from other libraries (VMAS, PettingZoo) have one task
+    level and no baselines: they are scored against random play only.
+    """
+    out = {}
+    if not target.baselines:
+        out["normalized"] = NORMALIZED_WITHOUT_BASELINE
+        out["sample_efficiency"] = (
+            "the env declares no baseline: the learning curve has no 1 to be normalized to"
+        )
+    if len(target.levels) < 2:
+        out["generalization"] = (
+            f"the env has one task level ({target.levels[0]!r}): no unseen level to generalize to"
+        )
+        out["adaptability"] = (
+            f"the env has one task level ({target.levels[0]!r}): no task switch to adapt to"
+        )
+    elif not target.baselines:
+        out["generalization"] = "the env declares no baseline: levels cannot be normalized"
+    if not has_default_action:
+        out["faulty_agent"] = "the env has no do-nothing action (default_action) to get stuck at"
+    if not target.trace_fields:
+        out["trace"] = "the env records no trace fields; the episode trace shows rewards only"
+    return out
+
+
 def level_table(clean, scored: list[str], target: Target) -> dict[str, dict[str, dict]]:
     """Per level and policy: mean, std and normalized score of the clean episodes."""
     table: dict[str, dict[str, dict]] = {}
@@ -121,8 +156,8 @@ def level_table(clean, scored: list[str], target: Target) -> dict[str, dict[str,
     return table
 
 
-def summary(returns: np.ndarray, level_entry: dict[str, Any]) -> dict[str, Any]:
-    """A policy's score at the main level: mean, std, 95% CI and normalized score."""
+def summary(returns: np.ndarray, level_entry: dict[str, Any], random_mean: float) -> dict[str, Any]:
+    """A policy's score at the main level: mean, std, 95% CI, normalized, minus random's."""
     mean, std = float(returns.mean()), float(returns.std())
     half = 1.96 * std / math.sqrt(max(1, len(returns) - 1))
     return {
@@ -130,6 +165,7 @@ def summary(returns: np.ndarray, level_entry: dict[str, Any]) -> dict[str, Any]:
         "std": std,
         "ci95": [mean - half, mean + half],
         "normalized": level_entry["normalized"],
+        "vs_random": mean - random_mean,
     }
 
 
@@ -156,12 +192,21 @@ def generalization(levels, policy: str, target: Target) -> dict[str, Any]:
     }
 
 
-def robustness(clean: PlayedEpisodes, perturbed, policy: str, gap) -> dict[str, Any]:
-    """Per perturbation: the score under it and the share of the gap retained."""
+def robustness(
+    clean: PlayedEpisodes, perturbed, policy: str, gap, skipped: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Per perturbation: the score under it and the share of the gap retained.
+
+    `skipped`: tests not played, with the reason (e.g. ``faulty_agent`` without a
+    do-nothing action); they read ``{"unavailable": reason}``.
+    """
     low, high = gap
     base = float(clean.returns.mean())
     out = {}
     for test in ROBUSTNESS_TESTS:
+        if skipped and test in skipped:
+            out[test] = {"unavailable": skipped[test]}
+            continue
         score = float(perturbed[(policy, test)].returns.mean())
         loss = max(0.0, base - score)
         retained = _clip01(1.0 - loss / (high - low)) if high - low > EPS else None
@@ -231,6 +276,9 @@ def sample_efficiency(target: Target, levels) -> dict[str, Any]:
         scores.append(score)
         norm.append(normalized(score, low, high))
         row_levels.append(row.get("level", ""))
+    if steps and not target.baselines:  # the raw curve, for the plot
+        curve = {"env_steps": steps, "score": scores, "normalized": norm, "level": row_levels}
+        return {"unavailable": not_applicable(target)["sample_efficiency"], "curve": curve}
     if not steps or any(v is None for v in norm):
         return {"unavailable": "no learning curve rows, or no baseline beats random"}
     clipped = np.clip(np.asarray(norm, dtype=float), 0.0, 1.0)

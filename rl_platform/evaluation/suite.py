@@ -3,9 +3,11 @@
 Sample efficiency, generalization, robustness, coordination and adaptability, each a
 measured quantity in [0, 1] (:data:`~rl_platform.evaluation.scoring.DEFINITIONS`), for the
 trained policy, each of the env's heuristic baselines and a uniformly random policy,
-from greedy episodes on held-out env seeds. Episodes run on the env's batched core in
-:mod:`rollout` jobs, as Ray tasks or in this process (``workers=0``); the same seed gives
-the same figures. What each dimension measures: docs/evaluation.md.
+from greedy episodes on held-out env seeds; what an env cannot support (one task level,
+no baselines) is n/a with its reason (:func:`scoring.not_applicable`). Episodes run on
+the env's batched core in :mod:`rollout` jobs, as Ray tasks or in this process
+(``workers=0``); the same seed gives the same figures. What each dimension measures:
+docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -96,6 +98,16 @@ def run_job(context: JobContext, job: Job) -> PlayedEpisodes:
     return play(core, act, job, context.obs_scale, reset, shield)
 
 
+def _has_default_action(target: Target) -> bool:
+    """Whether the env's core has a do-nothing action (the faulty-agent test needs one)."""
+    core = make_core(target.env_id, target.env_config, target.level, 1)
+    try:
+        core.default_action()
+    except NotImplementedError:
+        return False
+    return True
+
+
 def _run_all(context: JobContext, jobs: list[Job], workers: int) -> list[PlayedEpisodes]:
     if workers == 0:
         return [run_job(context, job) for job in jobs]
@@ -146,17 +158,20 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
     reference = clean[(RANDOM, target.level)]
     scale = reference.obs_std.astype(np.float32)
     switch_step = max(1, len(reference.step_rewards) // 2)
+    missing = scoring.not_applicable(target, _has_default_action(target))
     perturbations = {
         "obs_noise": Perturbation(obs_noise=settings.obs_noise),
         "action_noise": Perturbation(action_noise=settings.action_noise),
         "random_agent": Perturbation(replaced=RANDOM),
         "faulty_agent": Perturbation(replaced=FAULTY),
     }
+    skipped = {t: missing[t] for t in perturbations if t in missing}
     others = [level for level in target.levels if level != target.level]
     perturbed_jobs = [
         job(p, test, target.level, perturbation=pert)
         for p in full
         for test, pert in perturbations.items()
+        if test not in skipped
     ] + [
         job(
             p,
@@ -171,15 +186,21 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
     perturbed = {(r.job.policy, r.job.test): r for r in _run_all(context, perturbed_jobs, workers)}
 
     levels = scoring.level_table(clean, scored, target)
+    random_mean = levels[target.level][RANDOM]["mean"]
     scores = {
-        p: scoring.summary(clean[(p, target.level)].returns, levels[target.level][p])
+        p: scoring.summary(clean[(p, target.level)].returns, levels[target.level][p], random_mean)
         for p in scored
     }
     gap = {lvl: scoring.gap(levels[lvl], target.baselines) for lvl in target.levels}
 
+    def robustness_gap(p: str) -> tuple[float, float]:
+        if target.baselines:
+            return gap[target.level]
+        return random_mean, scores[p]["mean"]  # no baseline: the policy's own lead
+
     generalization = {p: scoring.generalization(levels, p, target) for p in full}
     robustness = {
-        p: scoring.robustness(clean[(p, target.level)], perturbed, p, gap[target.level])
+        p: scoring.robustness(clean[(p, target.level)], perturbed, p, robustness_gap(p), skipped)
         for p in full
     }
     coordination = {p: clean[(p, target.level)].coordination for p in full}
@@ -191,12 +212,15 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
         dims = {
             "sample_efficiency": efficiency.get("auc") if p == POLICY else None,
             "generalization": generalization[p]["score"],
-            "robustness": scoring.mean_or_none(t["retained"] for t in robustness[p].values()),
+            "robustness": scoring.mean_or_none(t.get("retained") for t in robustness[p].values()),
             "coordination": coordination[p].get("score"),
             "adaptability": adaptability[p]["score"],
         }
         if p == RANDOM:  # the reference itself: nothing to lose or to recover
             dims["robustness"] = dims["adaptability"] = None
+        for name in scoring.WEIGHTS:
+            if name in missing:
+                dims[name] = None
         dims["overall"] = scoring.overall(dims)
         dimensions[p] = dims
 
@@ -238,6 +262,7 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
             "safety": target.safety,
         },
         "definitions": dict(scoring.DEFINITIONS),
+        "not_applicable": missing,
         "timing": {"wall_s": time.perf_counter() - started, "workers": workers},
     }
 

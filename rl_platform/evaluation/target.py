@@ -42,6 +42,7 @@ class Target:
     baselines: tuple[str, ...]
     curve: list[dict[str, Any]]  # metrics.csv rows (empty without a run)
     safety: dict[str, Any] | None = None  # the run's safety section (config.yaml)
+    trace_fields: tuple[str, ...] = ()  # what the env's core records per step
 
 
 def resolve_target(path: str | Path) -> Target:
@@ -91,20 +92,29 @@ def resolve_target(path: str | Path) -> Target:
         raise EvaluationError(f"{checkpoint}: env {env_id!r} cannot be loaded: {err}") from None
     if not hasattr(env_cls, "core_cls"):
         raise EvaluationError(
-            f"{checkpoint}: env {env_id!r} has no batched core; the evaluation suite plays "
-            "the platform's envs (rlp envs list) only"
+            f"{checkpoint}: env {env_id!r} has no batched core (BatchedCore), which the "
+            "evaluation suite plays its episodes on; the platform's envs, VMAS envs and the "
+            "PettingZoo envs the batched runner takes have one"
+        )
+    env_config = dict(manifest["env"]["config"])
+    reason = getattr(env_cls, "batched_reason", None)
+    why = reason({**env_config, **entry.bound_config}) if reason is not None else None
+    if why is not None:
+        raise EvaluationError(
+            f"{checkpoint}: env {env_id!r} cannot be evaluated: the evaluation suite plays "
+            f"its episodes on the env's batched core, which cannot run this config ({why})"
         )
     try:
         policy = TrainedPolicy(checkpoint)  # fail here, clearly, rather than in every worker
     except PolicyExportError as err:
         raise EvaluationError(str(err)) from None
-    env_config = dict(manifest["env"]["config"])
     curve: list[dict[str, Any]] = []
     safety = None
     if run_dir is not None:
         curve = _read_curve(run_dir / METRICS_FILE)
         safety = _run_safety(run_dir)
-    levels = tuple(env_cls.task_levels)
+    core_cls = env_cls.core_cls  # its levels and baselines (a view may declare none)
+    levels = tuple(core_cls.task_levels)
     start = env_config.get("task", levels[0])
     if start not in levels:
         raise EvaluationError(
@@ -125,9 +135,10 @@ def resolve_target(path: str | Path) -> Target:
         level=level,
         trained_levels=trained,
         levels=levels,
-        baselines=tuple(env_cls.baselines),
+        baselines=tuple(core_cls.baselines),
         curve=curve,
         safety=safety,
+        trace_fields=tuple(core_cls.trace_fields),
     )
 
 

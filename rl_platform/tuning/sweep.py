@@ -45,7 +45,7 @@ from rl_platform.runs import (
 )
 from rl_platform.stopping import stop_criteria
 from rl_platform.storage import is_uri
-from rl_platform.training import build_algorithm_config, tune_run_config
+from rl_platform.training import build_algorithm_config, tell_sampler, tune_run_config
 from rl_platform.trust import check_own_state
 from rl_platform.tuning.plan import SweepPlan, plan_sweep
 from rl_platform.tuning.plots import write_plots
@@ -88,6 +88,7 @@ def tune(
     progress: Callable[[TrialEvent], None] | None = None,
     verbose: bool = False,
     trust: bool = False,
+    notice: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Run a hyperparameter sweep (or resume a stopped one) and summarise it.
 
@@ -106,6 +107,7 @@ def tune(
         progress: called with each trial event (in the calling process).
         verbose: let Ray's and the workers' logs through.
         trust: resume even from a directory others can write (``--trust``).
+        notice: called once with the sampler line (see :func:`rl_platform.training.train`).
 
     Raises:
         ConfigError: the sweep is invalid; nothing was started or written.
@@ -144,6 +146,7 @@ def tune(
     spec = plan.spec
     trial_experiment = load_experiment(plan.trial_base)
     algo_config = build_algorithm_config(trial_experiment)
+    tell_sampler(trial_experiment, notice)
     storage = None
     if resume is None and spec.storage:
         storage = _check_storage(spec, where)  # opened (an RDB's schema made) before Ray

@@ -62,8 +62,8 @@ def test_mappo_on_mpe_simple_spread_runs_on_the_batched_runner(tmp_path, ray_add
     }  # fmt: skip
     with caplog.at_level(logging.INFO, logger="rl_platform.builder"):
         result = train(config, output=tmp_path)
-    assert "using the stock sampler" not in caplog.text
-    assert "resources.sampler: batched (8 env copies per runner)" in caplog.text
+    assert "sampler: stock" not in caplog.text
+    assert "sampler: batched (8 env copies per runner)" in caplog.text
     assert result.status == "finished" and result.iterations == 2
     runners = result.metrics["env_runners"]
     assert runners["num_episodes_lifetime"] >= 16  # 8 copies x 25-step episodes, 2 x 400 steps

@@ -91,3 +91,51 @@ def test_rlp_evaluate_writes_the_report_of_a_trained_run(trained, ray_address, t
     first = {k: v for k, v in data.items() if k != "timing"}
     second = {k: v for k, v in again.result.items() if k != "timing"}
     assert first == json.loads(json.dumps(second))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "env_id",
+    ["vmas:navigation", "pettingzoo:mpe2.simple_spread_v3:parallel_env"],
+    ids=["vmas", "pettingzoo"],
+)
+def test_an_env_from_another_library_trains_and_evaluates(env_id, ray_address, tmp_path):
+    """One level, no baselines: scored against random play, the rest n/a with the reason."""
+    pytest.importorskip("vmas" if env_id.startswith("vmas") else "mpe2")
+    from rl_platform import registry
+
+    if not hasattr(registry.get_env(env_id).load(), "core_cls"):
+        pytest.skip(f"{env_id} has no batched core on this branch yet")
+    config = {"max_steps": 25} if env_id.startswith("vmas") else {"max_cycles": 25}
+    spec = {
+        "name": "foreign",
+        "env": {"id": env_id, "config": config},
+        "algorithm": {
+            "id": "mappo",
+            "shared_policy": True,
+            "hyperparams": {
+                "train_batch_size_per_learner": 200,
+                "minibatch_size": 100,
+                "num_epochs": 1,
+            },
+        },
+        "resources": {"num_envs_per_env_runner": 8},
+        "stop": {"training_iteration": 2},
+        "evaluation": {"every": 1, "episodes": 2},
+    }
+    result = train(spec, output=tmp_path / "runs", address=ray_address)
+    assert result.status == "finished"
+    last = results(result.run_dir)[-1]["evaluation"]
+    assert np.isfinite(last["score"]) and last["level"] == "default"
+    assert not np.isfinite(last["normalized"] or np.nan)  # no baseline: no normalized score
+
+    report = tmp_path / "report"
+    args = ("--episodes", "4", "--workers", "0", "--report", str(report))
+    proc = rlp("evaluate", str(result.run_dir), *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "n/a on this env: adaptability" in proc.stdout
+    data = json.loads((report / "evaluation.json").read_text())
+    assert data["policies"] == ["policy", "random"]
+    assert set(data["not_applicable"]) >= {"normalized", "generalization", "adaptability"}
+    assert data["dimensions"]["policy"]["coordination"] is not None
+    assert "n/a on this env" in (report / "report.html").read_text()

@@ -38,10 +38,11 @@ EXPERIMENT = {
 
 
 def runner_meeting_points(algorithm):
-    """The meeting point of every env of every remote env runner."""
+    """The meeting point of every env of every remote env runner (stock or batched)."""
     return algorithm.env_runner_group.foreach_env_runner(
         lambda runner: [
-            tuple(core_of(e.unwrapped).config.meeting_point) for e in runner.env.unwrapped.envs
+            tuple(core_of(e.unwrapped).config.meeting_point)
+            for e in runner.env.unwrapped.envs or [runner.env]  # the batched runner: one core
         ],
         local_env_runner=False,
     )
@@ -131,7 +132,7 @@ def test_fomaml_meta_trains_with_level_tasks_and_the_stock_local_runner(tmp_path
     experiment = {
         **EXPERIMENT,
         "meta": {"method": "fomaml", "tasks": ["easy", "hard"], "held_out": ["expert"]},
-        "resources": {"num_env_runners": 0},
+        "resources": {"num_env_runners": 0, "sampler": "stock"},
         "stop": {"training_iteration": 4},
         "checkpoint": {"every": 0},
     }

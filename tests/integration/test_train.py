@@ -63,6 +63,7 @@ def test_cli_train_writes_a_run_directory_with_a_checkpoint_that_restores(
     run_dir = only_run_dir(output)
     assert "return mean" in proc.stdout and "best checkpoint" in proc.stdout
     assert run_dir.name in proc.stdout
+    assert proc.stdout.count("sampler: batched (2 env copies per runner)") == 1
 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["iterations"] == 2

@@ -180,6 +180,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(
     )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "finished" in resumed.stdout and "best.yaml" in resumed.stdout
+    assert resumed.stdout.count("sampler: batched (1 env copy per runner)") == 1  # not per trial
 
     study = load_study(sweep_dir)
     assert len(study.trials) == 4

@@ -24,7 +24,8 @@ def fresh_ppo_export(root: Path, experiment: dict[str, Any], hidden=(16, 16)):
     from rl_platform import registry
 
     resolved = load_experiment(experiment)
-    env = registry.get_env(resolved.env.id).load()(dict(resolved.env.config))
+    entry = registry.get_env(resolved.env.id)
+    env = entry.load()({**resolved.env.config, **entry.bound_config})
     module = RLModuleSpec(
         module_class=DefaultPPOTorchRLModule,
         observation_space=env.observation_spaces["agent_0"],

@@ -124,3 +124,66 @@ def test_algorithms_import_no_feature_and_not_the_builder(path):
         if any(name == pkg or name.startswith(f"{pkg}.") for pkg in ABOVE_ALGORITHMS)
     )
     assert upward == [], f"{path.name} imports {upward}"
+
+
+def test_the_quickstart_samples_with_the_batched_runner_by_default(quickstart_path):
+    from rl_platform.sampling import BatchedEnvRunner
+
+    experiment = load_experiment(quickstart_path)
+    assert experiment.resources.sampler == "auto"
+    choice = builder.choose_sampler(experiment)
+    assert (choice.runner, choice.reason) == ("batched", None)
+    assert choice.line() == "sampler: batched (10 env copies per runner)"
+    assert builder.build_algorithm_config(experiment).env_runner_cls is BatchedEnvRunner
+
+
+@pytest.mark.parametrize("sampler", ["auto", "batched"])
+def test_a_run_the_batched_runner_cannot_take_falls_back_with_its_reason(quickstart_path, sampler):
+    shield = "{constraints: [{name: max_position, limit: 0.3}]}"
+    experiment = load_experiment(
+        quickstart_path, [f"safety={shield}", f"resources.sampler={sampler}"]
+    )
+    choice = builder.choose_sampler(experiment)
+    assert choice.runner == "stock" and "safety shield" in choice.reason
+    assert choice.line() == f"sampler: stock (the batched runner cannot run this: {choice.reason})"
+    assert builder.build_algorithm_config(experiment).env_runner_cls is None
+
+
+def test_an_explicit_stock_sampler_says_nothing(quickstart_path):
+    experiment = load_experiment(quickstart_path, ["resources.sampler=stock"])
+    choice = builder.choose_sampler(experiment)
+    assert choice.runner == "stock" and choice.line() is None
+    assert builder.build_algorithm_config(experiment).env_runner_cls is None
+
+
+def test_a_view_that_overrides_step_keeps_the_stock_runner():
+    from rl_platform.envs.rendezvous import RendezvousEnv
+
+    class Logged(RendezvousEnv):
+        def step(self, action_dict):
+            return super().step(action_dict)
+
+    class Own(RendezvousEnv):
+        core_cls = RendezvousEnv.core_cls
+
+        def step(self, action_dict):
+            return super().step(action_dict)
+
+    assert builder.view_override(RendezvousEnv) is None
+    assert "Logged overrides step()" in builder.view_override(Logged)
+    assert builder.view_override(Own) is None  # the class that names the core owns its view
+    registry.register_env(registry.EnvEntry("logged_rendezvous", "test only", Logged))
+    try:
+        choice = builder.choose_sampler(experiment(env={"id": "logged_rendezvous"}))
+    finally:
+        registry.ENVS.pop("logged_rendezvous")
+    assert choice.runner == "stock" and "overrides step()" in choice.reason
+
+
+def test_train_and_tune_hand_the_sampler_line_to_their_notice(quickstart_path):
+    from rl_platform.training import tell_sampler
+
+    lines = []
+    tell_sampler(load_experiment(quickstart_path), lines.append)
+    tell_sampler(load_experiment(quickstart_path, ["resources.sampler=stock"]), lines.append)
+    assert lines == ["sampler: batched (10 env copies per runner)"]

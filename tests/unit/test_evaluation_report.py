@@ -234,7 +234,7 @@ def test_missing_sections_say_not_measured(tmp_path):
     assert markdown.count("not measured") == 4
     policy_row = next(r for r in markdown.splitlines() if r.startswith("| policy (trained) |"))
     greedy_row = next(r for r in markdown.splitlines() if r.startswith("| greedy |"))
-    assert policy_row.split(" | ")[5] == "n/a"  # robustness column
+    assert policy_row.split(" | ")[6] == "n/a"  # robustness column
     assert greedy_row.rstrip(" |").endswith("n/a")  # overall column
     assert "not measured" in paths["html"].read_text()
 

@@ -5,18 +5,21 @@ from __future__ import annotations
 import json
 import shutil
 
+import gymnasium as gym
 import numpy as np
 import pytest
-from policy_exports import fresh_ppo_export
+from policy_exports import fresh_ppo_export, run_directory
 from typer.testing import CliRunner
 
+from rl_platform import registry
 from rl_platform.cli import app
-from rl_platform.config import load_experiment
+from rl_platform.config import ConfigError, load_experiment
+from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv
 from rl_platform.evaluation import scoring
 from rl_platform.evaluation.baselines import RANDOM
 from rl_platform.evaluation.rollout import Perturbation, make_core, play, seeded_job
 from rl_platform.evaluation.scoring import normalized, overall
-from rl_platform.evaluation.suite import SuiteSettings, evaluate
+from rl_platform.evaluation.suite import SuiteSettings, evaluate, evaluate_target
 from rl_platform.evaluation.target import EvaluationError, Target, resolve_target
 
 EXPERIMENT = {
@@ -254,3 +257,180 @@ def test_the_shield_in_evaluation_reports_violations_and_interventions(checkpoin
     assert shield["unresolved"] == 0
     assert guarded["settings"]["shielded"] is True
     assert "violates max_speed" in (tmp_path / "b" / "report.md").read_text()
+
+
+# ------------------------------------------------------------- an env from another library
+
+
+class ForeignConfig(CoreEnvConfig):
+    """What a VMAS or PettingZoo view's config looks like to the suite: no task levels."""
+
+    episode_length: int = 12
+    discrete: bool = False
+
+
+class ForeignCore(BatchedCore):
+    """A foreign-style core: one level, no baselines, one reward, a no-op default action.
+
+    Two agents walk on a line towards a target; discrete actions are left/stay/right.
+    """
+
+    reward_components = ("reward",)
+    default_reward_weights = {"reward": 1.0}
+    task_levels = ("default",)
+    baselines = ()
+    state_fields = ("pos", "target", "steps")
+
+    def __init__(self, config: ForeignConfig, batch_size: int) -> None:
+        super().__init__(config, batch_size)
+        self.observation_space = gym.spaces.Box(-5, 5, (2,), np.float32)
+        self.state_space = gym.spaces.Box(-5, 5, (4,), np.float32)
+        if config.discrete:
+            self.action_space = gym.spaces.Discrete(3)
+        else:
+            self.action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+        self.pos = np.zeros((batch_size, 2), np.float32)
+        self.target = np.zeros((batch_size, 2), np.float32)
+        self.steps = np.zeros(batch_size, np.int64)
+
+    @property
+    def num_agents(self) -> int:
+        return 2
+
+    def reset(self, rng, mask=None):
+        mask = np.ones(self.batch_size, bool) if mask is None else mask
+        self.pos[mask] = rng.uniform(-2, 2, (int(mask.sum()), 2))
+        self.target[mask] = rng.uniform(-2, 2, (int(mask.sum()), 2))
+        self.steps[mask] = 0
+
+    def observe(self):
+        return np.stack([self.pos, self.target - self.pos], axis=-1).astype(np.float32)
+
+    def global_state(self):
+        return self.observe().reshape(self.batch_size, -1)
+
+    def step(self, actions, rng):
+        if self.config.discrete:
+            move = np.asarray(actions, np.float32) - 1.0
+        else:
+            move = np.clip(np.asarray(actions, np.float32)[..., 0], -1, 1)
+        self.pos += 0.5 * move
+        self.steps += 1
+        reward = -np.abs(self.target - self.pos).astype(np.float32)
+        return self.time_limit_result({"reward": reward}, self.steps, self.config.episode_length)
+
+    def default_action(self):
+        return np.array(1) if self.config.discrete else np.zeros(1, np.float32)
+
+    def baseline_actions(self, name, obs):
+        raise ValueError(f"no baseline {name!r}")
+
+
+class ForeignEnv(CoreMultiAgentEnv):
+    core_cls = ForeignCore
+    config_model = ForeignConfig
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["box", "discrete"])
+def foreign_run(request, tmp_path_factory):
+    """A run directory of an untrained PPO policy on the foreign-style env."""
+    registry.register_env(registry.EnvEntry("foreign_line", "test only", ForeignEnv))
+    experiment = {
+        "name": "foreign",
+        "env": {"id": "foreign_line", "config": {"discrete": request.param}},
+        "algorithm": {"id": "ppo", "shared_policy": True},
+    }
+    try:
+        yield run_directory(tmp_path_factory.mktemp("foreign") / "run", experiment)
+    finally:
+        registry.ENVS.pop("foreign_line")
+
+
+def test_an_env_with_one_level_and_no_baselines_is_scored_against_random(foreign_run, tmp_path):
+    outcome = evaluate(foreign_run, small(episodes=6), report=tmp_path, workers=0)
+    result = outcome.result
+    assert result["policies"] == ["policy", RANDOM]
+    missing = result["not_applicable"]
+    assert set(missing) == {
+        "normalized", "sample_efficiency", "generalization", "adaptability", "trace",
+    }  # fmt: skip
+    assert "one task level" in missing["adaptability"] and "no baseline" in missing["normalized"]
+    policy, rnd = result["scores"]["policy"], result["scores"][RANDOM]
+    assert policy["normalized"] is None and rnd["vs_random"] == 0.0
+    assert policy["vs_random"] == pytest.approx(policy["mean"] - rnd["mean"])
+    dims = result["dimensions"]["policy"]
+    for name in ("sample_efficiency", "generalization", "adaptability"):
+        assert dims[name] is None, name
+    assert 0.0 <= dims["coordination"] <= 1.0  # the default: how alike the agents act
+    assert "action_correlation" in result["details"]["coordination"]["policy"]
+    robustness = result["details"]["robustness"]["policy"]
+    assert set(robustness) == set(scoring.ROBUSTNESS_TESTS)  # faulty = stuck at the no-op
+    # the gap is the policy's own lead over random play: n/a where it has none
+    assert (dims["robustness"] is not None) == (policy["mean"] > rnd["mean"])
+    assert dims["overall"] == pytest.approx(scoring.overall(dims))
+    assert result["details"]["sample_efficiency"]["curve"]["score"] == [-10.0]
+    markdown = (tmp_path / "report.md").read_text()
+    assert "n/a on this env: the env has one task level" in markdown
+    assert "n/a on this env: the env declares no baseline" in markdown
+    assert (tmp_path / "report.html").read_text().count("n/a on this env") >= 4
+    for plot in ("dimensions", "robustness", "trace", "actions"):
+        assert (tmp_path / "plots" / f"{plot}.png").stat().st_size > 0, plot
+
+
+def test_a_core_without_a_do_nothing_action_skips_the_faulty_agent(foreign_run, monkeypatch):
+    def missing(self):
+        raise NotImplementedError
+
+    monkeypatch.setattr(ForeignCore, "default_action", missing)
+    result = evaluate_target(resolve_target(foreign_run), small(episodes=3))
+    assert "do-nothing action" in result["not_applicable"]["faulty_agent"]
+    faulty = result["details"]["robustness"]["policy"]["faulty_agent"]
+    assert faulty == {"unavailable": result["not_applicable"]["faulty_agent"]}
+
+
+def test_an_env_without_a_batched_core_is_refused_clearly(foreign_run, monkeypatch):
+    class ViewOnly:  # e.g. a PettingZoo env the batched runner does not take
+        task_levels = ("default",)
+
+    monkeypatch.setitem(
+        registry.ENVS, "foreign_line", registry.EnvEntry("foreign_line", "test", ViewOnly)
+    )
+    with pytest.raises(EvaluationError, match="has no batched core"):
+        resolve_target(foreign_run)
+
+
+def test_rlp_evaluate_lists_what_is_na_on_the_env(foreign_run, tmp_path):
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(foreign_run),
+            "--episodes",
+            "2",
+            "--workers",
+            "0",
+            "--report",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "vs random" in result.output
+    assert "n/a on this env: adaptability: the env has one task level" in result.output
+
+
+def test_a_config_the_core_cannot_run_is_refused_before_any_episode(foreign_run, monkeypatch):
+    why = "agents' observation spaces differ (speaker 3, listener 11)"
+    monkeypatch.setattr(
+        ForeignEnv, "batched_reason", classmethod(lambda cls, c: why), raising=False
+    )
+    with pytest.raises(EvaluationError, match=r"cannot run this config \(agents' observation"):
+        resolve_target(foreign_run)
+    experiment = {
+        "name": "x",
+        "env": {"id": "foreign_line"},
+        "algorithm": {"id": "ppo"},
+        "evaluation": {"every": 2},
+    }
+    with pytest.raises(ConfigError, match="cannot be evaluated during training"):
+        load_experiment(experiment)
+    load_experiment({**experiment, "evaluation": {"every": 0}})  # training alone is fine

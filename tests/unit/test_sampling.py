@@ -337,15 +337,18 @@ def test_set_task_reaches_the_batched_core():
 def test_unsupported_settings_fall_back_to_the_stock_runner(caplog, sections, reason):
     exp = experiment(**sections)
     assert reason in unsupported_reason(exp)
-    with caplog.at_level(logging.WARNING, logger="rl_platform.builder"):
+    with caplog.at_level(logging.INFO, logger="rl_platform.builder"):
         config = build_algorithm_config(exp)
     assert config.env_runner_cls is None
-    assert "using the stock sampler" in caplog.text and reason in caplog.text
+    assert "sampler: stock (the batched runner cannot run this" in caplog.text
+    assert reason in caplog.text
 
 
-def test_stock_is_the_default_and_batched_is_selected():
+def test_batched_is_the_default_and_stock_is_selected():
     raw = {"name": "x", "env": {"id": "rendezvous"}, "algorithm": {"id": "mappo"},
            "stop": {"training_iteration": 1}}  # fmt: skip
-    assert load_experiment(raw).resources.sampler == "stock"
-    assert build_algorithm_config(load_experiment(raw)).env_runner_cls is None
+    assert load_experiment(raw).resources.sampler == "auto"
+    assert build_algorithm_config(load_experiment(raw)).env_runner_cls is BatchedEnvRunner
+    stock = load_experiment({**raw, "resources": {"sampler": "stock"}})
+    assert build_algorithm_config(stock).env_runner_cls is None
     assert build_algorithm_config(experiment()).env_runner_cls is BatchedEnvRunner

@@ -266,10 +266,10 @@ def test_cores_refuse_what_they_cannot_run_and_the_run_falls_back(caplog, factor
     assert fragment in reason and "\n" not in reason
     exp = experiment(env_id, {}, 2, shared=False)
     assert unsupported_reason(exp) == reason
-    with caplog.at_level(logging.WARNING, logger="rl_platform.builder"):
+    with caplog.at_level(logging.INFO, logger="rl_platform.builder"):
         config = build_algorithm_config(exp)
     assert config.env_runner_cls is None
-    assert f"using the stock sampler: {reason}" in caplog.text
+    assert f"sampler: stock (the batched runner cannot run this: {reason})" in caplog.text
 
 
 def test_a_speaker_listener_pair_is_refused_with_its_spaces():
