@@ -269,6 +269,20 @@ def vmas_rows(copies: int, seconds: float) -> dict:
     }
 
 
+def commit() -> str | None:
+    """The checkout's short commit, with ``+dirty`` when it has uncommitted changes."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True
+        ).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or None
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return head and head + ("+dirty" if dirty else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Short timings (a smoke run).")
@@ -284,6 +298,7 @@ def main() -> None:
     weights = runner("batched", 1).get_state(components="rl_module")["rl_module"]
     results: dict = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "commit": commit(),
         "env": {"id": "trading", "num_agents": AGENTS, "episode_length": 200},
         "raw_core": {str(b): raw_core_rate(b, seconds) for b in (64, 1024)},
         "sampling": {},

@@ -416,12 +416,13 @@ def our_throughput(setup: dict) -> dict:
     try:
         algo = config.build_algo()
         try:
-            ends, trained_rows = [], []
+            ends, trained_rows, parts = [], [], []
             for _ in range(iterations):
                 result = algo.train()
                 ends.append(time.perf_counter())
                 learner = next(iter(result["learners"].values()))
                 trained_rows.append(int(learner.get("num_module_steps_trained", -1)))
+                parts.append(time_split(result))
         finally:
             algo.stop()
     finally:
@@ -432,6 +433,21 @@ def our_throughput(setup: dict) -> dict:
         "frames_per_s": batch * (iterations - 1) / (ends[-1] - ends[0]),
         "minibatch_rows": rows,
         "rows_trained_per_iteration": trained_rows,  # == minibatch_rows: one pass
+        # Where an iteration's time goes (RLlib's timers), the warm-up iteration left out.
+        "seconds_per_iteration": {k: float(np.mean([p[k] for p in parts[1:]])) for k in parts[0]},
+    }
+
+
+def time_split(result: dict) -> dict:
+    """Seconds of one iteration: sampling, the learner connectors (GAE...), the update."""
+    timers = result.get("timers", {})
+    connector = result["learners"]["__all_modules__"]["learner_connector"]
+    steps = connector.get("timers", {}).get("connectors", {})
+    return {
+        "sampling": timers.get("env_runner_sampling_timer", float("nan")),
+        "learner": timers.get("learner_update_timer", float("nan")),
+        "learner_connectors": connector.get("connector_pipeline_timer", float("nan")),
+        "of_which_gae": steps.get("general_advantage_estimation", float("nan")),
     }
 
 
