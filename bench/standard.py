@@ -614,6 +614,10 @@ def main() -> None:  # noqa: C901
                         task, algorithm, seed, frames, args.episodes, setup, Path(runs)
                     )
                     frameworks.setdefault("rl_platform", {"runs": []})["runs"].append(run)
+                    # The runs so far, should the bench be stopped before the last seed.
+                    partial = args.output / f"{stem}_partial.json"
+                    partial.write_text(json.dumps({**report, "partial": {
+                        f"{task} {algorithm}": frameworks}}, indent=2) + "\n")  # fmt: skip
                 for result in frameworks.values():
                     result["summary"] = summary(result["runs"])
                 entry = {"task": task, "algorithm": algorithm, "seeds": seeds,
@@ -641,6 +645,7 @@ def main() -> None:  # noqa: C901
         report["throughput"] = throughput
 
     print_report(report)
+    (args.output / f"{stem}_partial.json").unlink(missing_ok=True)
     out = args.output / f"{stem}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}" + ("" if args.only == "throughput" else f" and {stem}_learning.png"))

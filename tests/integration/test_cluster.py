@@ -175,14 +175,17 @@ def alive_nodes(cluster) -> list[str]:
     return query(cluster, "[n['NodeID'] for n in ray.nodes() if n['Alive']]")
 
 
+RUNNER_CLASSES = ("MultiAgentEnvRunner", "BatchedEnvRunner")  # the stock and batched runners
+
+
 def env_runner_nodes(cluster) -> set[str]:
     """Nodes the env runner actors ran on (Ray's state API keeps dead actors too)."""
     return set(
         query(
             cluster,
-            "[a.node_id for a in list_actors(filters=[('class_name', '=', 'MultiAgentEnvRunner')],"
-            f" address={cluster['gcs']!r},"  # not found by a search: other Rays may run here
-            " detail=True, limit=1000, raise_on_missing_output=False)]",
+            f"[a.node_id for a in list_actors(address={cluster['gcs']!r},"  # other Rays run here
+            " detail=True, limit=1000, raise_on_missing_output=False)"
+            f" if a.class_name in {RUNNER_CLASSES!r}]",
         )
     )
 
