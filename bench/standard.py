@@ -172,7 +172,7 @@ if spec["mode"] == "defaults":
     )
     sys.exit(0)
 
-for key, value in spec["setup"].items():
+for key, value in (spec["setup"] or {}).items():  # None: its defaults
     setattr(config, key, value)
 config.max_n_frames = spec["frames"]
 config.loggers = []
