@@ -319,6 +319,14 @@ register_env(
         "rl_platform.envs.matrix_games:TwoStepGameEnv",
     )
 )
+register_env(
+    EnvEntry(
+        "masked_choice",
+        "a PettingZoo env with action masks: the best action is offered only now and then",
+        "rl_platform.envs.pettingzoo:PettingZooEnv",
+        bound_config={"source": "pettingzoo:rl_platform.envs.masked_choice:parallel_env"},
+    )
+)
 
 register_algorithm(
     AlgorithmEntry(

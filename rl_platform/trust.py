@@ -18,7 +18,7 @@ from pathlib import Path
 TRUSTED_MODULES_ENV = "RLP_TRUSTED_MODULES"
 """Environment variable: comma-separated module prefixes the user trusts."""
 
-ENV_FAMILIES: tuple[str, ...] = ("pettingzoo", "mpe2", "vmas")
+ENV_FAMILIES: tuple[str, ...] = ("pettingzoo", "mpe2", "vmas", "rl_platform.envs")
 """Packages whose modules an env id may always name (with their factories only)."""
 
 FAMILY_FACTORIES: tuple[str, ...] = ("env", "parallel_env", "raw_env")
