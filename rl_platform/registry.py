@@ -327,6 +327,14 @@ register_env(
         bound_config={"source": "pettingzoo:rl_platform.envs.masked_choice:parallel_env"},
     )
 )
+register_env(
+    EnvEntry(
+        "memory_cue",
+        "a memory task: each agent's cue is only in its first observation (recurrent policies)",
+        "rl_platform.envs.pettingzoo:PettingZooEnv",
+        bound_config={"source": "pettingzoo:rl_platform.envs.memory_cue:parallel_env"},
+    )
+)
 
 register_algorithm(
     AlgorithmEntry(

@@ -400,11 +400,19 @@ class ActorCriticPPO(registry.Algorithm):
             "actor_obs_key": "obs",
             "critic_obs_key": cls.critic_obs_key,
         }
+        module_class: type[ActorCriticModule] = ActorCriticModule
+        if hp.recurrent:
+            from rl_platform.algorithms.recurrent_ac import RecurrentActorCriticModule
+
+            module_class = RecurrentActorCriticModule
+            # RLlib's connectors read max_seq_len from the model config to cut chunks.
+            model_config.update(max_seq_len=hp.chunk_length, rnn_hidden_dim=hp.rnn_hidden_dim)
         config = config.rl_module(
-            rl_module_spec=RLModuleSpec(module_class=ActorCriticModule, model_config=model_config)
+            rl_module_spec=RLModuleSpec(module_class=module_class, model_config=model_config)
         )
         config = config.learners(learner_class=ValueNormPPOLearner)
-        return config.training(**hp.model_dump(exclude=MAPPO_ONLY))
+        recurrent_only = {"recurrent", "chunk_length", "rnn_hidden_dim"}
+        return config.training(**hp.model_dump(exclude=MAPPO_ONLY | recurrent_only))
 
 
 class MAPPO(ActorCriticPPO):
