@@ -32,17 +32,19 @@ def experiment(algo, env_id="rendezvous", env_config=None, **overrides):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("algo", "env_id", "env_config"),
-    [("mappo", "rendezvous", {"discrete": True}), ("ippo", "memory_cue", {})],
+    ("algo", "env_id", "env_config", "sampler"),
+    [("mappo", "rendezvous", {"discrete": True}, "stock"), ("ippo", "memory_cue", {}, "batched")],
 )
 def test_recurrent_training_checkpoints_and_exports_a_stateful_policy(
-    tmp_path, ray_address, algo, env_id, env_config
+    tmp_path, ray_address, algo, env_id, env_config, sampler
 ):
     from rl_platform.algorithms.recurrent_ac import ACTOR_H, RecurrentActorCriticModule
     from rl_platform.checkpoints import load_policy
     from rl_platform.evaluation.policy import TrainedPolicy, policy_scores
 
-    result = train(experiment(algo, env_id, env_config), output=tmp_path)
+    spec = experiment(algo, env_id, env_config)
+    spec["resources"]["sampler"] = sampler
+    result = train(spec, output=tmp_path)
     assert result.status == "finished" and result.iterations == 2, result.error
     module = load_policy(result.best_checkpoint, "shared")
     assert isinstance(module, RecurrentActorCriticModule) and module.is_stateful()

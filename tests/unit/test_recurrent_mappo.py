@@ -7,6 +7,8 @@ import torch
 from ray.rllib.core.columns import Columns
 
 from rl_platform.algorithms.recurrent_ac import ACTOR_H, CRITIC_H, RecurrentActorCriticModule
+from rl_platform.builder import build_algorithm_config
+from rl_platform.config import load_experiment
 from rl_platform.envs.memory_cue import MemoryCueEnv
 
 OBS, STATE, ACTIONS = 4, 6, 3
@@ -225,3 +227,64 @@ def test_memory_cue_shows_the_cue_only_first_and_pays_the_match_at_the_end():
     for _ in range(4):
         _, rewards, *_ = env.step(wrong)
     assert set(rewards.values()) == {0.0}
+
+
+def test_batched_runner_carries_a_state_per_copy_and_agent_and_resets_it():
+    """Stored STATE_OUTs equal a step-by-step replay of each episode from the initial
+    state (carried across sample() calls, reset where a copy's episode ended), and a
+    chunk continuing an episode looks back on the STATE_OUT before it."""
+    from collections import defaultdict
+
+    from ray.rllib.connectors.common import AddStatesFromEpisodesToBatch
+
+    from rl_platform.sampling import BatchedEnvRunner, unsupported_reason
+
+    exp = load_experiment(
+        {
+            "name": "rmappo",
+            "seed": 0,
+            "env": {"id": "rendezvous", "config": {"num_agents": 2, "episode_length": 5}},
+            "algorithm": {
+                "id": "mappo",
+                "network": {"hidden_sizes": [8]},
+                "hyperparams": {"recurrent": True, "chunk_length": 4},
+            },
+            "resources": {"num_env_runners": 0, "num_envs_per_env_runner": 3},
+        }
+    )
+    assert unsupported_reason(exp) is None
+    config = build_algorithm_config(exp)
+    assert config.env_runner_cls is BatchedEnvRunner
+    runner = BatchedEnvRunner(config=config)
+    module = runner.module["shared"]
+    chunks = []
+    for steps in (2, 4, 3, 3):  # fragments cutting the 5-step episodes anywhere
+        chunks += runner.sample(num_timesteps=3 * steps)
+    parts = defaultdict(list)
+    for chunk in chunks:
+        parts[chunk.id_].append(chunk)
+    whole = [p for p in parts.values() if p[-1].is_done and p[0].env_t_started == 0]
+    assert len(whole) >= 6 and any(len(p) > 1 for p in whole)
+    for episode in whole:
+        for agent in ("agent_0", "agent_1"):
+            sas = [c.agent_episodes[agent] for c in episode]
+            obs = [sa.get_observations(slice(0, len(sa))) for sa in sas]
+            obs = {k: np.concatenate([o[k] for o in obs]) for k in obs[0]}
+            stored = np.concatenate(
+                [sa.get_extra_model_outputs(Columns.STATE_OUT)[ACTOR_H] for sa in sas]
+            )
+            state = initial(module, 1)
+            for t in range(len(stored)):
+                batch = {Columns.OBS: {k: torch.as_tensor(v[t : t + 1]) for k, v in obs.items()}}
+                state = module.forward_inference({**batch, Columns.STATE_IN: state})[
+                    Columns.STATE_OUT
+                ]
+                np.testing.assert_allclose(state[ACTOR_H][0].numpy(), stored[t], atol=1e-5)
+            # the learner's connector starts a continued chunk from the previous STATE_OUT
+            for before, sa in zip(sas, sas[1:]):
+                batch = AddStatesFromEpisodesToBatch(as_learner_connector=True)(
+                    rl_module=runner.module, batch={}, episodes=[sa]
+                )
+                (states,) = next(iter(batch[Columns.STATE_IN].values()))
+                last = before.get_extra_model_outputs(Columns.STATE_OUT, -1)[CRITIC_H]
+                np.testing.assert_array_equal(np.asarray(states[CRITIC_H])[0], last)
