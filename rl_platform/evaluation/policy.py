@@ -5,7 +5,7 @@ Envs without a batched core (the PettingZoo adapter) are played on their RLlib v
 The exported module is loaded without Ray or pickles (:func:`checkpoints.load_policy`);
 observations are shaped as the module was trained on them (MAPPO/IPPO modules take
 ``{"obs": local [+ agent one-hot]}``), and actions are greedy: the argmax of the logits,
-or the Gaussian's mean.
+or the distribution's deterministic action (the Gaussian's mean).
 """
 
 from __future__ import annotations
@@ -79,9 +79,10 @@ class TrainedPolicy:
                 self._states[agent] = result[Columns.STATE_OUT]
             if isinstance(module.action_space, gym.spaces.Discrete):
                 out.append(logits.argmax(-1).numpy())
-            else:
-                dim = module.action_space.shape[0]
-                out.append(logits[:, :dim].numpy())
+            else:  # the distribution's deterministic action (a squashed one squashes)
+                dist_cls = module.get_inference_action_dist_cls()
+                greedy = dist_cls.from_logits(logits).to_deterministic().sample()
+                out.append(greedy.numpy())
         return np.stack(out, axis=1)
 
     def _state_in(self, agent: str, module: Any, b: int) -> Any:
