@@ -12,7 +12,7 @@ batched core.
 
 Run:  python bench/memory.py [--seeds 3] [--iterations 30]
 Writes bench/results/memory.json and memory.png (training curves, mean and min-max over
-seeds). About 4 minutes on 2 cores.
+seeds). About 1-2 minutes on 2 cores (both variants on the batched sampler).
 """
 
 from __future__ import annotations
