@@ -99,3 +99,118 @@ def test_other_dict_observations_and_images_are_still_refused():
     odd = gym.spaces.Dict({"observations": gym.spaces.Box(0, 1, (2,)), "action_mask": image})
     with pytest.raises(ValueError, match="flat 'action_mask'"):
         GlobalStateObservations(["a"], {"a": odd}, gym.spaces.Box(0, 1, (2,)), False)
+
+
+def masked_module(obs_key="obs", critic_key="state", inference_only=False):
+    from rl_platform.algorithms.mappo import ActorCriticModule
+
+    spaces = {obs_key: gym.spaces.Box(-1, 1, (4,), np.float32)}
+    if critic_key != obs_key:
+        spaces[critic_key] = gym.spaces.Box(-1, 1, (6,), np.float32)
+    spaces["action_mask"] = gym.spaces.Box(0, 1, (5,), np.float32)
+    return ActorCriticModule(
+        observation_space=gym.spaces.Dict(spaces),
+        action_space=gym.spaces.Discrete(5),
+        inference_only=inference_only,
+        model_config={
+            "actor_hiddens": [16],
+            "critic_hiddens": [16],
+            "actor_obs_key": obs_key,
+            "critic_obs_key": critic_key,
+            "use_value_norm": False,
+        },
+    )
+
+
+def random_masks(rows, n_actions=5, seed=0):
+    rng = np.random.default_rng(seed)
+    masks = (rng.random((rows, n_actions)) < 0.4).astype(np.float32)
+    masks[np.arange(rows), rng.integers(n_actions, size=rows)] = 1.0  # at least one allowed
+    return masks
+
+
+@pytest.mark.parametrize(
+    ("obs_key", "critic_key"), [("obs", "state"), ("observations", "observations")]
+)
+def test_the_actor_critic_masks_its_logits_in_every_forward_pass(obs_key, critic_key):
+    import torch
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
+
+    module = masked_module(obs_key, critic_key)
+    with torch.no_grad():
+        module.pi_head.bias.copy_(torch.tensor([50.0, 0, 0, 0, 0]))  # action 0 tempts it
+    masks = random_masks(2000)
+    obs = {k: torch.randn(2000, *space.shape) for k, space in module.observation_space.items()}
+    obs["action_mask"] = torch.from_numpy(masks)
+    for forward in (module.forward_exploration, module.forward_inference, module.forward_train):
+        logits = forward({Columns.OBS: dict(obs)})[Columns.ACTION_DIST_INPUTS]
+        assert torch.isfinite(logits).all()
+        dist = TorchCategorical.from_logits(logits)
+        sampled = dist.sample().numpy()
+        greedy = logits.argmax(-1).numpy()
+        assert masks[np.arange(2000), sampled].all() and masks[np.arange(2000), greedy].all()
+    # without a mask the same module acts as before (action 0 wins)
+    del obs["action_mask"]
+    logits = module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+    assert (logits.argmax(-1) == 0).all()
+
+
+def test_masked_logits_keep_the_ppo_loss_finite():
+    import torch
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
+
+    module = masked_module()
+    masks = torch.from_numpy(random_masks(64))
+    batch = {Columns.OBS: {"obs": torch.randn(64, 4), "state": torch.randn(64, 6)}}
+    batch[Columns.OBS]["action_mask"] = masks
+    logits = module.forward_train(batch)[Columns.ACTION_DIST_INPUTS]
+    dist = TorchCategorical.from_logits(logits)
+    actions = dist.sample()
+    loss = -(dist.logp(actions).mean() + 0.01 * dist.entropy().mean() + dist.kl(dist).mean())
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in module.parameters() if p.grad is not None)
+
+
+def ppo_experiment(algorithm="ppo", mask_in="obs", sampler="stock", **resources):
+    from rl_platform.config import load_experiment
+
+    return load_experiment(
+        {
+            "name": "masks",
+            "seed": 0,
+            "env": {"id": "masked_choice", "config": {"mask_in": mask_in}},
+            "algorithm": {"id": algorithm},
+            "resources": {"num_env_runners": 0, "sampler": sampler, **resources},
+            "stop": {"training_iteration": 1},
+        }
+    )
+
+
+def test_ppo_on_a_masked_env_gets_the_masking_module_and_not_otherwise():
+    from rl_platform.algorithms.mappo import ActorCriticModule
+    from rl_platform.builder import build_algorithm_config
+
+    config = build_algorithm_config(ppo_experiment(mask_in="info"))
+    spec = config.rl_module_spec
+    assert spec.module_class is ActorCriticModule
+    assert spec.model_config["actor_obs_key"] == "observations"
+    assert spec.model_config["use_value_norm"] is False
+    unmasked = load_experiment_like("coverage")
+    assert build_algorithm_config(unmasked).rl_module_spec.module_class is not ActorCriticModule
+
+
+def load_experiment_like(env_id):
+    from rl_platform.config import load_experiment
+
+    return load_experiment(
+        {
+            "name": "plain",
+            "env": {"id": env_id},
+            "algorithm": {"id": "ppo"},
+            "resources": {"num_env_runners": 0, "sampler": "stock"},
+            "stop": {"training_iteration": 1},
+        }
+    )
