@@ -214,3 +214,69 @@ def load_experiment_like(env_id):
             "stop": {"training_iteration": 1},
         }
     )
+
+
+def batched_runner(algorithm, mask_in, copies=8):
+    from rl_platform.builder import build_algorithm_config
+    from rl_platform.sampling import BatchedEnvRunner
+
+    config = build_algorithm_config(
+        ppo_experiment(algorithm, mask_in, "batched", num_envs_per_env_runner=copies)
+    )
+    assert config.env_runner_cls is BatchedEnvRunner
+    runner = BatchedEnvRunner(config=config)
+    illegal = []  # what the env itself judged: infos[agent]["illegal"]
+    core = runner.env.core
+    for b, step in enumerate(core._steps):
+
+        def counted(actions, step=step):
+            out = step(actions)
+            illegal.extend(info["illegal"] for info in out[-1].values())
+            return out
+
+        core._steps[b] = counted
+    return runner, illegal
+
+
+def masked_taken(episodes):
+    """(masked actions taken, actions, mean share of allowed actions) by the observed masks."""
+    bad = total = 0
+    allowed = []
+    for episode in episodes:
+        for sa in episode.agent_episodes.values():
+            masks = sa.get_observations(slice(0, len(sa)))["action_mask"]
+            actions = np.asarray(sa.get_actions(slice(0, len(sa))))
+            bad += int((masks[np.arange(len(actions)), actions] == 0).sum())
+            total += len(actions)
+            allowed.append(masks.mean())
+    return bad, total, float(np.mean(allowed))
+
+
+@pytest.mark.parametrize("mask_in", ["obs", "info"])
+@pytest.mark.parametrize("algorithm", ["mappo", "ippo", "ppo"])
+def test_the_batched_sampler_never_samples_a_masked_action(algorithm, mask_in):
+    runner, illegal = batched_runner(algorithm, mask_in)
+    bad, total, allowed = masked_taken(runner.sample(num_timesteps=5_000))  # 2 agents each
+    assert total >= 10_000 and len(illegal) >= 10_000
+    assert bad == 0 and sum(illegal) == 0
+    assert allowed < 0.75  # the masks do forbid actions
+    bad, total, _ = masked_taken(runner.sample(num_timesteps=1_000, explore=False))
+    assert bad == 0 and total >= 2_000 and sum(illegal) == 0
+
+
+def test_the_batched_core_reports_the_views_masks():
+    from rl_platform.envs.pettingzoo import ParallelEnvCore, PettingZooConfig
+
+    for mask_in in ("obs", "info"):
+        core = ParallelEnvCore(PettingZooConfig.model_validate(masked_choice(mask_in)), 3)
+        view = PettingZooEnv(masked_choice(mask_in))
+        core.reset(np.random.default_rng(5))
+        seed = np.random.default_rng(5).integers(0, 2**31 - 1, size=3).tolist()[0]
+        obs, _ = view.reset(seed=seed)
+        for _ in range(6):
+            masks = core.action_masks()
+            assert masks.shape == (3, 2, 5) and masks.dtype == np.float32
+            np.testing.assert_array_equal(masks[0], [obs[a]["action_mask"] for a in view.agents])
+            actions = masks.argmax(-1)
+            core.step(actions, np.random.default_rng(0))
+            obs, *_ = view.step(dict(zip(view.agents, actions[0].tolist())))
