@@ -101,10 +101,10 @@ def test_other_dict_observations_and_images_are_still_refused():
         GlobalStateObservations(["a"], {"a": odd}, gym.spaces.Box(0, 1, (2,)), False)
 
 
-def masked_module(obs_key="obs", critic_key="state", inference_only=False):
+def masked_module(obs_key="obs", critic_key="state", inference_only=False, width=4):
     from rl_platform.algorithms.mappo import ActorCriticModule
 
-    spaces = {obs_key: gym.spaces.Box(-1, 1, (4,), np.float32)}
+    spaces = {obs_key: gym.spaces.Box(-1, 1, (width,), np.float32)}
     if critic_key != obs_key:
         spaces[critic_key] = gym.spaces.Box(-1, 1, (6,), np.float32)
     spaces["action_mask"] = gym.spaces.Box(0, 1, (5,), np.float32)
@@ -280,3 +280,78 @@ def test_the_batched_core_reports_the_views_masks():
             actions = masks.argmax(-1)
             core.step(actions, np.random.default_rng(0))
             obs, *_ = view.step(dict(zip(view.agents, actions[0].tolist())))
+
+
+def tempted_policy(obs_key="obs", critic_key="state", width=4):
+    """A trained policy (live modules) whose logits always favour action 0."""
+    import torch
+
+    from rl_platform.evaluation.policy import TrainedPolicy
+
+    module = masked_module(obs_key, critic_key, inference_only=True, width=width)
+    with torch.no_grad():
+        module.pi_head.bias.copy_(torch.tensor([50.0, 0, 0, 0, 0]))
+    return TrainedPolicy.from_modules(
+        {"shared": module}, {"player_0": "shared", "player_1": "shared"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("obs_key", "critic_key"), [("obs", "state"), ("observations", "observations")]
+)
+def test_greedy_actions_are_the_best_allowed_ones(obs_key, critic_key):
+    policy = tempted_policy(obs_key, critic_key)
+    masks = random_masks(600).reshape(300, 2, 5)
+    obs = np.random.default_rng(1).normal(size=(300, 2, 4)).astype(np.float32)
+    actions = policy.actions(obs, masks)
+    assert masks[np.arange(300)[:, None], np.arange(2), actions].all()
+    offered = masks[..., 0] == 1
+    assert (actions[offered] == 0).all()  # the favourite where it is allowed
+    assert (policy.actions(obs) == 0).all()  # no masks: the favourite everywhere
+
+
+def counted_core(mask_in, copies):
+    from rl_platform.envs.pettingzoo import ParallelEnvCore, PettingZooConfig
+
+    core = ParallelEnvCore(PettingZooConfig.model_validate(masked_choice(mask_in)), copies)
+    illegal = []
+    for b, step in enumerate(core._steps):
+
+        def counted(actions, step=step):
+            out = step(actions)
+            illegal.extend(info["illegal"] for info in out[-1].values())
+            return out
+
+        core._steps[b] = counted
+    return core, illegal
+
+
+@pytest.mark.parametrize("mask_in", ["obs", "info"])
+def test_evaluation_play_never_takes_a_masked_action(mask_in):
+    from rl_platform.evaluation.baselines import random_actions
+    from rl_platform.evaluation.rollout import Perturbation, play, seeded_job
+
+    policy = tempted_policy(width=6)
+    core, illegal = counted_core(mask_in, 40)
+    job = seeded_job(
+        "policy", "clean", "default", 40, seed=0, perturbation=Perturbation(action_noise=0.3)
+    )
+    played = play(core, policy.actions, job, reset_policy=policy.reset)
+    assert len(illegal) == 40 * 25 * 2 and sum(illegal) == 0
+    assert played.returns.mean() > 0  # offered action 0 is taken: a mean reward above 0.2
+    # a mask-unaware random policy plays uniformly among the allowed actions
+    rng = np.random.default_rng(0)
+    core, illegal = counted_core(mask_in, 40)
+    play(core, lambda obs: random_actions(core.action_space, obs.shape[:2], rng), job)
+    assert len(illegal) == 2000 and sum(illegal) == 0
+
+
+def test_allowed_actions_are_uniform_among_the_allowed():
+    from rl_platform.evaluation.rollout import allowed_actions
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((20_000, 1, 5), np.float32)
+    masks[..., [1, 3, 4]] = 1
+    drawn = allowed_actions(rng.integers(0, 5, (20_000, 1)), masks, rng)
+    counts = np.bincount(drawn.ravel(), minlength=5) / 20_000
+    np.testing.assert_allclose(counts, [0, 1 / 3, 0, 1 / 3, 1 / 3], atol=0.015)
