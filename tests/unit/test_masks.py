@@ -355,3 +355,99 @@ def test_allowed_actions_are_uniform_among_the_allowed():
     drawn = allowed_actions(rng.integers(0, 5, (20_000, 1)), masks, rng)
     counts = np.bincount(drawn.ravel(), minlength=5) / 20_000
     np.testing.assert_allclose(counts, [0, 1 / 3, 0, 1 / 3, 1 / 3], atol=0.015)
+
+
+def masked_export(root, algorithm="mappo"):
+    """A checkpoint of one fresh masking module for masked_choice, tempted by action 0."""
+    import torch
+
+    from rl_platform.checkpoints import export_policies
+
+    experiment = ppo_experiment(algorithm)
+    if algorithm == "ppo":
+        module = masked_module("observations", "observations", width=6)
+    else:
+        module = masked_module("obs", "state", width=6)
+    with torch.no_grad():
+        module.pi_head.bias.copy_(torch.tensor([50.0, 0, 0, 0, 0]))
+    module.save_to_path(str(root / "learner_group" / "learner" / "rl_module" / "shared"))
+    export_policies(root, experiment.model_dump(mode="json"))
+    return root
+
+
+@pytest.fixture(params=["mappo", "ppo"])
+def service(request, tmp_path):
+    from rl_platform.serving.arms import ServerConfig, resolve_arm
+    from rl_platform.serving.service import PolicyService
+
+    arm = resolve_arm(masked_export(tmp_path / "checkpoint_000000", request.param))
+    return PolicyService(ServerConfig(champion=arm, batching=False))
+
+
+def act_request(masks=None, agents=("player_0", "player_1")):
+    from rl_platform.serving.schemas import ActRequest
+
+    obs = {a: [0.5] * 6 for a in agents}
+    body = {"observations": obs}
+    if masks is not None:
+        body["action_masks"] = masks
+    return ActRequest.model_validate(body)
+
+
+def test_the_export_keeps_the_mask_as_data(tmp_path):
+    import json
+
+    export = masked_export(tmp_path / "checkpoint_000000", "ppo") / "policies"
+    manifest = json.loads((export / "manifest.json").read_text())
+    space = manifest["modules"]["shared"]["observation_space"]
+    assert space["type"] == "Dict" and space["spaces"]["action_mask"]["shape"] == [5]
+    assert not list(export.glob("*.pkl"))
+
+
+def test_a_served_action_is_never_masked(service):
+    from rl_platform.serving.service import CHAMPION
+
+    info = service.info()["action_masks"]
+    assert info == {"accepted": True, "env_has_masks": True, "length": 5}
+    rng = np.random.default_rng(0)
+    items, given = [], []
+    for _ in range(200):
+        masks = {a: random_masks(1, seed=int(rng.integers(1 << 30)))[0].astype(int).tolist()
+                 for a in ("player_0", "player_1")}  # fmt: skip
+        request = act_request(masks)
+        obs, present = service.parse(request)
+        parsed = service.parse_masks(request)
+        items.append((CHAMPION, obs, present, parsed))
+        given.append(parsed)
+    for decision, masks in zip(service.act(items), given):
+        assert masks[np.arange(2), decision.actions].all()
+    # no mask: the module's favourite, action 0
+    obs, present = service.parse(act_request())
+    (decision,) = service.act([(CHAMPION, obs, present, service.parse_masks(act_request()))])
+    assert decision.actions.tolist() == [0, 0]
+
+
+@pytest.mark.parametrize(
+    ("masks", "kind"),
+    [
+        ({"player_0": [1, 0, 1]}, "wrong_length"),
+        ({"player_0": [0, 0, 0, 0, 0]}, "all_masked"),
+        ({"player_0": [1, 2, 0, 0, 0]}, "not_binary"),
+        ({"player_9": [1, 1, 1, 1, 1]}, "mask_without_observation"),
+    ],
+)
+def test_a_malformed_mask_is_a_clear_request_error(service, masks, kind):
+    from rl_platform.serving.service import RequestError
+
+    with pytest.raises(RequestError) as err:
+        service.parse_masks(act_request(masks))
+    (error,) = err.value.errors
+    assert error["type"] == kind and error["loc"][:3] == ("body", "action_masks", next(iter(masks)))
+
+
+@pytest.mark.parametrize("bad", [[1, 0.5, 1, 1, 1], [True, 1, 1, 1, 1], ["1", 1, 1, 1, 1], []])
+def test_the_schema_takes_only_integer_masks(bad):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        act_request({"player_0": bad})
