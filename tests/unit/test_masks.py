@@ -451,3 +451,13 @@ def test_the_schema_takes_only_integer_masks(bad):
 
     with pytest.raises(ValidationError):
         act_request({"player_0": bad})
+
+
+@pytest.mark.parametrize("mask_in", ["obs", "info"])
+def test_envs_check_runs_pettingzoos_own_tests_on_masked_choice(mask_in):
+    from rl_platform.envs.checks import check_env
+
+    results = {r.name: r for r in check_env("masked_choice", {"mask_in": mask_in})}
+    for name in ("pettingzoo parallel_api_test", "pettingzoo parallel_seed_test"):
+        assert results[name].passed and not results[name].skipped, results[name]
+    assert all(r.passed for r in results.values())
