@@ -211,3 +211,15 @@ class TurnBasedEnv(MultiAgentEnv):
 
     def close(self) -> None:  # noqa: D102
         self.aec.close()
+
+
+def illegal_moves_of_step(episode: Any) -> int:
+    """Masked moves reported in an RLlib ``MultiAgentEpisode``'s last step (its ``illegal`` infos).
+
+    Called from an ``on_episode_step`` callback, the sum over an episode counts each
+    masked move once: only the agents that observed this step report.
+    """
+    return sum(
+        int(episode.agent_episodes[agent].get_infos(-1).get("illegal", 0))
+        for agent in episode.get_agents_that_stepped()
+    )

@@ -105,18 +105,30 @@ class TurnPlayer:
     """
 
     def __init__(self, checkpoint: str | Path) -> None:
-        self.manifest = read_manifest(checkpoint)
-        self.agents = list(self.manifest["agents"])
-        self.modules = {
-            mid: load_policy(checkpoint, mid) for mid in set(self.manifest["agents"].values())
-        }
+        manifest = read_manifest(checkpoint)
+        self._setup(
+            {mid: load_policy(checkpoint, mid) for mid in set(manifest["agents"].values())},
+            manifest["agents"],
+        )
+
+    @classmethod
+    def from_modules(cls, modules: dict[str, Any], agents: dict[str, str]) -> TurnPlayer:
+        """A player from live modules (e.g. during training): ``agents`` maps agent -> module."""
+        player = cls.__new__(cls)
+        player._setup(modules, agents)
+        return player
+
+    def _setup(self, modules: dict[str, Any], agents: dict[str, str]) -> None:
+        self.mapping = dict(agents)
+        self.agents = list(agents)
+        self.modules = modules
 
     def __call__(self, agent: str, obs: Any) -> int:
         """The module's greedy move for `agent` on its observation (a dict with a mask or not)."""
         import torch
         from ray.rllib.core.columns import Columns
 
-        module = self.modules[self.manifest["agents"][agent]]
+        module = self.modules[self.mapping[agent]]
         flat = obs["observations"] if isinstance(obs, dict) else obs
         mask = obs.get("action_mask") if isinstance(obs, dict) else None
         local = torch.as_tensor(np.asarray(flat, np.float32))[None]
