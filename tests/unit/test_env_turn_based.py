@@ -1,4 +1,5 @@
-"""Turn-based PettingZoo AEC envs: only the acting agent observes, every reward arrives."""
+"""Turn-based PettingZoo AEC envs: only the acting agent observes, every reward arrives;
+games against random play."""
 
 import gymnasium as gym
 import numpy as np
@@ -9,7 +10,8 @@ from rl_platform.builder import choose_sampler
 from rl_platform.config import load_experiment
 from rl_platform.envs.checks import check_env
 from rl_platform.envs.pettingzoo import PettingZooEnv
-from rl_platform.envs.turn_based import TurnBasedEnv
+from rl_platform.envs.turn_based import TurnBasedEnv, illegal_moves_of_step
+from rl_platform.evaluation.versus import play_versus_random
 
 TICTACTOE = "pettingzoo:pettingzoo.classic.tictactoe_v3:env"
 CONNECT_FOUR = "pettingzoo:pettingzoo.classic.connect_four_v3:env"
@@ -215,3 +217,58 @@ def test_the_batched_runner_hands_turn_based_envs_to_the_stock_sampler():
         "sampler: stock (the batched runner cannot run this: turn-based env: the stock "
         "sampler runs it)"
     )
+
+
+def test_games_against_random_play_are_seeded_and_alternate_seats():
+    env = PettingZooEnv({"source": TICTACTOE})
+    first = play_versus_random(env, None, games=40, seed=3)
+    assert first == play_versus_random(env, None, games=40, seed=3)
+    assert first["win"] + first["draw"] + first["loss"] == pytest.approx(1.0)
+    assert {seat: r["games"] for seat, r in first["by_seat"].items()} == {
+        "player_1": 20,
+        "player_2": 20,
+    }
+    assert first["illegal_moves"] == 0
+
+
+def test_a_player_that_ignores_the_mask_is_caught_and_loses():
+    env = PettingZooEnv({"source": TICTACTOE})
+    stubborn = play_versus_random(env, lambda agent, obs: 4, games=20, seed=0)
+    assert stubborn["illegal_moves"] > 0  # the centre, taken by the opponent or itself
+    assert stubborn["loss"] > 0.5
+
+
+def test_a_player_that_takes_a_winning_move_beats_random_play():
+    env = PettingZooEnv({"source": TICTACTOE})
+    lines = [(0, 1, 2), (3, 4, 5), (6, 7, 8), (0, 3, 6), (1, 4, 7), (2, 5, 8), (0, 4, 8), (2, 4, 6)]
+
+    def greedy(agent, obs):
+        board = obs["observations"].reshape(9, 2)  # [mine, theirs] per cell
+        legal = np.flatnonzero(obs["action_mask"])
+        for side in (0, 1):  # win if possible, else block
+            for move in legal:
+                if any(move in line and board[list(line), side].sum() == 2 for line in lines):
+                    return int(move)
+        return 4 if 4 in legal else int(legal[0])
+
+    smart = play_versus_random(env, greedy, games=100, seed=0)
+    reference = play_versus_random(env, None, games=100, seed=0)
+    assert smart["illegal_moves"] == 0
+    assert smart["win"] > reference["win"] + 0.1
+
+
+def test_illegal_moves_of_step_counts_only_agents_that_observed():
+    class Agent:
+        def __init__(self, illegal):
+            self.illegal = illegal
+
+        def get_infos(self, index):
+            return {"illegal": self.illegal}
+
+    class Episode:
+        agent_episodes = {"player_1": Agent(1), "player_2": Agent(1)}
+
+        def get_agents_that_stepped(self):
+            return {"player_2"}
+
+    assert illegal_moves_of_step(Episode()) == 1
