@@ -110,6 +110,7 @@ def main() -> None:
     from rl_platform.ray_session import init_ray, shutdown_ray
 
     torch.set_num_threads(1)
+    checkout = commit()  # before training: what was measured
     experiment = load_experiment(EXPERIMENT, {"stop.training_iteration": args.iterations})
     env = PettingZooEnv({"source": experiment.env.id})
     random_row = play_versus_random(env, None, args.games, EVAL_SEED)
@@ -147,7 +148,7 @@ def main() -> None:
     results = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "note": "the 2-core machine was shared with other work during the run",
-        "commit": commit(),
+        "commit": checkout,
         "experiment": str(EXPERIMENT.relative_to(ROOT)),
         "env": experiment.env.id,
         "algorithm": {"id": experiment.algorithm.id, "shared_policy": True},
