@@ -6,6 +6,9 @@ are imported (:func:`rl_platform.trust.check_env_factory`). :class:`PettingZooEn
 the adapter; what it adds (AEC conversion, leaving agents, action masks, a global state,
 bad input): docs/custom-envs.md ("A PettingZoo env"). :class:`ParallelEnvCore` steps B
 copies of the env as one batched core (the batched sampler's and the evaluation's).
+A turn-based AEC env (not parallelizable: tictactoe, connect four) is built as a
+:class:`~rl_platform.envs.turn_based.TurnBasedEnv` instead (docs/custom-envs.md,
+"Turn-based envs").
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from rl_platform.envs.base import BatchedCore, ForeignCore, StepResult
+from rl_platform.envs.turn_based import TurnBasedEnv, is_turn_based
 from rl_platform.trust import check_env_factory
 from rl_platform.yaml_model import YamlModel
 
@@ -70,25 +74,33 @@ def load_factory(source: str) -> Any:
     return factory
 
 
+class TurnBasedEnvError(ValueError):
+    """The factory built a turn-based AEC env: :class:`TurnBasedEnv` runs it, not a parallel env."""
+
+
 def make_parallel_env(source: str, kwargs: dict[str, Any]) -> Any:
     """Build the PettingZoo env and return it as a ``ParallelEnv``.
 
     Raises:
-        ValueError: the factory returned something other than a PettingZoo env, or an
-            AEC env PettingZoo cannot make parallel.
+        TurnBasedEnvError: an AEC env PettingZoo cannot make parallel (turn-based).
+        ValueError: the factory returned something other than a PettingZoo env.
     """
+    return as_parallel(load_factory(source)(**kwargs), source)
+
+
+def as_parallel(env: Any, source: str) -> Any:
+    """`env` (what `source`'s factory built) as a ``ParallelEnv``; see :func:`make_parallel_env`."""
     from pettingzoo import AECEnv, ParallelEnv
     from pettingzoo.utils.conversions import aec_to_parallel
 
-    env = load_factory(source)(**kwargs)
     if isinstance(env, ParallelEnv):
         return env
+    if is_turn_based(env):
+        raise TurnBasedEnvError(
+            f"{source!r} is a turn-based AEC env that PettingZoo cannot convert to a "
+            "parallel env (metadata is_parallelizable is not true)"
+        )
     if isinstance(env, AECEnv):
-        if not env.metadata.get("is_parallelizable", False):
-            raise ValueError(
-                f"{source!r} is a turn-based AEC env that PettingZoo cannot convert to a "
-                "parallel env (metadata is_parallelizable is not true)"
-            )
         return aec_to_parallel(env)
     raise ValueError(
         f"{source!r} built a {type(env).__name__}, not a PettingZoo env (expected a "
@@ -457,10 +469,27 @@ class PettingZooEnv(MultiAgentEnv):
     task_levels: ClassVar[tuple[str, ...]] = ()
     baselines: ClassVar[tuple[str, ...]] = ()
 
+    def __new__(cls, config: dict[str, Any] | None = None) -> Any:
+        """The adapter, or a :class:`TurnBasedEnv` when the factory builds a turn-based env."""
+        if cls is not PettingZooEnv:
+            return super().__new__(cls)
+        env_config = PettingZooConfig.model_validate(dict(config or {}))
+        built = load_factory(env_config.source)(**env_config.kwargs)
+        if is_turn_based(built):
+            return TurnBasedEnv(built, team_reward=env_config.team_reward)
+        adapter = super().__new__(cls)
+        adapter._built = built  # __init__ makes it parallel rather than build it again
+        return adapter
+
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.env_config = PettingZooConfig.model_validate(dict(config or {}))
-        self.par_env = make_parallel_env(self.env_config.source, self.env_config.kwargs)
+        built = self.__dict__.pop("_built", None)
+        self.par_env = (
+            make_parallel_env(self.env_config.source, self.env_config.kwargs)
+            if built is None
+            else as_parallel(built, self.env_config.source)
+        )
         self.possible_agents = list(self.par_env.possible_agents)
         self.agents = list(self.possible_agents)
         raw_spaces = {a: self.par_env.observation_space(a) for a in self.possible_agents}
@@ -500,7 +529,10 @@ class PettingZooEnv(MultiAgentEnv):
     def batched_reason(cls, env_config: dict[str, Any]) -> str | None:
         """Why :class:`ParallelEnvCore` cannot run this config (one line), or None."""
         config = PettingZooConfig.model_validate(dict(env_config))
-        par_env = make_parallel_env(config.source, config.kwargs)
+        try:
+            par_env = make_parallel_env(config.source, config.kwargs)
+        except TurnBasedEnvError:
+            return "turn-based env: the stock sampler runs it"
         try:
             return core_reason(par_env)
         finally:
