@@ -100,6 +100,30 @@ def _has_mask(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Dict) and "action_mask" in space.spaces
 
 
+def info_masked_agents(par_env: Any) -> list[str]:
+    """Agents whose ``infos[agent]["action_mask"]`` is their action mask (PettingZoo's other way).
+
+    Probed by one ``reset()`` (no seed) of `par_env`, only for agents with Discrete actions
+    and no mask in their observation.
+    """
+    agents = [
+        a
+        for a in par_env.possible_agents
+        if not _has_mask(par_env.observation_space(a))
+        and isinstance(par_env.action_space(a), gym.spaces.Discrete)
+    ]
+    if not agents:
+        return []
+    _, infos = par_env.reset()
+    infos = infos or {}
+    return [a for a in agents if isinstance(infos.get(a), dict) and "action_mask" in infos[a]]
+
+
+def info_mask_space(action_space: gym.spaces.Discrete) -> gym.spaces.Box:
+    """The ``action_mask`` space declared for an infos mask: int8 0/1, one per action."""
+    return gym.spaces.Box(0, 1, (int(action_space.n),), np.int8)
+
+
 def _describe(space: gym.Space) -> str:
     if isinstance(space, gym.spaces.Box):
         return f"Box{space.shape}"
@@ -115,7 +139,7 @@ def core_reason(par_env: Any) -> str | None:
         return "the env has no possible_agents"
     obs = {a: par_env.observation_space(a) for a in agents}
     act = {a: par_env.action_space(a) for a in agents}
-    if any(_has_mask(s) for s in obs.values()):
+    if any(_has_mask(s) for s in obs.values()) or info_masked_agents(par_env):
         return "the env has action masks: action masks need the stock sampler until step 16"
     for kind, spaces in (("observation", obs), ("action", act)):
         first = spaces[agents[0]]
@@ -395,10 +419,19 @@ class PettingZooEnv(MultiAgentEnv):
         self.agents = list(self.possible_agents)
         raw_spaces = {a: self.par_env.observation_space(a) for a in self.possible_agents}
         self._masked = {a: _has_mask(s) for a, s in raw_spaces.items()}
-        self.observation_spaces = {
-            a: self._convert_space(s) if self._masked[a] else s for a, s in raw_spaces.items()
-        }
         self.action_spaces = {a: self.par_env.action_space(a) for a in self.possible_agents}
+        # Masks in infos (PettingZoo's other convention) join the observation as well.
+        self._info_masked = set(info_masked_agents(self.par_env))
+        self.observation_spaces = {
+            a: self._convert_space(s)
+            if self._masked[a]
+            else gym.spaces.Dict(
+                {"observations": s, "action_mask": info_mask_space(self.action_spaces[a])}
+            )
+            if a in self._info_masked
+            else s
+            for a, s in raw_spaces.items()
+        }
         self.observation_space = gym.spaces.Dict(self.observation_spaces)
         self.action_space = gym.spaces.Dict(self.action_spaces)
         own_state = getattr(self.par_env, "state_space", None)
@@ -441,24 +474,35 @@ class PettingZooEnv(MultiAgentEnv):
             }
         )
 
-    def _convert_obs(self, obs: dict[str, Any]) -> dict[str, Any]:
+    def _convert_obs(self, obs: dict[str, Any], infos: dict[str, Any]) -> dict[str, Any]:
         out = {}
         for agent, value in obs.items():
             raw = value["observation"] if self._masked[agent] else value
             self._latest[agent] = gym.spaces.flatten(self._raw_obs[agent], raw)
-            out[agent] = (
-                {"observations": raw, "action_mask": value["action_mask"]}
-                if self._masked[agent]
-                else value
-            )
+            if self._masked[agent]:
+                out[agent] = {"observations": raw, "action_mask": value["action_mask"]}
+            elif agent in self._info_masked:
+                out[agent] = {"observations": raw, "action_mask": self._info_mask(agent, infos)}
+            else:
+                out[agent] = value
         return out
+
+    def _info_mask(self, agent: str, infos: dict[str, Any]) -> np.ndarray:
+        """`agent`'s ``infos`` mask as int8 (every action allowed when it sent none)."""
+        space = self.observation_spaces[agent]["action_mask"]
+        info = infos.get(agent) if infos else None
+        mask = info.get("action_mask") if isinstance(info, dict) else None
+        if mask is None:
+            return np.ones(space.shape, np.int8)
+        return np.asarray(mask, dtype=np.int8).reshape(space.shape)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # noqa: D102
         obs, infos = self.par_env.reset(seed=seed, options=options)
         self.agents = list(self.par_env.agents)
         self._latest = {}
         self._episode_over = False
-        return self._convert_obs(obs), {a: infos.get(a, {}) for a in obs}
+        infos = infos or {}
+        return self._convert_obs(obs, infos), {a: infos.get(a, {}) for a in obs}
 
     def step(self, action_dict: dict[str, Any]):  # noqa: D102
         if self._episode_over:
@@ -481,7 +525,7 @@ class PettingZooEnv(MultiAgentEnv):
         if share and rewards:
             team = sum(rewards.values()) / len(rewards)
             rewards = {a: r + share * (team - r) for a, r in rewards.items()}
-        return self._convert_obs(obs), rewards, terminateds, truncateds, infos
+        return self._convert_obs(obs, infos), rewards, terminateds, truncateds, infos
 
     def _check_action(self, agent: str, value: Any) -> Any:
         space = self.action_spaces[agent]
