@@ -132,6 +132,12 @@ def _describe(space: gym.Space) -> str:
     return type(space).__name__
 
 
+def _mask_length(space: gym.Space) -> int | None:
+    """The length of an observation's flat ``action_mask`` (None: not a flat one)."""
+    shape = space.spaces["action_mask"].shape
+    return int(shape[0]) if shape is not None and len(shape) == 1 else None
+
+
 def core_reason(par_env: Any) -> str | None:
     """Why :class:`ParallelEnvCore` cannot step `par_env`, in one line, or None when it can."""
     agents = list(par_env.possible_agents)
@@ -139,8 +145,6 @@ def core_reason(par_env: Any) -> str | None:
         return "the env has no possible_agents"
     obs = {a: par_env.observation_space(a) for a in agents}
     act = {a: par_env.action_space(a) for a in agents}
-    if any(_has_mask(s) for s in obs.values()) or info_masked_agents(par_env):
-        return "the env has action masks: action masks need the stock sampler until step 16"
     for kind, spaces in (("observation", obs), ("action", act)):
         first = spaces[agents[0]]
         other = next((a for a in agents if spaces[a] != first), None)
@@ -149,9 +153,24 @@ def core_reason(par_env: Any) -> str | None:
                 f"agents' {kind} spaces differ ({agents[0]} {_describe(first)}, "
                 f"{other} {_describe(spaces[other])}); the batched core needs one space"
             )
+    space = act[agents[0]]
+    masked = _has_mask(obs[agents[0]])
+    if masked:
+        if set(obs[agents[0]].spaces) != {"observation", "action_mask"}:
+            return "a masked observation must be a Dict of 'observation' and 'action_mask'"
+        length = _mask_length(obs[agents[0]])
+        if not isinstance(space, gym.spaces.Discrete) or length != space.n:
+            return (
+                f"the action mask ({_describe(obs[agents[0]]['action_mask'])}) must be flat, "
+                f"one entry per action of a Discrete space (actions: {_describe(space)})"
+            )
+        obs = {a: s.spaces["observation"] for a, s in obs.items()}
+    else:
+        info = info_masked_agents(par_env)
+        if info and len(info) != len(agents):
+            return "only some agents' infos carry action masks; the batched core needs all or none"
     if not isinstance(obs[agents[0]], gym.spaces.Box):
         return f"observations are {_describe(obs[agents[0]])}; the batched core takes Box ones"
-    space = act[agents[0]]
     if not isinstance(space, gym.spaces.Box | gym.spaces.Discrete):
         return f"actions are {_describe(space)}; the batched core takes Box or Discrete ones"
     if isinstance(space, gym.spaces.Discrete) and space.start != 0:
@@ -217,7 +236,8 @@ class ParallelEnvCore(BatchedCore):
     """B copies of a PettingZoo ``ParallelEnv`` stepped in one process, as arrays.
 
     Every agent shares one observation space (a Box, flattened to (D,)) and one Box or
-    Discrete action space (:func:`core_reason`). Observations, rewards and flags are
+    Discrete action space (:func:`core_reason`); action masks, in the observation or in
+    the infos, are kept per step for :meth:`action_masks`. Observations, rewards and flags are
     written into preallocated (B, N, ...) buffers each step. An agent that leaves
     mid-episode is sent no action, gets reward 0 and observes zeros from the step after
     its last (:meth:`alive`); a copy's episode ends when all its agents are done. Each
@@ -245,11 +265,22 @@ class ParallelEnvCore(BatchedCore):
             raise ValueError(f"{config.source!r} cannot run as a batched core: {reason}")
         self.agents = list(first.possible_agents)
         self._raw_space = first.observation_space(self.agents[0])
+        self.action_space = first.action_space(self.agents[0])
+        # Where the masks are: "obs" (PettingZoo's Dict), "info" (infos[agent]), or None.
+        self.mask_in = (
+            "obs" if _has_mask(self._raw_space) else "info" if info_masked_agents(first) else None
+        )
+        if self.mask_in == "obs":
+            self._raw_space = self._raw_space.spaces["observation"]
         self._flat = len(self._raw_space.shape) == 1  # written as they come, no flatten()
         self.observation_space = gym.spaces.flatten_space(self._raw_space)
-        self.action_space = first.action_space(self.agents[0])
         self._discrete = isinstance(self.action_space, gym.spaces.Discrete)
         n, d = len(self.agents), self.observation_space.shape[0]
+        self._masks = (
+            None
+            if self.mask_in is None
+            else np.ones((batch_size, n, int(self.action_space.n)), dtype=np.float32)
+        )
         own_state = getattr(first, "state_space", None)
         self._own_state = isinstance(own_state, gym.Space) and callable(
             getattr(first, "state", None)
@@ -272,8 +303,10 @@ class ParallelEnvCore(BatchedCore):
     def num_agents(self) -> int:  # noqa: D102
         return len(self.agents)
 
-    def _write_obs(self, b: int, obs: dict[str, Any]) -> bool:
+    def _write_obs(self, b: int, obs: dict[str, Any], infos: Any = None) -> bool:
         """Copy b's observation dict into the buffers; True when every agent observed."""
+        if self._masks is not None:
+            obs = self._write_masks(b, obs, infos)
         agents = self.agents
         if len(obs) == len(agents):
             try:
@@ -296,6 +329,28 @@ class ParallelEnvCore(BatchedCore):
                 )
         return False
 
+    def _write_masks(self, b: int, obs: dict[str, Any], infos: Any) -> dict[str, Any]:
+        """Copy b's action masks into their buffer (all ones where an agent sent none)."""
+        masks = self._masks[b]
+        masks[:] = 1.0
+        if self.mask_in == "obs":
+            for n, agent in enumerate(self.agents):
+                value = obs.get(agent)
+                if value is not None:
+                    masks[n] = value["action_mask"]
+            return {a: value["observation"] for a, value in obs.items()}
+        infos = infos or {}
+        for n, agent in enumerate(self.agents):
+            info = infos.get(agent)
+            mask = info.get("action_mask") if isinstance(info, dict) else None
+            if mask is not None and agent in obs:
+                masks[n] = mask
+        return obs
+
+    def action_masks(self) -> np.ndarray | None:
+        """(B, N, n_actions) float32 0/1: the actions each agent may take next; None: no masks."""
+        return self._masks
+
     def reset(self, rng: np.random.Generator, mask: np.ndarray | None = None) -> None:
         """Reset copies `mask` (all when None), each with a seed drawn from `rng` in copy order."""
         copies = range(self.batch_size) if mask is None else np.flatnonzero(mask).tolist()
@@ -303,14 +358,14 @@ class ParallelEnvCore(BatchedCore):
         full = set(self.agents)
         for b, seed in zip(copies, seeds):
             env = self.envs[b]
-            obs, _ = env.reset(seed=seed)
+            obs, infos = env.reset(seed=seed)
             if set(env.agents) != full:
                 raise ValueError(
                     "agents that join mid-episode need the stock sampler: reset gave "
                     f"{sorted(env.agents)}, possible_agents are {sorted(full)}"
                 )
             self._latest[b] = 0.0
-            self._write_obs(b, obs)
+            self._write_obs(b, obs, infos)
             self._alive[b] = True
             self._over[b] = False
         self._all_shown = bool(self._shown.all())
@@ -355,8 +410,8 @@ class ParallelEnvCore(BatchedCore):
                 action = dict(zip(agents, row))
             else:
                 action = {a: row[n] for n, a in enumerate(agents) if self._alive[b, n]}
-            obs, reward, terms, truncs, _ = self._steps[b](action)
-            all_shown &= self._write_obs(b, obs)
+            obs, reward, terms, truncs, infos = self._steps[b](action)
+            all_shown &= self._write_obs(b, obs, infos)
             if len(reward) == count:
                 try:
                     rewards[b] = [reward[a] for a in agents]

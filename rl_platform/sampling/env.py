@@ -291,6 +291,13 @@ class BatchedMultiAgentEnv:
         self.alive = getattr(self.core, "alive", None)  # agents that leave: (B, N) bool
         self.views = template.views if self.dict_obs else None
         self.possible_agents = list(template.possible_agents)
+        first = template.observation_spaces[self.possible_agents[0]]
+        # Action masks: a third key of the views, or RLlib's {"observations", "action_mask"}.
+        self.masked = self.views.masked if self.views is not None else bool(mask_size(first))
+        if self.masked and not callable(getattr(self.core, "action_masks", None)):
+            raise ValueError(f"{type(self.core).__name__} reports no action masks")
+        self._raw_masked = self.masked and self.views is None
+        self._mask_dtype = first["action_mask"].dtype if self._raw_masked else np.float32
         self.single_observation_spaces = dict(template.observation_spaces)
         self.single_action_spaces = dict(template.action_spaces)
         self.single_observation_space = gym.spaces.Dict(self.single_observation_spaces)
@@ -309,10 +316,17 @@ class BatchedMultiAgentEnv:
         if self.views is not None:
             return self.views.empty(lead)
         space = self.single_observation_spaces[self.possible_agents[0]]
+        if self._raw_masked:
+            agents = (*lead, self.core.num_agents)
+            local, mask = space["observations"], space["action_mask"]
+            return {
+                "observations": np.empty((*agents, *local.shape), dtype=np.float32),
+                "action_mask": np.ones((*agents, *mask.shape), dtype=self._mask_dtype),
+            }
         return np.empty((*lead, self.core.num_agents, *space.shape), dtype=np.float32)
 
     def observe(self, out: Any = None) -> dict[str, np.ndarray] | np.ndarray:
-        """What the agents observe now (B, N, ...), a dict for GlobalStateEnv.
+        """What the agents observe now (B, N, ...), a dict for GlobalStateEnv or masks.
 
         Written into `out` (what :meth:`empty` gives, or a row of it: its agent
         one-hots are already there) when given, else into new arrays.
@@ -320,10 +334,16 @@ class BatchedMultiAgentEnv:
         if out is None:
             out = self.empty()
         obs = self.core.observe()
+        masks = self.core.action_masks() if self.masked else None
+        if self._raw_masked:
+            local = out["observations"]
+            local[...] = obs.reshape(local.shape)
+            out["action_mask"][...] = masks
+            return out
         if self.views is None:
             out[...] = obs.reshape(out.shape)  # a Box observation of any shape, flattened
             return out
-        return self.views.fill(out, obs, self.core.global_state())
+        return self.views.fill(out, obs, self.core.global_state(), masks)
 
     def start_rewards(self, mask: np.ndarray | None = None) -> None:
         """Copies `mask` (all when None) were just reset: new reward totals and potentials."""

@@ -93,9 +93,11 @@ def core_of(arm: ArmSpec) -> Any:
     """A one-copy core of the arm's env, with the config it trained on."""
     env_id, config = arm.manifest["env"]["id"], dict(arm.manifest["env"]["config"])
     try:
-        level = config.get("task", registry.get_env(env_id).load().task_levels[0])
+        env_cls = registry.get_env(env_id).load()
+        levels = env_cls.task_levels or getattr(env_cls.core_cls, "task_levels", ("default",))
+        level = config.get("task", levels[0])
         return make_core(env_id, config, level, 1)
-    except (KeyError, ValueError) as err:
+    except (KeyError, ValueError, AttributeError) as err:
         raise ServingError(f"{arm.checkpoint}: {err}") from None
 
 

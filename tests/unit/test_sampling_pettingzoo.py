@@ -257,7 +257,6 @@ def test_the_core_replays_the_same_episodes_from_the_same_generator():
     ("factory", "fragment"),
     [
         ("two_spaces", "agents' observation spaces differ (agent_0 Box(4,), agent_1 Box(5,))"),
-        ("masked", "action masks need the stock sampler until step 16"),
     ],
 )
 def test_cores_refuse_what_they_cannot_run_and_the_run_falls_back(caplog, factory, fragment):
