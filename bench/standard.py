@@ -94,11 +94,12 @@ MIRRORING = [
      "train_batch_size_per_learner: 6000 (env steps)", "exact"),
     ("envs", "10 vectorized VMAS envs", "num_envs_per_env_runner: 10 (one batched core)",
      "exact"),
-    ("minibatches", "45 minibatches of 400 frames, drawn without replacement from the 6,000",
-     "num_epochs: 3, minibatch_size: 1200",
-     "close: 45 x 400 = 3 passes over 6,000 frames; RLlib counts minibatch rows per agent "
-     "(400 frames x 3 agents = 1,200) and adds one bootstrap row per episode chunk and "
-     "agent (about 1% more rows), so 3 epochs make 45 or 46 minibatches"),
+    ("minibatches", "45 passes over the batch (on_policy_n_minibatch_iters), each of 15 "
+     "minibatches of 400 frames drawn without replacement: 675 updates a batch",
+     "num_epochs: 45, minibatch_size: 1200",
+     "close: RLlib counts minibatch rows per agent (400 frames x 3 agents = 1,200) and adds "
+     "one bootstrap row per episode chunk and agent (about 1% more rows), so an epoch "
+     "makes 15 or 16 minibatches"),
     ("learning rate", "lr 5e-5", "lr: 5.0e-5", "exact"),
     ("Adam epsilon", "1e-6", "torch's default 1e-8",
      "differs: RLlib builds Adam with torch's defaults; no setting for it"),
@@ -110,8 +111,7 @@ MIRRORING = [
     ("entropy bonus", "0.0", "entropy_coeff: 0.0", "exact"),
     ("value loss", "l2, weight 1, not clipped", "vf_loss_coeff: 1.0, vf_clip_param: 1e9 "
      "(off), use_value_norm: false", "exact"),
-    ("advantages", "not normalized", "standardized per batch",
-     "differs: RLlib's GAE connector always standardizes advantages"),
+    ("advantages", "not normalized", "standardize_advantages: false", "exact"),
     ("parameter sharing", "one policy for all agents; one critic", "shared_policy: true",
      "exact"),
     ("critic input", "every agent's observation joined (VMAS has no state); one value "
@@ -121,9 +121,8 @@ MIRRORING = [
     ("agent id", "not in the observation", "agent_id_in_obs: false", "exact"),
     ("action distribution", "TanhNormal on the action box: samples squashed; loc and "
      "scale from the network, scale = biased softplus (1 at init)",
-     "Gaussian with its mean squashed into the box by tanh, state-independent log-std "
-     "(log_std_init: 0, std 1 at init); samples clamped to the box by VMAS",
-     "differs: our actor has a free log-std (the MAPPO paper's), no state-dependent scale"),
+     "action_distribution: tanh_normal: the same squash, scale and floor",
+     "close: the entropy we report is the Gaussian's before the squash (unused: no bonus)"),
     ("horizon", "100 steps, the end marked terminated (torchrl's VmasEnv): no bootstrap",
      "max_steps: 100, truncated; RLlib marks a multi-agent episode terminated once every "
      "agent is done, so no bootstrap either", "exact"),
@@ -340,13 +339,15 @@ def our_raw(task: str, algorithm: str, seed: int, frames: int, setup: dict | Non
 
 def mirrored_sizes(setup: dict, agents: int) -> dict:
     """BenchMARL's batch and minibatch sizes (frames) as RLlib's (env steps, agent rows)."""
+    # BenchMARL's on-policy loop (Experiment._collection_loop): for each of the
+    # n_minibatch_iters, ceil(batch / minibatch) minibatches drawn without replacement,
+    # i.e. n_minibatch_iters passes (epochs) over the batch.
     batch = setup["on_policy_collected_frames_per_batch"]
     minibatch = setup["on_policy_minibatch_size"]
-    passes, rest = divmod(setup["on_policy_n_minibatch_iters"] * minibatch, batch)
-    if rest or not passes:
-        raise ValueError(f"{setup}: the minibatches make no whole number of passes")
+    if batch % minibatch:
+        raise ValueError(f"{setup}: the minibatches do not split the batch evenly")
     return {"train_batch_size_per_learner": batch, "minibatch_size": minibatch * agents,
-            "num_epochs": passes}  # fmt: skip
+            "num_epochs": setup["on_policy_n_minibatch_iters"]}  # fmt: skip
 
 
 def our_learning(task, algorithm, seed, frames, episodes, setup, output: Path) -> dict:
@@ -644,11 +645,29 @@ def main() -> None:  # noqa: C901
             throughput["targets"] = {"speedup": ratio, "at_least_3x": bool(ratio >= 3)}
         report["throughput"] = throughput
 
+    out = args.output / f"{stem}.json"
+    if args.only and out.exists():
+        keep_other_half(report, json.loads(out.read_text()), args.only)
     print_report(report)
     (args.output / f"{stem}_partial.json").unlink(missing_ok=True)
-    out = args.output / f"{stem}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}" + ("" if args.only == "throughput" else f" and {stem}_learning.png"))
+
+
+def keep_other_half(report: dict, previous: dict, only: str) -> None:
+    """Carry the half `only` did not rerun over from the previous JSON, with its provenance.
+
+    Each half then names the commit and machine it came from (``learning_run`` /
+    ``throughput_run``), so one file holds both without mixing up where they were measured.
+    """
+    other = "throughput" if only == "learning" else "learning"
+    provenance = ("commit", "dirty", "date", "machine", "frames", "seeds", "eval_episodes")
+    report[f"{only}_run"] = {k: report[k] for k in provenance if k in report}
+    if other in previous:
+        report[other] = previous[other]
+        report[f"{other}_run"] = previous.get(f"{other}_run") or {
+            k: previous[k] for k in provenance if k in previous
+        }
 
 
 def print_report(report: dict) -> None:

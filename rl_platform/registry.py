@@ -184,6 +184,11 @@ def register_env(entry: EnvEntry) -> None:
 
 
 PETTINGZOO_PREFIX = "pettingzoo:"
+PETTINGZOO_SHORT_IDS = {
+    # A PettingZoo env with action masks shipped for tests and examples.
+    "masked_choice": "pettingzoo:rl_platform.envs.masked_choice:parallel_env",
+}
+"""Short ids of PettingZoo envs shipped with the platform (not platform envs: no core)."""
 VMAS_PREFIX = "vmas:"
 VMAS_INSTALL_HINT = "pip install -e '.[vmas]'"
 _SCENARIO_NAME = re.compile(r"[a-z0-9_]+")
@@ -234,6 +239,7 @@ def get_env(env_id: str) -> EnvEntry | None:
             allow-list (:func:`rl_platform.trust.check_env_factory`), or a ``vmas:`` id
             no VMAS scenario (:func:`check_vmas_scenario`); nothing is imported.
     """
+    env_id = PETTINGZOO_SHORT_IDS.get(env_id, env_id)
     if env_id.startswith(PETTINGZOO_PREFIX):
         check_env_factory(env_id, PETTINGZOO_PREFIX)
         return EnvEntry(
@@ -317,14 +323,6 @@ register_env(
         "two_step_game",
         "the QMIX paper's two-step matrix game: 2 agents, optimum 8, safe 7 (value factorization)",
         "rl_platform.envs.matrix_games:TwoStepGameEnv",
-    )
-)
-register_env(
-    EnvEntry(
-        "masked_choice",
-        "a PettingZoo env with action masks: the best action is offered only now and then",
-        "rl_platform.envs.pettingzoo:PettingZooEnv",
-        bound_config={"source": "pettingzoo:rl_platform.envs.masked_choice:parallel_env"},
     )
 )
 

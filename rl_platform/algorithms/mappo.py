@@ -31,6 +31,8 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.torch_utils import FLOAT_MIN
 
 from rl_platform import registry
+from rl_platform.algorithms.advantages import replace_gae
+from rl_platform.algorithms.tanh_normal import tanh_normal_for
 from rl_platform.config import ConfigError
 from rl_platform.config.algorithms import IPPOParams, MAPPOParams
 
@@ -136,7 +138,7 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     model_config: ``actor_hiddens``, ``critic_hiddens``, ``activation`` (tanh or relu),
     ``use_orthogonal_init``, ``input_layernorm``, ``free_log_std``, ``log_std_init``,
-    ``bounded_mean``,
+    ``bounded_mean``, ``action_distribution`` ("gaussian" or "tanh_normal"),
     ``use_value_norm``, ``value_norm_beta``, ``actor_obs_key``, ``critic_obs_key``.
     Env runners build it inference-only: the critic and its statistics stay on learners.
     An ``obs["action_mask"]`` (0/1 per action) masks the logits in every forward pass.
@@ -178,6 +180,10 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
             self.register_buffer("_center", (low + high) / 2, persistent=False)
             self.register_buffer("_half_width", (high - low) / 2, persistent=False)
             self._free_log_std = cfg.get("free_log_std", True)
+            self._tanh_normal = cfg.get("action_distribution", "gaussian") == "tanh_normal"
+            if self._tanh_normal:
+                self._bounded = False  # the distribution squashes its samples
+                self._dist_cls = tanh_normal_for(self.action_space)
             if self._free_log_std:
                 self.pi_head = _head(d, a_dim, ortho, 0.01)
                 self.log_std = nn.Parameter(
@@ -212,7 +218,9 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     # be constructed for a Dict obs space.
     @override(TorchRLModule)
     def get_inference_action_dist_cls(self):  # noqa: D102
-        return TorchDiagGaussian if self._is_box else TorchCategorical
+        if not self._is_box:
+            return TorchCategorical
+        return self._dist_cls if self._tanh_normal else TorchDiagGaussian
 
     @override(TorchRLModule)
     def get_exploration_action_dist_cls(self):  # noqa: D102
@@ -311,7 +319,16 @@ class ValueNormPPOLearner(PPOTorchLearner):
       * VALUE_TARGETS replaced by normalized targets (shallow batch copy), and
       * module.compute_values() returning normalized predictions.
     => vf_loss = (v_norm_pred - normalize(target))^2, everything else untouched.
+    Its GAE is :class:`~rl_platform.algorithms.advantages.EpisodeGAE` (the same targets,
+    vectorized; advantages standardized unless ``learner_config_dict`` says
+    ``standardize_advantages: False``).
     """
+
+    @override(PPOTorchLearner)
+    def build(self) -> None:  # noqa: D102
+        super().build()
+        options = self.config.learner_config_dict or {}
+        replace_gae(self, standardize=options.get("standardize_advantages", True))
 
     @override(PPOTorchLearner)
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):  # noqa: D102
@@ -348,7 +365,8 @@ Hyperparams = MAPPOParams  # declared in rl_platform.config.algorithms
 
 MAPPO_ONLY = {
     "use_value_norm", "orthogonal_init", "input_layernorm", "agent_id_in_obs",
-    "critic_hidden_sizes", "log_std_init", "bounded_mean",
+    "critic_hidden_sizes", "log_std_init", "bounded_mean", "action_distribution",
+    "standardize_advantages",
 }  # fmt: skip
 
 
@@ -399,17 +417,29 @@ class ActorCriticPPO(registry.Algorithm):
             "input_layernorm": hp.input_layernorm,
             "use_value_norm": hp.use_value_norm,
             # State-independent log-std, as in the MAPPO paper (RLlib's default model config
-            # would otherwise merge in free_log_std=False and ignore log_std_init).
-            "free_log_std": True,
+            # would otherwise merge in free_log_std=False and ignore log_std_init); the
+            # tanh-normal's scale depends on the state, as in BenchMARL.
+            "free_log_std": hp.action_distribution == "gaussian",
             "log_std_init": hp.log_std_init,
             "bounded_mean": hp.bounded_mean,
+            "action_distribution": hp.action_distribution,
             "actor_obs_key": "obs",
             "critic_obs_key": cls.critic_obs_key,
         }
         config = config.rl_module(
             rl_module_spec=RLModuleSpec(module_class=ActorCriticModule, model_config=model_config)
         )
-        config = config.learners(learner_class=ValueNormPPOLearner)
+        # The modules act in the env's units (a bounded mean or a squashed sample lies in
+        # the Box already), as greedy evaluation and serving apply them: RLlib's default
+        # would map them again from [-1, 1] to the Box.
+        config = config.environment(normalize_actions=False)
+        config = config.learners(
+            learner_class=ValueNormPPOLearner,
+            learner_config_dict={
+                **(config.learner_config_dict or {}),
+                "standardize_advantages": hp.standardize_advantages,
+            },
+        )
         return config.training(**hp.model_dump(exclude=MAPPO_ONLY))
 
 

@@ -97,6 +97,17 @@ class MAPPOParams(PPOParams):
     bounded_mean: bool = Field(
         default=True, description="Squash the Gaussian's mean into a bounded Box action space."
     )
+    action_distribution: Literal["gaussian", "tanh_normal"] = Field(
+        default="gaussian",
+        description=(
+            "Box actions: 'gaussian' (mean and a free log-std; samples clipped by the env) "
+            "or 'tanh_normal' (location and state-dependent scale, samples squashed into "
+            "the Box: BenchMARL's)."
+        ),
+    )
+    standardize_advantages: bool = Field(
+        default=True, description="Standardize advantages per batch (RLlib's PPO does)."
+    )
 
 
 IPPOParams = MAPPOParams  # the same actor-critics, critics on local observations

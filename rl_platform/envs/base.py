@@ -320,6 +320,24 @@ class BatchedCore(ABC):
         return rewards + self._team * (team - rewards)
 
 
+class ForeignCore(BatchedCore):
+    """A core around someone else's env (VMAS, PettingZoo): one task level, no extras.
+
+    Such an env has no reward components, curriculum levels, baselines or state fields of
+    ours: its reward is one component ("reward"), its one level is "default", and
+    evaluation scores it against random play only.
+    """
+
+    reward_components: ClassVar[tuple[str, ...]] = ("reward",)
+    default_reward_weights: ClassVar[dict[str, float]] = {"reward": 1.0}
+    task_levels: ClassVar[tuple[str, ...]] = ("default",)
+    baselines: ClassVar[tuple[str, ...]] = ()
+    state_fields: ClassVar[tuple[str, ...]] = ()
+
+    def baseline_actions(self, name: str, obs: np.ndarray) -> np.ndarray:  # noqa: D102
+        raise ValueError(f"{type(self).__name__} has no baseline {name!r}: it declares none")
+
+
 class CoreMultiAgentEnv(MultiAgentEnv):
     """RLlib view of one copy of a :class:`BatchedCore`.
 

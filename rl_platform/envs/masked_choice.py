@@ -6,7 +6,7 @@ taking action ``k`` pays ``values[k]`` (falling with ``k``) when it is offered a
 ``p_best``, so a policy that ignores the mask is drawn to it. The mask is in the
 observation (PettingZoo's ``{"observation", "action_mask"}``) or, with
 ``mask_in="info"``, in ``infos[agent]["action_mask"]``. ``infos[agent]["illegal"]``
-counts masked actions taken (0 or 1 per step). Built-in id: ``masked_choice``.
+counts masked actions taken (0 or 1 per step). Short id: ``env.id: masked_choice``.
 """
 
 from __future__ import annotations

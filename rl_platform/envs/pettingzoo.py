@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from rl_platform.envs.base import BatchedCore, StepResult
+from rl_platform.envs.base import BatchedCore, ForeignCore, StepResult
 from rl_platform.trust import check_env_factory
 from rl_platform.yaml_model import YamlModel
 
@@ -232,7 +232,7 @@ class LeanParallelStep:
         return observations, rewards, terminations, truncations, infos
 
 
-class ParallelEnvCore(BatchedCore):
+class ParallelEnvCore(ForeignCore):
     """B copies of a PettingZoo ``ParallelEnv`` stepped in one process, as arrays.
 
     Every agent shares one observation space (a Box, flattened to (D,)) and one Box or
@@ -245,12 +245,6 @@ class ParallelEnvCore(BatchedCore):
     generator gives the same episodes. Rewards and the team share are the
     :class:`PettingZooEnv` view's.
     """
-
-    reward_components: ClassVar[tuple[str, ...]] = ("reward",)
-    default_reward_weights: ClassVar[dict[str, float]] = {"reward": 1.0}
-    task_levels: ClassVar[tuple[str, ...]] = ("default",)
-    baselines: ClassVar[tuple[str, ...]] = ()
-    state_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: PettingZooConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
@@ -447,9 +441,6 @@ class ParallelEnvCore(BatchedCore):
     def default_action(self) -> np.ndarray:
         """Action 0 (Discrete) or zeros (Box): the env's usual no-op."""
         return np.zeros(self.action_space.shape, dtype=self.action_space.dtype)
-
-    def baseline_actions(self, name: str, obs: np.ndarray) -> np.ndarray:  # noqa: D102
-        raise ValueError(f"a PettingZoo env has no baseline {name!r} (no baselines)")
 
     def close(self) -> None:
         """Close every copy's env."""

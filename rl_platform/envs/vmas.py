@@ -13,14 +13,19 @@ import copy
 import random
 import warnings
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from pydantic import ConfigDict, Field, field_validator
 
 from rl_platform import registry
-from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv, StepResult
+from rl_platform.envs.base import (
+    CoreEnvConfig,
+    CoreMultiAgentEnv,
+    ForeignCore,
+    StepResult,
+)
 
 # make_env's own arguments: the platform sets them, so they are no scenario kwargs.
 RESERVED = frozenset(
@@ -92,7 +97,7 @@ def _seeded_state(seed: int) -> list[Any]:
     ]
 
 
-class VmasCore(BatchedCore):
+class VmasCore(ForeignCore):
     """B copies of a VMAS scenario: one VMAS world of ``batch_size`` environments.
 
     VMAS draws from process-wide generators it swaps in around each call; each core keeps
@@ -100,12 +105,6 @@ class VmasCore(BatchedCore):
     in, so the same generator gives the same episodes whatever other worlds run in the
     process.
     """
-
-    reward_components: ClassVar[tuple[str, ...]] = ("reward",)
-    default_reward_weights: ClassVar[dict[str, float]] = {"reward": 1.0}
-    task_levels: ClassVar[tuple[str, ...]] = ("default",)
-    baselines: ClassVar[tuple[str, ...]] = ()
-    state_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: VmasConfig, batch_size: int) -> None:
         super().__init__(config, batch_size)
@@ -277,9 +276,6 @@ class VmasCore(BatchedCore):
         if self._discrete:
             return np.int64(0)
         return np.zeros(self.action_space.shape, dtype=np.float32)
-
-    def baseline_actions(self, name: str, obs: np.ndarray) -> np.ndarray:  # noqa: D102
-        raise ValueError(f"VMAS envs have no baseline {name!r}: they declare none")
 
 
 def _gymnasium_space(space: Any) -> gym.Space:

@@ -5,8 +5,9 @@ Envs without a batched core (the PettingZoo adapter) are played on their RLlib v
 The exported module is loaded without Ray or pickles (:func:`checkpoints.load_policy`);
 observations are shaped as the module was trained on them (MAPPO/IPPO modules take
 ``{"obs": local [+ agent one-hot]}``), and actions are greedy: the argmax of the logits,
-or the Gaussian's mean. On an env with action masks the masks (B, N, n_actions) go
-into the modules' observations (``action_mask``): the argmax is over allowed actions.
+or the distribution's deterministic action (the Gaussian's mean). On an env with action
+masks the masks (B, N, n_actions) go into the modules' observations (``action_mask``):
+the argmax is over allowed actions.
 """
 
 from __future__ import annotations
@@ -91,9 +92,10 @@ class TrainedPolicy:
                 if masks is not None:  # whatever the module does with masks: none is taken
                     logits = logits.masked_fill(torch.as_tensor(masks[:, i]) == 0, -torch.inf)
                 out.append(logits.argmax(-1).numpy())
-            else:
-                dim = module.action_space.shape[0]
-                out.append(logits[:, :dim].numpy())
+            else:  # the distribution's deterministic action (a squashed one squashes)
+                dist_cls = module.get_inference_action_dist_cls()
+                greedy = dist_cls.from_logits(logits).to_deterministic().sample()
+                out.append(greedy.numpy())
         return np.stack(out, axis=1)
 
     def _state_in(self, agent: str, module: Any, b: int) -> Any:

@@ -461,3 +461,16 @@ def test_envs_check_runs_pettingzoos_own_tests_on_masked_choice(mask_in):
     for name in ("pettingzoo parallel_api_test", "pettingzoo parallel_seed_test"):
         assert results[name].passed and not results[name].skipped, results[name]
     assert all(r.passed for r in results.values())
+
+
+@pytest.mark.parametrize("algorithm", ["mappo", "ippo", "ppo"])
+def test_masked_choice_runs_on_the_batched_runner_by_default(algorithm, caplog):
+    import logging
+
+    from rl_platform.builder import build_algorithm_config
+    from rl_platform.sampling import BatchedEnvRunner
+
+    with caplog.at_level(logging.INFO, logger="rl_platform.builder"):
+        config = build_algorithm_config(ppo_experiment(algorithm, "info", "auto"))
+    assert config.env_runner_cls is BatchedEnvRunner
+    assert "sampler: stock" not in caplog.text
