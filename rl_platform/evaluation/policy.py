@@ -136,4 +136,6 @@ def policy_scores(
         return view_episode_scores(env, policy.actions, episodes, seed, reset=policy.reset)
     core = env_cls.core_cls(env_cls.config_model.model_validate(merged), episodes)
     policy.reset()  # play_episodes plays one episode per copy, all starting now
-    return core.play_episodes(policy.actions, np.random.default_rng(seed))
+    masks = getattr(core, "action_masks", None)
+    act = (lambda obs: policy.actions(obs, masks())) if callable(masks) else policy.actions
+    return core.play_episodes(act, np.random.default_rng(seed))

@@ -474,3 +474,12 @@ def test_masked_choice_runs_on_the_batched_runner_by_default(algorithm, caplog):
         config = build_algorithm_config(ppo_experiment(algorithm, "info", "auto"))
     assert config.env_runner_cls is BatchedEnvRunner
     assert "sampler: stock" not in caplog.text
+
+
+def test_policy_scores_play_the_masks(tmp_path):
+    """A module tempted by a mostly masked action scores only legal moves (every legal one
+    pays at least 0.2 a step; a masked one would pay -1)."""
+    from rl_platform.evaluation.policy import policy_scores
+
+    scores = policy_scores(masked_export(tmp_path / "checkpoint_000000"), episodes=8, seed=3)
+    assert len(scores) == 8 and (scores >= 0.2 * 25).all()
