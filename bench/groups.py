@@ -30,8 +30,11 @@ FIGURE = RESULTS.with_suffix(".png")
 EPISODES = 100
 
 
-def play(algo, episodes: int, greedy: bool, seed: int = 10_000) -> float:
-    """Mean episode return (per agent) of the trained modules (greedy) or random play."""
+def play(algo, episodes: int, greedy: bool, seed: int = 10_000, randomized: tuple = ()) -> float:
+    """Mean episode return (per agent) of the trained modules (greedy) or random play.
+
+    Agents in `randomized` act uniformly at random even when `greedy`.
+    """
     import torch
     from ray.rllib.core.columns import Columns
 
@@ -47,7 +50,7 @@ def play(algo, episodes: int, greedy: bool, seed: int = 10_000) -> float:
         while not done:
             actions = {}
             for agent, o in obs.items():
-                if not greedy:
+                if not greedy or agent in randomized:
                     actions[agent] = int(rng.integers(env.action_spaces[agent].n))
                     continue
                 module = algo.get_module(mapping(agent, None))
@@ -80,6 +83,9 @@ def run(seed: int, env_steps: int, eval_every: int) -> dict:
                 curve.append({"env_steps": steps, "greedy_return": play(algo, EPISODES, True)})
                 print(f"seed {seed} {steps:7d} steps: greedy {curve[-1]['greedy_return']:.2f}")
         random_return = play(algo, EPISODES, False)
+        # the listener's greedy policy with the speaker's words drawn at random: as good
+        # as the trained pair means the listener does not use what the speaker says
+        speaker_random = play(algo, EPISODES, True, randomized=("speaker_0",))
         modules = sorted(algo.learner_group.get_weights())
     finally:
         algo.stop()
@@ -91,6 +97,7 @@ def run(seed: int, env_steps: int, eval_every: int) -> dict:
         "wall_time_s": round(time.time() - t0, 1),
         "greedy_return": curve[-1]["greedy_return"],
         "random_return": random_return,
+        "speaker_randomized_return": speaker_random,
         "curve": curve,
     }
 
@@ -122,6 +129,8 @@ def figure(summary: dict) -> None:
         ax.plot(xs, ys, marker="o", ms=3, label=f"MAPPO, groups (seed {run_['seed']})")
     randoms = [r["random_return"] for r in summary["runs"]]
     ax.axhline(np.mean(randoms), color="grey", ls="--", label="random play")
+    ablated = [r["speaker_randomized_return"] for r in summary["runs"]]
+    ax.axhline(np.mean(ablated), color="grey", ls=":", label="trained listener, random speaker")
     ax.set_xlabel("env steps")
     ax.set_ylabel(f"mean episode return ({EPISODES} episodes)")
     ax.set_title("speaker-listener, one module per group")
@@ -151,6 +160,7 @@ def main() -> None:
         shutdown_ray()
     greedy = [r["greedy_return"] for r in runs]
     randoms = [r["random_return"] for r in runs]
+    ablated = [r["speaker_randomized_return"] for r in runs]
     summary = {
         "experiment": "experiments/speaker_listener_groups.yaml",
         "env": "pettingzoo:mpe2.simple_speaker_listener_v4:parallel_env",
@@ -160,6 +170,7 @@ def main() -> None:
         "eval_episodes": EPISODES,
         "greedy_return_mean": float(np.mean(greedy)),
         "random_return_mean": float(np.mean(randoms)),
+        "speaker_randomized_return_mean": float(np.mean(ablated)),
         "beats_random_in": sum(g > r for g, r in zip(greedy, randoms)),
         "wall_time_s": round(time.time() - start, 1),
         "machine": {
