@@ -90,7 +90,7 @@ class MAPPOParams(PPOParams):
     orthogonal_init: bool = True
     input_layernorm: bool = False
     agent_id_in_obs: bool = Field(
-        default=True, description="Append the agent's one-hot index (shared policy only)."
+        default=True, description="Append the agent's one-hot index (a shared policy or group)."
     )
     critic_hidden_sizes: tuple[PositiveInt, ...] | None = Field(
         default=None, description="Critic layers; default: algorithm.network.hidden_sizes."
@@ -157,7 +157,7 @@ class ValueDecompositionParams(AlgorithmParams):
         ),
     )
     agent_id_in_obs: bool = Field(
-        default=True, description="Append the agent's one-hot index (shared policy only)."
+        default=True, description="Append the agent's one-hot index (a shared policy or group)."
     )
 
 
@@ -203,7 +203,7 @@ class MADDPGParams(AlgorithmParams):
     )
     grad_clip: PositiveFloat | None = 0.5
     agent_id_in_obs: bool = Field(
-        default=True, description="Append the agent's one-hot index (shared policy only)."
+        default=True, description="Append the agent's one-hot index (a shared policy or group)."
     )
 
 

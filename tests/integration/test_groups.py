@@ -88,8 +88,15 @@ def test_speaker_and_listener_train_as_two_groups(tmp_path, ray_address):
 
 
 @pytest.mark.slow
-def test_groups_on_the_batched_runner_are_evaluated(tmp_path, ray_address):
-    """Three agents of one space in two groups: batched sampling, export, `rlp evaluate`."""
+def test_groups_on_the_batched_runner_are_evaluated_and_served(tmp_path, ray_address):
+    """Three agents of one space in two groups: batched sampling, export, evaluate, serve."""
+    import numpy as np
+
+    from rl_platform.evaluation.policy import TrainedPolicy
+    from rl_platform.serving.ab_test import CHAMPION
+    from rl_platform.serving.app import plan
+    from rl_platform.serving.service import PolicyService
+
     experiment = {
         "name": "spread_groups",
         "env": {"id": "pettingzoo:mpe2.simple_spread_v3:parallel_env", "config": {"N": 3}},
@@ -120,6 +127,15 @@ def test_groups_on_the_batched_runner_are_evaluated(tmp_path, ray_address):
     data = json.loads((report / "evaluation.json").read_text())
     assert data["policies"][0] == "policy"
     assert (report / "report.html").is_file()
+
+    service = PolicyService(plan(result.best_checkpoint))
+    obs = np.random.default_rng(0).uniform(-1, 1, (4, 3, service.obs_dim)).astype(np.float32)
+    present = np.ones(3, dtype=bool)
+    decisions = service.act([(CHAMPION, obs[b], present) for b in range(4)])
+    policy = TrainedPolicy(result.best_checkpoint)
+    assert set(policy.modules) == {"lead", "rest"}
+    served = np.stack([d.actions for d in decisions])
+    np.testing.assert_array_equal(served, policy.actions(obs))
 
 
 @pytest.mark.slow
