@@ -7,7 +7,7 @@ greedy policy's mean episode return (per agent, the env's shared reward; 100 epi
 of 25 steps, fixed seeds) next to uniformly random play on the same episodes.
 
 Run:  python bench/groups.py [--seeds 3] [--env-steps 200000]
-Writes bench/results/groups.json and groups.png. About 3 minutes per seed on 2 cores.
+Writes bench/results/groups.json and groups.png. About 4 minutes per seed on 2 shared cores.
 """
 
 from __future__ import annotations
