@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from rl_platform import registry
 from rl_platform.algorithms.common import (
     BuildContext,
-    map_to_self,
-    map_to_shared,
+    agent_modules_of,
     module_ids,
+    policy_mapping,
     sync_env_runner_weights,
 )
 from rl_platform.config import ConfigError
@@ -67,6 +67,15 @@ def experiment_callbacks(
 ) -> list[type]:
     """The RLlib callback classes the experiment's features add, in feature order."""
     return [c for f in (features() if active is None else active) for c in f.callbacks(experiment)]
+
+
+def shares_modules(experiment: ExperimentConfig, env_cls: type) -> bool:
+    """Whether some module acts for several agents (then agent ids tell them apart)."""
+    if not experiment.algorithm.groups:
+        return experiment.algorithm.shared_policy
+    agents = env_cls(env_config_of(experiment)).possible_agents
+    modules = list(agent_modules_of(experiment, agents).values())
+    return len(set(modules)) < len(modules)
 
 
 def with_global_state(
@@ -245,7 +254,6 @@ def apply_experiment(
 
     active = features() if active is None else active
     res = experiment.resources
-    shared = experiment.algorithm.shared_policy
     network = experiment.algorithm.network
     return (
         config.api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
@@ -259,7 +267,7 @@ def apply_experiment(
         .learners(num_learners=res.num_learners, num_gpus_per_learner=res.num_gpus_per_learner)
         .multi_agent(
             policies=set(module_ids(experiment, env_cls)),
-            policy_mapping_fn=map_to_shared if shared else map_to_self,
+            policy_mapping_fn=policy_mapping(experiment, env_cls),
         )
         .rl_module(
             model_config=DefaultModelConfig(
@@ -296,7 +304,7 @@ def build_algorithm_config(experiment: ExperimentConfig) -> AlgorithmConfig:
     active = features()
     config = apply_experiment(algorithm.new_config(), experiment, env_cls, active)
     if algorithm.global_state:
-        agent_id = hyperparams.agent_id_in_obs and experiment.algorithm.shared_policy
+        agent_id = hyperparams.agent_id_in_obs and shares_modules(experiment, env_cls)
         config = with_global_state(config, experiment, agent_id, algorithm.module_spaces)
     config = algorithm.configure(config, hyperparams, context)
     for feature in active:

@@ -19,8 +19,9 @@ from typing import Any
 import yaml
 
 from rl_platform import registry
-from rl_platform.algorithms.common import SHARED_MODULE_ID, sync_env_runner_weights
+from rl_platform.algorithms.common import sync_env_runner_weights
 from rl_platform.config import ExperimentConfig
+from rl_platform.config.groups import modules_of
 from rl_platform.policy_manifest import (
     CATALOG_CLASSES,
     FORMAT_VERSION,
@@ -110,13 +111,12 @@ def export_policies(checkpoint_dir: str | Path, experiment: dict[str, Any]) -> P
     entry = registry.get_env(env_id)
     env_cls = entry.load()
     agents = env_cls({**experiment["env"]["config"], **entry.bound_config}).possible_agents
-    shared = experiment["algorithm"]["shared_policy"]
     manifest = {
         "format_version": FORMAT_VERSION,
         "versions": runtime_versions(),
         "env": {"id": env_id, "config": _trained_env_config(experiment)},
         "algorithm": experiment["algorithm"]["id"],
-        "agents": {a: (SHARED_MODULE_ID if shared else a) for a in agents},
+        "agents": modules_of(experiment["algorithm"], agents),
         "modules": modules,
     }
     if experiment.get("hierarchy"):  # its modules choose strategies (advanced.hierarchical)

@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from rl_platform.trust import UntrustedModuleError, check_env_factory
+from rl_platform.trust import UntrustedModuleError, check_env_class, check_env_factory
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -232,14 +232,20 @@ def check_vmas_scenario(scenario: str, env_id: str | None = None) -> None:
 
 
 def get_env(env_id: str) -> EnvEntry | None:
-    """The entry of a registered id, a ``pettingzoo:<module>:<factory>`` or ``vmas:<scenario>``.
+    """The entry of a registered id or of an env id naming its source.
+
+    Sources: ``pettingzoo:<module>:<factory>``, ``vmas:<scenario>`` or ``<module>:<Class>``
+    (a user's RLlib ``MultiAgentEnv``, through
+    :class:`rl_platform.envs.custom.CustomMultiAgentEnv`).
 
     Returns None for an unknown id.
 
     Raises:
         UntrustedModuleError: a ``pettingzoo:`` id names a module or factory outside the
-            allow-list (:func:`rl_platform.trust.check_env_factory`), or a ``vmas:`` id
-            no VMAS scenario (:func:`check_vmas_scenario`); nothing is imported.
+            allow-list (:func:`rl_platform.trust.check_env_factory`), a ``vmas:`` id
+            no VMAS scenario (:func:`check_vmas_scenario`), or a ``<module>:<Class>`` id
+            an untrusted module (:func:`rl_platform.trust.check_env_class`); nothing is
+            imported.
     """
     env_id = PETTINGZOO_SHORT_IDS.get(env_id, env_id)
     if env_id.startswith(PETTINGZOO_PREFIX):
@@ -260,6 +266,14 @@ def get_env(env_id: str) -> EnvEntry | None:
             f"the VMAS scenario {scenario} as a batched core",
             "rl_platform.envs.vmas:VmasEnv",
             bound_config={"scenario": scenario},
+        )
+    if env_id not in ENVS and ":" in env_id:  # <module>:<Class>, a user's MultiAgentEnv
+        check_env_class(env_id)
+        return EnvEntry(
+            env_id,
+            "an RLlib MultiAgentEnv of a trusted module",
+            "rl_platform.envs.custom:CustomMultiAgentEnv",
+            bound_config={"source": env_id},
         )
     return ENVS.get(env_id)
 

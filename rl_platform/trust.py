@@ -128,6 +128,35 @@ def check_env_factory(source: str, prefix: str = "pettingzoo:") -> tuple[str, st
     )
 
 
+def check_env_class(env_id: str) -> tuple[str, str]:
+    """The (module, class) an env id ``<module>:<Class>`` names, if the module is trusted.
+
+    For an RLlib ``MultiAgentEnv`` subclass of the user's own (docs/custom-envs.md, "Bring
+    your own MultiAgentEnv"). Only a string check: nothing is imported; the class is
+    checked to be a ``MultiAgentEnv`` subclass once imported
+    (:func:`rl_platform.envs.custom.load_env_class`).
+
+    Raises:
+        UntrustedModuleError: `env_id` is malformed or its module is not trusted
+            (``$RLP_TRUSTED_MODULES`` or ``--trust-module``).
+    """
+    module, sep, name = env_id.partition(":")
+    if not sep or not _is_module_name(module) or not name.isidentifier():
+        raise UntrustedModuleError(
+            env_id,
+            "not of the form <module>:<Class> (an RLlib MultiAgentEnv subclass in a module "
+            "you trust, e.g. my_envs:GatherEnv)",
+        )
+    if not _within(module, trusted_modules()):
+        raise UntrustedModuleError(
+            env_id,
+            f"module {module!r} is not trusted, so it was not imported: an env id "
+            "<module>:<Class> may name only modules you trust outside the YAML "
+            f"({describe_trusted()})",
+        )
+    return module, name
+
+
 def describe_trusted() -> str:
     """How the user trusts a module, and what is trusted now (for error messages)."""
     now = ", ".join(trusted_modules()) or "none"

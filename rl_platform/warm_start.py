@@ -43,7 +43,8 @@ def load_weights(path: str | Path, module_ids: list[str]) -> dict[str, dict[str,
     if missing:
         raise ValueError(
             f"{export}: no weights for module(s) {', '.join(missing)} (it has "
-            f"{', '.join(have)}); train with the same algorithm.shared_policy"
+            f"{', '.join(have)}); train with the same algorithm.shared_policy "
+            "or algorithm.groups"
         )
     return {
         module_id: {k: v.numpy() for k, v in module_weights(export, module_id).items()}

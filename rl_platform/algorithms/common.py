@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rl_platform.config import ConfigError
+from rl_platform.config.groups import SHARED_MODULE_ID, GroupError, ModuleMapping, modules_of
 from rl_platform.registry import env_config_of
 
 if TYPE_CHECKING:
     from rl_platform.config import ExperimentConfig
 
-SHARED_MODULE_ID = "shared"
+__all__ = ["SHARED_MODULE_ID", "BuildContext", "map_to_self", "map_to_shared", "module_ids"]
 
 
 @dataclass(frozen=True)
@@ -65,23 +66,53 @@ def sync_env_runner_weights(algorithm: Any, **kwargs: Any) -> None:
 
 
 def module_ids(experiment: ExperimentConfig, env_cls: type) -> list[str]:
-    """The RLModule ids a run trains, in a stable order.
+    """The RLModule ids a run trains, in a stable order (see :func:`policy_mapping`).
 
     Raises:
-        ConfigError: a shared policy is asked for agents whose spaces differ.
+        ConfigError: agents whose spaces differ share a module, or ``algorithm.groups``
+            does not put every agent in exactly one group.
     """
     env = env_cls(env_config_of(experiment))
-    if not experiment.algorithm.shared_policy:
-        return list(env.possible_agents)
-    first = env.possible_agents[0]
-    for agent in env.possible_agents[1:]:
+    mapping = agent_modules_of(experiment, env.possible_agents)
+    first: dict[str, str] = {}
+    for agent, module in mapping.items():
+        other = first.setdefault(module, agent)
         if (env.observation_spaces[agent], env.action_spaces[agent]) != (
-            env.observation_spaces[first],
-            env.action_spaces[first],
+            env.observation_spaces[other],
+            env.action_spaces[other],
         ):
-            raise ConfigError(
-                f"{experiment.name}: algorithm.shared_policy is true but agents {first} and "
-                f"{agent} of env {experiment.env.id!r} have different observation or action "
-                "spaces; set algorithm.shared_policy: false."
+            fix = (
+                "put them in different groups"
+                if experiment.algorithm.groups
+                else "set algorithm.shared_policy: false or algorithm.groups"
             )
-    return [SHARED_MODULE_ID]
+            raise ConfigError(
+                f"{experiment.name}: agents {other} and {agent} of env {experiment.env.id!r} "
+                f"share module {module!r} but have different observation or action spaces; "
+                f"{fix}."
+            )
+    return list(first)
+
+
+def agent_modules_of(experiment: ExperimentConfig, agents: Any) -> dict[str, str]:
+    """``{agent: module id}`` of the experiment's algorithm section for `agents`.
+
+    Raises:
+        ConfigError: ``algorithm.groups`` does not fit the agents.
+    """
+    try:
+        return modules_of(experiment.algorithm, agents)
+    except GroupError as err:
+        raise ConfigError(f"{experiment.name}: {err}") from None
+
+
+def policy_mapping(experiment: ExperimentConfig, env_cls: type) -> Any:
+    """RLlib's policy mapping of the experiment's modules (see :func:`module_ids`).
+
+    :func:`map_to_shared`, :func:`map_to_self` or, with groups, a data-only
+    :class:`~rl_platform.config.groups.ModuleMapping`.
+    """
+    if not experiment.algorithm.groups:
+        return map_to_shared if experiment.algorithm.shared_policy else map_to_self
+    env = env_cls(env_config_of(experiment))
+    return ModuleMapping(agent_modules_of(experiment, env.possible_agents))

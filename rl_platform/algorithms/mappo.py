@@ -28,6 +28,7 @@ from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
+from ray.rllib.utils.torch_utils import FLOAT_MIN
 
 from rl_platform import registry
 from rl_platform.algorithms.advantages import replace_gae
@@ -140,6 +141,7 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     ``bounded_mean``, ``action_distribution`` ("gaussian" or "tanh_normal"),
     ``use_value_norm``, ``value_norm_beta``, ``actor_obs_key``, ``critic_obs_key``.
     Env runners build it inference-only: the critic and its statistics stay on learners.
+    An ``obs["action_mask"]`` (0/1 per action) masks the logits in every forward pass.
     """
 
     @override(RLModule)
@@ -238,6 +240,10 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     def _pi(self, batch) -> dict[str, Any]:
         h = self.actor_body(self._actor_input(batch))
         out = self.pi_head(h)
+        obs = batch[Columns.OBS]
+        if not self._is_box and isinstance(obs, dict) and "action_mask" in obs:
+            # Masked actions get RLlib's FLOAT_MIN logit: never sampled, never the argmax.
+            out = out.masked_fill(obs["action_mask"] == 0, FLOAT_MIN)
         if self._is_box:
             mean, log_std = (
                 (out, self.log_std.expand_as(out)) if self._free_log_std else out.chunk(2, -1)

@@ -3,7 +3,9 @@
 :func:`vdn_mix` (VDN's sum), :class:`QMixer` (QMIX's monotonic mixing network),
 :func:`double_q_next_values` and :func:`td_targets` (double-DQN targets),
 :func:`soft_update` (hard or Polyak target updates) and :func:`sequence_td_loss` (the TD
-loss on replayed sequences for recurrent agents). The RLlib modules and learner in
+loss on replayed sequences for recurrent agents); :func:`allowed` and :func:`mask_values`
+apply action masks (masked actions are never taken, nor valued in a target's max). The
+RLlib modules and learner in
 :mod:`rl_platform.algorithms.qmix` call these; the unit tests call them directly. The
 maths and papers: docs/algorithms.md, "IQL, VDN and QMIX".
 """
@@ -15,6 +17,7 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from ray.rllib.utils.torch_utils import FLOAT_MIN
 
 
 def vdn_mix(agent_qs: torch.Tensor) -> torch.Tensor:
@@ -82,17 +85,53 @@ class QMixer(nn.Module):
         return (torch.bmm(hidden, w_final) + v).view(b)
 
 
+def allowed(mask: torch.Tensor) -> torch.Tensor:
+    """The allowed actions (..., n_actions) bool of a 0/1 action mask.
+
+    A row with no allowed action (padding, an agent's terminal observation) allows every
+    action, so a max or a draw over it stays finite and defined.
+    """
+    ok = mask > 0
+    return ok | ~ok.any(dim=-1, keepdim=True)
+
+
+def mask_values(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Q values or logits (..., n_actions) with masked actions at ``FLOAT_MIN`` (RLlib's).
+
+    ``mask`` (..., n_actions) is 0/1 (see :func:`allowed`); None leaves ``values`` as is.
+    """
+    if mask is None:
+        return values
+    return values.masked_fill(~allowed(mask), FLOAT_MIN)
+
+
+def random_allowed(like: torch.Tensor, n: int, mask: torch.Tensor | None) -> torch.Tensor:
+    """Uniform random actions shaped like `like` (int64) among `mask`'s allowed ones.
+
+    ``mask`` (*like.shape, n) 0/1, or None: any of the ``n`` actions.
+    """
+    if mask is None:
+        return torch.randint_like(like, n)
+    # The argmax of i.i.d. uniforms over the allowed set is uniform over it.
+    noise = torch.rand(mask.shape, device=mask.device)
+    return noise.masked_fill(~allowed(mask), -1.0).argmax(dim=-1).to(like.dtype)
+
+
 def double_q_next_values(
-    next_q_online: torch.Tensor, next_q_target: torch.Tensor, double_q: bool = True
+    next_q_online: torch.Tensor,
+    next_q_target: torch.Tensor,
+    double_q: bool = True,
+    next_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Value of the next state's greedy action: (..., n_actions) -> (...).
 
     With ``double_q`` the online network picks the action and the target network values
-    it (double DQN); otherwise the target network's own max.
+    it (double DQN); otherwise the target network's own max. ``next_mask`` (the next
+    observation's action mask, 0/1, (..., n_actions)) restricts both to allowed actions.
     """
     if not double_q:
-        return next_q_target.max(dim=-1).values
-    best = next_q_online.argmax(dim=-1, keepdim=True)
+        return mask_values(next_q_target, next_mask).max(dim=-1).values
+    best = mask_values(next_q_online, next_mask).argmax(dim=-1, keepdim=True)
     return next_q_target.gather(-1, best).squeeze(-1)
 
 
@@ -142,7 +181,9 @@ def sequence_td_loss(
         target_q_seq: (B, T + 1, N, A) the target networks' Q values, unrolled the same way.
         data: ``actions``, ``rewards``, ``mask``, ``agent_terminated`` (B, T, N);
             ``terminated``, ``valid`` (B, T: the step exists, 0 on padding);
-            ``state`` (B, T + 1, state_dim) (step t's next state is ``state[:, t + 1]``).
+            ``state`` (B, T + 1, state_dim) (step t's next state is ``state[:, t + 1]``);
+            optionally ``action_mask`` (B, T + 1, N, A), aligned with the observations:
+            the targets' max is over the next step's allowed actions.
         mix: the mixer (VDN, QMIX) or None for independent learners (IQL).
         gamma: the discount.
         double_q: the online network picks the next action, the target values it.
@@ -157,9 +198,13 @@ def sequence_td_loss(
     valid = data["valid"]
     actions = data["actions"].long()
     chosen = q_seq[:, :-1].gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # (B, T, N)
+    action_mask = data.get("action_mask")
     with torch.no_grad():
         next_values = double_q_next_values(
-            q_seq[:, 1:].detach(), target_q_seq[:, 1:], double_q=double_q
+            q_seq[:, 1:].detach(),
+            target_q_seq[:, 1:],
+            double_q=double_q,
+            next_mask=None if action_mask is None else action_mask[:, 1:],
         )  # (B, T, N)
     if mix is None:
         terminated = torch.maximum(data["agent_terminated"], data["terminated"][..., None])

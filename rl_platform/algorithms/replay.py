@@ -44,7 +44,11 @@ class JointReplayBuffer:
     indices of Discrete actions) or (N, action_dim: float32 Box actions),
     ``rewards`` (N,), ``mask`` (N,: the agent acted at this step), ``state`` /
     ``next_state`` (state_dim,), ``terminated`` (the episode ended for good: no
-    bootstrapping) and ``agent_terminated`` (N,: the agent's own episode ended).
+    bootstrapping) and ``agent_terminated`` (N,: the agent's own episode ended). When the
+    agents' Dict observations carry an ``"action_mask"``, also ``action_mask`` and
+    ``next_action_mask`` (N, n_actions: float32 0/1 of the observation and the next one;
+    all 0 where an agent has no observation, which :func:`~rl_platform.algorithms.mixers.allowed`
+    reads as "all allowed").
 
     An agent that leaves early (PettingZoo envs that drop agents) is masked after its
     last step; agents are assumed present from each episode's start.
@@ -100,6 +104,7 @@ class JointReplayBuffer:
         obs_dim = None
         action_shape: tuple[int, ...] = ()
         action_dtype: Any = np.int64
+        mask_dim = None
         per_agent = []
         for agent in self.agent_ids:
             single = episode.agent_episodes.get(agent)
@@ -113,11 +118,17 @@ class JointReplayBuffer:
             actions = np.asarray(single.get_actions(slice(0, length)))
             rewards = np.asarray(single.get_rewards(slice(0, length)), dtype=np.float32)
             local, state = (obs["obs"], obs["state"]) if isinstance(obs, dict) else (obs, None)
+            action_mask = obs.get("action_mask") if isinstance(obs, dict) else None
+            if action_mask is not None:
+                action_mask = np.asarray(action_mask, np.float32)
+                mask_dim = action_mask.shape[-1]
             obs_dim = local.shape[-1]
             action_shape = actions.shape[1:]
             if not np.issubdtype(actions.dtype, np.integer):
                 action_dtype = np.float32
-            per_agent.append((length, local, state, actions, rewards, single.is_terminated))
+            per_agent.append(
+                (length, local, state, actions, rewards, single.is_terminated, action_mask)
+            )
         if obs_dim is None:
             return None
 
@@ -132,12 +143,18 @@ class JointReplayBuffer:
             "next_state": np.zeros((steps, self.state_dim), np.float32),
             "terminated": np.zeros(steps, np.float32),
         }
+        if mask_dim is not None:
+            out["action_mask"] = np.zeros((steps, n, mask_dim), np.float32)
+            out["next_action_mask"] = np.zeros((steps, n, mask_dim), np.float32)
         have_state = np.zeros(steps + 1, dtype=bool)
         states = np.zeros((steps + 1, self.state_dim), np.float32)
         for i, data in enumerate(per_agent):
             if data is None:
                 continue
-            length, local, state, actions, rewards, terminated = data
+            length, local, state, actions, rewards, terminated, action_mask = data
+            if action_mask is not None:
+                out["action_mask"][:length, i] = action_mask[:length]
+                out["next_action_mask"][:length, i] = action_mask[1 : length + 1]
             out["obs"][:length, i] = local[:length]
             out["next_obs"][:length, i] = local[1 : length + 1]
             out["actions"][:length, i] = actions
@@ -181,6 +198,8 @@ class SequenceReplayBuffer(JointReplayBuffer):
     * ``actions``, ``rewards``, ``mask``, ``agent_terminated`` (T, N) and ``terminated``
       (T,), as in :class:`JointReplayBuffer`; ``valid`` (T,): 1 for real steps, 0 on
       padding;
+    * ``action_mask`` (T + 1, N, n_actions), when the observations carry masks: aligned
+      with ``obs``;
     * ``hidden0`` (N, hidden_dim): each agent's recurrent state before the sequence's
       first step: zeros at an episode's start, else the state the env runner's module
       had there (its ``STATE_OUT`` of the step before, read from the chunk or its
@@ -273,6 +292,9 @@ def cut_sequences(
     per_step = ("actions", "rewards", "mask", "agent_terminated", "terminated")
     for key in per_step:
         out[key] = zeros(flat[key], seq_len)
+    masks = "action_mask" in flat
+    if masks:
+        out["action_mask"] = zeros(flat["action_mask"], seq_len + 1)
     for k, start in enumerate(starts):
         end = min(start + seq_len, steps)
         length = end - start
@@ -280,6 +302,9 @@ def cut_sequences(
         out["obs"][k, 1 : length + 1] = flat["next_obs"][start:end]
         out["state"][k, 0] = flat["state"][start]
         out["state"][k, 1 : length + 1] = flat["next_state"][start:end]
+        if masks:
+            out["action_mask"][k, 0] = flat["action_mask"][start]
+            out["action_mask"][k, 1 : length + 1] = flat["next_action_mask"][start:end]
         out["valid"][k, :length] = 1.0
         for key in per_step:
             out[key][k, :length] = flat[key][start:end]

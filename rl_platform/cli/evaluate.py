@@ -100,6 +100,13 @@ def print_evaluation(outcome) -> None:
     console.print(table)
     for name, reason in result.get("not_applicable", {}).items():
         console.print(f"n/a on this env: {name.replace('_', ' ')}: {reason}", highlight=False)
+    for name, games in result["details"].get("versus_random", {}).items():
+        console.print(
+            f"{name} against random play: win {games['win']:.1%}, draw {games['draw']:.1%}, "
+            f"loss {games['loss']:.1%} over {games['games']} games; "
+            f"{games['illegal_moves']} illegal moves",
+            highlight=False,
+        )
     safety = result["details"].get("safety", {})
     if "policy" in safety:
         own = safety["policy"]

@@ -23,9 +23,11 @@ from pydantic import (
     PositiveInt,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from rl_platform.config.base import ConfigModel
+from rl_platform.config.groups import GROUP_NAME, SHARED_MODULE_ID
 from rl_platform.config.sections import NetworkSpec
 from rl_platform.yaml_model import YamlModel, strict_field
 
@@ -88,7 +90,7 @@ class MAPPOParams(PPOParams):
     orthogonal_init: bool = True
     input_layernorm: bool = False
     agent_id_in_obs: bool = Field(
-        default=True, description="Append the agent's one-hot index (shared policy only)."
+        default=True, description="Append the agent's one-hot index (a shared policy or group)."
     )
     critic_hidden_sizes: tuple[PositiveInt, ...] | None = Field(
         default=None, description="Critic layers; default: algorithm.network.hidden_sizes."
@@ -183,7 +185,7 @@ class ValueDecompositionParams(AlgorithmParams):
         ),
     )
     agent_id_in_obs: bool = Field(
-        default=True, description="Append the agent's one-hot index (shared policy only)."
+        default=True, description="Append the agent's one-hot index (a shared policy or group)."
     )
 
 
@@ -229,7 +231,7 @@ class MADDPGParams(AlgorithmParams):
     )
     grad_clip: PositiveFloat | None = 0.5
     agent_id_in_obs: bool = Field(
-        default=True, description="Append the agent's one-hot index (shared policy only)."
+        default=True, description="Append the agent's one-hot index (a shared policy or group)."
     )
 
 
@@ -256,9 +258,9 @@ RLLIB_OWNED: dict[str, str] = {
     "seed": "seed",
     "env": "env.id",
     "env_config": "env.config",
-    "policies": "algorithm.shared_policy",
-    "policy_mapping_fn": "algorithm.shared_policy",
-    "policies_to_train": "algorithm.shared_policy",
+    "policies": "algorithm.shared_policy or algorithm.groups",
+    "policy_mapping_fn": "algorithm.shared_policy or algorithm.groups",
+    "policies_to_train": "algorithm.shared_policy or algorithm.groups",
     "model": "algorithm.network",
     "train_batch_size": "algorithm.hyperparams.train_batch_size_per_learner",
     "sgd_minibatch_size": "algorithm.hyperparams.minibatch_size",
@@ -302,6 +304,14 @@ class AlgorithmSpec(ConfigModel):
         default=True,
         description="One module for all agents (parameter sharing) or one module per agent.",
     )
+    groups: dict[str, list[str]] | None = Field(
+        default=None,
+        description=(
+            "One module per group, shared by its agents: {name: [agent ids or glob "
+            "patterns]}; every agent in exactly one group. Replaces shared_policy "
+            "(shared_policy: true is refused with it)."
+        ),
+    )
     hyperparams: AlgorithmParams = Field(
         default_factory=AlgorithmParams, description=HYPERPARAMS_HELP
     )
@@ -314,6 +324,34 @@ class AlgorithmSpec(ConfigModel):
     @classmethod
     def _strict_scalars(cls, value: Any, info: ValidationInfo) -> Any:
         return strict_field(cls, value, info)
+
+    @field_validator("groups")
+    @classmethod
+    def _group_names(cls, value: dict[str, list[str]] | None) -> Any:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("give at least one group, or leave groups out")
+        for name, entries in value.items():
+            if not GROUP_NAME.fullmatch(name) or name == SHARED_MODULE_ID:
+                raise ValueError(
+                    f"group name {name!r}: a module id must start with a letter and hold "
+                    f"only letters, digits, _ and - (and not be {SHARED_MODULE_ID!r})"
+                )
+            if not entries or not all(isinstance(e, str) and e for e in entries):
+                raise ValueError(f"group {name!r}: give a non-empty list of agent ids or patterns")
+        return value
+
+    @model_validator(mode="after")
+    def _groups_or_shared(self) -> Any:
+        if self.groups and self.shared_policy and "shared_policy" in self.model_fields_set:
+            raise ValueError(
+                "groups and shared_policy: true contradict each other (groups gives one "
+                "module per group); leave shared_policy out when you set groups"
+            )
+        if self.groups and self.shared_policy:  # groups replace the default
+            object.__setattr__(self, "shared_policy", False)
+        return self
 
     @field_validator("rllib")
     @classmethod

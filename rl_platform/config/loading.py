@@ -20,6 +20,7 @@ from rl_platform import registry
 from rl_platform.config.algorithms import ALGORITHM_SPECS
 from rl_platform.config.base import ConfigError
 from rl_platform.config.experiment import ExperimentConfig, PluginExperimentConfig
+from rl_platform.config.groups import GroupError, resolve_groups
 from rl_platform.config.messages import format_validation_error
 from rl_platform.config.sections import EVALUATION_PREFIX, CheckpointSpec, RewardsSpec
 
@@ -204,6 +205,7 @@ def _resolve_against_registry(config: ExperimentConfig, where: str) -> Experimen
             )
     _check_curriculum(config, env_cls, where)
     _check_features(config, env_cls, where)
+    _check_groups(config, env_cls, {**env_config, **bound}, where)
 
     algorithm = config.algorithm
     if isinstance(config, PluginExperimentConfig):  # checked by the registered module
@@ -223,6 +225,41 @@ def _resolve_against_registry(config: ExperimentConfig, where: str) -> Experimen
             "checkpoint": _resolve_checkpoint_metric(config, env_cls, where),
         }
     )
+
+
+def _check_groups(
+    config: ExperimentConfig, env_cls: type, env_config: dict[str, Any], where: str
+) -> None:
+    """Refuse ``algorithm.groups`` that do not put each of the env's agents in one group."""
+    groups = config.algorithm.groups
+    if not groups:
+        return
+    if config.hierarchy is not None:
+        raise ConfigError(
+            f"{where}: algorithm.groups cannot be combined with a hierarchy section (its "
+            "meta-controllers have modules of their own); use algorithm.shared_policy."
+        )
+    env = env_cls(dict(env_config))
+    try:
+        agents = list(env.possible_agents)
+        spaces = {a: (env.observation_spaces[a], env.action_spaces[a]) for a in agents}
+    finally:
+        close = getattr(env, "close", None)
+        if callable(close):
+            close()
+    try:
+        mapping = resolve_groups(groups, agents)
+    except GroupError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    first: dict[str, str] = {}
+    for agent, group in mapping.items():
+        other = first.setdefault(group, agent)
+        if spaces[agent] != spaces[other]:
+            raise ConfigError(
+                f"{where}: algorithm.groups.{group}: agents {other} and {agent} of env "
+                f"{config.env.id!r} have different observation or action spaces, so they "
+                "cannot share a module; put them in different groups."
+            )
 
 
 def _check_features(config: ExperimentConfig, env_cls: type, where: str) -> None:

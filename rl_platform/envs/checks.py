@@ -57,7 +57,11 @@ def check_env(env_id: str, config: dict[str, Any] | None = None) -> list[CheckRe
             ("task levels keep spaces", lambda: _task_levels(env_cls, config)),
         ]
     else:
-        if env_id.startswith(registry.PETTINGZOO_PREFIX):
+        # A pettingzoo: id, or a registered id bound to one (masked_choice)
+        source = str(config.get("source", ""))
+        if env_id.startswith(registry.PETTINGZOO_PREFIX) or source.startswith(
+            registry.PETTINGZOO_PREFIX
+        ):
             pz_checks, pz_skipped = _pettingzoo_checks(config)
             checks += pz_checks
             skipped += pz_skipped

@@ -6,6 +6,9 @@ are imported (:func:`rl_platform.trust.check_env_factory`). :class:`PettingZooEn
 the adapter; what it adds (AEC conversion, leaving agents, action masks, a global state,
 bad input): docs/custom-envs.md ("A PettingZoo env"). :class:`ParallelEnvCore` steps B
 copies of the env as one batched core (the batched sampler's and the evaluation's).
+A turn-based AEC env (not parallelizable: tictactoe, connect four) is built as a
+:class:`~rl_platform.envs.turn_based.TurnBasedEnv` instead (docs/custom-envs.md,
+"Turn-based envs").
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from rl_platform.envs.base import BatchedCore, ForeignCore, StepResult
+from rl_platform.envs.turn_based import TurnBasedEnv, is_turn_based
 from rl_platform.trust import check_env_factory
 from rl_platform.yaml_model import YamlModel
 
@@ -70,25 +74,33 @@ def load_factory(source: str) -> Any:
     return factory
 
 
+class TurnBasedEnvError(ValueError):
+    """The factory built a turn-based AEC env: :class:`TurnBasedEnv` runs it, not a parallel env."""
+
+
 def make_parallel_env(source: str, kwargs: dict[str, Any]) -> Any:
     """Build the PettingZoo env and return it as a ``ParallelEnv``.
 
     Raises:
-        ValueError: the factory returned something other than a PettingZoo env, or an
-            AEC env PettingZoo cannot make parallel.
+        TurnBasedEnvError: an AEC env PettingZoo cannot make parallel (turn-based).
+        ValueError: the factory returned something other than a PettingZoo env.
     """
+    return as_parallel(load_factory(source)(**kwargs), source)
+
+
+def as_parallel(env: Any, source: str) -> Any:
+    """`env` (what `source`'s factory built) as a ``ParallelEnv``; see :func:`make_parallel_env`."""
     from pettingzoo import AECEnv, ParallelEnv
     from pettingzoo.utils.conversions import aec_to_parallel
 
-    env = load_factory(source)(**kwargs)
     if isinstance(env, ParallelEnv):
         return env
+    if is_turn_based(env):
+        raise TurnBasedEnvError(
+            f"{source!r} is a turn-based AEC env that PettingZoo cannot convert to a "
+            "parallel env (metadata is_parallelizable is not true)"
+        )
     if isinstance(env, AECEnv):
-        if not env.metadata.get("is_parallelizable", False):
-            raise ValueError(
-                f"{source!r} is a turn-based AEC env that PettingZoo cannot convert to a "
-                "parallel env (metadata is_parallelizable is not true)"
-            )
         return aec_to_parallel(env)
     raise ValueError(
         f"{source!r} built a {type(env).__name__}, not a PettingZoo env (expected a "
@@ -100,12 +112,42 @@ def _has_mask(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Dict) and "action_mask" in space.spaces
 
 
+def info_masked_agents(par_env: Any) -> list[str]:
+    """Agents whose ``infos[agent]["action_mask"]`` is their action mask (PettingZoo's other way).
+
+    Probed by one ``reset()`` (no seed) of `par_env`, only for agents with Discrete actions
+    and no mask in their observation.
+    """
+    agents = [
+        a
+        for a in par_env.possible_agents
+        if not _has_mask(par_env.observation_space(a))
+        and isinstance(par_env.action_space(a), gym.spaces.Discrete)
+    ]
+    if not agents:
+        return []
+    _, infos = par_env.reset()
+    infos = infos or {}
+    return [a for a in agents if isinstance(infos.get(a), dict) and "action_mask" in infos[a]]
+
+
+def info_mask_space(action_space: gym.spaces.Discrete) -> gym.spaces.Box:
+    """The ``action_mask`` space declared for an infos mask: int8 0/1, one per action."""
+    return gym.spaces.Box(0, 1, (int(action_space.n),), np.int8)
+
+
 def _describe(space: gym.Space) -> str:
     if isinstance(space, gym.spaces.Box):
         return f"Box{space.shape}"
     if isinstance(space, gym.spaces.Discrete):
         return f"Discrete({space.n})"
     return type(space).__name__
+
+
+def _mask_length(space: gym.Space) -> int | None:
+    """The length of an observation's flat ``action_mask`` (None: not a flat one)."""
+    shape = space.spaces["action_mask"].shape
+    return int(shape[0]) if shape is not None and len(shape) == 1 else None
 
 
 def core_reason(par_env: Any) -> str | None:
@@ -115,8 +157,6 @@ def core_reason(par_env: Any) -> str | None:
         return "the env has no possible_agents"
     obs = {a: par_env.observation_space(a) for a in agents}
     act = {a: par_env.action_space(a) for a in agents}
-    if any(_has_mask(s) for s in obs.values()):
-        return "the env has action masks: action masks need the stock sampler until step 16"
     for kind, spaces in (("observation", obs), ("action", act)):
         first = spaces[agents[0]]
         other = next((a for a in agents if spaces[a] != first), None)
@@ -125,9 +165,24 @@ def core_reason(par_env: Any) -> str | None:
                 f"agents' {kind} spaces differ ({agents[0]} {_describe(first)}, "
                 f"{other} {_describe(spaces[other])}); the batched core needs one space"
             )
+    space = act[agents[0]]
+    masked = _has_mask(obs[agents[0]])
+    if masked:
+        if set(obs[agents[0]].spaces) != {"observation", "action_mask"}:
+            return "a masked observation must be a Dict of 'observation' and 'action_mask'"
+        length = _mask_length(obs[agents[0]])
+        if not isinstance(space, gym.spaces.Discrete) or length != space.n:
+            return (
+                f"the action mask ({_describe(obs[agents[0]]['action_mask'])}) must be flat, "
+                f"one entry per action of a Discrete space (actions: {_describe(space)})"
+            )
+        obs = {a: s.spaces["observation"] for a, s in obs.items()}
+    else:
+        info = info_masked_agents(par_env)
+        if info and len(info) != len(agents):
+            return "only some agents' infos carry action masks; the batched core needs all or none"
     if not isinstance(obs[agents[0]], gym.spaces.Box):
         return f"observations are {_describe(obs[agents[0]])}; the batched core takes Box ones"
-    space = act[agents[0]]
     if not isinstance(space, gym.spaces.Box | gym.spaces.Discrete):
         return f"actions are {_describe(space)}; the batched core takes Box or Discrete ones"
     if isinstance(space, gym.spaces.Discrete) and space.start != 0:
@@ -193,7 +248,8 @@ class ParallelEnvCore(ForeignCore):
     """B copies of a PettingZoo ``ParallelEnv`` stepped in one process, as arrays.
 
     Every agent shares one observation space (a Box, flattened to (D,)) and one Box or
-    Discrete action space (:func:`core_reason`). Observations, rewards and flags are
+    Discrete action space (:func:`core_reason`); action masks, in the observation or in
+    the infos, are kept per step for :meth:`action_masks`. Observations, rewards and flags are
     written into preallocated (B, N, ...) buffers each step. An agent that leaves
     mid-episode is sent no action, gets reward 0 and observes zeros from the step after
     its last (:meth:`alive`); a copy's episode ends when all its agents are done. Each
@@ -215,11 +271,22 @@ class ParallelEnvCore(ForeignCore):
             raise ValueError(f"{config.source!r} cannot run as a batched core: {reason}")
         self.agents = list(first.possible_agents)
         self._raw_space = first.observation_space(self.agents[0])
+        self.action_space = first.action_space(self.agents[0])
+        # Where the masks are: "obs" (PettingZoo's Dict), "info" (infos[agent]), or None.
+        self.mask_in = (
+            "obs" if _has_mask(self._raw_space) else "info" if info_masked_agents(first) else None
+        )
+        if self.mask_in == "obs":
+            self._raw_space = self._raw_space.spaces["observation"]
         self._flat = len(self._raw_space.shape) == 1  # written as they come, no flatten()
         self.observation_space = gym.spaces.flatten_space(self._raw_space)
-        self.action_space = first.action_space(self.agents[0])
         self._discrete = isinstance(self.action_space, gym.spaces.Discrete)
         n, d = len(self.agents), self.observation_space.shape[0]
+        self._masks = (
+            None
+            if self.mask_in is None
+            else np.ones((batch_size, n, int(self.action_space.n)), dtype=np.float32)
+        )
         own_state = getattr(first, "state_space", None)
         self._own_state = isinstance(own_state, gym.Space) and callable(
             getattr(first, "state", None)
@@ -242,8 +309,10 @@ class ParallelEnvCore(ForeignCore):
     def num_agents(self) -> int:  # noqa: D102
         return len(self.agents)
 
-    def _write_obs(self, b: int, obs: dict[str, Any]) -> bool:
+    def _write_obs(self, b: int, obs: dict[str, Any], infos: Any = None) -> bool:
         """Copy b's observation dict into the buffers; True when every agent observed."""
+        if self._masks is not None:
+            obs = self._write_masks(b, obs, infos)
         agents = self.agents
         if len(obs) == len(agents):
             try:
@@ -266,6 +335,28 @@ class ParallelEnvCore(ForeignCore):
                 )
         return False
 
+    def _write_masks(self, b: int, obs: dict[str, Any], infos: Any) -> dict[str, Any]:
+        """Copy b's action masks into their buffer (all ones where an agent sent none)."""
+        masks = self._masks[b]
+        masks[:] = 1.0
+        if self.mask_in == "obs":
+            for n, agent in enumerate(self.agents):
+                value = obs.get(agent)
+                if value is not None:
+                    masks[n] = value["action_mask"]
+            return {a: value["observation"] for a, value in obs.items()}
+        infos = infos or {}
+        for n, agent in enumerate(self.agents):
+            info = infos.get(agent)
+            mask = info.get("action_mask") if isinstance(info, dict) else None
+            if mask is not None and agent in obs:
+                masks[n] = mask
+        return obs
+
+    def action_masks(self) -> np.ndarray | None:
+        """(B, N, n_actions) float32 0/1: the actions each agent may take next; None: no masks."""
+        return self._masks
+
     def reset(self, rng: np.random.Generator, mask: np.ndarray | None = None) -> None:
         """Reset copies `mask` (all when None), each with a seed drawn from `rng` in copy order."""
         copies = range(self.batch_size) if mask is None else np.flatnonzero(mask).tolist()
@@ -273,14 +364,14 @@ class ParallelEnvCore(ForeignCore):
         full = set(self.agents)
         for b, seed in zip(copies, seeds):
             env = self.envs[b]
-            obs, _ = env.reset(seed=seed)
+            obs, infos = env.reset(seed=seed)
             if set(env.agents) != full:
                 raise ValueError(
                     "agents that join mid-episode need the stock sampler: reset gave "
                     f"{sorted(env.agents)}, possible_agents are {sorted(full)}"
                 )
             self._latest[b] = 0.0
-            self._write_obs(b, obs)
+            self._write_obs(b, obs, infos)
             self._alive[b] = True
             self._over[b] = False
         self._all_shown = bool(self._shown.all())
@@ -325,8 +416,8 @@ class ParallelEnvCore(ForeignCore):
                 action = dict(zip(agents, row))
             else:
                 action = {a: row[n] for n, a in enumerate(agents) if self._alive[b, n]}
-            obs, reward, terms, truncs, _ = self._steps[b](action)
-            all_shown &= self._write_obs(b, obs)
+            obs, reward, terms, truncs, infos = self._steps[b](action)
+            all_shown &= self._write_obs(b, obs, infos)
             if len(reward) == count:
                 try:
                     rewards[b] = [reward[a] for a in agents]
@@ -378,18 +469,44 @@ class PettingZooEnv(MultiAgentEnv):
     task_levels: ClassVar[tuple[str, ...]] = ()
     baselines: ClassVar[tuple[str, ...]] = ()
 
+    def __new__(cls, config: dict[str, Any] | None = None) -> Any:
+        """The adapter, or a :class:`TurnBasedEnv` when the factory builds a turn-based env."""
+        if cls is not PettingZooEnv:
+            return super().__new__(cls)
+        env_config = PettingZooConfig.model_validate(dict(config or {}))
+        built = load_factory(env_config.source)(**env_config.kwargs)
+        if is_turn_based(built):
+            return TurnBasedEnv(built, team_reward=env_config.team_reward)
+        adapter = super().__new__(cls)
+        adapter._built = built  # __init__ makes it parallel rather than build it again
+        return adapter
+
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.env_config = PettingZooConfig.model_validate(dict(config or {}))
-        self.par_env = make_parallel_env(self.env_config.source, self.env_config.kwargs)
+        built = self.__dict__.pop("_built", None)
+        self.par_env = (
+            make_parallel_env(self.env_config.source, self.env_config.kwargs)
+            if built is None
+            else as_parallel(built, self.env_config.source)
+        )
         self.possible_agents = list(self.par_env.possible_agents)
         self.agents = list(self.possible_agents)
         raw_spaces = {a: self.par_env.observation_space(a) for a in self.possible_agents}
         self._masked = {a: _has_mask(s) for a, s in raw_spaces.items()}
-        self.observation_spaces = {
-            a: self._convert_space(s) if self._masked[a] else s for a, s in raw_spaces.items()
-        }
         self.action_spaces = {a: self.par_env.action_space(a) for a in self.possible_agents}
+        # Masks in infos (PettingZoo's other convention) join the observation as well.
+        self._info_masked = set(info_masked_agents(self.par_env))
+        self.observation_spaces = {
+            a: self._convert_space(s)
+            if self._masked[a]
+            else gym.spaces.Dict(
+                {"observations": s, "action_mask": info_mask_space(self.action_spaces[a])}
+            )
+            if a in self._info_masked
+            else s
+            for a, s in raw_spaces.items()
+        }
         self.observation_space = gym.spaces.Dict(self.observation_spaces)
         self.action_space = gym.spaces.Dict(self.action_spaces)
         own_state = getattr(self.par_env, "state_space", None)
@@ -412,7 +529,10 @@ class PettingZooEnv(MultiAgentEnv):
     def batched_reason(cls, env_config: dict[str, Any]) -> str | None:
         """Why :class:`ParallelEnvCore` cannot run this config (one line), or None."""
         config = PettingZooConfig.model_validate(dict(env_config))
-        par_env = make_parallel_env(config.source, config.kwargs)
+        try:
+            par_env = make_parallel_env(config.source, config.kwargs)
+        except TurnBasedEnvError:
+            return "turn-based env: the stock sampler runs it"
         try:
             return core_reason(par_env)
         finally:
@@ -432,24 +552,35 @@ class PettingZooEnv(MultiAgentEnv):
             }
         )
 
-    def _convert_obs(self, obs: dict[str, Any]) -> dict[str, Any]:
+    def _convert_obs(self, obs: dict[str, Any], infos: dict[str, Any]) -> dict[str, Any]:
         out = {}
         for agent, value in obs.items():
             raw = value["observation"] if self._masked[agent] else value
             self._latest[agent] = gym.spaces.flatten(self._raw_obs[agent], raw)
-            out[agent] = (
-                {"observations": raw, "action_mask": value["action_mask"]}
-                if self._masked[agent]
-                else value
-            )
+            if self._masked[agent]:
+                out[agent] = {"observations": raw, "action_mask": value["action_mask"]}
+            elif agent in self._info_masked:
+                out[agent] = {"observations": raw, "action_mask": self._info_mask(agent, infos)}
+            else:
+                out[agent] = value
         return out
+
+    def _info_mask(self, agent: str, infos: dict[str, Any]) -> np.ndarray:
+        """`agent`'s ``infos`` mask as int8 (every action allowed when it sent none)."""
+        space = self.observation_spaces[agent]["action_mask"]
+        info = infos.get(agent) if infos else None
+        mask = info.get("action_mask") if isinstance(info, dict) else None
+        if mask is None:
+            return np.ones(space.shape, np.int8)
+        return np.asarray(mask, dtype=np.int8).reshape(space.shape)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # noqa: D102
         obs, infos = self.par_env.reset(seed=seed, options=options)
         self.agents = list(self.par_env.agents)
         self._latest = {}
         self._episode_over = False
-        return self._convert_obs(obs), {a: infos.get(a, {}) for a in obs}
+        infos = infos or {}
+        return self._convert_obs(obs, infos), {a: infos.get(a, {}) for a in obs}
 
     def step(self, action_dict: dict[str, Any]):  # noqa: D102
         if self._episode_over:
@@ -472,7 +603,7 @@ class PettingZooEnv(MultiAgentEnv):
         if share and rewards:
             team = sum(rewards.values()) / len(rewards)
             rewards = {a: r + share * (team - r) for a, r in rewards.items()}
-        return self._convert_obs(obs), rewards, terminateds, truncateds, infos
+        return self._convert_obs(obs, infos), rewards, terminateds, truncateds, infos
 
     def _check_action(self, agent: str, value: Any) -> Any:
         space = self.action_spaces[agent]

@@ -18,7 +18,7 @@ import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from rl_platform import registry
-from rl_platform.algorithms.common import SHARED_MODULE_ID
+from rl_platform.config.groups import modules_of
 from rl_platform.evaluation.baselines import RANDOM
 from rl_platform.evaluation.policy import TrainedPolicy
 from rl_platform.evaluation.rollout import POLICY, Job, Perturbation, make_core, play, seeded_job
@@ -133,7 +133,6 @@ def callback_class(experiment: Any) -> type[EvaluationCallback]:
     env_cls = entry.load()
     env_config = env_config_of(experiment)
     agents = env_cls({**experiment.env.config, **entry.bound_config}).possible_agents
-    shared = experiment.algorithm.shared_policy
     levels = tuple(env_cls.core_cls.task_levels)  # its core's (a view may declare none)
     spec = {
         "experiment": experiment,
@@ -144,7 +143,7 @@ def callback_class(experiment: Any) -> type[EvaluationCallback]:
         "env_config": env_config,
         "level": env_config.get("task", levels[0] if levels else ""),
         "baselines": tuple(env_cls.core_cls.baselines),
-        "agents": {a: (SHARED_MODULE_ID if shared else a) for a in agents},
+        "agents": modules_of(experiment.algorithm, agents),
     }
     return type("BoundEvaluationCallback", (EvaluationCallback,), {"spec": spec})
 

@@ -5,7 +5,9 @@ Envs without a batched core (the PettingZoo adapter) are played on their RLlib v
 The exported module is loaded without Ray or pickles (:func:`checkpoints.load_policy`);
 observations are shaped as the module was trained on them (MAPPO/IPPO modules take
 ``{"obs": local [+ agent one-hot]}``), and actions are greedy: the argmax of the logits,
-or the distribution's deterministic action (the Gaussian's mean).
+or the distribution's deterministic action (the Gaussian's mean). On an env with action
+masks the masks (B, N, n_actions) go into the modules' observations (``action_mask``):
+the argmax is over allowed actions.
 """
 
 from __future__ import annotations
@@ -51,8 +53,12 @@ class TrainedPolicy:
         """Forget recurrent modules' states: the next call starts new episodes."""
         self._states.clear()
 
-    def actions(self, obs: np.ndarray) -> np.ndarray:
-        """Actions (B, N, *action_shape) for observations (B, N, obs_dim)."""
+    def actions(self, obs: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+        """Actions (B, N, *action_shape) for observations (B, N, obs_dim).
+
+        ``masks`` (B, N, n_actions), 0/1: the actions each agent may take (all when None);
+        a module trained with masks picks the best allowed one.
+        """
         import torch
         from ray.rllib.core.columns import Columns
 
@@ -63,10 +69,15 @@ class TrainedPolicy:
             local = torch.as_tensor(obs[:, i], dtype=torch.float32)
             space = module.observation_space
             if isinstance(space, gym.spaces.Dict):
-                missing = space["obs"].shape[0] - local.shape[1]
+                key = "obs" if "obs" in space.spaces else "observations"  # PPO's masked modules
+                missing = space[key].shape[0] - local.shape[1]
                 if missing == n:  # trained with the agent's one-hot index appended
                     local = torch.cat([local, torch.eye(n)[i].expand(b, n)], dim=1)
-                batch = {Columns.OBS: {"obs": local}}
+                batch = {Columns.OBS: {key: local}}
+                if masks is not None and "action_mask" in space.spaces:
+                    batch[Columns.OBS]["action_mask"] = torch.as_tensor(
+                        masks[:, i], dtype=torch.float32
+                    )
             else:
                 batch = {Columns.OBS: local}
             stateful = module.is_stateful()
@@ -78,6 +89,8 @@ class TrainedPolicy:
             if stateful:
                 self._states[agent] = result[Columns.STATE_OUT]
             if isinstance(module.action_space, gym.spaces.Discrete):
+                if masks is not None:  # whatever the module does with masks: none is taken
+                    logits = logits.masked_fill(torch.as_tensor(masks[:, i]) == 0, -torch.inf)
                 out.append(logits.argmax(-1).numpy())
             else:  # the distribution's deterministic action (a squashed one squashes)
                 dist_cls = module.get_inference_action_dist_cls()
@@ -123,4 +136,6 @@ def policy_scores(
         return view_episode_scores(env, policy.actions, episodes, seed, reset=policy.reset)
     core = env_cls.core_cls(env_cls.config_model.model_validate(merged), episodes)
     policy.reset()  # play_episodes plays one episode per copy, all starting now
-    return core.play_episodes(policy.actions, np.random.default_rng(seed))
+    masks = getattr(core, "action_masks", None)
+    act = (lambda obs: policy.actions(obs, masks())) if callable(masks) else policy.actions
+    return core.play_episodes(act, np.random.default_rng(seed))

@@ -8,6 +8,7 @@ from the two generators a job is given, so a job's result depends only on its in
 
 from __future__ import annotations
 
+import inspect
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -146,7 +147,11 @@ def play(
     """Play one episode in every copy of ``core`` with ``act(obs) -> actions``.
 
     ``act`` sees the (possibly noisy) observations (B, N, obs_dim) and returns actions
-    (B, N, *action_shape); the job's perturbation is applied to what it returns. With a
+    (B, N, *action_shape); the job's perturbation is applied to what it returns. On a
+    core with action masks (``action_masks()``), an ``act`` with a ``masks`` parameter
+    gets them (B, N, n_actions); any masked action left after the perturbation (a
+    random or mask-unaware policy's) is replaced by one drawn uniformly among the
+    allowed ones, so random play stays uniform over what the env allows. With a
     ``shield`` (:class:`~rl_platform.safety.Shield` on ``core``) every action is checked
     against its constraints, and in a shielded job replaced by the fallback's when it
     breaks one: the shield is the last layer before the env.
@@ -168,16 +173,20 @@ def play(
     replaced = np.arange(b) % n
     violations, violations_any, intervened, unresolved, agent_steps = 0.0, 0, 0, 0, 0
     t = 0
+    action_masks = getattr(core, "action_masks", None)
+    takes_masks = accepts_masks(act)
     while running.any():
         if pert.switch is not None and t == pert.switch[0]:
             core.switch_task(pert.switch[1])
         obs = core.observe()
+        masks = action_masks() if action_masks is not None else None
         obs_seen.append(obs[running])
         if pert.obs_noise and obs_scale is not None:
             obs = obs + noise.normal(size=obs.shape).astype(np.float32) * (
                 pert.obs_noise * obs_scale
             )
-        actions = np.array(act(obs), copy=True)
+        given = act(obs, masks=masks) if masks is not None and takes_masks else act(obs)
+        actions = np.array(given, copy=True)
         if pert.action_noise:
             flip = noise.random((b, n)) < pert.action_noise
             actions[flip] = random_actions(space, (b, n), noise)[flip]
@@ -185,6 +194,8 @@ def play(
             actions[np.arange(b), replaced] = random_actions(space, (b,), noise)
         elif pert.replaced == FAULTY:
             actions[np.arange(b), replaced] = core.default_action()
+        if masks is not None:
+            actions = allowed_actions(actions, masks, noise)
         if shield is not None:
             broken = shield.violations(actions)[running]  # (live copies, N, C)
             violations = violations + broken.sum(axis=(0, 1))
@@ -239,6 +250,31 @@ def play(
             "rewards": [float(r) for r, live in zip(copy0_rewards, alive[:, 0]) if live],
         }
     return played
+
+
+def accepts_masks(act: Callable[..., Any]) -> bool:
+    """Whether a policy callable takes action masks (a ``masks`` parameter)."""
+    try:
+        return "masks" in inspect.signature(act).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def allowed_actions(actions: np.ndarray, masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`actions` (B, N) with every masked one replaced by a uniform draw among the allowed.
+
+    A uniform random action so corrected is uniform over the allowed actions.
+    """
+    b, n = masks.shape[:2]
+    rows, cols = np.indices((b, n))
+    taken = masks[rows, cols, actions.astype(int)] > 0
+    if taken.all():
+        return actions
+    bad = ~taken
+    scores = rng.random(masks[bad].shape) + (masks[bad] > 0)  # allowed ones score above 1
+    actions = actions.copy()
+    actions[bad] = scores.argmax(-1)
+    return actions
 
 
 def action_histogram(actions: np.ndarray, alive: np.ndarray, space: gym.Space) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from rl_platform.checkpoints import PolicyExportError, read_manifest
 from rl_platform.config import SafetySpec
 from rl_platform.evaluation import scoring
 from rl_platform.evaluation.baselines import RANDOM, random_actions
@@ -37,7 +38,8 @@ from rl_platform.evaluation.rollout import (
     seeded_job,
     stable_seed,
 )
-from rl_platform.evaluation.target import EvaluationError, Target, resolve_target
+from rl_platform.evaluation.target import EvaluationError, Target, locate, resolve_target
+from rl_platform.evaluation.versus import versus_markdown, versus_random
 from rl_platform.ray_session import init_ray, quiet_logs, shutdown_ray
 from rl_platform.safety import Shield
 
@@ -283,9 +285,39 @@ class EvaluationResult:
 
 def default_report_dir(target: Target) -> Path:
     """``<run>/evaluation/<checkpoint>``, or ``evaluation_<checkpoint>`` beside a bare one."""
-    if target.run_dir is not None:
-        return target.run_dir / "evaluation" / target.checkpoint.name
-    return target.checkpoint.parent / f"evaluation_{target.checkpoint.name}"
+    return _report_dir(target.checkpoint, target.run_dir)
+
+
+def _report_dir(checkpoint: Path, run_dir: Path | None) -> Path:
+    if run_dir is not None:
+        return run_dir / "evaluation" / checkpoint.name
+    return checkpoint.parent / f"evaluation_{checkpoint.name}"
+
+
+def _evaluate_versus(
+    path: str | Path, settings: SuiteSettings, report: str | Path | None
+) -> EvaluationResult | None:
+    """A turn-based run's games against random play (:mod:`versus`), or None for others.
+
+    ``settings.episodes`` games per seat; writes evaluation.json and report.md.
+    """
+    checkpoint, run_dir = locate(path)
+    try:
+        manifest = read_manifest(checkpoint)
+    except PolicyExportError:
+        return None  # resolve_target says what is wrong
+    games = settings.episodes * len(manifest["agents"])
+    result = versus_random(checkpoint, games, settings.seed)
+    if result is None:
+        return None
+    out = Path(report) if report is not None else _report_dir(checkpoint, run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = json_ready(result)
+    (out / RESULT_FILE).write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    (out / "report.md").write_text(versus_markdown(result))
+    return EvaluationResult(
+        report_dir=out, result=result, files={"json": out / RESULT_FILE, "md": out / "report.md"}
+    )
 
 
 def evaluate(
@@ -315,6 +347,9 @@ def evaluate(
     settings = settings or SuiteSettings()
     if settings.episodes < 1:
         raise EvaluationError(f"episodes must be at least 1, got {settings.episodes}")
+    versus = _evaluate_versus(path, settings, report)
+    if versus is not None:
+        return versus
     target = resolve_target(path)
     started_ray = False
     if workers != 0:

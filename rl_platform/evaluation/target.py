@@ -45,6 +45,21 @@ class Target:
     trace_fields: tuple[str, ...] = ()  # what the env's core records per step
 
 
+def locate(path: str | Path) -> tuple[Path, Path | None]:
+    """(the checkpoint, its run directory or None) of a checkpoint or run directory.
+
+    Raises:
+        EvaluationError: nothing there, or a run without a checkpoint inside it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise EvaluationError(f"{path}: no such checkpoint or run directory")
+    run_dir = path if (path / CONFIG_FILE).is_file() else None
+    if run_dir is not None:
+        return _run_checkpoint(run_dir), run_dir
+    return path, next((p for p in path.parents[:3] if (p / CONFIG_FILE).is_file()), None)
+
+
 def resolve_target(path: str | Path) -> Target:
     """Find the checkpoint, run, env and levels behind a checkpoint or run directory.
 
@@ -59,15 +74,7 @@ def resolve_target(path: str | Path) -> Target:
             is not registered or has no batched core, or a policy that does not fit its
             env.
     """
-    path = Path(path)
-    if not path.exists():
-        raise EvaluationError(f"{path}: no such checkpoint or run directory")
-    run_dir = path if (path / CONFIG_FILE).is_file() else None
-    if run_dir is not None:
-        checkpoint = _run_checkpoint(run_dir)
-    else:
-        checkpoint = path
-        run_dir = next((p for p in path.parents[:3] if (p / CONFIG_FILE).is_file()), None)
+    checkpoint, run_dir = locate(path)
     try:
         manifest = read_manifest(checkpoint)
     except PolicyExportError as err:

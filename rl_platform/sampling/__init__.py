@@ -14,6 +14,9 @@ from rl_platform.sampling.env import (
     BatchedMultiAgentEnv,
     GlobalStateEnv,
     GlobalStateObservations,
+    mask_size,
+    mask_space,
+    split_masked,
     unsupported_reason,
     with_one_hot,
 )
@@ -40,6 +43,9 @@ __all__ = [
     "Rollout",
     "draw_actions",
     "episodes_from_rollout",
+    "mask_size",
+    "mask_space",
+    "split_masked",
     "unsupported_reason",
     "with_one_hot",
 ]

@@ -5,7 +5,9 @@ sees: each agent observes ``{"obs": local, "state": global}``, with its one-hot 
 appended to both when ``agent_id`` is set (MAPPO paper, section 4: agent-specific
 global state and agent ids), for B copies x N agents at once. :class:`GlobalStateEnv`
 is its B=1 view (the env RLlib's stock runner steps), :class:`BatchedMultiAgentEnv`
-runs it over B copies of a batched core for the batched runner.
+runs it over B copies of a batched core for the batched runner. An inner env with action
+masks (RLlib's ``{"observations", "action_mask"}``) adds a third key, ``"action_mask"``
+(float32 0/1, one per action): docs/custom-envs.md, "Action masks".
 """
 
 from __future__ import annotations
@@ -58,11 +60,39 @@ def with_one_hot(space: gym.Space, size: int, where: str) -> gym.spaces.Box:
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
         raise ValueError(
             f"{where} must be a flat Box to add a centralized critic, got {space}; "
-            "envs with action masks or image observations are not supported yet"
+            "image observations are not supported yet"
         )
     low = np.concatenate([space.low, np.zeros(size)]).astype(np.float32)
     high = np.concatenate([space.high, np.ones(size)]).astype(np.float32)
     return gym.spaces.Box(low, high, dtype=np.float32)
+
+
+def mask_size(space: gym.Space) -> int:
+    """The action-mask length of an observation space (0: no mask).
+
+    A mask is RLlib's convention: a ``Dict`` with ``observations`` and ``action_mask``
+    (a flat Box or MultiBinary).
+    """
+    if not isinstance(space, gym.spaces.Dict) or "action_mask" not in space.spaces:
+        return 0
+    mask = space.spaces["action_mask"]
+    if set(space.spaces) != {"observations", "action_mask"} or len(mask.shape or ()) != 1:
+        raise ValueError(
+            f"an observation with an action mask must be a Dict of 'observations' and a flat "
+            f"'action_mask', got {space}"
+        )
+    return int(mask.shape[0])
+
+
+def split_masked(space: gym.Space) -> tuple[gym.Space, int]:
+    """(the observation part of `space`, its mask length or 0)."""
+    size = mask_size(space)
+    return (space.spaces["observations"], size) if size else (space, 0)
+
+
+def mask_space(size: int) -> gym.spaces.Box:
+    """The ``action_mask`` space a module sees: float32 0/1, one per action."""
+    return gym.spaces.Box(0.0, 1.0, (size,), np.float32)
 
 
 class GlobalStateObservations:
@@ -71,7 +101,9 @@ class GlobalStateObservations:
     ``spaces`` are each agent's Dict observation space. :meth:`empty` makes room for
     (..., K, width) observations of K agents, one-hots written once (they never change),
     and :meth:`fill` writes local observations (..., K, D) and global states (..., S)
-    into it.
+    into it. Agents whose observation space carries an action mask (RLlib's
+    ``{"observations", "action_mask"}``) also get ``"action_mask"`` (..., K, n_actions),
+    float32 0/1.
     """
 
     def __init__(
@@ -84,17 +116,21 @@ class GlobalStateObservations:
         self.agents = list(agents)
         self.ids = len(self.agents) if agent_id else 0
         state = with_one_hot(state_space, self.ids, "the global state")
-        self.spaces = {
-            a: gym.spaces.Dict(
-                {
-                    "obs": with_one_hot(observation_spaces[a], self.ids, f"{a}'s observation"),
-                    "state": state,
-                }
-            )
-            for a in self.agents
-        }
+        split = {a: split_masked(observation_spaces[a]) for a in self.agents}
+        self.masks = [split[a][1] for a in self.agents]  # mask length per agent, 0: none
+        self.spaces = {}
+        for a, (local, size) in split.items():
+            spaces = {
+                "obs": with_one_hot(local, self.ids, f"{a}'s observation"),
+                "state": state,
+            }
+            if size:
+                spaces["action_mask"] = mask_space(size)
+            self.spaces[a] = gym.spaces.Dict(spaces)
         self.widths = [self.spaces[a]["obs"].shape[0] for a in self.agents]
-        self.uniform = len(set(self.widths)) == 1  # every agent's observation as wide
+        # every agent's observation as wide, and masks of one length (or none)
+        self.uniform = len(set(self.widths)) == 1 and len(set(self.masks)) == 1
+        self.masked = any(self.masks)
         self.one_hot = np.eye(len(self.agents), dtype=np.float32)[:, : self.ids]
 
     def empty(self, lead: tuple[int, ...], columns: Any = slice(None)) -> dict[str, np.ndarray]:
@@ -109,13 +145,22 @@ class GlobalStateObservations:
         }
         for array in out.values():
             array[..., array.shape[-1] - self.ids :] = one_hot
+        if self.masks[first]:
+            out["action_mask"] = np.ones((*agents, self.masks[first]), dtype=np.float32)
         return out
 
     @staticmethod
-    def fill(out: dict[str, np.ndarray], obs: np.ndarray, state: np.ndarray) -> dict:
-        """Write local observations (..., K, D) and global states (..., S) into `out`."""
+    def fill(
+        out: dict[str, np.ndarray],
+        obs: np.ndarray,
+        state: np.ndarray,
+        masks: np.ndarray | None = None,
+    ) -> dict:
+        """Write local observations (..., K, D), global states (..., S), masks (..., K, A)."""
         out["obs"][..., : obs.shape[-1]] = obs
         out["state"][..., : state.shape[-1]] = state[..., None, :]
+        if masks is not None and "action_mask" in out:
+            out["action_mask"][...] = masks
         return out
 
 
@@ -156,8 +201,12 @@ class GlobalStateEnv(MultiAgentEnv):
         self.observation_space = gym.spaces.Dict(self.observation_spaces)
         self.action_space = gym.spaces.Dict(self.action_spaces)
 
-    def _wrap(self, obs: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    def _wrap(self, obs: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
         state = np.asarray(self.inner.state(), dtype=np.float32)
+        masks = None
+        if self.views.masked:  # RLlib's {"observations", "action_mask"} from the inner env
+            masks = {a: o["action_mask"] for a, o in obs.items() if isinstance(o, dict)}
+            obs = {a: o["observations"] if isinstance(o, dict) else o for a, o in obs.items()}
         agents = list(obs)
         views = self.views
         if views.uniform:
@@ -165,13 +214,18 @@ class GlobalStateEnv(MultiAgentEnv):
                 out = {key: array.copy() for key, array in self._blank.items()}
             else:
                 out = views.empty((), [self._column[a] for a in agents])
-            views.fill(out, np.stack(list(obs.values())), state)
-            pairs = zip(agents, out["obs"], out["state"])
-            return {a: {"obs": local, "state": common} for a, local, common in pairs}
+            views.fill(
+                out,
+                np.stack(list(obs.values())),
+                state,
+                None if masks is None else np.stack([masks[a] for a in agents]),
+            )
+            return {a: {k: v[n] for k, v in out.items()} for n, a in enumerate(agents)}
         wrapped = {}  # observations of different widths: one agent at a time
         for a, o in obs.items():
-            out = views.fill(views.empty((), [self._column[a]]), o[None], state)
-            wrapped[a] = {"obs": out["obs"][0], "state": out["state"][0]}
+            mask = None if masks is None or a not in masks else masks[a][None]
+            out = views.fill(views.empty((), [self._column[a]]), o[None], state, mask)
+            wrapped[a] = {k: v[0] for k, v in out.items()}
         return wrapped
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # noqa: D102
@@ -240,6 +294,13 @@ class BatchedMultiAgentEnv:
         self.alive = getattr(self.core, "alive", None)  # agents that leave: (B, N) bool
         self.views = template.views if self.dict_obs else None
         self.possible_agents = list(template.possible_agents)
+        first = template.observation_spaces[self.possible_agents[0]]
+        # Action masks: a third key of the views, or RLlib's {"observations", "action_mask"}.
+        self.masked = self.views.masked if self.views is not None else bool(mask_size(first))
+        if self.masked and not callable(getattr(self.core, "action_masks", None)):
+            raise ValueError(f"{type(self.core).__name__} reports no action masks")
+        self._raw_masked = self.masked and self.views is None
+        self._mask_dtype = first["action_mask"].dtype if self._raw_masked else np.float32
         self.single_observation_spaces = dict(template.observation_spaces)
         self.single_action_spaces = dict(template.action_spaces)
         self.single_observation_space = gym.spaces.Dict(self.single_observation_spaces)
@@ -258,10 +319,17 @@ class BatchedMultiAgentEnv:
         if self.views is not None:
             return self.views.empty(lead)
         space = self.single_observation_spaces[self.possible_agents[0]]
+        if self._raw_masked:
+            agents = (*lead, self.core.num_agents)
+            local, mask = space["observations"], space["action_mask"]
+            return {
+                "observations": np.empty((*agents, *local.shape), dtype=np.float32),
+                "action_mask": np.ones((*agents, *mask.shape), dtype=self._mask_dtype),
+            }
         return np.empty((*lead, self.core.num_agents, *space.shape), dtype=np.float32)
 
     def observe(self, out: Any = None) -> dict[str, np.ndarray] | np.ndarray:
-        """What the agents observe now (B, N, ...), a dict for GlobalStateEnv.
+        """What the agents observe now (B, N, ...), a dict for GlobalStateEnv or masks.
 
         Written into `out` (what :meth:`empty` gives, or a row of it: its agent
         one-hots are already there) when given, else into new arrays.
@@ -269,10 +337,16 @@ class BatchedMultiAgentEnv:
         if out is None:
             out = self.empty()
         obs = self.core.observe()
+        masks = self.core.action_masks() if self.masked else None
+        if self._raw_masked:
+            local = out["observations"]
+            local[...] = obs.reshape(local.shape)
+            out["action_mask"][...] = masks
+            return out
         if self.views is None:
             out[...] = obs.reshape(out.shape)  # a Box observation of any shape, flattened
             return out
-        return self.views.fill(out, obs, self.core.global_state())
+        return self.views.fill(out, obs, self.core.global_state(), masks)
 
     def start_rewards(self, mask: np.ndarray | None = None) -> None:
         """Copies `mask` (all when None) were just reset: new reward totals and potentials."""

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from ray.rllib.callbacks.utils import make_callback
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
 from ray.rllib.env.env_context import EnvContext
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
@@ -27,6 +28,7 @@ from ray.rllib.utils.metrics import (
     WEIGHTS_SEQ_NO,
 )
 from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
+from ray.rllib.utils.torch_utils import FLOAT_MIN
 
 from rl_platform.sampling.distributions import draw_actions
 from rl_platform.sampling.env import BatchedMultiAgentEnv
@@ -116,7 +118,11 @@ class BatchedEnvRunner(MultiAgentEnvRunner):
             for module_id, agents in self._module_agents.items():
                 module = self.module[module_id]
                 part = take(obs, (slice(None), agents))
-                b, n = part["obs"].shape[:2] if isinstance(part, dict) else part.shape[:2]
+                b, n = (
+                    next(iter(part.values())).shape[:2]
+                    if isinstance(part, dict)
+                    else part.shape[:2]
+                )
                 flat = (
                     {k: torch.from_numpy(v.reshape(b * n, *v.shape[2:])) for k, v in part.items()}
                     if isinstance(part, dict)
@@ -138,8 +144,9 @@ class BatchedEnvRunner(MultiAgentEnvRunner):
                     sampled = out[Columns.ACTIONS].numpy()
                     columns = {}
                 else:
+                    mask = flat.get("action_mask") if isinstance(flat, dict) else None
                     sampled, columns = self._draw(
-                        dist_cls, out[Columns.ACTION_DIST_INPUTS], explore
+                        dist_cls, out[Columns.ACTION_DIST_INPUTS], explore, mask
                     )
                 values = sampled.reshape(b, n, *sampled.shape[1:])
                 if actions is None:
@@ -189,9 +196,19 @@ class BatchedEnvRunner(MultiAgentEnvRunner):
             columns[k][:, agents] = v
 
     def _draw(
-        self, dist_cls: type, logits: torch.Tensor, explore: bool
+        self,
+        dist_cls: type,
+        logits: torch.Tensor,
+        explore: bool,
+        mask: torch.Tensor | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Actions from a module's distribution inputs, and the columns episodes keep."""
+        """Actions from a module's distribution inputs, and the columns episodes keep.
+
+        With an action mask, categorical logits of masked actions are FLOAT_MIN (what the
+        masking modules already give): no masked action is drawn.
+        """
+        if mask is not None and dist_cls is TorchCategorical:
+            logits = logits.masked_fill(mask == 0, FLOAT_MIN)
         inputs = logits.numpy()
         drawn = draw_actions(dist_cls, inputs, explore, self._action_rng)
         if drawn is None:  # another distribution: ask it

@@ -93,9 +93,10 @@ def core_of(arm: ArmSpec) -> Any:
     """A one-copy core of the arm's env, with the config it trained on."""
     env_id, config = arm.manifest["env"]["id"], dict(arm.manifest["env"]["config"])
     try:
-        level = config.get("task", registry.get_env(env_id).load().task_levels[0])
+        # the core's levels, as the evaluation reads them (a view may declare none)
+        level = config.get("task", registry.get_env(env_id).load().core_cls.task_levels[0])
         return make_core(env_id, config, level, 1)
-    except (KeyError, ValueError) as err:
+    except (KeyError, ValueError, AttributeError) as err:  # AttributeError: no core_cls
         raise ServingError(f"{arm.checkpoint}: {err}") from None
 
 

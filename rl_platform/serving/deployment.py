@@ -146,11 +146,12 @@ class PolicyServer:
         """
         try:
             obs, present = self.service.parse(request)
+            masks = self.service.parse_masks(request)
         except RequestError as err:
             raise RequestValidationError(err.errors) from None
         session = request.session_id
         arm = self.router.arm(session) if self.router is not None else CHAMPION
-        item = (arm, obs, present)
+        item = (arm, obs, present, masks)
         if self.config.batching:
             decision = await self._act_batch(item)
         else:

@@ -21,6 +21,9 @@ FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Identifier = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_ID_LENGTH)]
 Observation = Annotated[list[FiniteFloat], Field(min_length=1, max_length=MAX_OBS_DIM)]
 Action = list[float] | int
+MaskValue = Annotated[int, Field(strict=True)]
+"""One entry of an action mask: 1 (allowed) or 0 (masked); checked by the server."""
+ActionMask = Annotated[list[MaskValue], Field(min_length=1, max_length=MAX_OBS_DIM)]
 
 
 class _Request(BaseModel):
@@ -51,6 +54,17 @@ class ActRequest(_Request):
             "observation space's bounds (GET /v1/info), for 1 .. N of the policy's agents."
         ),
         examples=[{"agent_0": [0.0, 0.1, -0.2]}],
+    )
+    action_masks: (
+        Annotated[dict[Identifier, ActionMask], Field(min_length=1, max_length=MAX_AGENTS)] | None
+    ) = Field(
+        default=None,
+        description=(
+            "Agent id -> its action mask (discrete actions only): one 0 (masked) or 1 "
+            "(allowed) per action, at least one 1, for agents in `observations`. A served "
+            "action is never a masked one; agents without a mask may take any action."
+        ),
+        examples=[{"agent_0": [1, 0, 1]}],
     )
 
 
@@ -152,6 +166,13 @@ class InfoResponse(BaseModel):
         description="Safety shield: enabled, constraints, fallback, and this replica's counts."
     )
     batching: dict[str, Any]
+    action_masks: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Whether requests may carry action masks (discrete actions), whether the env "
+            "has them, and their length."
+        ),
+    )
     requests: dict[str, int] = Field(description="This replica's decisions served per arm.")
     versions: dict[str, str] = Field(description="rl_platform / Ray / torch of this server.")
     replica: str

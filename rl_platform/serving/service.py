@@ -129,6 +129,8 @@ class PolicyService:
         self._low = self.observation_space.low.astype(np.float64)
         self._high = self.observation_space.high.astype(np.float64)
         self._discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        masks = getattr(self.core, "action_masks", None)
+        self.env_masks = callable(masks) and masks() is not None  # the env has action masks
         arms = {CHAMPION: config.champion}
         if config.challenger is not None:
             self._check_compatible(config.champion, config.challenger)
@@ -252,8 +254,63 @@ class PolicyService:
             raise RequestError(errors)
         return row, present
 
-    def act(self, items: list[tuple[str, np.ndarray, np.ndarray]]) -> list[Decision]:
-        """Decisions for requests ``(arm, obs (N, obs_dim), present (N,))``, one pass per arm."""
+    def parse_masks(self, request: ActRequest) -> np.ndarray | None:
+        """A request's action masks as (N, n_actions) float32 0/1 (ones where none), or None.
+
+        Raises:
+            RequestError: masks for continuous actions, for agents not observed in the
+                request, of the wrong length, with values other than 0 and 1, or
+                masking every action.
+        """
+        given = request.action_masks
+        if not given:
+            return None
+        base = ("body", "action_masks")
+        if not self._discrete:
+            raise RequestError(
+                [error_item(base, f"the actions are {self.action_space}: masks need discrete "
+                            "actions", "masks_unsupported")]
+            )  # fmt: skip
+        size = int(self.action_space.n)
+        masks = np.ones((len(self.agents), size), dtype=np.float32)
+        errors: list[dict[str, Any]] = []
+        for agent, values in given.items():
+            loc = (*base, agent)
+            if agent not in request.observations:
+                errors.append(
+                    error_item(loc, "a mask for an agent without an observation in this "
+                               "request", "mask_without_observation")
+                )  # fmt: skip
+                continue
+            if len(values) != size:
+                errors.append(
+                    error_item(loc, f"{len(values)} entries, the policy has {size} actions "
+                               "(one 0 or 1 per action)", "wrong_length")
+                )  # fmt: skip
+                continue
+            bad = [k for k, v in enumerate(values) if v not in (0, 1)]
+            if bad:
+                errors.append(
+                    error_item((*loc, bad[0]), f"{values[bad[0]]!r}: a mask entry is 0 "
+                               "(masked) or 1 (allowed)", "not_binary")
+                )  # fmt: skip
+                continue
+            if not any(values):
+                errors.append(
+                    error_item(loc, "every action is masked: at least one must be allowed",
+                               "all_masked")
+                )  # fmt: skip
+                continue
+            masks[self.index[agent]] = values
+        if errors:
+            raise RequestError(errors)
+        return masks
+
+    def act(self, items: list[tuple[Any, ...]]) -> list[Decision]:
+        """Decisions for requests ``(arm, obs (N, obs_dim), present (N,)[, masks])``.
+
+        One forward pass per arm; ``masks`` (N, n_actions) 0/1 or None (all allowed).
+        """
         out: list[Decision | None] = [None] * len(items)
         self.batches += 1
         self.largest_batch = max(self.largest_batch, len(items))
@@ -263,11 +320,20 @@ class PolicyService:
                 continue
             obs = np.stack([items[k][1] for k in rows])
             present = np.stack([items[k][2] for k in rows])
-            actions = self._postprocess(policy.actions(obs))
+            given = [items[k][3] if len(items[k]) > 3 else None for k in rows]
+            masks = None
+            if any(m is not None for m in given):
+                ones = np.ones((len(self.agents), int(self.action_space.n)), np.float32)
+                masks = np.stack([ones if m is None else m for m in given])
+            actions = self._postprocess(policy.actions(obs, masks))
             interventions: list[list[dict[str, Any]]] = [[] for _ in rows]
             if self.shield is not None:
                 actions, record = self.shield.filter(obs, actions, present)
                 interventions = shield_rows(record, len(rows))
+            if masks is not None:
+                rows_, cols = np.indices(actions.shape)
+                if not masks[rows_, cols, actions].all():  # a shield's fallback, say
+                    raise FloatingPointError("the served actions include a masked one")
             self.requests[arm] += len(rows)
             for j, k in enumerate(rows):
                 out[k] = Decision(actions[j], interventions[j])
@@ -306,6 +372,11 @@ class PolicyService:
                 "batches": self.batches,
                 "largest_batch": self.largest_batch,
                 "mean_batch_size": sum(self.requests.values()) / max(self.batches, 1),
+            },
+            "action_masks": {
+                "accepted": self._discrete,
+                "env_has_masks": self.env_masks,
+                "length": int(self.action_space.n) if self._discrete else None,
             },
             "requests": dict(self.requests),
             "versions": versions(),

@@ -1,9 +1,8 @@
 """MAPPO trains through `rlp train`'s path with the batched sampler on remote env runners."""
 
-import logging
-
 import numpy as np
 import pytest
+from batched import train_on_batched_runner
 
 from rl_platform import registry
 from rl_platform.training import train
@@ -60,15 +59,9 @@ def test_mappo_on_mpe_simple_spread_runs_on_the_batched_runner(tmp_path, ray_add
     config["algorithm"]["hyperparams"] = {
         "train_batch_size_per_learner": 400, "minibatch_size": 200, "num_epochs": 1,
     }  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="rl_platform.builder"):
-        result = train(config, output=tmp_path)
-    assert "sampler: stock" not in caplog.text
-    assert "sampler: batched (8 env copies per runner)" in caplog.text
-    assert result.status == "finished" and result.iterations == 2
-    runners = result.metrics["env_runners"]
+    runners = train_on_batched_runner(config, tmp_path, caplog, copies=8)
     assert runners["num_episodes_lifetime"] >= 16  # 8 copies x 25-step episodes, 2 x 400 steps
     assert runners["episode_len_mean"] == 25  # the env's max_cycles
-    assert np.isfinite(runners["episode_return_mean"])
     assert set(runners["agent_episode_returns_mean"]) == {"agent_0", "agent_1"}
 
 

@@ -1,11 +1,7 @@
 """MAPPO on a VMAS scenario through `rlp train`'s path, on a remote batched runner."""
 
-import logging
-
-import numpy as np
 import pytest
-
-from rl_platform.training import train
+from batched import train_on_batched_runner
 
 pytest.importorskip("vmas")
 
@@ -30,13 +26,7 @@ def test_mappo_on_vmas_navigation_runs_on_the_batched_runner(tmp_path, ray_addre
         "stop": {"training_iteration": 2},
         "checkpoint": {"every": 0},
     }
-    with caplog.at_level(logging.INFO, logger="rl_platform.builder"):
-        result = train(config, output=tmp_path)
-    assert "sampler: stock" not in caplog.text
-    assert "sampler: batched (8 env copies per runner)" in caplog.text
-    assert result.status == "finished" and result.iterations == 2
-    runners = result.metrics["env_runners"]
+    runners = train_on_batched_runner(config, tmp_path, caplog, copies=8)
     assert runners["num_episodes_lifetime"] >= 8  # 8 copies x 50-step episodes, 2 x 400 steps
     assert 0 < runners["episode_len_mean"] <= 50
-    assert np.isfinite(runners["episode_return_mean"])
     assert set(runners["agent_episode_returns_mean"]) == {"agent_0", "agent_1"}

@@ -96,11 +96,16 @@ def test_global_state_wrapper_adds_state_and_agent_ids():
     check_multiagent_environments(env)
 
 
-def test_wrapper_refuses_masked_observations(monkeypatch):
+def test_wrapper_passes_masks_on_as_a_third_key(monkeypatch):
     monkeypatch.setenv("RLP_TRUSTED_MODULES", "test_env_pettingzoo")
     source = "pettingzoo:test_env_pettingzoo:shrinking"
-    with pytest.raises(ValueError, match="flat Box"):
-        GlobalStateEnv({"env_id": source, "env_config": {}})
+    env = GlobalStateEnv({"env_id": source, "env_config": {}})
+    obs, _ = env.reset(seed=0)
+    assert obs["agent_0"]["action_mask"].tolist() == [1.0, 1.0, 0.0, 0.0]
+    for _ in range(3):
+        obs, *_ = env.step(dict.fromkeys(env.agents, 0))
+    assert set(obs) == {"agent_0", "agent_1"}  # agent_2 left: the others keep their masks
+    assert all(set(value) == {"obs", "state", "action_mask"} for value in obs.values())
 
 
 def test_gaussian_mean_starts_at_the_box_center_and_never_leaves_the_box():

@@ -5,8 +5,8 @@ import logging
 import numpy as np
 import pytest
 import torch
+from lockstep import check_step
 from ray.rllib.core.columns import Columns
-from ray.rllib.utils.spaces.space_utils import unsquash_action
 
 from rl_platform.builder import build_algorithm_config
 from rl_platform.config import load_experiment
@@ -108,33 +108,11 @@ def test_matches_a_step_by_step_reference():
             assert all(hasattr(sa, slot) for slot in type(sa).__slots__)
     env = GlobalStateEnv(dict(config.env_config))
     module = runner.module["shared"]
-    space = env.action_spaces["agent_0"]
     obs, _ = env.reset(seed=7)
     for episode in episodes:
         agents = list(episode.agent_episodes)
         for t in range(len(episode)):
-            for agent in agents:
-                sa = episode.agent_episodes[agent]
-                seen = sa.get_observations(t)
-                np.testing.assert_allclose(seen["obs"], obs[agent]["obs"], rtol=1e-6)
-                np.testing.assert_allclose(seen["state"], obs[agent]["state"], rtol=1e-6)
-            actions = {a: episode.agent_episodes[a].get_actions(t) for a in agents}
-            batch = {Columns.OBS: {
-                k: torch.as_tensor(np.stack([obs[a][k] for a in agents])) for k in ("obs", "state")
-            }}  # fmt: skip
-            logits = module.forward_exploration(batch)[Columns.ACTION_DIST_INPUTS]
-            dist = module.get_exploration_action_dist_cls().from_logits(logits)
-            logp = dist.logp(torch.as_tensor(np.stack([actions[a] for a in agents]))).numpy()
-            stored = [episode.agent_episodes[a].get_extra_model_outputs(Columns.ACTION_LOGP, t)
-                      for a in agents]  # fmt: skip
-            np.testing.assert_allclose(stored, logp, rtol=1e-4, atol=1e-5)
-            env_actions = {a: unsquash_action(actions[a], space) for a in agents}
-            obs, rewards, terms, truncs, infos = env.step(env_actions)
-            for agent in agents:
-                got = episode.agent_episodes[agent].get_rewards(t)
-                assert got == pytest.approx(rewards[agent], rel=1e-5, abs=1e-6)
-            ended = terms["__all__"] or truncs["__all__"]
-            assert ended == (episode.is_done and t == len(episode) - 1)
+            obs, rewards, terms, truncs, infos = check_step(episode, t, obs, env, module)
         if episode.is_done:
             final = {a: episode.agent_episodes[a].get_observations(-1) for a in agents}
             for agent in agents:

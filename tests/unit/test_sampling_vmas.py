@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-import torch
-from ray.rllib.core.columns import Columns
-from ray.rllib.utils.spaces.space_utils import unsquash_action
 
 pytest.importorskip("vmas")
+
+from lockstep import check_step
 
 from rl_platform.builder import build_algorithm_config  # noqa: E402
 from rl_platform.config import load_experiment  # noqa: E402
@@ -43,34 +42,12 @@ def test_one_copy_plays_the_stock_views_episodes():
     episodes = runner.sample(num_timesteps=200)
     env = GlobalStateEnv(dict(algo_config.env_config))
     module = runner.module["shared"]
-    space = env.action_spaces["agent_0"]
     obs, _ = env.reset(seed=7)
     ends = []
     for episode in episodes:
-        agents = list(episode.agent_episodes)
         for t in range(len(episode)):
-            for agent in agents:
-                seen = episode.agent_episodes[agent].get_observations(t)
-                np.testing.assert_allclose(seen["obs"], obs[agent]["obs"], rtol=1e-6)
-                np.testing.assert_allclose(seen["state"], obs[agent]["state"], rtol=1e-6)
-            actions = {a: episode.agent_episodes[a].get_actions(t) for a in agents}
-            batch = {Columns.OBS: {
-                k: torch.as_tensor(np.stack([obs[a][k] for a in agents])) for k in ("obs", "state")
-            }}  # fmt: skip
-            logits = module.forward_exploration(batch)[Columns.ACTION_DIST_INPUTS]
-            dist = module.get_exploration_action_dist_cls().from_logits(logits)
-            logp = dist.logp(torch.as_tensor(np.stack([actions[a] for a in agents]))).numpy()
-            stored = [episode.agent_episodes[a].get_extra_model_outputs(Columns.ACTION_LOGP, t)
-                      for a in agents]  # fmt: skip
-            np.testing.assert_allclose(stored, logp, rtol=1e-4, atol=1e-5)
-            obs, rewards, terms, truncs, _ = env.step(
-                {a: unsquash_action(actions[a], space) for a in agents}
-            )
-            for agent in agents:
-                got = episode.agent_episodes[agent].get_rewards(t)
-                assert got == pytest.approx(rewards[agent], rel=1e-5, abs=1e-6)
+            obs, rewards, terms, truncs, _ = check_step(episode, t, obs, env, module)
             ended = terms["__all__"] or truncs["__all__"]
-            assert ended == (episode.is_done and t == len(episode) - 1)
             if ended:
                 ends.append("fell" if terms["__all__"] else "time")
         if episode.is_done:
@@ -92,7 +69,6 @@ def test_copies_play_the_episodes_of_a_core_stepped_by_hand():
     rng = np.random.default_rng(11)
     reference.reset(rng)
     agents = list(episodes[0].agent_episodes)
-    space = reference.action_space
     unclaimed = list(episodes)
 
     def claim(b):
@@ -113,8 +89,7 @@ def test_copies_play_the_episodes_of_a_core_stepped_by_hand():
     for _ in range(steps):
         actions = np.stack(
             [
-                [unsquash_action(current[b].agent_episodes[a].get_actions(position[b]), space)
-                 for a in agents]
+                [current[b].agent_episodes[a].get_actions(position[b]) for a in agents]
                 for b in range(4)
             ]
         )  # fmt: skip

@@ -201,7 +201,7 @@ class MADDPG(registry.Algorithm):
             **hp.model_dump(exclude=PLATFORM_ONLY),
         )
         network = context.experiment.algorithm.network
-        shared = context.experiment.algorithm.shared_policy
+        shared = context.experiment.algorithm.shared_policy  # False with groups
         critic = config.critic_spec(shared, list(network.hidden_sizes), network.activation)
         return config.rl_module(
             rl_module_spec=MultiRLModuleSpec(rl_module_specs={CRITIC_ID: critic})

@@ -49,7 +49,9 @@ def maddpg_losses(
         critic: the critics' module.
         data: ``obs``, ``next_obs`` (B, N, obs_dim); ``actions`` (B, N) indices or
             (B, N, A) Box actions; ``rewards``, ``mask``, ``agent_terminated`` (B, N);
-            ``state``, ``next_state`` (B, S); ``terminated`` (B,).
+            ``state``, ``next_state`` (B, S); ``terminated`` (B,); optionally
+            ``action_mask``, ``next_action_mask`` (B, N, A) for Discrete actions: the
+            actors' (and target actors') Gumbel-softmax samples keep to allowed actions.
         gamma: discount.
         actor_reg: weight of the penalty on the actors' squared preactivations.
 
@@ -60,6 +62,10 @@ def maddpg_losses(
     b, n = obs.shape[:2]
     mask = data["mask"]
     next_mask = mask * (1.0 - data["agent_terminated"])
+    action_mask, next_action_mask = data.get("action_mask"), data.get("next_action_mask")
+
+    def masks_of(masks: torch.Tensor | None, idx: list[int]) -> torch.Tensor | None:
+        return None if masks is None else masks[:, idx]
 
     def per_agent(fn: Any) -> torch.Tensor:
         columns: list[torch.Tensor | None] = [None] * n
@@ -78,7 +84,9 @@ def maddpg_losses(
 
     with torch.no_grad():
         next_actions = per_agent(
-            lambda m, idx: m.training_action(m.preactivations(next_obs[:, idx], target=True))
+            lambda m, idx: m.training_action(
+                m.preactivations(next_obs[:, idx], target=True), masks_of(next_action_mask, idx)
+            )
         )
         next_q = critic.q_values(
             data["next_state"], shared_joint_actions(next_actions * next_mask[..., None]), True
@@ -90,7 +98,7 @@ def maddpg_losses(
     critic_loss = masked_mean(td_error.pow(2), mask)
 
     pre = per_agent(lambda m, idx: m.preactivations(obs[:, idx]))
-    own = per_agent(lambda m, idx: m.training_action(pre[:, idx]))
+    own = per_agent(lambda m, idx: m.training_action(pre[:, idx], masks_of(action_mask, idx)))
     # The actors' loss passes through the critic without training it.
     critic_params = list(critic.critics.parameters())
     for p in critic_params:

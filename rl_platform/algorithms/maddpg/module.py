@@ -20,6 +20,8 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
+from rl_platform.algorithms.mixers import mask_values
+
 CRITIC_ID = "__critic__"
 
 
@@ -101,6 +103,8 @@ class MADDPGActorModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
     model_config: ``fcnet_hiddens``, ``fcnet_activation``; ``exploration_noise`` (Box: the
     Gaussian noise's std as a fraction of the box's half-width; a constant or an RLlib
     schedule over env steps), ``gumbel_temperature`` and ``gumbel_hard`` (Discrete).
+    With Discrete actions and an ``"action_mask"`` (0/1) in the Dict obs, masked actions'
+    logits are ``FLOAT_MIN``: zero probability when sampling, never the argmax.
     Env runners build it inference-only (no target network).
     """
 
@@ -161,20 +165,33 @@ class MADDPGActorModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
         lead = x.shape[: x.dim() - len(self._obs_shape)]
         return x.reshape(*lead, -1).float()
 
+    def action_mask(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        """The batch's action mask (..., n) for Discrete actions, or None when it has none."""
+        obs = batch[Columns.OBS]
+        if self.discrete and isinstance(obs, dict) and "action_mask" in obs:
+            return torch.as_tensor(obs["action_mask"])
+        return None
+
     def preactivations(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
         """Logits (Discrete) or pre-tanh outputs (Box), (..., action_dim)."""
         return (self._target_policy_net if target else self.policy_net)(obs)
 
-    def deterministic_action(self, pre: torch.Tensor) -> torch.Tensor:
-        """The greedy action of preactivations: in the box, or one-hot of the argmax."""
+    def deterministic_action(
+        self, pre: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The greedy action of preactivations: in the box, or one-hot of the (allowed) argmax."""
         if self.discrete:
-            return F.one_hot(pre.argmax(-1), self.action_dim).to(pre.dtype)
+            return F.one_hot(mask_values(pre, mask).argmax(-1), self.action_dim).to(pre.dtype)
         return squash_to_box(pre, self._low, self._high)
 
-    def training_action(self, pre: torch.Tensor) -> torch.Tensor:
-        """The differentiable action the critic sees: squashed, or a Gumbel-softmax sample."""
+    def training_action(self, pre: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The differentiable action the critic sees: squashed, or a Gumbel-softmax sample.
+
+        ``mask`` (Discrete, 0/1, like ``pre``): masked actions get zero probability.
+        """
         if self.discrete:
-            return gumbel_softmax_action(pre, self.gumbel_temperature, self.gumbel_hard)
+            logits = mask_values(pre, mask)
+            return gumbel_softmax_action(logits, self.gumbel_temperature, self.gumbel_hard)
         return squash_to_box(pre, self._low, self._high)
 
     @override(TorchRLModule)
@@ -182,7 +199,8 @@ class MADDPGActorModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
         with torch.no_grad():
             pre = self.preactivations(self.local_obs(batch))
         if self.discrete:
-            return {Columns.ACTION_DIST_INPUTS: pre, Columns.ACTIONS: pre.argmax(-1)}
+            logits = mask_values(pre, self.action_mask(batch))
+            return {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: logits.argmax(-1)}
         action = squash_to_box(pre, self._low, self._high)
         return {Columns.ACTION_DIST_INPUTS: action, Columns.ACTIONS: action}
 
@@ -194,7 +212,8 @@ class MADDPGActorModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
             pre = self.preactivations(self.local_obs(batch))
             if self.discrete:
                 # A sample of the Gumbel-softmax's categorical: what the critic is trained on.
-                return {Columns.ACTIONS: torch.distributions.Categorical(logits=pre).sample()}
+                logits = mask_values(pre, self.action_mask(batch))
+                return {Columns.ACTIONS: torch.distributions.Categorical(logits=logits).sample()}
             if t is not None:
                 self.noise_schedule.update(t)
             scale = float(self.noise_schedule.get_current_value())
@@ -218,7 +237,8 @@ class MADDPGActorModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
 
     @override(TargetNetworkAPI)
     def forward_target(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # noqa: D102
-        return {Columns.ACTION_DIST_INPUTS: self.preactivations(self.local_obs(batch), True)}
+        pre = self.preactivations(self.local_obs(batch), True)
+        return {Columns.ACTION_DIST_INPUTS: mask_values(pre, self.action_mask(batch))}
 
     @override(InferenceOnlyAPI)
     def get_non_inference_attributes(self) -> list[str]:  # noqa: D102

@@ -122,6 +122,7 @@ class ValueDecompositionLearner(TorchLearner):
                 self._agent_q(data["next_obs"]),
                 self._agent_q(data["next_obs"], target=True),
                 double_q=config.double_q,
+                next_mask=data.get("next_action_mask"),  # the max over allowed actions
             )  # (B, N)
         if mixer.mixer_type == "none":
             terminated = torch.maximum(data["agent_terminated"], data["terminated"][:, None])

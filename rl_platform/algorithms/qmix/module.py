@@ -19,7 +19,7 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
-from rl_platform.algorithms.mixers import QMixer, vdn_mix
+from rl_platform.algorithms.mixers import QMixer, mask_values, random_allowed, vdn_mix
 from rl_platform.algorithms.replay import HIDDEN
 
 MIXER_ID = "__mixer__"
@@ -65,6 +65,9 @@ class AgentQModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
     ``rnn_hidden_dim`` (``fcnet_*`` unused) and the module is stateful: its forward
     passes read ``STATE_IN`` ``{"h": (B, hidden)}`` (zeros when absent) and observations
     (B, T, ...) or (B, ...), and return ``STATE_OUT``.
+    When the Dict obs has an ``"action_mask"`` (0/1, (..., n_actions)), masked actions
+    are never chosen: greedy actions and the returned Q values (``ACTION_DIST_INPUTS``)
+    use Q masked to ``FLOAT_MIN``, epsilon-random actions are drawn among allowed ones.
     Env runners build it inference-only (no target network).
     """
 
@@ -102,6 +105,14 @@ class AgentQModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
         lead = x.shape[: x.dim() - len(self._obs_shape)]
         return x.reshape(*lead, -1).float()
 
+    @staticmethod
+    def action_mask(batch: dict[str, Any]) -> torch.Tensor | None:
+        """The batch's action mask (..., n_actions), or None when its obs carries none."""
+        obs = batch[Columns.OBS]
+        if isinstance(obs, dict) and "action_mask" in obs:
+            return torch.as_tensor(obs["action_mask"])
+        return None
+
     def q_values(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
         """Q values (..., n_actions) of flat local observations (..., obs_dim)."""
         return (self._target_q_net if target else self.q_net)(obs)
@@ -137,19 +148,21 @@ class AgentQModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
     def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         with torch.no_grad():
             q, extra = self._q(batch)
+            q = mask_values(q, self.action_mask(batch))
         return {Columns.ACTION_DIST_INPUTS: q, Columns.ACTIONS: q.argmax(dim=-1), **extra}
 
     @override(TorchRLModule)
     def _forward_exploration(
         self, batch: dict[str, Any], t: int | None = None, **kwargs: Any
     ) -> dict[str, Any]:
+        mask = self.action_mask(batch)
         with torch.no_grad():
             q, extra = self._q(batch)
         if t is not None:
             self.epsilon_schedule.update(t)
         epsilon = float(self.epsilon_schedule.get_current_value())
-        greedy = q.argmax(dim=-1)
-        random = torch.randint_like(greedy, int(self.action_space.n))
+        greedy = mask_values(q, mask).argmax(dim=-1)
+        random = random_allowed(greedy, int(self.action_space.n), mask)
         explore = torch.rand(greedy.shape, device=q.device) < epsilon
         return {Columns.ACTIONS: torch.where(explore, random, greedy), **extra}
 
