@@ -288,3 +288,33 @@ def test_batched_runner_carries_a_state_per_copy_and_agent_and_resets_it():
                 (states,) = next(iter(batch[Columns.STATE_IN].values()))
                 last = before.get_extra_model_outputs(Columns.STATE_OUT, -1)[CRITIC_H]
                 np.testing.assert_array_equal(np.asarray(states[CRITIC_H])[0], last)
+
+
+@pytest.mark.parametrize("mask_in", ["obs", "info"])
+def test_recurrent_mappo_samples_no_masked_action_on_the_batched_runner(mask_in):
+    from rl_platform.sampling import BatchedEnvRunner
+
+    exp = load_experiment(
+        {
+            "name": "rmappo_masked",
+            "seed": 0,
+            "env": {"id": "masked_choice", "config": {"mask_in": mask_in}},
+            "algorithm": {
+                "id": "mappo",
+                "network": {"hidden_sizes": [16]},
+                "hyperparams": {"recurrent": True, "chunk_length": 8},
+            },
+            "resources": {"num_env_runners": 0, "num_envs_per_env_runner": 8},
+        }
+    )
+    config = build_algorithm_config(exp)
+    assert config.env_runner_cls is BatchedEnvRunner
+    illegal = total = 0
+    for episode in BatchedEnvRunner(config=config).sample(num_timesteps=1000):
+        for sa in episode.agent_episodes.values():
+            actions = sa.get_actions()
+            masks = sa.get_observations(slice(0, len(sa)))["action_mask"]
+            illegal += int((masks[np.arange(len(actions)), actions] == 0).sum())
+            total += len(actions)
+            assert Columns.STATE_OUT in sa.extra_model_outputs
+    assert total >= 2000 and illegal == 0
