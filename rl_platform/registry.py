@@ -187,6 +187,8 @@ PETTINGZOO_PREFIX = "pettingzoo:"
 PETTINGZOO_SHORT_IDS = {
     # A PettingZoo env with action masks shipped for tests and examples.
     "masked_choice": "pettingzoo:rl_platform.envs.masked_choice:parallel_env",
+    # A memory task (the cue only in the first observation) for recurrent policies.
+    "memory_cue": "pettingzoo:rl_platform.envs.memory_cue:parallel_env",
 }
 """Short ids of PettingZoo envs shipped with the platform (not platform envs: no core)."""
 VMAS_PREFIX = "vmas:"

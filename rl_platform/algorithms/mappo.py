@@ -426,8 +426,15 @@ class ActorCriticPPO(registry.Algorithm):
             "actor_obs_key": "obs",
             "critic_obs_key": cls.critic_obs_key,
         }
+        module_class: type[ActorCriticModule] = ActorCriticModule
+        if hp.recurrent:
+            from rl_platform.algorithms.recurrent_ac import RecurrentActorCriticModule
+
+            module_class = RecurrentActorCriticModule
+            # RLlib's connectors read max_seq_len from the model config to cut chunks.
+            model_config.update(max_seq_len=hp.chunk_length, rnn_hidden_dim=hp.rnn_hidden_dim)
         config = config.rl_module(
-            rl_module_spec=RLModuleSpec(module_class=ActorCriticModule, model_config=model_config)
+            rl_module_spec=RLModuleSpec(module_class=module_class, model_config=model_config)
         )
         # The modules act in the env's units (a bounded mean or a squashed sample lies in
         # the Box already), as greedy evaluation and serving apply them: RLlib's default
@@ -440,7 +447,8 @@ class ActorCriticPPO(registry.Algorithm):
                 "standardize_advantages": hp.standardize_advantages,
             },
         )
-        return config.training(**hp.model_dump(exclude=MAPPO_ONLY))
+        recurrent_only = {"recurrent", "chunk_length", "rnn_hidden_dim"}
+        return config.training(**hp.model_dump(exclude=MAPPO_ONLY | recurrent_only))
 
 
 class MAPPO(ActorCriticPPO):

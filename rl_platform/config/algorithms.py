@@ -110,6 +110,23 @@ class MAPPOParams(PPOParams):
     standardize_advantages: bool = Field(
         default=True, description="Standardize advantages per batch (RLlib's PPO does)."
     )
+    recurrent: bool = Field(
+        default=False,
+        description=(
+            "GRU actor and critic (obs -> MLP -> GRU -> head), hidden state carried through "
+            "episodes, trained on chunks of chunk_length steps (the MAPPO paper's rMAPPO)."
+        ),
+    )
+    chunk_length: PositiveInt = Field(
+        default=10,
+        description=(
+            "Recurrent: steps per training sequence (RLlib's max_seq_len; the MAPPO "
+            "paper's data_chunk_length). Episodes are cut into zero-padded chunks."
+        ),
+    )
+    rnn_hidden_dim: PositiveInt | None = Field(
+        default=None, description="Recurrent: GRU width; None: the last hidden layer's."
+    )
 
 
 IPPOParams = MAPPOParams  # the same actor-critics, critics on local observations

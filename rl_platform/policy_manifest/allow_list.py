@@ -12,6 +12,7 @@ READABLE_FORMATS = (1, 2)
 MODULE_CLASSES = (
     "ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module.DefaultPPOTorchRLModule",
     "rl_platform.algorithms.mappo.ActorCriticModule",
+    "rl_platform.algorithms.recurrent_ac.RecurrentActorCriticModule",
     "rl_platform.algorithms.qmix.AgentQModule",
     "rl_platform.algorithms.qmix.MixerModule",
     "rl_platform.algorithms.maddpg.MADDPGActorModule",

@@ -47,8 +47,11 @@ def unsupported_reason(experiment: Any) -> str | None:
         return "rewards.difference is not supported by the batched sampler yet"
     if experiment.safety is not None and experiment.safety.enabled:
         return "the safety shield is not supported by the batched sampler yet"
-    if experiment.algorithm.hyperparams.get("recurrent"):
-        return "recurrent modules (a hidden state per agent) need the stock sampler"
+    if experiment.algorithm.hyperparams.get("recurrent") and experiment.algorithm.id not in (
+        "mappo",
+        "ippo",
+    ):
+        return "recurrent value-based agents (replayed sequences) need the stock sampler"
     return None
 
 

@@ -45,6 +45,13 @@ def copy_struct(struct: Any) -> Any:
     return np.array(struct)
 
 
+def stack_struct(rows: list[Any]) -> Any:
+    """Rows of arrays (or of dicts of arrays, e.g. recurrent states) stacked on a new axis 0."""
+    if rows and isinstance(rows[0], dict):
+        return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    return np.stack(rows)
+
+
 def prepend(first: Any, rest: Any) -> Any:
     """One row `first` (...) followed by the rows of `rest` (L, ...)."""
     if isinstance(rest, dict):
@@ -67,7 +74,7 @@ class Rollout:
     obs: Any  # (T+1, B, N, ...) array or dict of them
     actions: np.ndarray  # (T, B, N, *action_shape), as sampled (before unsquashing)
     rewards: np.ndarray  # (T, B, N) float32
-    extra: dict[str, np.ndarray]  # (T, B, N, ...) extra model outputs
+    extra: dict[str, Any]  # (T, B, N, ...) extra model outputs (a dict of them: STATE_OUT)
     terminated: np.ndarray  # (T, B) bool
     truncated: np.ndarray  # (T, B) bool
     starts: dict[tuple[int, int], Any] = field(default_factory=dict)
@@ -76,6 +83,9 @@ class Rollout:
     # the agents acting at step t, row T those alive after the last step (where a copy
     # reset, its new episode's agents).
     alive: np.ndarray | None = None
+    # Recurrent policies: {module output: (B, N, ...)} as before the first step (the
+    # STATE_OUT of the step before), the lookback of chunks that continue an episode.
+    extra_before: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -161,7 +171,9 @@ def episodes_from_rollout(
             # MultiAgentEpisode.add_env_step), so both samplers' learners bootstrap alike.
             term, trunc = finished, bool(rollout.truncated[end, b])
             summary = rollout.summaries.get((end, b)) if finished else None
-            extra = {k: v[rows, b] for k, v in rollout.extra.items()}
+            extra = {k: take(v, (rows, b)) for k, v in rollout.extra.items()}
+            # A continued episode's chunk looks back one step for its recurrent state.
+            before = rollout.extra_before if start == 0 and t0 > 0 else {}
             actions, rewards = rollout.actions[rows, b], rollout.rewards[rows, b]
             acted, stays = [length] * len(agent_ids), None
             if rollout.alive is not None:  # agents that left act in a prefix of the steps
@@ -185,7 +197,16 @@ def episodes_from_rollout(
                     infos=lookback_buffer(infos),
                     actions=lookback_buffer(actions[cut, n], *act_spaces[agent]),
                     rewards=lookback_buffer(rewards[cut, n], *reward_space),
-                    extra_model_outputs={k: lookback_buffer(v[cut, n]) for k, v in extra.items()},
+                    extra_model_outputs={
+                        k: (
+                            lookback_buffer(take(v, (cut, n)))
+                            if k not in before
+                            else lookback_buffer(
+                                prepend(take(before[k], (b, n)), take(v, (cut, n))), lookback=1
+                            )
+                        )
+                        for k, v in extra.items()
+                    },
                     terminated=term or left,
                     truncated=trunc and not left,
                     t_started=t0,
@@ -288,11 +309,16 @@ def single_agent_episode(
     return episode
 
 
-def lookback_buffer(data: Any, space: gym.Space | None = None, struct: Any = None) -> Any:
-    """A finalized ``InfiniteLookbackBuffer`` (no lookback) without its constructor's cost."""
+def lookback_buffer(
+    data: Any, space: gym.Space | None = None, struct: Any = None, lookback: int = 0
+) -> Any:
+    """A finalized ``InfiniteLookbackBuffer`` without its constructor's cost.
+
+    ``lookback``: how many of the first rows of ``data`` are before the chunk (default none).
+    """
     buffer = InfiniteLookbackBuffer.__new__(InfiniteLookbackBuffer)
     buffer.data = data
-    buffer.lookback = 0
+    buffer.lookback = lookback
     buffer.finalized = not isinstance(data, list)
     buffer._space = space
     buffer._space_struct = struct

@@ -90,6 +90,7 @@ class BatchedEnvRunner(MultiAgentEnvRunner):
         self._tally = EpisodeTally(self.num_envs, len(self._agents))
         self._finished: list[EpisodeRecord] = []
         self._needs_initial_reset = True
+        self._reset_states()
         log.info(
             "batched sampler: %d copies x %d agents of %s (worker %s)",
             self.num_envs,
@@ -128,6 +129,9 @@ class BatchedEnvRunner(MultiAgentEnvRunner):
                     else torch.from_numpy(part.reshape(b * n, *part.shape[2:]))
                 )
                 batch = {Columns.OBS: flat}
+                stateful = module.is_stateful()
+                if stateful:
+                    batch[Columns.STATE_IN] = self._state_in(module_id, module, b, n)
                 if explore:
                     out = module.forward_exploration(batch, t=t)
                     dist_cls = module.get_exploration_action_dist_cls()
@@ -155,8 +159,41 @@ class BatchedEnvRunner(MultiAgentEnvRunner):
                     if k not in extra:
                         extra[k] = np.empty((b, len(self._agents), *v.shape[2:]), v.dtype)
                     extra[k][:, agents] = v
+                if stateful:
+                    self._state_out(module_id, out[Columns.STATE_OUT], agents, b, n, extra)
         extra[WEIGHTS_SEQ_NO] = np.full(actions.shape[:2], self._weights_seq_no)
+        if Columns.STATE_OUT in extra:
+            self._last_state_out = extra[Columns.STATE_OUT]
         return actions, extra
+
+    # ---- recurrent modules: a state per copy and agent, reset when a copy's episode ends
+    def _reset_states(self) -> None:
+        self._states: dict[str, dict[str, np.ndarray]] = {}  # module -> key -> (B, n, ...)
+        self._last_state_out: dict[str, np.ndarray] | None = None  # key -> (B, N, ...)
+
+    def _state_in(self, module_id: str, module: Any, b: int, n: int) -> dict[str, torch.Tensor]:
+        """The module's carried state as ``STATE_IN`` (b * n rows); initial where reset."""
+        initial = {k: np.asarray(v, np.float32) for k, v in module.get_initial_state().items()}
+        state = self._states.get(module_id)
+        if state is None:
+            state = {k: np.broadcast_to(v, (b, n, *v.shape)).copy() for k, v in initial.items()}
+            self._states[module_id] = state
+        elif (done := self._sampler.done_rows) is not None:
+            for k, v in state.items():
+                v[done] = initial[k]
+        return {k: torch.from_numpy(v.reshape(b * n, *v.shape[2:])) for k, v in state.items()}
+
+    def _state_out(
+        self, module_id: str, state_out: Any, agents: Any, b: int, n: int, extra: dict
+    ) -> None:
+        """Keep the module's ``STATE_OUT`` for the next step and in the episodes."""
+        state = {k: v.numpy().reshape(b, n, *v.shape[1:]) for k, v in state_out.items()}
+        self._states[module_id] = state
+        columns = extra.setdefault(Columns.STATE_OUT, {})
+        for k, v in state.items():
+            if k not in columns:
+                columns[k] = np.empty((b, len(self._agents), *v.shape[2:]), v.dtype)
+            columns[k][:, agents] = v
 
     def _draw(
         self,
@@ -239,11 +276,15 @@ class BatchedEnvRunner(MultiAgentEnvRunner):
         self._episode_ids = [new_id() for _ in range(self.num_envs)]
         self._env_t[:] = 0
         self._tally.reset()
+        self._reset_states()
         self._needs_initial_reset = False
 
     def _rollout(self, steps: int, explore: bool) -> list[EpisodeChunk]:
         start = time.perf_counter()
+        before = self._last_state_out
         rollout = self._sampler.run(self._act, steps, explore, self._env_actions)
+        if before is not None:  # recurrent: the state continuing episodes' chunks look back on
+            rollout.extra_before = {Columns.STATE_OUT: before}
         records = self._tally.add(rollout, self._env_t, time.perf_counter() - start)
         with gc_paused():  # ~10 objects per agent and chunk, none of them cyclic garbage
             chunks = episodes_from_rollout(

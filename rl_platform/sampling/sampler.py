@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from rl_platform.sampling.env import BatchedMultiAgentEnv
-from rl_platform.sampling.episodes import Rollout, assign, copy_struct, take
+from rl_platform.sampling.episodes import Rollout, assign, copy_struct, stack_struct, take
 from rl_platform.sampling.tally import BlockPool
 
 
@@ -26,6 +26,9 @@ class BatchedSampler:
         self._fresh: Any = None  # room for the observations of copies just reset
         self._blocks = BlockPool(env.empty)
         self.needs_reset = True
+        # (B,) bool: the copies whose episode ended at the last step (recurrent policies
+        # reset their state there before acting); None when none did.
+        self.done_rows: np.ndarray | None = None
 
     def reset(self) -> None:
         """Start new episodes in every copy."""
@@ -33,6 +36,7 @@ class BatchedSampler:
         self.env.start_rewards()
         self._obs = self.env.observe()
         self.needs_reset = False
+        self.done_rows = None
 
     def run(
         self,
@@ -68,6 +72,7 @@ class BatchedSampler:
             result = core.step(to_env, self.rng)
             reward = env.compose_rewards(result, to_env)
             done = result.terminated | result.truncated
+            self.done_rows = done if done.any() else None
             current = env.observe(out=take(obs_rows, t + 1))  # final ones included
             if done.any():
                 rows = np.flatnonzero(done)
@@ -94,7 +99,7 @@ class BatchedSampler:
             obs=obs_rows,
             actions=np.stack(actions),
             rewards=np.stack(rewards),
-            extra={k: np.stack(v) for k, v in extras.items()},
+            extra={k: stack_struct(v) for k, v in extras.items()},
             terminated=np.stack(terms),
             truncated=np.stack(truncs),
             starts=starts,

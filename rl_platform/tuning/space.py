@@ -211,7 +211,7 @@ def _semantic_param(
     algo = experiment.algorithm.id
     hyperparams = experiment.algorithm.hyperparams
     if name == NETWORK_PARAM:
-        if hyperparams.get("recurrent"):
+        if hyperparams.get("recurrent") and algo in ("iql", "vdn", "qmix"):  # GRU agents only
             return None, f"{algo} with recurrent: true does not use algorithm.network"
         return SearchParam(name, kind, args, (NETWORK_PATH,)), ""
     alternatives = SEMANTIC_PARAMS[name]
