@@ -28,7 +28,8 @@ class TrainedPolicy:
 
     Recurrent (stateful) modules get each agent's state from the previous call (the
     module's initial state on the first call, after :meth:`reset`, or when the batch
-    size changes): call :meth:`reset` at the start of every episode.
+    size changes): call :meth:`reset` at the start of every episode. A caller that keeps
+    states itself (a server, one per session) passes them to :meth:`actions`.
     """
 
     def __init__(self, checkpoint: str | Path) -> None:
@@ -53,11 +54,18 @@ class TrainedPolicy:
         """Forget recurrent modules' states: the next call starts new episodes."""
         self._states.clear()
 
-    def actions(self, obs: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+    def actions(
+        self,
+        obs: np.ndarray,
+        masks: np.ndarray | None = None,
+        states: dict[str, Any] | None = None,
+    ) -> np.ndarray:
         """Actions (B, N, *action_shape) for observations (B, N, obs_dim).
 
         ``masks`` (B, N, n_actions), 0/1: the actions each agent may take (all when None);
-        a module trained with masks picks the best allowed one.
+        a module trained with masks picks the best allowed one. ``states``: agent -> its
+        recurrent module's state for the B rows (as :meth:`initial_state` makes them),
+        used instead of the carried ones and replaced by the states after this step.
         """
         import torch
         from ray.rllib.core.columns import Columns
@@ -82,12 +90,14 @@ class TrainedPolicy:
                 batch = {Columns.OBS: local}
             stateful = module.is_stateful()
             if stateful:
-                batch[Columns.STATE_IN] = self._state_in(agent, module, b)
+                batch[Columns.STATE_IN] = (
+                    self._state_in(agent, module, b) if states is None else states[agent]
+                )
             with torch.no_grad():
                 result = module.forward_inference(batch)
             logits = result[Columns.ACTION_DIST_INPUTS]
             if stateful:
-                self._states[agent] = result[Columns.STATE_OUT]
+                (self._states if states is None else states)[agent] = result[Columns.STATE_OUT]
             if isinstance(module.action_space, gym.spaces.Discrete):
                 if masks is not None:  # whatever the module does with masks: none is taken
                     logits = logits.masked_fill(torch.as_tensor(masks[:, i]) == 0, -torch.inf)
@@ -100,12 +110,23 @@ class TrainedPolicy:
 
     def _state_in(self, agent: str, module: Any, b: int) -> Any:
         """The agent's carried state (batch b), or its module's initial state tiled to b."""
-        import torch
         import tree
 
         state = self._states.get(agent)
         if state is not None and all(len(s) == b for s in tree.flatten(state)):
             return state
+        return self.initial_state(agent, b)
+
+    def stateful_agents(self) -> list[str]:
+        """The agents whose modules are recurrent."""
+        return [a for a in self.agents if self.modules[self.manifest["agents"][a]].is_stateful()]
+
+    def initial_state(self, agent: str, b: int = 1) -> Any:
+        """The agent's module's initial state for b rows."""
+        import torch
+        import tree
+
+        module = self.modules[self.manifest["agents"][agent]]
         return tree.map_structure(
             lambda s: torch.as_tensor(s).unsqueeze(0).expand(b, *s.shape).clone(),
             module.get_initial_state(),

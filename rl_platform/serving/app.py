@@ -142,7 +142,8 @@ def plan(
         reward_range=reward_range or env_reward_range(champion.manifest["env"]["id"]),
         body_timeout_s=float(body_timeout_s),
     )
-    PolicyService(config)  # fail here, clearly, not in a replica
+    service = PolicyService(config)  # fail here, clearly, not in a replica
+    config = replace(config, recurrent=service.stateful)
     if store_path is not None:
         try:
             FeedbackStore(store_path).close()
@@ -245,6 +246,12 @@ def serve(
         reward_range=reward_range,
         body_timeout_s=body_timeout_s,
     )
+    if config.recurrent and (num_replicas > 1 or autoscaling_config):
+        raise ServingError(
+            "the policy is recurrent: each session's state lives in one replica, and Serve "
+            "does not route a session to the same replica; serve it with num_replicas=1 "
+            "and no autoscaling"
+        )
     exposed = not guard.is_loopback(host)
     token_created = False
     if config.token_file is None and exposed:

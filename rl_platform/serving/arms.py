@@ -87,6 +87,7 @@ class ServerConfig:
     token_file: str | None = None  # requests need this file's bearer token; None: open
     reward_range: tuple[float, float] = (-DEFAULT_REWARD_BOUND, DEFAULT_REWARD_BOUND)
     body_timeout_s: float = guard.BODY_TIMEOUT_S  # a request body must arrive within it
+    recurrent: bool = False  # a served module keeps a state per session (plan() sets it)
 
 
 def core_of(arm: ArmSpec) -> Any:

@@ -142,16 +142,20 @@ class PolicyServer:
         """Actions of the agents whose observations the request carries.
 
         With an A/B test the session's arm answers (sessionless requests: the champion)
-        and the decision is recorded for feedback.
+        and the decision is recorded for feedback. A recurrent policy carries the
+        session's state from its previous request (``reset``: from its initial state).
         """
         try:
             obs, present = self.service.parse(request)
             masks = self.service.parse_masks(request)
+            self.service.check_session(request)
         except RequestError as err:
             raise RequestValidationError(err.errors) from None
         session = request.session_id
         arm = self.router.arm(session) if self.router is not None else CHAMPION
-        item = (arm, obs, present, masks)
+        if request.reset:
+            self.service.end_session(arm, session)
+        item = (arm, obs, present, masks, session)
         if self.config.batching:
             decision = await self._act_batch(item)
         else:

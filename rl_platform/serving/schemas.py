@@ -42,7 +42,7 @@ class ActRequest(_Request):
         description=(
             "Who is asking: with an A/B test the session's arm is sticky and its decisions "
             "are recorded for feedback; without one, the champion answers and nothing is "
-            "recorded."
+            "recorded. Required by a recurrent policy, which carries the session's state."
         ),
         examples=["user-42"],
     )
@@ -54,6 +54,13 @@ class ActRequest(_Request):
             "observation space's bounds (GET /v1/info), for 1 .. N of the policy's agents."
         ),
         examples=[{"agent_0": [0.0, 0.1, -0.2]}],
+    )
+    reset: bool = Field(
+        default=False,
+        description=(
+            "A recurrent policy (GET /v1/info: sessions.recurrent) keeps a state per "
+            "session_id: true starts the session's episode afresh, from the initial state."
+        ),
     )
     action_masks: (
         Annotated[dict[Identifier, ActionMask], Field(min_length=1, max_length=MAX_AGENTS)] | None

@@ -3,11 +3,13 @@
 :class:`PolicyService` is what each replica runs (and what :func:`~rl_platform.serving.app.plan`
 builds once in the driver, so every startup error is raised there). The shield is the
 platform's one :class:`~rl_platform.safety.Shield`, judging each constraint from the
-request's observations (the server keeps no env state).
+request's observations (the server keeps no env state). Recurrent policies keep one
+state per session (:class:`SessionStates`).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +106,62 @@ class Decision:
     interventions: list[dict[str, Any]] = field(default_factory=list)
 
 
+MAX_SESSIONS = 10_000
+"""Recurrent sessions a replica keeps at most; the least recently used is forgotten."""
+
+
+class SessionStates:
+    """Each session's recurrent state per agent, for one arm's policy.
+
+    A session's state starts at the modules' initial state, moves on with every request
+    of the session (for the agents the request observes) and starts again after
+    :meth:`end`; beyond ``limit`` sessions the least recently used is forgotten. Rows of
+    one forward pass are gathered from and scattered back to their sessions, so
+    concurrent sessions never share a state.
+    """
+
+    def __init__(self, policy: TrainedPolicy, limit: int = MAX_SESSIONS) -> None:
+        self.policy = policy
+        self.agents = policy.stateful_agents()
+        self.limit = limit
+        self._states: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def end(self, session: str) -> None:
+        """Forget `session`'s state: its next request starts a new episode."""
+        self._states.pop(session, None)
+
+    def gather(self, sessions: list[str]) -> dict[str, Any]:
+        """Agent -> the batched state of `sessions`' rows, in order."""
+        import torch
+        import tree
+
+        out = {}
+        for agent in self.agents:
+            kept = [self._states.get(s, {}).get(agent) for s in sessions]
+            rows = [self.policy.initial_state(agent) if k is None else k for k in kept]
+            out[agent] = tree.map_structure(lambda *xs: torch.cat(xs), *rows)
+        return out
+
+    def scatter(self, sessions: list[str], states: dict[str, Any], present: np.ndarray) -> None:
+        """Keep each row's new state for the agents its request observed (`present` (B, N))."""
+        import tree
+
+        columns = {a: self.policy.agents.index(a) for a in self.agents}
+        for row, session in enumerate(sessions):
+            kept = self._states.pop(session, {})
+            for agent, column in columns.items():
+                if present[row, column]:
+                    kept[agent] = tree.map_structure(
+                        lambda x, r=row: x[r : r + 1].clone(), states[agent]
+                    )
+            self._states[session] = kept  # most recently used last
+        while len(self._states) > self.limit:
+            self._states.popitem(last=False)
+
+
 class PolicyService:
     """The server's work without Ray or HTTP: checks, batched actions, the shield.
 
@@ -112,9 +170,8 @@ class PolicyService:
     only) and the shield.
 
     Raises:
-        ServingError: arms with different envs, agents or spaces; a recurrent module (the
-            server keeps no per-session state); a module that cannot act on the env's
-            observations; a shield the env cannot apply from observations.
+        ServingError: arms with different envs, agents or spaces; a module that cannot
+            act on the env's observations; a shield the env cannot apply from observations.
     """
 
     def __init__(self, config: ServerConfig) -> None:
@@ -139,6 +196,12 @@ class PolicyService:
         self.policies = {arm: TrainedPolicy(spec.checkpoint) for arm, spec in arms.items()}
         for arm, policy in self.policies.items():
             self._check_policy(arms[arm], policy)
+        self.sessions = {
+            arm: SessionStates(policy)
+            for arm, policy in self.policies.items()
+            if policy.stateful_agents()
+        }
+        self.stateful = bool(self.sessions)  # requests need a session_id
         self.shield: Shield | None = None
         if config.shield is not None:
             spec = SafetySpec.model_validate(config.shield)
@@ -168,12 +231,6 @@ class PolicyService:
                 )
 
     def _check_policy(self, arm: ArmSpec, policy: Any) -> None:
-        for module_id, module in policy.modules.items():
-            if module.is_stateful():
-                raise ServingError(
-                    f"{arm.checkpoint}: module {module_id!r} is recurrent; the server keeps no "
-                    "per-session state, so it serves feed-forward policies only"
-                )
         probe = np.zeros((2, len(self.agents), self.obs_dim), np.float32)
         try:
             actions = policy.actions(probe)
@@ -254,6 +311,24 @@ class PolicyService:
             raise RequestError(errors)
         return row, present
 
+    def check_session(self, request: ActRequest) -> None:
+        """A recurrent policy's request names its session.
+
+        Raises:
+            RequestError: no ``session_id`` while a served policy is recurrent.
+        """
+        if self.stateful and request.session_id is None:
+            raise RequestError(
+                [error_item(("body", "session_id"), "the policy is recurrent and keeps a state "
+                            "per session: send a session_id (and reset: true when an episode "
+                            "starts)", "session_required")]
+            )  # fmt: skip
+
+    def end_session(self, arm: str, session: str | None) -> None:
+        """Start `session` afresh on `arm` (a recurrent policy's next request: a new episode)."""
+        if session is not None and arm in self.sessions:
+            self.sessions[arm].end(session)
+
     def parse_masks(self, request: ActRequest) -> np.ndarray | None:
         """A request's action masks as (N, n_actions) float32 0/1 (ones where none), or None.
 
@@ -307,9 +382,11 @@ class PolicyService:
         return masks
 
     def act(self, items: list[tuple[Any, ...]]) -> list[Decision]:
-        """Decisions for requests ``(arm, obs (N, obs_dim), present (N,)[, masks])``.
+        """Decisions for requests ``(arm, obs (N, obs_dim), present (N,)[, masks[, session]])``.
 
-        One forward pass per arm; ``masks`` (N, n_actions) 0/1 or None (all allowed).
+        One forward pass per arm; ``masks`` (N, n_actions) 0/1 or None (all allowed); a
+        recurrent arm's rows carry on their sessions' states (one request per session in
+        a batch: a session's steps are sequential).
         """
         out: list[Decision | None] = [None] * len(items)
         self.batches += 1
@@ -325,7 +402,13 @@ class PolicyService:
             if any(m is not None for m in given):
                 ones = np.ones((len(self.agents), int(self.action_space.n)), np.float32)
                 masks = np.stack([ones if m is None else m for m in given])
-            actions = self._postprocess(policy.actions(obs, masks))
+            states = sessions = None
+            if arm in self.sessions:
+                sessions = [items[k][4] for k in rows]
+                states = self.sessions[arm].gather(sessions)
+            actions = self._postprocess(policy.actions(obs, masks, states))
+            if sessions is not None:
+                self.sessions[arm].scatter(sessions, states, present)
             interventions: list[list[dict[str, Any]]] = [[] for _ in rows]
             if self.shield is not None:
                 actions, record = self.shield.filter(obs, actions, present)
@@ -377,6 +460,11 @@ class PolicyService:
                 "accepted": self._discrete,
                 "env_has_masks": self.env_masks,
                 "length": int(self.action_space.n) if self._discrete else None,
+            },
+            "sessions": {
+                "recurrent": self.stateful,
+                "active": sum(len(s) for s in self.sessions.values()),
+                "max": MAX_SESSIONS,
             },
             "requests": dict(self.requests),
             "versions": versions(),
