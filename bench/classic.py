@@ -22,10 +22,11 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
+
+from provenance import commit
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "tictactoe_ppo.yaml"
@@ -37,19 +38,6 @@ def count_illegal_moves(*, episode: Any, metrics_logger: Any, **_: Any) -> None:
     from rl_platform.envs.turn_based import illegal_moves_of_step
 
     metrics_logger.log_value("illegal_moves", illegal_moves_of_step(episode), reduce="lifetime_sum")
-
-
-def commit() -> str | None:
-    """The checkout's short commit, with ``+dirty`` when it has uncommitted changes."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(ROOT), *args], capture_output=True, text=True
-        ).stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD") or None
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return head and head + ("+dirty" if dirty else "")
 
 
 def versus(algo: Any, config: Any, env: Any, games: int) -> dict[str, Any]:

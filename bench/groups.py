@@ -17,11 +17,11 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
+from provenance import commit
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "speaker_listener_groups.yaml"
@@ -100,19 +100,6 @@ def run(seed: int, env_steps: int, eval_every: int) -> dict:
         "speaker_randomized_return": speaker_random,
         "curve": curve,
     }
-
-
-def commit() -> str | None:
-    """The checkout's short commit, with ``+dirty`` when it has uncommitted changes."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(ROOT), *args], capture_output=True, text=True
-        ).stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD") or None
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return head and head + ("+dirty" if dirty else "")
 
 
 def figure(summary: dict) -> None:

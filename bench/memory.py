@@ -22,11 +22,11 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
+from provenance import commit
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "memory.json"
@@ -111,19 +111,6 @@ def bootstrap_ci(values: list[float], n: int = 10_000, seed: int = 0) -> list[fl
     x = np.asarray(values)
     means = rng.choice(x, size=(n, len(x)), replace=True).mean(axis=1)
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-
-
-def commit() -> str | None:
-    """The checkout's short commit, with ``+dirty`` when it has uncommitted changes."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(ROOT), *args], capture_output=True, text=True
-        ).stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD") or None
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return head and head + ("+dirty" if dirty else "")
 
 
 def plot(summary: dict, path: Path) -> None:

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from provenance import commit
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTS = 5
@@ -267,20 +268,6 @@ def vmas_rows(copies: int, seconds: float) -> dict:
         "sampling": {f"batched_B{copies}": rate},
         "share_of_raw_env": rate["env_steps_per_s"] / raw,
     }
-
-
-def commit() -> str | None:
-    """The checkout's short commit, with ``+dirty`` when it has uncommitted changes."""
-    import subprocess
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(ROOT), *args], capture_output=True, text=True
-        ).stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD") or None
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return head and head + ("+dirty" if dirty else "")
 
 
 def main() -> None:

@@ -245,13 +245,17 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
             # Masked actions get RLlib's FLOAT_MIN logit: never sampled, never the argmax.
             out = out.masked_fill(obs["action_mask"] == 0, FLOAT_MIN)
         if self._is_box:
-            mean, log_std = (
-                (out, self.log_std.expand_as(out)) if self._free_log_std else out.chunk(2, -1)
-            )
-            if self._bounded:
-                mean = self._center + self._half_width * torch.tanh(mean)
-            out = torch.cat([mean, log_std], dim=-1)
+            out = self._box_inputs(out)
         return {Columns.ACTION_DIST_INPUTS: out}
+
+    def _box_inputs(self, out: torch.Tensor) -> torch.Tensor:
+        """The policy head's output as the Box distribution's inputs (a bounded mean squashed)."""
+        mean, log_std = (
+            (out, self.log_std.expand_as(out)) if self._free_log_std else out.chunk(2, -1)
+        )
+        if self._bounded:
+            mean = self._center + self._half_width * torch.tanh(mean)
+        return torch.cat([mean, log_std], dim=-1)
 
     @override(RLModule)
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:  # noqa: D102

@@ -129,12 +129,7 @@ class RecurrentActorCriticModule(ActorCriticModule):
         if single:
             out = out[:, 0]
         if self._is_box:
-            mean, log_std = (
-                (out, self.log_std.expand_as(out)) if self._free_log_std else out.chunk(2, -1)
-            )
-            if self._bounded:
-                mean = self._center + self._half_width * torch.tanh(mean)
-            out = torch.cat([mean, log_std], dim=-1)
+            out = self._box_inputs(out)
         else:
             mask = self._mask(batch)
             if mask is not None:

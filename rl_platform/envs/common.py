@@ -120,3 +120,54 @@ def validate_actions(actions: dict[str, Any], agents: list[str], space: gym.Spac
             )
         return index[None]
     return stacked[None]
+
+
+class ForeignEnvConfig(YamlModel):
+    """The config of a view around someone else's env (PettingZoo, your MultiAgentEnv).
+
+    ``source`` names the env; every other key goes to it (:attr:`kwargs`). Such envs have
+    one reward of their own: ``reward_weights`` stays empty, ``team_reward`` mixes it.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    source: str
+    reward_weights: dict[str, float] = Field(
+        default_factory=dict, description="These envs have no reward components."
+    )
+    team_reward: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Share of each reward replaced by the mean."
+    )
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The env's own arguments."""
+        return dict(self.model_extra or {})
+
+
+def share_team_reward(rewards: dict[str, Any], share: float) -> dict[str, float]:
+    """Each agent's reward as a float, a `share` of it replaced by the agents' mean."""
+    rewards = {a: float(r) for a, r in rewards.items()}
+    if share and rewards:
+        team = sum(rewards.values()) / len(rewards)
+        rewards = {a: r + share * (team - r) for a, r in rewards.items()}
+    return rewards
+
+
+def checked_action(agent: str, space: gym.Space, value: Any) -> Any:
+    """One agent's action for a foreign env: finite, a Box one clipped, a Discrete one an int.
+
+    Raises:
+        ValueError: NaN or inf, or a discrete action that is no index of the space.
+    """
+    array = np.asarray(value)
+    if array.dtype.kind in "fc" and not np.isfinite(array).all():
+        raise ValueError(f"agent {agent}: action {value!r} is not finite")
+    if isinstance(space, gym.spaces.Box):
+        return np.clip(array, space.low, space.high).astype(space.dtype)
+    if isinstance(space, gym.spaces.Discrete):
+        index = int(array) if array.size == 1 else None
+        if index is None or index != array.reshape(()) or not space.contains(np.int64(index)):
+            raise ValueError(f"agent {agent}: action {value!r} is not in {space}")
+        return index
+    return value

@@ -15,30 +15,17 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from pydantic import ConfigDict, Field
+from pydantic import Field
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
+from rl_platform.envs.common import ForeignEnvConfig, checked_action, share_team_reward
 from rl_platform.trust import check_env_class
-from rl_platform.yaml_model import YamlModel
 
 
-class CustomEnvConfig(YamlModel):
+class CustomEnvConfig(ForeignEnvConfig):
     """``source`` names the class; every other key goes to its constructor's config dict."""
 
-    model_config = ConfigDict(extra="allow")
-
     source: str = Field(description="<module>:<Class>")
-    reward_weights: dict[str, float] = Field(
-        default_factory=dict, description="Own envs declare no reward components."
-    )
-    team_reward: float = Field(
-        default=0.0, ge=0.0, le=1.0, description="Share of each reward replaced by the mean."
-    )
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        """The env's own config."""
-        return dict(self.model_extra or {})
 
 
 def load_env_class(source: str) -> type[MultiAgentEnv]:
@@ -72,7 +59,7 @@ def load_env_class(source: str) -> type[MultiAgentEnv]:
 class CustomMultiAgentEnv(MultiAgentEnv):
     """The platform's view of a user's ``MultiAgentEnv`` (see the module docstring)."""
 
-    config_model: ClassVar[type[YamlModel]] = CustomEnvConfig
+    config_model: ClassVar[type[ForeignEnvConfig]] = CustomEnvConfig
     reward_components: ClassVar[tuple[str, ...]] = ()
     task_levels: ClassVar[tuple[str, ...]] = ()
     baselines: ClassVar[tuple[str, ...]] = ()
@@ -134,28 +121,15 @@ class CustomMultiAgentEnv(MultiAgentEnv):
                 f"actions for unknown agent(s) {', '.join(map(str, unknown))}; the env's "
                 f"agents: {', '.join(self.possible_agents)}"
             )
-        actions = {a: self._check_action(a, v) for a, v in action_dict.items()}
+        actions = {a: checked_action(a, self.action_spaces[a], v) for a, v in action_dict.items()}
         obs, rewards, terms, truncs, infos = self.inner.step(actions)
         self.agents = list(getattr(self.inner, "agents", None) or obs)
         self._remember(obs)
         terms = {"__all__": False, **terms}
         truncs = {"__all__": False, **truncs}
         self._episode_over = bool(terms["__all__"] or truncs["__all__"])
-        rewards = {a: float(r) for a, r in rewards.items()}
-        share = self.env_config.team_reward
-        if share and rewards:
-            team = sum(rewards.values()) / len(rewards)
-            rewards = {a: r + share * (team - r) for a, r in rewards.items()}
+        rewards = share_team_reward(rewards, self.env_config.team_reward)
         return obs, rewards, terms, truncs, infos
-
-    def _check_action(self, agent: str, value: Any) -> Any:
-        space = self.action_spaces[agent]
-        array = np.asarray(value)
-        if array.dtype.kind in "fc" and not np.isfinite(array).all():
-            raise ValueError(f"agent {agent}: action {value!r} is not finite")
-        if isinstance(space, gym.spaces.Box):
-            return np.clip(array, space.low, space.high).astype(space.dtype)
-        return value
 
     def state(self) -> np.ndarray:
         """The env's global state, or every agent's latest observation joined."""

@@ -18,40 +18,27 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from rl_platform.envs.base import BatchedCore, ForeignCore, StepResult
+from rl_platform.envs.common import ForeignEnvConfig, checked_action, share_team_reward
 from rl_platform.envs.turn_based import TurnBasedEnv, is_turn_based
 from rl_platform.trust import check_env_factory
-from rl_platform.yaml_model import YamlModel
 
 PREFIX = "pettingzoo:"
 
 
-class PettingZooConfig(YamlModel):
+class PettingZooConfig(ForeignEnvConfig):
     """``source`` names the env; every other key is a keyword argument of its factory."""
 
-    model_config = ConfigDict(extra="allow")
-
     source: str = Field(description="pettingzoo:<module>:<factory>")
-    reward_weights: dict[str, float] = Field(
-        default_factory=dict, description="PettingZoo envs have no reward components."
-    )
-    team_reward: float = Field(
-        default=0.0, ge=0.0, le=1.0, description="Share of each reward replaced by the mean."
-    )
 
     @field_validator("source")
     @classmethod
     def _allowed(cls, source: str) -> str:
         check_env_factory(source, PREFIX)
         return source
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        """The factory's keyword arguments."""
-        return dict(self.model_extra or {})
 
 
 def load_factory(source: str) -> Any:
@@ -589,7 +576,7 @@ class PettingZooEnv(MultiAgentEnv):
         unknown = [str(a) for a in action_dict if a not in live]
         if unknown:
             raise ValueError(f"unknown or departed agent id(s) {', '.join(unknown)}")
-        actions = {a: self._check_action(a, v) for a, v in action_dict.items()}
+        actions = {a: checked_action(a, self.action_spaces[a], v) for a, v in action_dict.items()}
         obs, rewards, terms, truncs, infos = self.par_env.step(actions)
         self.agents = list(self.par_env.agents)
         done_all = not self.agents or all(terms.get(a, False) or truncs.get(a, False) for a in obs)
@@ -598,25 +585,8 @@ class PettingZooEnv(MultiAgentEnv):
         terminateds["__all__"] = done_all and all(terms.get(a, False) for a in terms)
         truncateds["__all__"] = done_all and not terminateds["__all__"]
         self._episode_over = done_all
-        rewards = {a: float(r) for a, r in rewards.items()}
-        share = self.env_config.team_reward
-        if share and rewards:
-            team = sum(rewards.values()) / len(rewards)
-            rewards = {a: r + share * (team - r) for a, r in rewards.items()}
+        rewards = share_team_reward(rewards, self.env_config.team_reward)
         return self._convert_obs(obs, infos), rewards, terminateds, truncateds, infos
-
-    def _check_action(self, agent: str, value: Any) -> Any:
-        space = self.action_spaces[agent]
-        array = np.asarray(value)
-        if array.dtype.kind in "fc" and not np.isfinite(array).all():
-            raise ValueError(f"agent {agent}: action {value!r} is not finite")
-        if isinstance(space, gym.spaces.Box):
-            return np.clip(array, space.low, space.high).astype(space.dtype)
-        if isinstance(space, gym.spaces.Discrete) and not space.contains(
-            np.int64(array) if array.size == 1 else array
-        ):
-            raise ValueError(f"agent {agent}: action {value!r} is not in {space}")
-        return int(array) if isinstance(space, gym.spaces.Discrete) else value
 
     def state(self) -> np.ndarray:
         """The env's global state, or every agent's latest observation joined."""

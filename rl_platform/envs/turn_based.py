@@ -19,6 +19,8 @@ import gymnasium as gym
 import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
+from rl_platform.envs.common import checked_action, share_team_reward
+
 
 def is_turn_based(env: Any) -> bool:
     """Whether `env` is an AEC env PettingZoo cannot make parallel (its agents act in turn)."""
@@ -100,7 +102,7 @@ class TurnBasedEnv(MultiAgentEnv):
         unknown = [str(a) for a in action_dict if a not in live]
         if unknown:
             raise ValueError(f"unknown or departed agent id(s) {', '.join(unknown)}")
-        checked = {a: self._check_action(a, v) for a, v in action_dict.items()}
+        checked = {a: checked_action(a, self.action_spaces[a], v) for a, v in action_dict.items()}
         acting = self.aec.agent_selection
         if acting not in checked:
             raise ValueError(f"it is agent {acting}'s turn; got actions for {sorted(checked)}")
@@ -127,10 +129,7 @@ class TurnBasedEnv(MultiAgentEnv):
 
     def _collect(self) -> None:
         """Add the last AEC step's rewards to every agent's pending reward."""
-        rewards = {a: float(r) for a, r in self.aec.rewards.items()}
-        if self.team_reward and rewards:
-            team = sum(rewards.values()) / len(rewards)
-            rewards = {a: r + self.team_reward * (team - r) for a, r in rewards.items()}
+        rewards = share_team_reward(self.aec.rewards, self.team_reward)
         for agent, reward in rewards.items():
             self._pending[agent] += reward
 
@@ -187,20 +186,6 @@ class TurnBasedEnv(MultiAgentEnv):
         terms["__all__"] = done and all(terms.values())
         truncs["__all__"] = done and not terms["__all__"]
         return obs, rewards, terms, truncs, infos
-
-    def _check_action(self, agent: str, value: Any) -> Any:
-        space = self.action_spaces[agent]
-        array = np.asarray(value)
-        if array.dtype.kind in "fc" and not np.isfinite(array).all():
-            raise ValueError(f"agent {agent}: action {value!r} is not finite")
-        if isinstance(space, gym.spaces.Box):
-            return np.clip(array, space.low, space.high).astype(space.dtype)
-        if isinstance(space, gym.spaces.Discrete):
-            index = int(array) if array.size == 1 else None
-            if index is None or index != array.reshape(()) or not space.contains(np.int64(index)):
-                raise ValueError(f"agent {agent}: action {value!r} is not in {space}")
-            return index
-        return value
 
     def state(self) -> np.ndarray:
         """The env's global state, or every agent's latest observation joined."""
