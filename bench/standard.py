@@ -448,7 +448,9 @@ def time_split(result: dict) -> dict:
         "sampling": timers.get("env_runner_sampling_timer", float("nan")),
         "learner": timers.get("learner_update_timer", float("nan")),
         "learner_connectors": connector.get("connector_pipeline_timer", float("nan")),
-        "of_which_gae": steps.get("general_advantage_estimation", float("nan")),
+        "of_which_gae": next(  # RLlib's piece or ours (EpisodeGAE), by their timer names
+            (v for k, v in steps.items() if "gae" in k or "advantage" in k), float("nan")
+        ),
     }
 
 
