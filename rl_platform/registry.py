@@ -354,14 +354,14 @@ register_algorithm(
     AlgorithmEntry(
         "mappo",
         "MAPPO: decentralized actors, centralized critics on the global state, value norm",
-        "rl_platform.algorithms.mappo:MAPPO",
+        "rl_platform.algorithms.mappo_algorithm:MAPPO",
     )
 )
 register_algorithm(
     AlgorithmEntry(
         "ippo",
         "IPPO: the MAPPO actor-critics with critics on each agent's own observation",
-        "rl_platform.algorithms.mappo:IPPO",
+        "rl_platform.algorithms.mappo_algorithm:IPPO",
     )
 )
 register_algorithm(
