@@ -102,10 +102,15 @@ class TrainedPolicy:
                 if masks is not None:  # whatever the module does with masks: none is taken
                     logits = logits.masked_fill(torch.as_tensor(masks[:, i]) == 0, -torch.inf)
                 out.append(logits.argmax(-1).numpy())
-            else:  # the distribution's deterministic action (a squashed one squashes)
+            else:
                 dist_cls = module.get_inference_action_dist_cls()
-                greedy = dist_cls.from_logits(logits).to_deterministic().sample()
-                out.append(greedy.numpy())
+                space = module.action_space
+                if dist_cls.required_input_dim(space) == logits.shape[-1]:
+                    # the distribution's deterministic action (a squashed one squashes)
+                    greedy = dist_cls.from_logits(logits).to_deterministic().sample()
+                    out.append(greedy.numpy())
+                else:  # the module outputs the action itself (MADDPG's actors)
+                    out.append(logits[:, : space.shape[0]].numpy())
         return np.stack(out, axis=1)
 
     def _state_in(self, agent: str, module: Any, b: int) -> Any:
