@@ -123,6 +123,7 @@ class SessionStates:
     def __init__(self, policy: TrainedPolicy, limit: int = MAX_SESSIONS) -> None:
         self.policy = policy
         self.agents = policy.stateful_agents()
+        self._columns = {a: policy.agents.index(a) for a in self.agents}  # in a request row
         self.limit = limit
         self._states: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
@@ -149,10 +150,9 @@ class SessionStates:
         """Keep each row's new state for the agents its request observed (`present` (B, N))."""
         import tree
 
-        columns = {a: self.policy.agents.index(a) for a in self.agents}
         for row, session in enumerate(sessions):
             kept = self._states.pop(session, {})
-            for agent, column in columns.items():
+            for agent, column in self._columns.items():
                 if present[row, column]:
                     kept[agent] = tree.map_structure(
                         lambda x, r=row: x[r : r + 1].clone(), states[agent]

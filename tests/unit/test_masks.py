@@ -225,8 +225,12 @@ def batched_runner(algorithm, mask_in, copies=8):
     )
     assert config.env_runner_cls is BatchedEnvRunner
     runner = BatchedEnvRunner(config=config)
-    illegal = []  # what the env itself judged: infos[agent]["illegal"]
-    core = runner.env.core
+    return runner, count_illegal(runner.env.core)  # what the env itself judged
+
+
+def count_illegal(core):
+    """The list the env's `infos[agent]["illegal"]` flags of `core`'s copies go to."""
+    illegal = []
     for b, step in enumerate(core._steps):
 
         def counted(actions, step=step):
@@ -235,7 +239,7 @@ def batched_runner(algorithm, mask_in, copies=8):
             return out
 
         core._steps[b] = counted
-    return runner, illegal
+    return illegal
 
 
 def masked_taken(episodes):
@@ -314,16 +318,7 @@ def counted_core(mask_in, copies):
     from rl_platform.envs.pettingzoo import ParallelEnvCore, PettingZooConfig
 
     core = ParallelEnvCore(PettingZooConfig.model_validate(masked_choice(mask_in)), copies)
-    illegal = []
-    for b, step in enumerate(core._steps):
-
-        def counted(actions, step=step):
-            out = step(actions)
-            illegal.extend(info["illegal"] for info in out[-1].values())
-            return out
-
-        core._steps[b] = counted
-    return core, illegal
+    return core, count_illegal(core)
 
 
 @pytest.mark.parametrize("mask_in", ["obs", "info"])
