@@ -188,7 +188,7 @@ class Simulation(NamedTuple):
 
     stopped: np.ndarray  # (experiments,) bool: declared a winner before the last look
     winner: np.ndarray  # (experiments,) +1 b, -1 a, 0 none
-    sessions: np.ndarray  # (experiments,) sessions (both arms) at the stop, else at the end
+    sessions: np.ndarray  # (experiments,) sessions (both arms) at the stop, else the last look
 
 
 def simulate(
@@ -221,13 +221,12 @@ def simulate(
         raise ValueError(f"test must be 'msprt' or 't', got {test!r}")
     _check(alpha, tau, min_sessions)
     rng = np.random.default_rng(seed)
-    total = sessions
-    at = np.arange(look_every - 1, total, look_every)
+    at = np.arange(look_every - 1, sessions, look_every)
     out = [np.zeros(experiments, bool), np.zeros(experiments, np.int8), np.zeros(experiments)]
     for start in range(0, experiments, chunk):
         e = min(chunk, experiments - start)
-        to_b = rng.random((e, total)) < split
-        x = (noise or _standard_normal)(rng, (e, total)) + effect * to_b
+        to_b = rng.random((e, sessions)) < split
+        x = (noise or _standard_normal)(rng, (e, sessions)) + effect * to_b
         (n_a, mean_a, var_a), (n_b, mean_b, var_b) = (
             [m[:, at] for m in _running_moments(x, mask)] for mask in (~to_b, to_b)
         )
