@@ -410,3 +410,16 @@ def test_report_survives_rewards_that_overflow_float64(tmp_path):
 def test_welch_of_overflowing_samples_is_nan_not_an_error():
     t, p = welch_t_test([1e308, 1e308], [-1e308, -1e308])
     assert math.isnan(t) and math.isnan(p)
+
+
+def test_decisions_of_one_session_are_not_independent_samples():
+    """Why the session is the unit: correlated decisions make a decision-level test lie."""
+    rng = np.random.default_rng(5)
+    by_decision, by_session = [], []
+    for _ in range(200):  # A/A tests: 40 sessions per arm, 20 decisions each
+        session = rng.normal(0.0, 1.0, (2, 40, 1))  # what a session shares (user, episode)
+        rewards = session + rng.normal(0.0, 0.5, (2, 40, 20))
+        by_decision.append(welch_t_test(rewards[1].ravel(), rewards[0].ravel())[1] < 0.05)
+        by_session.append(welch_t_test(rewards[1].mean(1), rewards[0].mean(1))[1] < 0.05)
+    assert np.mean(by_decision) > 0.4  # "significant" in ~60% of A/A tests
+    assert np.mean(by_session) < 0.1
