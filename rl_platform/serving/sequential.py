@@ -21,7 +21,7 @@ import numpy as np
 # sessions per arm before the first look (the plug-in variance needs them; simulated in
 # tests/unit/test_sequential.py).
 ALPHA = 0.05
-TAU = 0.5
+TAU = 0.25
 MIN_SESSIONS = 30
 
 
