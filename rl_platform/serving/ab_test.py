@@ -1,11 +1,12 @@
-"""A/B tests of two policies in serving: sticky routing, a feedback store, Welch's t-test.
+"""A/B tests of two policies in serving: sticky routing, a feedback store, the report.
 
 A session is routed to the champion or the challenger by a hash of its id
 (:class:`ABRouter`), so a user sees one policy for the whole session. Every decision
 served is written to a :class:`FeedbackStore` (SQLite, what the request carried as
 JSON); rewards reported later attach to the session's latest decision. :func:`ab_report`
-compares the arms' rewarded decisions with Welch's t-test (unequal variances, Welch 1947),
-and the same rows are the transitions :mod:`rl_platform.serving.finetune` learns from.
+compares the arms' sessions (each one's mean reward) with an always-valid sequential
+test (:mod:`rl_platform.serving.sequential`), and the same rows are the transitions
+:mod:`rl_platform.serving.finetune` learns from.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import json
 import math
 import sqlite3
+import sys
 import threading
 import time
 import warnings
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from rl_platform.serving import sequential
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 ARMS = (CHAMPION, CHALLENGER)
@@ -69,6 +73,15 @@ class Transition(NamedTuple):
     actions: dict[str, Any]
     reward: float
     time: float
+
+
+class SessionOutcome(NamedTuple):
+    """One session's rewarded decisions on one arm: how many, and their mean reward."""
+
+    session_id: str
+    arm: str
+    decisions: int
+    mean: float
 
 
 class ABRouter:
@@ -241,6 +254,26 @@ class FeedbackStore:
             ).fetchall()
         return [float(r[0]) for r in rows if math.isfinite(r[0])]
 
+    def session_outcomes(
+        self, reward_range: tuple[float, float] = (-math.inf, math.inf)
+    ) -> list[SessionOutcome]:
+        """Per session and arm, the rewarded decisions' count and mean reward.
+
+        Ordered by each session's first rewarded decision (the order sessions arrived
+        in). Only finite rewards within ``reward_range`` count, as in :meth:`rewards`; a
+        mean whose sum overflows float64 is infinite.
+        """
+        low = max(reward_range[0], -sys.float_info.max)  # leaves out stored infinities
+        high = min(reward_range[1], sys.float_info.max)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT session_id, arm, COUNT(*), TOTAL(reward) FROM decisions"
+                f" WHERE {_NUMERIC_REWARD} AND reward >= ? AND reward <= ?"
+                " GROUP BY session_id, arm ORDER BY MIN(id)",
+                (low, high),
+            ).fetchall()
+        return [SessionOutcome(s, arm, int(n), float(total) / n) for s, arm, n, total in rows]
+
     def transitions(self, arm: str | None = None) -> Iterator[Transition]:
         """The rewarded decisions (of ``arm``, or of both) with a finite reward, oldest first."""
         last = 0
@@ -312,88 +345,123 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
-def _arm_summary(rewards: list[float]) -> dict[str, Any]:
-    """n, mean, sample std and the mean's 95% Student-t interval (None where undefined).
+def _arm_summary(outcomes: list[SessionOutcome]) -> dict[str, Any]:
+    """Sessions, rewarded decisions, and the session means' mean, sample std and 95% t interval.
 
-    A figure that overflows float64 (rewards near 1e308) is None too.
+    None where a figure is undefined or overflows float64 (rewards near 1e308). The
+    interval is the fixed-sample Student-t one, a description of the arm, not the test.
     """
     from scipy import stats
 
-    n = len(rewards)
+    n = len(outcomes)
+    summary: dict[str, Any] = {
+        "sessions": n,
+        "n": n,
+        "decisions": sum(o.decisions for o in outcomes),
+        "mean": None,
+        "std": None,
+        "ci95": None,
+    }
     if n == 0:
-        return {"n": 0, "mean": None, "std": None, "ci95": None}
-    x = np.asarray(rewards, dtype=np.float64)
+        return summary
+    x = np.asarray([o.mean for o in outcomes], dtype=np.float64)
     with np.errstate(all="ignore"):
-        mean = float(x.mean())
+        summary["mean"] = _finite_or_none(float(x.mean()))
         if n == 1:
-            return {"n": 1, "mean": _finite_or_none(mean), "std": None, "ci95": None}
+            return summary
         std = float(x.std(ddof=1))
         half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
-        ci95 = [mean - half, mean + half]
-    return {
-        "n": n,
-        "mean": _finite_or_none(mean),
-        "std": _finite_or_none(std),
-        "ci95": ci95 if all(math.isfinite(v) for v in ci95) else None,
-    }
+        ci95 = [float(x.mean()) - half, float(x.mean()) + half]
+    summary["std"] = _finite_or_none(std)
+    summary["ci95"] = ci95 if all(math.isfinite(v) for v in ci95) else None
+    return summary
 
 
 def ab_report(
     store: FeedbackStore,
-    alpha: float = 0.05,
-    min_samples: int = 30,
+    alpha: float = sequential.ALPHA,
+    min_sessions: int = sequential.MIN_SESSIONS,
     reward_range: tuple[float, float] = (-math.inf, math.inf),
+    tau: float = sequential.TAU,
 ) -> dict[str, Any]:
-    """Compare the arms' rewards: per-arm figures, Welch's t-test and a one-line verdict.
+    """Compare the arms' sessions with an always-valid test: figures and a one-line verdict.
 
-    ``significant`` is None until both arms have ``min_samples`` rewarded decisions
-    (stopping early on a lucky streak is how A/B tests lie); ``t`` and ``p_value`` are
-    given as soon as both arms have two. Only finite rewards within ``reward_range``
-    count; ``ignored`` says, per arm, how many stored rewards were left out (an older
-    version or a hand-edited store may hold anything). Every number in the report is
-    finite or None, so it is JSON whatever the store holds.
+    The unit is the session: its outcome is the mean reward of its rewarded decisions
+    (decisions of one session are correlated). :func:`sequential.msprt` replays the
+    sessions in the order they arrived, looking after each one from ``min_sessions`` per
+    arm on, so ``p_value`` and ``difference`` (challenger - champion, its always-valid
+    interval) may be read at any time; ``stopped`` says the stopping rule
+    (``p_value <= alpha``) has fired, and ``winner`` who won then. Only finite rewards
+    within ``reward_range`` count; ``ignored`` says, per arm, how many stored rewards
+    were left out. Every number in the report is finite or None, so it is JSON.
     """
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    if min_samples < 2:
-        raise ValueError(f"min_samples must be >= 2 (a t-test needs two values), got {min_samples}")
-    rewards = {arm: store.rewards(arm, reward_range) for arm in ARMS}
-    n = {arm: len(r) for arm, r in rewards.items()}
-    stored = store.counts()
-    t = p = None
-    if min(n.values()) >= 2:
-        t, p = welch_t_test(rewards[CHALLENGER], rewards[CHAMPION])
-        if math.isnan(p):
-            t = p = None
+    if min_sessions < 2:
+        raise ValueError(f"min_sessions must be >= 2 (a variance needs two), got {min_sessions}")
+    outcomes = store.session_outcomes(reward_range)
+    per_arm = {arm: [o for o in outcomes if o.arm == arm] for arm in ARMS}
+    result = sequential.msprt(
+        [o.mean for o in per_arm[CHAMPION]],
+        [o.mean for o in per_arm[CHALLENGER]],
+        alpha=alpha,
+        tau=tau,
+        min_sessions=min_sessions,
+        order=[int(o.arm == CHALLENGER) for o in outcomes if o.arm in ARMS],
+    )
+    n = {arm: len(per_arm[arm]) for arm in ARMS}
+    p = None if math.isnan(result.p_value) else result.p_value
+    low, high = _finite_or_none(result.low), _finite_or_none(result.high)
+    winner = {"a": CHAMPION, "b": CHALLENGER}.get(result.winner or "")
+    stopped_at = (
+        dict(zip(ARMS, result.stopped_at, strict=True)) if result.stopped_at is not None else None
+    )
     significant: bool | None = None
-    if min(n.values()) < min_samples:
+    if min(n.values()) < min_sessions:
         verdict = (
-            f"not enough data: {n[CHAMPION]}/{min_samples} champion and "
-            f"{n[CHALLENGER]}/{min_samples} challenger rewarded decisions"
+            f"not enough data: {n[CHAMPION]}/{min_sessions} champion and "
+            f"{n[CHALLENGER]}/{min_sessions} challenger sessions"
         )
-    elif p is None:
+    elif p is None or low is None or high is None:
         verdict = (
             "cannot compare: the rewards are too large for float64 statistics (their "
             "variance overflows); narrow the accepted reward range"
         )
+    elif result.stopped:
+        significant = True
+        verdict = (
+            f"{winner} better (always-valid p={p:.3g} <= {alpha:g}): the stopping rule fired "
+            f"at {stopped_at[CHAMPION]} champion and {stopped_at[CHALLENGER]} challenger "
+            f"sessions; difference in [{low:.3g}, {high:.3g}]"
+        )
     else:
-        significant = bool(p < alpha)
-        if significant:
-            better = CHALLENGER if t > 0 else CHAMPION
-            verdict = f"{better} better (p={p:.3g} < {alpha:g})"
-        else:
-            verdict = f"no significant difference (p={p:.3g})"
+        significant = False
+        verdict = (
+            f"no significant difference yet (always-valid p={p:.3g}); difference in "
+            f"[{low:.3g}, {high:.3g}]"
+        )
+    counted = {arm: sum(o.decisions for o in per_arm[arm]) for arm in ARMS}
+    stored = store.counts()
     return {
-        "arms": {arm: _arm_summary(r) for arm, r in rewards.items()},
-        "t": t if t is not None and math.isfinite(t) else None,
+        "unit": "session",
+        "test": "mSPRT (normal mixture), always valid",
+        "arms": {arm: _arm_summary(per_arm[arm]) for arm in ARMS},
+        "difference": {
+            "estimate": _finite_or_none(result.estimate),
+            "low": low,
+            "high": high,
+        },
         "p_value": p,
         "significant": significant,
+        "stopped": result.stopped,
+        "winner": winner,
+        "stopped_at": stopped_at,
         "verdict": verdict,
         "alpha": alpha,
-        "min_samples": min_samples,
-        "ignored": {arm: max(stored[arm] - n[arm], 0) for arm in ARMS},
+        "tau": tau,
+        "min_sessions": min_sessions,
+        "min_samples": min_sessions,
+        "ignored": {arm: max(stored[arm] - counted[arm], 0) for arm in ARMS},
     }

@@ -215,7 +215,7 @@ class PolicyServer:
 
     @api.get("/v1/ab", response_model=ABReport, responses=ERRORS, tags=["a/b test"])
     async def ab(self) -> dict[str, Any]:
-        """The A/B report: per arm n, mean, std, 95% CI; Welch's t-test; the verdict."""
+        """The A/B report: per-arm sessions; the always-valid test, interval and verdict."""
         store = self._require_store()
         report = await self._run(
             functools.partial(ab_report, store, reward_range=self.config.reward_range)

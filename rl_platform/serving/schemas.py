@@ -186,26 +186,56 @@ class InfoResponse(BaseModel):
 
 
 class ABArm(BaseModel):
-    """One arm's rewarded decisions (None where a figure is undefined or not finite)."""
+    """One arm's sessions (None where a figure is undefined or not finite).
 
-    n: int
+    A session's outcome is the mean reward of its rewarded decisions; ``mean``, ``std``
+    and ``ci95`` (fixed-sample Student t, a description of the arm) are over sessions.
+    """
+
+    sessions: int
+    decisions: int = Field(description="Rewarded decisions in those sessions.")
     mean: float | None
     std: float | None
     ci95: list[float | None] | None
+    n: int = Field(description="Sessions, as `sessions` (the name older clients read).")
+
+
+class ABDifference(BaseModel):
+    """Challenger - champion mean session outcome, with its always-valid interval."""
+
+    estimate: float | None
+    low: float | None
+    high: float | None
 
 
 class ABReport(BaseModel):
-    """Welch's t-test of the arms' rewards (challenger - champion) and the counts."""
+    """An always-valid sequential test (mSPRT) of challenger - champion, per session."""
 
     model_config = ConfigDict(extra="allow")
 
+    unit: str = Field(description="What one observation is: a session.")
+    test: str
     arms: dict[str, ABArm]
-    t: float | None
-    p_value: float | None
-    significant: bool | None
+    difference: ABDifference = Field(
+        description=(
+            "Difference of mean session outcomes and its always-valid (1 - alpha) "
+            "confidence sequence: valid whenever read (None before the first look)."
+        )
+    )
+    p_value: float | None = Field(description="Always-valid p-value (1 before the first look).")
+    significant: bool | None = Field(
+        description="Whether the stopping rule has fired (None before the first look)."
+    )
+    stopped: bool = Field(description="The stopping rule (p_value <= alpha) has fired.")
+    winner: str | None = Field(description="The better arm once stopped, else None.")
+    stopped_at: dict[str, int] | None = Field(
+        description="Sessions per arm at the look where the stopping rule fired."
+    )
     verdict: str
     alpha: float
-    min_samples: int
+    tau: float = Field(description="Mixture scale, in standard deviations of a session.")
+    min_sessions: int = Field(description="Sessions per arm before the first look.")
+    min_samples: int = Field(description="As `min_sessions` (the name older clients read).")
     counts: dict[str, int] = Field(description="Rewarded decisions per arm.")
     ignored: dict[str, int] = Field(
         default_factory=dict,

@@ -921,9 +921,14 @@ def test_feedback_reaches_the_ab_report_and_survives_a_restart(server):
     report = server.get("/v1/ab").json()
     arms = [r["arm"] for r in served.values()]
     assert report["counts"] == {a: arms.count(a) for a in ("champion", "challenger")}
-    assert report["arms"]["champion"]["n"] == arms.count("champion")
+    assert report["arms"]["champion"]["sessions"] == arms.count("champion")  # 1 decision each
+    assert report["arms"]["champion"]["n"] == arms.count("champion")  # the older name
     assert report["split"] == 0.1 and report["store"] == str(server.store)
-    assert "verdict" in report and report["min_samples"] == 30
+    assert "verdict" in report and report["min_sessions"] == report["min_samples"] == 30
+    # The always-valid test's status: interval, p-value, whether the stopping rule fired.
+    assert report["unit"] == "session" and isinstance(report["stopped"], bool)
+    assert set(report["difference"]) == {"estimate", "low", "high"}
+    assert report["p_value"] is not None and report["alpha"] == 0.05
 
     server.use("ab", restart=True)  # Serve down and up again on the same store
     assert server.get("/v1/ab").json()["counts"] == report["counts"]
@@ -959,7 +964,8 @@ def test_rewards_outside_the_range_are_422_and_stored_junk_never_breaks_the_repo
     assert reply.status_code == 200, reply.text
     report = reply.json()
     assert sum(report["ignored"].values()) == 5
-    assert sum(arm["n"] for arm in report["arms"].values()) == sum(report["counts"].values()) - 5
+    counted = sum(arm["decisions"] for arm in report["arms"].values())
+    assert counted == sum(report["counts"].values()) - 5
     for arm in report["arms"].values():
         assert all(v is None or math.isfinite(v) for v in [arm["mean"], arm["std"]])
 

@@ -1,4 +1,7 @@
-"""A/B testing without Ray: sticky routing, the feedback store, Welch's t-test, the report."""
+"""A/B testing without Ray: sticky routing, the feedback store, Welch's t-test, the report.
+
+The sequential test itself is tested in test_sequential.py.
+"""
 
 from __future__ import annotations
 
@@ -238,37 +241,65 @@ def fill(store, champion, challenger):
             store.record_feedback(f"{arm}-{i}", float(r))
 
 
-def test_report_waits_for_min_samples(store):
+def test_report_waits_for_min_sessions(store):
     rng = np.random.default_rng(1)
     fill(store, rng.normal(0, 1, 12), rng.normal(5, 1, 3))
     report = ab_report(store)
-    assert report["significant"] is None
+    assert report["significant"] is None and report["stopped"] is False
     assert report["verdict"].startswith("not enough data")
     assert "12/30" in report["verdict"] and "3/30" in report["verdict"]
-    assert report["arms"][CHAMPION]["n"] == 12
-    assert report["p_value"] is not None  # shown, but no verdict drawn from it
+    assert report["arms"][CHAMPION]["sessions"] == report["arms"][CHAMPION]["n"] == 12
+    assert report["p_value"] == 1.0  # no look yet: no evidence
+    assert report["difference"]["low"] is None and report["difference"]["estimate"] > 4
     json.dumps(report, allow_nan=False)
 
 
 def test_report_with_no_data(store):
     report = ab_report(store)
-    assert report["arms"][CHAMPION] == {"n": 0, "mean": None, "std": None, "ci95": None}
-    assert report["t"] is None and report["p_value"] is None and report["significant"] is None
+    assert report["arms"][CHAMPION] == {
+        "sessions": 0,
+        "n": 0,
+        "decisions": 0,
+        "mean": None,
+        "std": None,
+        "ci95": None,
+    }
+    assert report["difference"] == {"estimate": None, "low": None, "high": None}
+    assert report["significant"] is None and report["winner"] is None
     assert report["verdict"].startswith("not enough data: 0/30")
+    assert "t" not in report  # no t-test any more
 
 
 def test_report_finds_a_better_challenger(store):
     rng = np.random.default_rng(2)
     fill(store, rng.normal(0.0, 1.0, 100), rng.normal(1.0, 1.0, 100))
     report = ab_report(store)
-    assert report["significant"] is True
-    assert report["verdict"].startswith("challenger better (p=")
-    assert report["t"] > 0 and report["p_value"] < 0.05
+    assert report["significant"] is True and report["stopped"] is True
+    assert report["winner"] == CHALLENGER
+    assert report["verdict"].startswith("challenger better (always-valid p=")
+    assert report["p_value"] <= 0.05
+    difference = report["difference"]
+    assert 0 < difference["low"] < difference["estimate"] < difference["high"]
+    assert difference["low"] < 1.0 < difference["high"]  # the true difference
+    # fill() sends every champion session first: the first look is at 100 + 30.
+    assert report["stopped_at"][CHAMPION] == 100 and report["stopped_at"][CHALLENGER] >= 30
     arm = report["arms"][CHALLENGER]
     assert arm["ci95"][0] < arm["mean"] < arm["ci95"][1]
-    assert arm["ci95"][0] > report["arms"][CHAMPION]["mean"]
-    assert (report["alpha"], report["min_samples"]) == (0.05, 30)
+    assert (report["alpha"], report["min_sessions"], report["unit"]) == (0.05, 30, "session")
     json.dumps(report, allow_nan=False)
+
+
+@pytest.mark.parametrize("rewards", [([], []), ([0.0] * 40, [1.0, 2.0] * 20), ([1e308] * 40,) * 2])
+def test_report_fits_the_served_schema(tmp_path, rewards):
+    """GET /v1/ab answers the report plus counts, split and store as ABReport."""
+    from rl_platform.serving.schemas import ABReport
+
+    with FeedbackStore(tmp_path / "f.db") as s:
+        fill(s, *rewards)
+        report = ab_report(s)
+        served = {**report, "counts": s.counts(), "split": 0.5, "store": str(s.path)}
+    model = ABReport.model_validate(served)
+    assert model.model_dump(exclude_unset=True) == served
 
 
 def test_report_equal_arms_are_mostly_not_significant(tmp_path):
@@ -280,15 +311,40 @@ def test_report_equal_arms_are_mostly_not_significant(tmp_path):
             report = ab_report(s)
         significant.append(report["significant"])
         if not report["significant"]:
-            assert report["verdict"].startswith("no significant difference (p=")
-    assert sum(significant) <= 6  # ~5% expected at alpha = 0.05
+            assert report["verdict"].startswith("no significant difference yet (always-valid p=")
+            low, high = report["difference"]["low"], report["difference"]["high"]
+            assert low < 0 < high
+    assert sum(significant) <= 6  # at most ~5% expected at alpha = 0.05
+
+
+def test_report_unit_is_the_session_not_the_decision(store):
+    """Many decisions of one session count once: its mean reward is one outcome."""
+    rng = np.random.default_rng(4)
+    request = 0
+    for arm, shift in ((CHAMPION, 0.0), (CHALLENGER, 0.0)):
+        for i in range(40):
+            session_effect = rng.normal(0.0, 1.0) + shift  # decisions within a session correlate
+            for _ in range(20):
+                store.record_decision(f"{arm}-{i}", arm, f"r{request}", OBS, ACTS)
+                store.record_feedback(f"{arm}-{i}", session_effect + rng.normal(0.0, 0.1))
+                request += 1
+    report = ab_report(store)
+    assert report["arms"][CHAMPION]["sessions"] == 40
+    assert report["arms"][CHAMPION]["decisions"] == 800
+    # Per-session means: their std is the session effect's (about 1), not 1/sqrt(20) of it.
+    assert 0.7 < report["arms"][CHAMPION]["std"] < 1.4
+    outcomes = store.session_outcomes()
+    assert [o.decisions for o in outcomes] == [20] * 80
+    assert outcomes[0].session_id == f"{CHAMPION}-0" and outcomes[-1].arm == CHALLENGER
 
 
 def test_report_refuses_bad_settings(store):
     with pytest.raises(ValueError, match="alpha"):
         ab_report(store, alpha=1.5)
-    with pytest.raises(ValueError, match="min_samples"):
-        ab_report(store, min_samples=1)
+    with pytest.raises(ValueError, match="min_sessions"):
+        ab_report(store, min_sessions=1)
+    with pytest.raises(ValueError, match="tau"):
+        ab_report(store, tau=0.0)
 
 
 # --- whatever an older version or a hand-edited store holds -----------------------------
@@ -326,11 +382,13 @@ def test_report_leaves_out_stored_junk_and_stays_json(tmp_path):
         assert s.rewards(CHAMPION, (-1e9, 1e9)) == good[CHAMPION]
         assert len(list(s.transitions())) == 84  # infinities and text are no transitions
         report = ab_report(s, reward_range=(-1e9, 1e9))
+        s_outcomes = s.session_outcomes((-1e9, 1e9))
     json.dumps(report, allow_nan=False)
     assert report["ignored"] == {CHAMPION: 6, CHALLENGER: 6}
-    assert report["arms"][CHAMPION]["n"] == 40
+    assert report["arms"][CHAMPION]["sessions"] == 40
     assert report["arms"][CHAMPION]["mean"] == pytest.approx(np.mean(good[CHAMPION]))
     assert report["significant"] is True and report["verdict"].startswith("challenger better")
+    assert [o.mean for o in s_outcomes if o.arm == CHAMPION] == good[CHAMPION]
 
 
 def test_report_survives_rewards_that_overflow_float64(tmp_path):
@@ -340,14 +398,28 @@ def test_report_survives_rewards_that_overflow_float64(tmp_path):
     with FeedbackStore(path) as s:
         report = ab_report(s)
     json.dumps(report, allow_nan=False)
-    assert report["t"] is None and report["p_value"] is None and report["significant"] is None
+    assert report["p_value"] is None and report["significant"] is None
+    assert report["difference"]["low"] is None and report["stopped"] is False
     assert report["verdict"].startswith("cannot compare")
     for arm in (CHAMPION, CHALLENGER):
         summary = report["arms"][arm]
-        assert summary["n"] == 36 if arm == CHAMPION else 32
+        assert summary["sessions"] == 36 if arm == CHAMPION else 32
         assert summary["std"] is None and summary["ci95"] is None
 
 
 def test_welch_of_overflowing_samples_is_nan_not_an_error():
     t, p = welch_t_test([1e308, 1e308], [-1e308, -1e308])
     assert math.isnan(t) and math.isnan(p)
+
+
+def test_decisions_of_one_session_are_not_independent_samples():
+    """Why the session is the unit: correlated decisions make a decision-level test lie."""
+    rng = np.random.default_rng(5)
+    by_decision, by_session = [], []
+    for _ in range(200):  # A/A tests: 40 sessions per arm, 20 decisions each
+        session = rng.normal(0.0, 1.0, (2, 40, 1))  # what a session shares (user, episode)
+        rewards = session + rng.normal(0.0, 0.5, (2, 40, 20))
+        by_decision.append(welch_t_test(rewards[1].ravel(), rewards[0].ravel())[1] < 0.05)
+        by_session.append(welch_t_test(rewards[1].mean(1), rewards[0].mean(1))[1] < 0.05)
+    assert np.mean(by_decision) > 0.4  # "significant" in ~60% of A/A tests
+    assert np.mean(by_session) < 0.1
