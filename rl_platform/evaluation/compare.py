@@ -1,0 +1,678 @@
+"""``rlp compare``: algorithms side by side over envs, as rliable and marl-eval report them.
+
+Each input directory gives one algorithm's runs on one env (:func:`load_sources`): a
+multi-seed group (``aggregate.json``), run directories (their final greedy evaluation) or a
+sweep (its finished trials' objectives). :func:`compare` groups them into entries (one per
+algorithm), normalizes scores per env (0 random play, 1 the best baseline) and gets every
+figure from :mod:`~rl_platform.evaluation.statistics`: IQM and mean with 95% stratified
+bootstrap CIs per env and over all envs, the probability of improvement of each pair and
+performance profiles. :func:`write_comparison` writes ``compare.json``, ``compare.png`` and
+``compare.md``. The rules (which runs, which score, what stands in for a missing baseline)
+are in docs/statistics.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from rl_platform import runs
+from rl_platform.evaluation import statistics
+from rl_platform.runs import RunDir, read_json
+from rl_platform.version import __version__
+
+AGGREGATE_FILE = "aggregate.json"  # runs.AGGREGATE_FILE once the multi-seed runs land
+FILES = {"json": "compare.json", "png": "compare.png", "md": "compare.md"}
+FORMAT_VERSION = 1
+GREEDY = "greedy_return"  # a score: mean greedy episode return per agent of a final policy
+GREEDY_METRIC = "evaluation/score"  # the same figure as a sweep's objective
+EVAL_COLUMN = "eval_score"  # metrics.csv: the in-training greedy evaluation
+PROFILE_POINTS = 101
+DPI = 110
+
+
+class CompareError(ValueError):
+    """Inputs that cannot be compared, in one paragraph (``rlp compare`` exits 2)."""
+
+
+@dataclass
+class Source:
+    """One input's runs of one algorithm on one env, and the env's reference scores."""
+
+    paths: list[Path]
+    kind: str  # "seeds" (aggregate.json), "runs" (run directories) or "sweep"
+    name: str  # the experiment's name
+    algorithm: str
+    env: str
+    score: str  # what a score is: GREEDY, or a sweep's metric
+    scores: list[float]
+    runs: list[str]  # a label per score: the seed, or the sweep's trial id
+    episodes: int | None = None
+    random: float | None = None
+    baselines: dict[str, float] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """What the comparison records of this input."""
+        return {
+            "paths": [str(p) for p in self.paths],
+            "kind": self.kind,
+            "name": self.name,
+            "algorithm": self.algorithm,
+            "env": self.env,
+            "score": self.score,
+            "runs": self.runs,
+            "scores": self.scores,
+            "episodes": self.episodes,
+            "random": self.random,
+            "baselines": self.baselines,
+            **self.provenance,
+        }
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def load_sources(paths: Sequence[str | Path]) -> list[Source]:
+    """Read every input directory; run directories of one experiment become one source.
+
+    Raises:
+        CompareError: a missing directory, one that is none of the three kinds, or one
+            whose files cannot give a score.
+    """
+    sources: list[Source] = []
+    run_groups: dict[tuple[str, str, str], Source] = {}
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            raise CompareError(f"{path}: no such directory.")
+        files = RunDir(path)
+        if (path / AGGREGATE_FILE).is_file():
+            sources.append(_from_aggregate(path))
+        elif files.sweep.is_file():
+            sources.append(_from_sweep(path))
+        elif files.config.is_file():
+            run = _from_run(path)
+            key = (run.name, run.algorithm, run.env)
+            group = run_groups.get(key)
+            if group is None:
+                run_groups[key] = run
+                sources.append(run)
+            elif run.runs[0] in group.runs:
+                raise CompareError(
+                    f"{path}: seed {run.runs[0]} of {run.name} is already given by "
+                    f"{group.paths[group.runs.index(run.runs[0])]}; give each seed once."
+                )
+            else:
+                group.paths += run.paths
+                group.runs += run.runs
+                group.scores += run.scores
+        else:
+            raise CompareError(
+                f"{path}: holds no {AGGREGATE_FILE} (a multi-seed group: rlp train EXPERIMENT "
+                f"--seeds 0-4), no {runs.SWEEP_FILE} (a sweep) and no {runs.CONFIG_FILE} (a run); "
+                "nothing to compare there."
+            )
+    return sources
+
+
+def _from_aggregate(path: Path) -> Source:
+    file = path / AGGREGATE_FILE
+    data = read_json(file)
+    if not isinstance(data, dict):
+        raise CompareError(f"{file}: not a JSON object; write it again with rlp train --seeds.")
+
+    def need(key: str, kind: type) -> Any:
+        value = data.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CompareError(f"{file}: {key!r} is missing or not a {kind.__name__}.")
+        return value
+
+    scores = [_number(file, "scores", v) for v in need("scores", list)]
+    if not scores:
+        raise CompareError(f"{file}: 'scores' is empty; the group has no finished seed.")
+    seeds = data.get("seeds") or list(range(len(scores)))
+    if len(seeds) != len(scores):
+        raise CompareError(f"{file}: {len(seeds)} seeds but {len(scores)} scores.")
+    random = data.get("random")
+    baselines = data.get("baselines") or {}
+    if not isinstance(baselines, dict):
+        raise CompareError(f"{file}: 'baselines' is not an object of name: score.")
+    return Source(
+        paths=[path],
+        kind="seeds",
+        name=need("name", str),
+        algorithm=need("algorithm", str),
+        env=need("env", str),
+        score=need("score", str),
+        scores=scores,
+        runs=[str(s) for s in seeds],
+        episodes=data.get("episodes"),
+        random=None if random is None else _number(file, "random", random),
+        baselines={str(k): _number(file, f"baselines.{k}", v) for k, v in baselines.items()},
+        provenance={k: data[k] for k in ("commit", "machine") if k in data},
+    )
+
+
+def _from_run(path: Path) -> Source:
+    files = RunDir(path)
+    config = _read_yaml(files.config)
+    summary = files.read_summary() or {}
+    if summary.get("status") != "finished":
+        raise CompareError(
+            f"{path}: the run has not finished (status {summary.get('status', 'unknown')!r} "
+            f"in {runs.SUMMARY_FILE}); only a finished run's final policy is compared."
+        )
+    score = _last_evaluation(files.metrics)
+    if score is None:
+        raise CompareError(
+            f"{path}: no greedy evaluation of the final policy in {runs.METRICS_FILE} (its "
+            "experiment has no `evaluation:` section). Train the seeds with rlp train "
+            "EXPERIMENT --seeds 0-4 and compare the group directory (its aggregate.json)."
+        )
+    evaluation = config.get("evaluation") or {}
+    return Source(
+        paths=[path],
+        kind="runs",
+        name=str(config.get("name", path.name)),
+        algorithm=_config_id(config, "algorithm", files.config),
+        env=_config_id(config, "env", files.config),
+        score=GREEDY,
+        scores=[score],
+        runs=[str(config.get("seed", 0))],
+        episodes=evaluation.get("episodes") if isinstance(evaluation, dict) else None,
+    )
+
+
+def _from_sweep(path: Path) -> Source:
+    files = RunDir(path)
+    config = _read_yaml(files.sweep)
+    tune = config.get("tune") or {}
+    summary = files.read_summary() or {}
+    metric = summary.get("metric") or tune.get("metric")
+    mode = summary.get("mode") or tune.get("mode", "max")
+    searched = [
+        k for k in tune.get("search_space") or {} if k.split(".")[0] in ("env", "algorithm")
+    ]
+    varied = [k for k in searched if k in ("algorithm.id", "env.id") or k.startswith("env.")]
+    if varied:
+        raise CompareError(
+            f"{path}: the sweep searches {', '.join(varied)}, so its trials are not one "
+            "algorithm on one env; compare multi-seed groups instead."
+        )
+    if not metric or mode != "max":
+        raise CompareError(
+            f"{path}: the sweep's objective is {metric!r} with mode {mode!r}; a comparison "
+            "needs a score where higher is better (mode max)."
+        )
+    if not files.trials_table.is_file():
+        raise CompareError(f"{path}: no {runs.TRIALS_FILE}; the sweep has not been summarized.")
+    scores, trials = [], []
+    with files.trials_table.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            value = _finite(row.get("value"))
+            if row.get("status") == "complete" and value is not None:
+                scores.append(value)
+                trials.append(str(row.get("trial", len(trials))))
+    if not scores:
+        raise CompareError(
+            f"{path}: no trial of the sweep ran to its stop with a value of {metric}; "
+            "nothing to compare."
+        )
+    return Source(
+        paths=[path],
+        kind="sweep",
+        name=str(config.get("name", path.name)),
+        algorithm=_config_id(config, "algorithm", files.sweep),
+        env=_config_id(config, "env", files.sweep),
+        score=GREEDY if metric == GREEDY_METRIC else metric,
+        scores=scores,
+        runs=trials,
+        episodes=(config.get("evaluation") or {}).get("episodes"),
+    )
+
+
+def _last_evaluation(path: Path) -> float | None:
+    """``eval_score`` of metrics.csv's last row (NaN there: no evaluation at the stop)."""
+    if not path.is_file():
+        return None
+    last: dict[str, str] = {}
+    with path.open(newline="") as handle:
+        for last in csv.DictReader(handle):  # noqa: B007 (the last row is wanted)
+            pass
+    return _finite(last.get(EVAL_COLUMN))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise CompareError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise CompareError(f"{path}: not an experiment (a YAML mapping).")
+    return data
+
+
+def _config_id(config: dict[str, Any], section: str, path: Path) -> str:
+    value = config.get(section)
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return value["id"]
+    raise CompareError(f"{path}: no {section}.id.")
+
+
+def _number(file: Path, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise CompareError(f"{file}: {key!r} holds {value!r}, not a finite number.")
+    return float(value)
+
+
+def _finite(text: Any) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+# --------------------------------------------------------------------------- entries
+
+
+def entries_of(sources: Sequence[Source]) -> dict[str, list[Source]]:
+    """Sources grouped into entries, one per algorithm, each with one source per env.
+
+    Two sources of one algorithm on one env split it by experiment name
+    (``qmix (two_step_qmix)``), and two of one name as well by directory.
+    """
+    out: dict[str, list[Source]] = {}
+    for algorithm in dict.fromkeys(s.algorithm for s in sources):
+        group = [s for s in sources if s.algorithm == algorithm]
+        if not _clash(group):
+            out[algorithm] = group
+            continue
+        for name in dict.fromkeys(s.name for s in group):
+            named = [s for s in group if s.name == name]
+            if not _clash(named):
+                out[f"{algorithm} ({name})"] = named
+                continue
+            for s in named:
+                out[f"{algorithm} ({name}, {s.paths[0].name})"] = [s]
+    return out
+
+
+def _clash(group: Sequence[Source]) -> bool:
+    envs = [s.env for s in group]
+    return len(envs) != len(set(envs))
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def compare(
+    paths: Sequence[str | Path], baseline: str | None = None, reps: int = statistics.REPS
+) -> dict[str, Any]:
+    """The whole comparison of the input directories, JSON-ready (``compare.json``).
+
+    Args:
+        paths: multi-seed group, run or sweep directories (see :func:`load_sources`).
+        baseline: an entry's name: probability of improvement of each other entry over
+            it (default: of each pair, in input order).
+        reps: bootstrap replications.
+
+    Raises:
+        CompareError: the inputs cannot be compared like for like (see docs/statistics.md).
+    """
+    sources = load_sources(paths)
+    kinds = sorted({s.score for s in sources})
+    if len(kinds) > 1:
+        which = "; ".join(f"{s.paths[0]}: {s.score}" for s in sources)
+        raise CompareError(
+            f"the inputs score different things ({which}); a comparison needs one score for "
+            f"all ({GREEDY}: the greedy return of each final policy, as multi-seed groups have)."
+        )
+    entries = entries_of(sources)
+    if len(entries) < 2:
+        raise CompareError(
+            f"one entry only ({next(iter(entries))}); give the runs of another algorithm too."
+        )
+    if baseline is not None and baseline not in entries:
+        raise CompareError(
+            f"--baseline {baseline!r} is not an entry; entries: {', '.join(entries)}."
+        )
+    notes: list[str] = []
+    all_envs = list(dict.fromkeys(s.env for s in sources))
+    envs = [e for e in all_envs if all(any(s.env == e for s in g) for g in entries.values())]
+    if not envs:
+        raise CompareError(
+            "no env is shared by every entry ("
+            + "; ".join(f"{n}: {', '.join(s.env for s in g)}" for n, g in entries.items())
+            + "); compare algorithms run on the same envs."
+        )
+    for env in all_envs:
+        if env not in envs:
+            notes.append(f"{env} is left out: not every entry has runs there.")
+    references = {
+        e: _reference(e, [s for s in sources if s.env == e], len(envs), notes) for e in envs
+    }
+
+    table: dict[str, dict[str, Any]] = {}
+    normalized: dict[str, np.ndarray] = {}
+    for label, group in entries.items():
+        per_env, columns = {}, []
+        for env in envs:
+            source = next(s for s in group if s.env == env)
+            ref = references[env]
+            raw = statistics.aggregates(source.scores, reps=reps)
+            per_env[env] = {
+                "runs": len(source.scores),
+                "scores": source.scores,
+                "normalized": [_scale(v, ref) for v in source.scores],
+                **{k: e.to_json() for k, e in raw.items()},
+                **{f"normalized_{k}": _scaled(e, ref) for k, e in raw.items()},
+            }
+            columns.append(per_env[env]["normalized"])
+        k = min(len(c) for c in columns)
+        if any(len(c) > k for c in columns):
+            notes.append(
+                f"{label}: over all envs, the first {k} runs of each env are used (the "
+                "stratified bootstrap needs as many runs per env)."
+            )
+        normalized[label] = np.array([c[:k] for c in columns]).T  # (runs, envs)
+        overall = statistics.aggregates(normalized[label], reps=reps)
+        table[label] = {
+            "algorithm": group[0].algorithm,
+            "names": list(dict.fromkeys(s.name for s in group)),
+            "sources": [s.to_json() for s in group],
+            "envs": per_env,
+            "all": {"runs_per_env": k, **{n: e.to_json() for n, e in overall.items()}},
+        }
+
+    labels = list(entries)
+    if baseline is not None:
+        pairs = [(x, baseline) for x in labels if x != baseline]
+    else:
+        pairs = [(x, y) for i, x in enumerate(labels) for y in labels[i + 1 :]]
+    improvement = [
+        {
+            "x": x,
+            "y": y,
+            **statistics.probability_of_improvement(
+                normalized[x], normalized[y], reps=reps
+            ).to_json(),
+        }
+        for x, y in pairs
+    ]
+    pooled = np.concatenate([a.ravel() for a in normalized.values()])
+    scale = _scale_name(references)
+    low, high = float(pooled.min()), float(pooled.max())
+    if scale != "raw":
+        low, high = min(low, 0.0), max(high, 1.0)
+    pad = 0.05 * (high - low or 1.0)
+    taus = np.linspace(low - pad, high + pad, PROFILE_POINTS)
+    profiles = statistics.performance_profile(normalized, taus, reps=reps)
+    return {
+        "kind": "compare",
+        "format_version": FORMAT_VERSION,
+        "inputs": [str(p) for p in paths],
+        "score": kinds[0],
+        "scale": scale,
+        "envs": references,
+        "entries": table,
+        "baseline": baseline,
+        "probability_of_improvement": improvement,
+        "performance_profile": {
+            "tau": [float(t) for t in taus],
+            "entries": {n: {k: v for k, v in p.items() if k != "tau"} for n, p in profiles.items()},
+        },
+        "confidence": statistics.CONFIDENCE,
+        "reps": reps,
+        "notes": notes,
+        "rl_platform": __version__,
+    }
+
+
+def _reference(env: str, sources: list[Source], n_envs: int, notes: list[str]) -> dict[str, Any]:
+    """The env's 0 and 1: random play and the best baseline (else the documented fallback)."""
+    randoms = [s.random for s in sources if s.random is not None]
+    names = dict.fromkeys(n for s in sources for n in s.baselines)
+    baselines = {
+        n: float(np.mean([s.baselines[n] for s in sources if n in s.baselines])) for n in names
+    }
+    random = float(np.mean(randoms)) if randoms else None
+    if len(set(randoms)) > 1 or any(
+        len({s.baselines[n] for s in sources if n in s.baselines}) > 1 for n in names
+    ):
+        notes.append(
+            f"{env}: the inputs measured random play or baselines differently; "
+            "their means are used."
+        )
+    best = max(baselines, key=baselines.__getitem__) if baselines else None
+    ref: dict[str, Any] = {"random": random, "baselines": baselines, "best_baseline": best}
+    if random is not None and best is not None and baselines[best] > random:
+        return {**ref, "zero": random, "one": baselines[best], "rule": "baseline"}
+    why = "no baseline" if best is None else f"best baseline {best} not above random play"
+    if n_envs == 1:
+        notes.append(f"{env}: {why}; raw scores are compared (one env).")
+        return {**ref, "zero": 0.0, "one": 1.0, "rule": "raw"}
+    pooled = [v for s in sources for v in s.scores]
+    zero = random if random is not None else min(pooled)
+    one = max(pooled)
+    if one <= zero:
+        one = zero + 1.0
+    notes.append(
+        f"{env}: {why}; 0 is {'random play' if random is not None else 'the lowest run'} and 1 "
+        "the highest run of any entry there."
+    )
+    return {**ref, "zero": zero, "one": one, "rule": "best run"}
+
+
+def _scale(value: float, ref: dict[str, Any]) -> float:
+    return (value - ref["zero"]) / (ref["one"] - ref["zero"])
+
+
+def _scaled(estimate: statistics.Estimate, ref: dict[str, Any]) -> dict[str, float]:
+    """An estimate of raw scores on the normalized scale (affine: the CI maps exactly)."""
+    return {k: _scale(v, ref) for k, v in estimate.to_json().items()}
+
+
+def _scale_name(references: dict[str, dict[str, Any]]) -> str:
+    rules = {r["rule"] for r in references.values()}
+    return "raw" if rules == {"raw"} else "normalized"
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def default_output(now: datetime | None = None) -> Path:
+    """``compare-<stamp>`` under the current directory (the first free one)."""
+    stamp = (now or datetime.now()).strftime(runs.STAMP_FORMAT)
+    path, suffix = Path(f"compare-{stamp}"), 1
+    while path.exists():
+        suffix += 1
+        path = Path(f"compare-{stamp}-{suffix}")
+    return path
+
+
+def write_comparison(result: dict[str, Any], output: str | Path) -> dict[str, Path]:
+    """Write compare.json, compare.png and compare.md into ``output`` (made if missing).
+
+    Everything is rendered before the first file is written, and each file is written
+    whole (a temporary file renamed into place).
+    """
+    contents = {
+        "json": (json.dumps(result, indent=2) + "\n").encode(),
+        "png": render_png(result),
+        "md": render_markdown(result).encode(),
+    }
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise CompareError(f"--output {out}: exists and is not a directory.")
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for key, data in contents.items():
+        path = out / FILES[key]
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_bytes(data)
+        os.replace(partial, path)
+        written[key] = path
+    return written
+
+
+def fmt_estimate(estimate: dict[str, float], digits: int = 3) -> str:
+    """``point [low, high]``."""
+    p, lo, hi = (f"{estimate[k]:.{digits}f}" for k in ("point", "low", "high"))
+    return f"{p} [{lo}, {hi}]"
+
+
+def summary_rows(result: dict[str, Any]) -> list[list[str]]:
+    """The table's rows: entry, env, runs, IQM, mean, normalized IQM (all envs last)."""
+    rows = []
+    several = len(result["envs"]) > 1
+    for label, entry in result["entries"].items():
+        for env, figures in entry["envs"].items():
+            rows.append(
+                [
+                    label,
+                    env,
+                    str(figures["runs"]),
+                    fmt_estimate(figures["iqm"]),
+                    fmt_estimate(figures["mean"]),
+                    fmt_estimate(figures["normalized_iqm"]),
+                ]
+            )
+        if several:
+            overall = entry["all"]
+            rows.append(
+                [
+                    label,
+                    "all envs",
+                    f"{overall['runs_per_env']} per env",
+                    "",
+                    "",
+                    fmt_estimate(overall["iqm"]),
+                ]
+            )
+    return rows
+
+
+HEADERS = ["entry", "env", "runs", "IQM [95% CI]", "mean [95% CI]", "normalized IQM [95% CI]"]
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """compare.md: what the scores are, the table, probabilities of improvement, notes."""
+    lines = ["# rlp compare", "", _scale_sentence(result), ""]
+    lines += ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(row) + " |" for row in summary_rows(result)]
+    lines += ["", "| probability of improvement | P [95% CI] |", "|---|---|"]
+    for pair in result["probability_of_improvement"]:
+        lines.append(f"| P({pair['x']} > {pair['y']}) | {fmt_estimate(pair, 2)} |")
+    if result["notes"]:
+        lines += ["", *(f"- {n}" for n in result["notes"])]
+    inputs = ", ".join(f"`{p}`" for p in result["inputs"])
+    lines += ["", f"Inputs: {inputs}. Figures: compare.json; plots: compare.png.", ""]
+    return "\n".join(lines)
+
+
+def _scale_sentence(result: dict[str, Any]) -> str:
+    what = (
+        "greedy return per agent of each final policy"
+        if result["score"] == GREEDY
+        else result["score"]
+    )
+    references = "; ".join(
+        f"{env}: random {_num(r['random'])}, best baseline "
+        + (
+            f"{r['best_baseline']} {_num(r['baselines'][r['best_baseline']])}"
+            if r["best_baseline"]
+            else "none"
+        )
+        for env, r in result["envs"].items()
+    )
+    return (
+        f"Score: {what}. Normalized per env: 0 = random play, 1 = the best baseline "
+        f"({references}). "
+        f"IQM and mean with {result['confidence']:.0%} stratified bootstrap CIs "
+        f"({result['reps']} replications); probability of improvement over all envs compared."
+    )
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def render_png(result: dict[str, Any]) -> bytes:
+    """compare.png: IQM, mean, probability of improvement and performance profile panels."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    labels = list(result["entries"])
+    colors = {n: matplotlib.colormaps["tab10"](i % 10) for i, n in enumerate(labels)}
+    pairs = result["probability_of_improvement"]
+    height = max(3.2, 0.45 * max(len(labels), len(pairs)) + 1.8)
+    fig = Figure(figsize=(17, height), layout="constrained")
+    iqm_ax, mean_ax, poi_ax, profile_ax = fig.subplots(1, 4)
+    axis = "normalized score (0 random, 1 best baseline)" if result["scale"] != "raw" else "score"
+    for ax, key, title in ((iqm_ax, "iqm", "IQM"), (mean_ax, "mean", "mean")):
+        for y, label in enumerate(labels):
+            e = result["entries"][label]["all"][key]
+            ax.plot(
+                [e["low"], e["high"]],
+                [y, y],
+                color=colors[label],
+                linewidth=8,
+                alpha=0.5,
+                solid_capstyle="butt",
+            )
+            ax.plot([e["point"]], [y], marker="|", markersize=16, color="black")
+        ax.set_yticks(range(len(labels)), labels if key == "iqm" else [""] * len(labels))
+        ax.set_ylim(-0.7, len(labels) - 0.3)
+        ax.invert_yaxis()
+        ax.set_xlabel(axis)
+        ax.set_title(f"{title} with {result['confidence']:.0%} CI")
+        ax.grid(axis="x", alpha=0.3)
+    for y, pair in enumerate(pairs):
+        poi_ax.plot(
+            [pair["low"], pair["high"]],
+            [y, y],
+            color=colors[pair["x"]],
+            linewidth=8,
+            alpha=0.5,
+            solid_capstyle="butt",
+        )
+        poi_ax.plot([pair["point"]], [y], marker="|", markersize=16, color="black")
+    poi_ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+    poi_ax.set_yticks(range(len(pairs)), [f"P({p['x']} > {p['y']})" for p in pairs])
+    poi_ax.yaxis.tick_right()
+    poi_ax.set_ylim(-0.7, len(pairs) - 0.3)
+    poi_ax.invert_yaxis()
+    poi_ax.set_xlim(-0.02, 1.02)
+    poi_ax.set_xlabel("probability of improvement")
+    poi_ax.set_title("P(X > Y) with 95% CI")
+    poi_ax.grid(axis="x", alpha=0.3)
+    profile = result["performance_profile"]
+    for label in labels:
+        p = profile["entries"][label]
+        profile_ax.plot(profile["tau"], p["fraction"], color=colors[label], label=label)
+        profile_ax.fill_between(profile["tau"], p["low"], p["high"], color=colors[label], alpha=0.2)
+    profile_ax.set_ylim(-0.02, 1.02)
+    profile_ax.set_xlabel(f"{axis} tau")
+    profile_ax.set_ylabel("fraction of runs with score > tau")
+    profile_ax.set_title("performance profile")
+    profile_ax.grid(alpha=0.3)
+    # below the axes, so the legend never covers a curve
+    profile_ax.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=min(3, len(labels)), frameon=False
+    )
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
