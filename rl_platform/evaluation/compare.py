@@ -361,6 +361,13 @@ def compare(
     for env in all_envs:
         if env not in envs:
             notes.append(f"{env} is left out: not every entry has runs there.")
+            continue
+        episodes = {s.episodes for s in sources if s.env == env}
+        if len(episodes) > 1:
+            notes.append(
+                f"{env}: the inputs' scores are means over different numbers of greedy "
+                f"episodes ({', '.join(map(str, sorted(episodes, key=str)))})."
+            )
     references = {
         e: _reference(e, [s for s in sources if s.env == e], len(envs), notes) for e in envs
     }

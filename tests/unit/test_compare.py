@@ -295,3 +295,12 @@ def test_cli_help_has_an_example_and_errors_are_one_paragraph(cli, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+
+
+def test_scores_over_different_episode_counts_are_noted(tmp_path):
+    paths = [
+        aggregate(tmp_path, "a", "qmix", [8.0] * 3),
+        aggregate(tmp_path, "b", "vdn", [7.0] * 3, episodes=100),
+    ]
+    notes = compare(paths, reps=REPS)["notes"]
+    assert any("different numbers of greedy episodes (10, 100)" in n for n in notes)
