@@ -627,6 +627,10 @@ def render_png(result: dict[str, Any]) -> bytes:
     pairs = result["probability_of_improvement"]
     height = max(3.2, 0.45 * max(len(labels), len(pairs)) + 1.8)
     fig = Figure(figsize=(17, height), layout="constrained")
+    fig.suptitle(
+        f"{result['score']} on {', '.join(result['envs'])}: {result['confidence']:.0%} "
+        f"stratified bootstrap CIs ({result['reps']} replications)"
+    )
     iqm_ax, mean_ax, poi_ax, profile_ax = fig.subplots(1, 4)
     axis = "normalized score (0 random, 1 best baseline)" if result["scale"] != "raw" else "score"
     for ax, key, title in ((iqm_ax, "iqm", "IQM"), (mean_ax, "mean", "mean")):
