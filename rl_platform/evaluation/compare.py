@@ -93,10 +93,14 @@ def load_sources(paths: Sequence[str | Path]) -> list[Source]:
     """
     sources: list[Source] = []
     run_groups: dict[tuple[str, str, str], Source] = {}
+    seen: set[Path] = set()
     for raw in paths:
         path = Path(raw)
         if not path.is_dir():
             raise CompareError(f"{path}: no such directory.")
+        if path.resolve() in seen:
+            raise CompareError(f"{path}: given twice; give each directory once.")
+        seen.add(path.resolve())
         files = RunDir(path)
         if (path / AGGREGATE_FILE).is_file():
             sources.append(_from_aggregate(path))
@@ -306,7 +310,8 @@ def entries_of(sources: Sequence[Source]) -> dict[str, list[Source]]:
                 out[f"{algorithm} ({name})"] = named
                 continue
             for s in named:
-                out[f"{algorithm} ({name}, {s.paths[0].name})"] = [s]
+                label = f"{algorithm} ({name}, {s.paths[0].name})"
+                out[label if label not in out else f"{algorithm} ({name}, {s.paths[0]})"] = [s]
     return out
 
 

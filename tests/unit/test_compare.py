@@ -183,6 +183,11 @@ def test_two_experiments_of_one_algorithm_on_one_env_are_named_apart(tmp_path):
         "qmix (two_step_qmix)",
         "qmix (two_step_qmix_small)",
     ]
+    again = [aggregate(tmp_path, f"{d}/stamp", "qmix", [8.0] * 3) for d in ("x", "y")]
+    assert list(entries_of(load_sources(again))) == [
+        "qmix (two_step_qmix, stamp)",
+        f"qmix (two_step_qmix, {again[1]})",
+    ]
 
 
 def test_run_directories_of_one_experiment_form_one_entry(tmp_path):
@@ -247,6 +252,8 @@ def test_bad_inputs_are_refused(tmp_path, qmix_vdn):
         compare([qmix, tmp_path / "empty"], reps=REPS)
     with pytest.raises(CompareError, match="one entry only"):
         compare([qmix], reps=REPS)
+    with pytest.raises(CompareError, match="given twice"):
+        compare([qmix, qmix.parent / "." / qmix.name], reps=REPS)
     broken = aggregate(tmp_path, "broken", "iql", [7.0, float("nan")])
     with pytest.raises(CompareError, match="not a finite number"):
         compare([qmix, broken], reps=REPS)
