@@ -311,3 +311,17 @@ def test_scores_over_different_episode_counts_are_noted(tmp_path):
     ]
     notes = compare(paths, reps=REPS)["notes"]
     assert any("different numbers of greedy episodes (10, 100)" in n for n in notes)
+
+
+def test_the_two_step_must_show_on_fabricated_groups(tmp_path):
+    """The shape of the issue's check: 10 QMIX seeds at the optimum 8, 10 VDN seeds at 7."""
+    qmix = aggregate(tmp_path, "qmix", "qmix", [8.0] * 10)
+    vdn = aggregate(tmp_path, "vdn", "vdn", [7.0] * 10)
+    result = compare([qmix, vdn], reps=REPS)
+    figures = {n: result["entries"][n]["envs"]["two_step_game"]["iqm"] for n in ("qmix", "vdn")}
+    assert figures == {
+        "qmix": {"point": 8.0, "low": 8.0, "high": 8.0},
+        "vdn": {"point": 7.0, "low": 7.0, "high": 7.0},
+    }
+    [pair] = result["probability_of_improvement"]
+    assert (pair["point"], pair["low"], pair["high"]) == (1.0, 1.0, 1.0)
