@@ -271,3 +271,32 @@ def test_submit_refuses_seeds_it_cannot_run(monkeypatch):
 def test_rlp_submit_takes_seeds(cli):
     result = cli("submit", TWO_STEP, "--storage", "/data/runs", "--seeds", "x")
     assert result.exit_code == 2 and "neither a seed" in result.output
+
+
+def test_a_group_is_scored_as_rlp_evaluate_scores_each_seed(tmp_path):
+    """Seeds of fresh (untrained) PPO exports: each score is evaluate's policy score."""
+    from policy_exports import run_directory
+
+    from rl_platform.config import load_experiment
+    from rl_platform.evaluation.suite import SuiteSettings, evaluate
+    from rl_platform.seeds import aggregate_group
+
+    experiment = {
+        "name": "seeds_unit",
+        "env": {"id": "rendezvous", "config": {"num_agents": 3, "episode_length": 8}},
+        "algorithm": {"id": "ppo", "shared_policy": True},
+    }
+    group = RunDir(tmp_path)
+    checkpoints = {}
+    for seed in (0, 1):
+        run = run_directory(group.seed_dir(seed), {**experiment, "seed": seed})
+        checkpoints[seed] = run / "trial" / "checkpoint_000000"
+    record = aggregate_group(tmp_path, load_experiment(experiment), checkpoints, episodes=4)
+    assert json.loads(group.aggregate.read_text()) == record
+    assert record["runs"] == {"0": "seed_0", "1": "seed_1"} and record["episodes"] == 4
+    assert record["curve"]["env_steps"] == [1000.0]  # one metrics row per seed
+    settings = SuiteSettings(episodes=4, baselines=False)
+    result = evaluate(group.seed_dir(1), settings, report=tmp_path / "report", workers=0).result
+    assert record["scores"][1] == pytest.approx(result["scores"]["policy"]["mean"])
+    assert record["random"] == pytest.approx(result["scores"]["random"]["mean"])
+    assert set(record["baselines"]) == set(result["scores"]) - {"policy", "random"}
