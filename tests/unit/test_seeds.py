@@ -300,3 +300,23 @@ def test_a_group_is_scored_as_rlp_evaluate_scores_each_seed(tmp_path):
     assert record["scores"][1] == pytest.approx(result["scores"]["policy"]["mean"])
     assert record["random"] == pytest.approx(result["scores"]["random"]["mean"])
     assert set(record["baselines"]) == set(result["scores"]) - {"policy", "random"}
+
+
+def test_the_final_table_gives_each_seed_then_iqm_and_mean_and_the_group(tmp_path):
+    from rl_platform.cli.output import console
+    from rl_platform.cli.train import SeedsProgress, print_seeds_summary
+    from rl_platform.seeds import SeedsResult
+    from rl_platform.training import IterationRow
+
+    record, _ = fabricated_record([8.0, 8.0, 7.0])
+    runs = {s: SimpleNamespace(status="finished", iterations=60) for s in range(3)}
+    result = SeedsResult(tmp_path / "group", "finished", [0, 1, 2], runs, record)
+    with console.capture() as captured:
+        SeedsProgress()(IterationRow(2, 256, 4.5, 100.0, 1.5, seed=7))
+        print_seeds_summary(result)
+    text = captured.get()
+    assert text.splitlines()[1].split() == ["7", "2", "256", "4.500", "—", "100", "1.5s"]
+    assert "7.000" in text and "8.000" in text
+    assert "IQM: 7.667" in text and "mean: 7.667" in text and "95% CI [" in text
+    assert "random 4.750, safe 7.000, optimal 8.000" in text
+    assert f"group directory: {tmp_path / 'group'}" in text.replace("\n", "")
