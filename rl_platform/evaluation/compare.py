@@ -29,10 +29,9 @@ import yaml
 
 from rl_platform import runs
 from rl_platform.evaluation import statistics
-from rl_platform.runs import RunDir, read_json
+from rl_platform.runs import AGGREGATE_FILE, RunDir, read_json
 from rl_platform.version import __version__
 
-AGGREGATE_FILE = "aggregate.json"  # runs.AGGREGATE_FILE once the multi-seed runs land
 FILES = {"json": "compare.json", "png": "compare.png", "md": "compare.md"}
 FORMAT_VERSION = 1
 GREEDY = "greedy_return"  # a score: mean greedy episode return per agent of a final policy
@@ -102,8 +101,13 @@ def load_sources(paths: Sequence[str | Path]) -> list[Source]:
             raise CompareError(f"{path}: given twice; give each directory once.")
         seen.add(path.resolve())
         files = RunDir(path)
-        if (path / AGGREGATE_FILE).is_file():
+        if files.aggregate.is_file():
             sources.append(_from_aggregate(path))
+        elif files.is_seed_group():
+            raise CompareError(
+                f"{path}: a multi-seed group with no {AGGREGATE_FILE} yet: its seeds have not "
+                f"all finished; resume it with rlp train --resume {path}."
+            )
         elif files.sweep.is_file():
             sources.append(_from_sweep(path))
         elif files.config.is_file():
@@ -132,7 +136,7 @@ def load_sources(paths: Sequence[str | Path]) -> list[Source]:
 
 
 def _from_aggregate(path: Path) -> Source:
-    file = path / AGGREGATE_FILE
+    file = RunDir(path).aggregate
     data = read_json(file)
     if not isinstance(data, dict):
         raise CompareError(f"{file}: not a JSON object; write it again with rlp train --seeds.")

@@ -325,3 +325,11 @@ def test_the_two_step_must_show_on_fabricated_groups(tmp_path):
     }
     [pair] = result["probability_of_improvement"]
     assert (pair["point"], pair["low"], pair["high"]) == (1.0, 1.0, 1.0)
+
+
+def test_a_group_whose_seeds_have_not_finished_is_refused(tmp_path, qmix_vdn):
+    group = tmp_path / "group"
+    group.mkdir()
+    (group / "seeds.json").write_text('{"seeds": [0, 1], "episodes": 100}')
+    with pytest.raises(CompareError, match="rlp train --resume"):
+        compare([qmix_vdn[0], group], reps=REPS)
