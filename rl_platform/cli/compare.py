@@ -15,8 +15,9 @@ def compare(
     dirs: Annotated[
         list[Path],
         typer.Argument(
+            metavar="DIR",
             help="Multi-seed group dirs (aggregate.json), run dirs (one run each; runs of one "
-            "experiment with other seeds form one entry) or sweep dirs."
+            "experiment with other seeds form one entry) or sweep dirs.",
         ),
     ],
     baseline: Annotated[
