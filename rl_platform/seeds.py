@@ -59,6 +59,7 @@ SCORE = "greedy_return"  # what a seed's score is (aggregate.json's "score")
 EPISODES = 100  # greedy episodes per seed (rlp evaluate's default)
 CURVE_POINTS = 50  # points of the common env-step grid of the learning curves
 MAX_SEEDS = 1_000
+RETURN_COLUMN = "episode_return_mean"  # metrics.csv's return, where it has no task score
 _SEED_PART = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", re.ASCII)
 
 
@@ -113,16 +114,23 @@ def _check_seeds(seeds: str | Sequence[int]) -> list[int]:
 
 
 def read_curve(run_dir: Path) -> tuple[list[float], list[float]]:
-    """A run's training return against env steps, from its ``metrics.csv`` (finite rows)."""
+    """A run's training return per agent against env steps, from its ``metrics.csv``.
+
+    The return is the task score (``reward_env``: the env's own reward per agent, the
+    scale of the greedy scores), else ``episode_return_mean``; rows without a finite
+    value are left out.
+    """
     path = RunDir(run_dir).metrics
     steps: list[float] = []
     returns: list[float] = []
     if not path.is_file():
         return steps, returns
     with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
+        reader = csv.DictReader(handle)
+        column = "reward_env" if "reward_env" in (reader.fieldnames or []) else RETURN_COLUMN
+        for row in reader:
             try:
-                x, y = float(row["env_steps"]), float(row["episode_return_mean"])
+                x, y = float(row["env_steps"]), float(row[column])
             except (KeyError, TypeError, ValueError):
                 continue  # a row cut short
             if math.isfinite(x) and math.isfinite(y):
@@ -234,7 +242,7 @@ def plot_aggregate(record: dict[str, Any], curves: np.ndarray, path: Path) -> No
         fontsize=9,
     )
     ax.set_xlabel("env steps")
-    ax.set_ylabel("training episode return")
+    ax.set_ylabel("training return per agent (task score)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.savefig(path, dpi=110)

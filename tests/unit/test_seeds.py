@@ -115,6 +115,10 @@ def test_the_curve_comes_from_metrics_csv(tmp_path):
     )
     assert read_curve(tmp_path) == ([256.0, 384.0], [4.5, 4.75])
     assert read_curve(tmp_path / "missing") == ([], [])
+    (tmp_path / "metrics.csv").write_text(
+        "iteration,env_steps,episode_return_mean,reward_env\n1,128,9.5,4.75\n2,256,10,5\n"
+    )
+    assert read_curve(tmp_path) == ([128.0, 256.0], [4.75, 5.0])  # per agent: the task score
 
 
 def fabricated_record(scores, reps=200):
