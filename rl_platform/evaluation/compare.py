@@ -653,6 +653,7 @@ def render_png(result: dict[str, Any]) -> bytes:
                 alpha=0.5,
                 solid_capstyle="butt",
             )
+            ax.plot([e["point"]], [y], marker="o", markersize=6, color=colors[label])
             ax.plot([e["point"]], [y], marker="|", markersize=16, color="black")
         ax.set_yticks(range(len(labels)), labels if key == "iqm" else [""] * len(labels))
         ax.set_ylim(-0.7, len(labels) - 0.3)
@@ -669,6 +670,7 @@ def render_png(result: dict[str, Any]) -> bytes:
             alpha=0.5,
             solid_capstyle="butt",
         )
+        poi_ax.plot([pair["point"]], [y], marker="o", markersize=6, color=colors[pair["x"]])
         poi_ax.plot([pair["point"]], [y], marker="|", markersize=16, color="black")
     poi_ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
     poi_ax.set_yticks(range(len(pairs)), [f"P({p['x']} > {p['y']})" for p in pairs])
