@@ -41,15 +41,15 @@ def compare(
 
       rlp compare runs/two_step_qmix/20261206-070000 runs/two_step_vdn/20261206-071000
     """
-    from rl_platform.evaluation.compare import (
+    from rl_platform.evaluation.compare import CompareError
+    from rl_platform.evaluation.compare import compare as run_compare
+    from rl_platform.evaluation.compare_report import (
         HEADERS,
-        CompareError,
         default_output,
         fmt_estimate,
         summary_rows,
         write_comparison,
     )
-    from rl_platform.evaluation.compare import compare as run_compare
     from rl_platform.evaluation.statistics import REPS
 
     reps = REPS if reps is None else reps

@@ -7,15 +7,9 @@ from pathlib import Path
 import pytest
 
 from rl_platform.evaluation import statistics
-from rl_platform.evaluation.compare import (
-    AGGREGATE_FILE,
-    FILES,
-    CompareError,
-    compare,
-    entries_of,
-    load_sources,
-    write_comparison,
-)
+from rl_platform.evaluation.compare import CompareError, compare, entries_of, load_sources
+from rl_platform.evaluation.compare_report import FILES, write_comparison
+from rl_platform.runs import AGGREGATE_FILE
 
 REPS = 200
 TWO_STEP = {"random": 4.75, "baselines": {"safe": 7.0, "optimal": 8.0}}
