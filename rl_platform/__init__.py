@@ -10,6 +10,8 @@ The library API mirrors the ``rlp`` commands::
     report = rl_platform.evaluate(result.run_dir)
     print(report.report_dir, report.result["dimensions"]["policy"])
     adapted = rl_platform.adapt(meta_run_dir, task="n", iterations=2)  # after a meta: run
+    group = rl_platform.train_seeds("experiments/two_step_qmix.yaml", "0-4")
+    print(group.group_dir, group.aggregate["iqm"])
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from rl_platform.version import __version__
 
-__all__ = ["adapt", "evaluate", "load_experiment", "train", "tune", "__version__"]
+__all__ = ["adapt", "evaluate", "load_experiment", "train", "train_seeds", "tune", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -27,6 +29,10 @@ def __getattr__(name: str) -> Any:
         from rl_platform.training import train
 
         return train
+    if name == "train_seeds":
+        from rl_platform.seeds import train_seeds
+
+        return train_seeds
     if name == "tune":
         from rl_platform.tuning import tune
 

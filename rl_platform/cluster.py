@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
+from rl_platform.seeds import parse_seeds
 from rl_platform.trust import worker_env_vars
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ def submit(
     address: str | None = None,
     storage: str | None = None,
     ship_package: bool = True,
+    seeds: str | None = None,
 ) -> SubmittedJob:
     """Validate an experiment or sweep YAML and submit it as a Ray job.
 
@@ -152,6 +154,8 @@ def submit(
             absolute path every node sees.
         ship_package: upload this checkout's ``rl_platform`` with the job (off: use the
             version installed on the cluster).
+        seeds: a seed spec (``"0-4"``): the job runs ``rlp train --seeds`` (one Tune run of
+            the seeds, spread over the nodes, and their aggregate); experiments only.
 
     Raises:
         ConfigError: the YAML, the overrides or the storage path are invalid.
@@ -159,7 +163,20 @@ def submit(
     """
     experiment = load_experiment(source, overrides or [])
     command = experiment_kind(experiment)
+    seed_option = ""
+    if seeds is not None:
+        if command != "train":
+            raise ConfigError(
+                f"{source}: --seeds trains an experiment's seeds; a sweep YAML (one with a "
+                "tune section) searches its own seeds: drop --seeds or the tune section."
+            )
+        seed_option = f" --seeds {','.join(map(str, parse_seeds(seeds)))}"
     storage = _check_storage(storage or experiment.storage, source)
+    if seeds is not None and "://" in storage:
+        raise ConfigError(
+            f"{source}: --seeds needs a storage path every node sees, not {storage!r}: a "
+            "multi-seed run's group directory is written on a filesystem."
+        )
     experiment = experiment.model_copy(update={"storage": storage})
     client = job_client(address)
     workdir = Path(tempfile.mkdtemp(prefix="rlp-job-"))
@@ -171,7 +188,9 @@ def submit(
         package = Path(__file__).resolve().parent  # this file is at the package's top
         runtime_env["py_modules"] = [str(package)]
         runtime_env["excludes"] = ["__pycache__", "*.pyc"]
-    entrypoint = f"python -m rl_platform {command} {JOB_YAML} --address auto --output {storage}"
+    entrypoint = (
+        f"python -m rl_platform {command} {JOB_YAML} --address auto --output {storage}{seed_option}"
+    )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
         job_id = client.submit_job(
@@ -182,6 +201,7 @@ def submit(
                 "rl_platform_command": command,
                 "experiment": experiment.name,
                 "storage": storage,
+                **({"seeds": seed_option.split()[-1]} if seeds is not None else {}),
             },
         )
     except Exception as err:  # noqa: BLE001

@@ -42,6 +42,12 @@ SWEEP_FILE = "sweep.yaml"
 TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.yaml"
 PLOTS_DIR = "plots"
+# A multi-seed group directory's own files (besides LOCK_FILE and Tune's state); each seed
+# is a run directory ``seed_<k>/`` inside it.
+SEEDS_FILE = "seeds.json"
+AGGREGATE_FILE = "aggregate.json"
+AGGREGATE_PLOT = "aggregate.png"
+SEED_DIR_PREFIX = "seed_"
 # Tune's saved experiment state: a run or sweep can be resumed when both are there.
 TUNER_FILE = "tuner.pkl"
 EXPERIMENT_STATE_GLOB = "experiment_state-*.json"
@@ -110,6 +116,38 @@ class RunDir:
     def plots(self) -> Path:
         """A sweep's plots folder."""
         return self.path / PLOTS_DIR
+
+    @property
+    def seeds(self) -> Path:
+        """A multi-seed group's seeds and experiment (``seeds.json``)."""
+        return self.path / SEEDS_FILE
+
+    @property
+    def aggregate(self) -> Path:
+        """A multi-seed group's scores and aggregates (``aggregate.json``)."""
+        return self.path / AGGREGATE_FILE
+
+    @property
+    def aggregate_plot(self) -> Path:
+        """A multi-seed group's learning curves with their band (``aggregate.png``)."""
+        return self.path / AGGREGATE_PLOT
+
+    def seed_dir(self, seed: int) -> Path:
+        """Seed `seed`'s run directory in a multi-seed group (``seed_<k>``)."""
+        return self.path / f"{SEED_DIR_PREFIX}{seed}"
+
+    def seed_dirs(self) -> dict[int, Path]:
+        """The group's seed run directories, by seed, in seed order."""
+        found = {}
+        for child in self.path.glob(f"{SEED_DIR_PREFIX}*"):
+            number = child.name[len(SEED_DIR_PREFIX) :]
+            if child.is_dir() and number.isdigit():
+                found[int(number)] = child
+        return dict(sorted(found.items()))
+
+    def is_seed_group(self) -> bool:
+        """Whether this is a multi-seed group directory (``rlp train --seeds``)."""
+        return self.seeds.is_file()
 
     def has_tune_state(self) -> bool:
         """Whether Tune saved an experiment state here (a resume restores from it)."""

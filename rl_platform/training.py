@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +84,14 @@ class IterationRow:
     evaluation: dict[str, Any] = field(default_factory=dict)  # measured at this iteration
     anomalies: list[str] = field(default_factory=list)  # set by the driver's monitor
     curiosity: dict[str, float] = field(default_factory=dict)
+    seed: int | None = None  # the seed of a multi-seed run (rlp train --seeds)
 
     def csv_row(self, reward_names: list[str]) -> dict[str, Any]:
         """The row of metrics.csv: figures, level, reward parts, evaluation score.
 
         ``eval_score`` is NaN where no evaluation was measured at this iteration.
         """
-        skip = ("rewards", "level_change", "evaluation", "anomalies", "curiosity")
+        skip = ("rewards", "level_change", "evaluation", "anomalies", "curiosity", "seed")
         row = {k: v for k, v in asdict(self).items() if k not in skip}
         row.update({f"reward_{n}": self.rewards.get(n, math.nan) for n in reward_names})
         row.update({f"curiosity_{n}": v for n, v in self.curiosity.items()})
@@ -132,26 +133,44 @@ class TrainResult:
 _progress_sink: Callable[[IterationRow], None] | None = None
 
 
+def set_progress_sink(sink: Callable[[IterationRow], None] | None) -> None:
+    """Where the run callbacks send their rows in this process (None: nowhere)."""
+    global _progress_sink
+    _progress_sink = sink
+
+
 def _make_progress_callback(
-    run_dir: Path, reward_names: list[str], monitor: Any = None, remote: str | None = None
+    run_dir: Path,
+    reward_names: list[str],
+    monitor: Any = None,
+    remote: str | None = None,
+    seed: int | None = None,
 ):
     from ray.tune import Callback
 
     class RunCallback(Callback):
         """In the driver: metrics.csv, anomalies.jsonl, the progress display, exports."""
 
+        seed: int | None = None  # (states pickled before seeds were added lack it)
+
         def __init__(
-            self, run_dir: Path, reward_names: list[str], monitor: Any, remote: str | None
+            self,
+            run_dir: Path,
+            reward_names: list[str],
+            monitor: Any,
+            remote: str | None,
+            seed: int | None,
         ) -> None:
             self.run_dir = run_dir
             self.reward_names = reward_names
             self.monitor = monitor
             self.remote = remote
+            self.seed = seed
             self._last: tuple[float, float] | None = None
             self._written: int | None = None  # the last iteration in the tables
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: D102
-            row = iteration_row(result, self._last)
+            row = replace(iteration_row(result, self._last), seed=self.seed)
             if self._written is None or row.iteration <= self._written:
                 # resumed or retried from a checkpoint: this iteration and the ones after
                 # it are written again (before Tune's loggers append theirs)
@@ -188,11 +207,12 @@ def _make_progress_callback(
                 "reward_names": self.reward_names,
                 "monitor": self.monitor,
                 "remote": self.remote,
+                "seed": self.seed,
                 "_last": None,
                 "_written": None,
             }
 
-    return RunCallback(run_dir, reward_names, monitor, remote)
+    return RunCallback(run_dir, reward_names, monitor, remote, seed)
 
 
 def iteration_row(result: dict[str, Any], last: tuple[float, float] | None) -> IterationRow:

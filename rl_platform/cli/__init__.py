@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from rl_platform.cli import envs, evaluate, jobs, monitor, schema, serve, train, tune
+from rl_platform.cli import compare, envs, evaluate, jobs, monitor, schema, serve, train, tune
 from rl_platform.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "app", "main"]
@@ -34,6 +34,7 @@ app.command()(jobs.submit)
 app.add_typer(jobs.jobs_app, name="jobs")
 app.command()(evaluate.evaluate)
 app.command()(evaluate.finetune)
+app.command()(compare.compare)
 app.command()(serve.serve)
 app.command()(monitor.monitor)
 

@@ -34,6 +34,10 @@ def submit(
     ship_package: Annotated[
         bool, typer.Option(help="Upload this rl_platform with the job (else: the cluster's).")
     ] = True,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="Train these seeds (0-4, 0,2,5) as one run spread over the nodes."),
+    ] = None,
     trust_module: TrustModuleOption = None,
 ) -> None:
     """Submit an experiment (rlp train) or a sweep (rlp tune) to a Ray cluster.
@@ -48,6 +52,8 @@ def submit(
       rlp submit experiments/quickstart.yaml --address http://127.0.0.1:8265 --storage /data/runs
 
       rlp submit experiments/sweeps/rendezvous_ppo_sweep.yaml --storage /data/runs
+
+      rlp submit experiments/two_step_qmix.yaml --seeds 0-9 --storage /data/runs
     """
     from rl_platform.cluster import ClusterError
     from rl_platform.cluster import submit as submit_job
@@ -55,7 +61,12 @@ def submit(
     use_trusted_modules(trust_module)
     try:
         job = submit_job(
-            experiment, set_ or [], address=address, storage=storage, ship_package=ship_package
+            experiment,
+            set_ or [],
+            address=address,
+            storage=storage,
+            ship_package=ship_package,
+            seeds=seeds,
         )
     except (ConfigError, UntrustedModuleError) as err:
         fail(str(err))

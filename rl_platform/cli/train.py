@@ -68,6 +68,67 @@ class ProgressTable:
             console.print(f"      [bold yellow]anomaly: {message}[/]", highlight=False)
 
 
+class SeedsProgress:
+    """Prints one aligned row per seed and training iteration of a multi-seed run."""
+
+    header = (
+        f"{'seed':>5} {'iter':>5} {'env steps':>11} {'return mean':>12} {'task score':>11} "
+        f"{'steps/s':>9} {'time':>8}"
+    )
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def __call__(self, row) -> None:
+        """Print `row` (a ``training.IterationRow`` with its ``seed``), the header first."""
+        if not self.started:
+            console.print(f"[bold]{self.header}[/]", highlight=False)
+            self.started = True
+        ret = "—" if math.isnan(row.episode_return_mean) else f"{row.episode_return_mean:.3f}"
+        task = row.rewards.get("env", math.nan)
+        task_text = "—" if math.isnan(task) else f"{task:.3f}"
+        console.print(
+            f"{row.seed:>5} {row.iteration:>5} {row.env_steps:>11,} {ret:>12} {task_text:>11} "
+            f"{row.env_steps_per_s:>9,.0f} {row.time_total_s:>7.1f}s",
+            highlight=False,
+        )
+        for message in row.anomalies:
+            console.print(f"      [bold yellow]seed {row.seed}: {message}[/]", highlight=False)
+
+
+def print_seeds_summary(result) -> None:
+    """Print a multi-seed run (a ``seeds.SeedsResult``): scores per seed, IQM and mean."""
+    table = Table(title=f"rlp train --seeds: {result.status}")
+    table.add_column("seed", justify="right")
+    table.add_column("status")
+    table.add_column("iterations", justify="right")
+    table.add_column("greedy score", justify="right")
+    scores = {}
+    if result.aggregate is not None:
+        scores = dict(zip(result.aggregate["seeds"], result.aggregate["scores"], strict=True))
+    for seed, run in result.runs.items():
+        score = scores.get(seed)
+        shown = "—" if score is None else f"{score:.3f}"
+        table.add_row(str(seed), run.status, str(run.iterations), shown)
+    console.print(table)
+    if result.aggregate is not None:
+        agg = result.aggregate
+        for name in ("iqm", "mean"):
+            e = agg[name]
+            console.print(
+                f"{name.upper() if name == 'iqm' else name:>5}: {e['point']:.3f}  "
+                f"95% CI [{e['low']:.3f}, {e['high']:.3f}]  ({len(agg['seeds'])} seeds, "
+                f"{agg['episodes']} greedy episodes each)",
+                highlight=False,
+            )
+        others = [f"random {agg['random']:.3f}"]
+        others += [f"{k} {v:.3f}" for k, v in agg["baselines"].items()]
+        console.print(f"  for reference: {', '.join(others)}", highlight=False)
+    console.print(f"group directory: {result.group_dir}", highlight=False)
+    if result.status == "interrupted":
+        console.print(f"resume with: rlp train --resume {result.group_dir}", highlight=False)
+
+
 def _figure(value: float) -> str:
     """A [0, 1]-ish figure with 2 decimals; "n/a" for NaN (e.g. no baseline to normalize by)."""
     return "n/a" if math.isnan(value) else f"{value:.2f}"
@@ -132,11 +193,18 @@ def train(
             "only your own run directories, unless --trust)."
         ),
     ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Train these seeds as one Tune run of concurrent trials and aggregate "
+            "them: 0-4, 0,2,5, 3 or 0-2,7 (a group directory with seed_<k>/ runs)."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option(help="Show Ray's and the workers' logs.")] = False,
     trust_module: TrustModuleOption = None,
     trust: TrustOption = False,
 ) -> None:
-    """Train one experiment on Ray and summarise it.
+    """Train one experiment on Ray and summarise it (or several seeds of it, aggregated).
 
     --resume unpickles the run's Tune and RLlib state, which runs code of whoever wrote
     it: it loads only directories you own that no one else can write, unless --trust.
@@ -150,6 +218,8 @@ def train(
 
       rlp train --resume runs/quickstart/20261125-101500
 
+      rlp train experiments/two_step_qmix.yaml --seeds 0-4
+
       rlp train my_env.yaml --trust-module my_envs
     """
     if experiment is None and resume is None:
@@ -158,15 +228,24 @@ def train(
         fail("give either an experiment YAML or --resume RUN_DIR, not both.")
     if resume is not None and set_:
         fail("--set cannot change a resumed run; it continues with its config.yaml.")
+    if resume is not None and seeds is not None:
+        fail("--seeds cannot change a resumed run; it continues with its seeds.")
     use_trusted_modules(trust_module)
     catch_sigterm()
+    from rl_platform.runs import RunDir
+    from rl_platform.seeds import parse_seeds
+
     try:  # a bad YAML is refused before Ray and torch are imported (training validates again)
+        seed_list = parse_seeds(seeds) if seeds is not None else None
         if experiment is not None:
             validate_experiment(experiment, set_ or [])
     except (ConfigError, UntrustedModuleError) as err:
         fail(str(err))
     except KeyboardInterrupt:
         stopped_before_start("run")
+    if seed_list is not None or (resume is not None and RunDir(resume).is_seed_group()):
+        train_seeds(experiment, seed_list, set_ or [], output, address, resume, verbose, trust)
+        return
 
     from rl_platform.training import ResumeError, TrainingError
     from rl_platform.training import train as run_training
@@ -190,6 +269,35 @@ def train(
     except KeyboardInterrupt:
         stopped_before_start("run")
     finish_training(result)
+
+
+def train_seeds(experiment, seeds, overrides, output, address, resume, verbose, trust) -> None:
+    """``rlp train --seeds`` (or ``--resume GROUP_DIR``): the seeds, their table, the aggregate."""
+    from rl_platform.seeds import train_seeds as run_seeds
+    from rl_platform.training import ResumeError, TrainingError
+
+    try:
+        result = run_seeds(
+            experiment,
+            seeds,
+            overrides,
+            output=output,
+            address=address,
+            resume=resume,
+            progress=SeedsProgress(),
+            verbose=verbose,
+            trust=trust,
+            notice=print_notice,
+        )
+    except (ConfigError, ResumeError, UntrustedStateError, UntrustedModuleError) as err:
+        fail(str(err))
+    except TrainingError as err:
+        fail(str(err), EXIT_FAILED)
+    except KeyboardInterrupt:
+        stopped_before_start("run")
+    print_seeds_summary(result)
+    if result.status == "interrupted":
+        raise typer.Exit(interrupted_code())
 
 
 def adapt(
