@@ -47,6 +47,16 @@ def iterations(run_dir: Path) -> list[int]:
         return [int(row["iteration"]) for row in csv.DictReader(handle)]
 
 
+def rlp_here(*args):
+    """`rlp ARGS` in this process (no interpreter start-up): exit code and output."""
+    from typer.testing import CliRunner
+
+    from rl_platform.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    return result.exit_code, result.output
+
+
 def only_group(output: Path) -> Path:
     (group,) = [p for p in (output / "two_step_qmix").iterdir() if p.is_dir()]
     return group
@@ -107,17 +117,17 @@ def test_seeds_train_as_one_run_into_a_group_of_run_directories(tmp_path, ray_ad
 
     # a seed is a normal run directory: rlp evaluate scores it as the aggregate did
     seed_dir = group / "seed_5"
-    evaluated = rlp("evaluate", seed_dir, "--workers", "0", "--episodes", "100")
-    assert evaluated.returncode == 0, evaluated.stdout[-3000:] + evaluated.stderr[-3000:]
+    code, out = rlp_here("evaluate", seed_dir, "--workers", "0", "--episodes", "100")
+    assert code == 0, out[-3000:]
     (report,) = seed_dir.glob("evaluation/*/evaluation.json")
     figures = json.loads(report.read_text())
     assert figures["scores"]["policy"]["mean"] == pytest.approx(data["scores"][1])
     assert figures["scores"]["random"]["mean"] == pytest.approx(data["random"])
-    monitored = rlp("monitor", seed_dir)
-    assert monitored.returncode == 0, monitored.stdout[-3000:] + monitored.stderr[-3000:]
+    code, out = rlp_here("monitor", seed_dir)
+    assert code == 0, out[-3000:]
 
-    again = rlp("train", "--resume", group, "--address", ray_address)
-    assert again.returncode == 2 and "already finished" in again.stderr
+    code, out = rlp_here("train", "--resume", group, "--address", ray_address)
+    assert code == 2 and "already finished" in out
 
 
 @pytest.mark.slow
