@@ -54,6 +54,7 @@ COMMANDS = [
     "finetune",
     "serve",
     "monitor",
+    "compare",
     "schema",
     "envs list",
     "envs check",
