@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from rl_platform.cli.output import console, fail
@@ -66,10 +68,18 @@ def compare(
         table.add_column(header, justify="left" if i < 2 else "right", no_wrap=i < 2)
     for row in summary_rows(result):
         table.add_row(*row)
-    console.print(table)
+    # never fold an interval over two lines: wider than the terminal, the terminal wraps it
+    wide = Console(file=console.file, width=max(console.width, _table_width(table)))
+    wide.print(table)
     for pair in result["probability_of_improvement"]:
         console.print(f"P({pair['x']} > {pair['y']}) = {fmt_estimate(pair, 2)}", highlight=False)
     for note in result["notes"]:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
     for path in files.values():
         console.print(str(path), highlight=False, soft_wrap=True)
+
+
+def _table_width(table: Table) -> int:
+    """The width `table` needs to print each cell on one line."""
+    probe = Console(width=1_000)
+    return Measurement.get(probe, probe.options, table).maximum
