@@ -2,9 +2,10 @@
 
 Every ``evaluation.every`` iterations (and at the stop) the trained modules play
 ``evaluation.episodes`` greedy episodes on held-out env seeds at the current task level,
-in the algorithm's process, through the same :func:`rollout.play` jobs, seeds and
-normalization (:func:`scoring.normalize_row`) as ``rlp evaluate``: ``rlp evaluate
---episodes <evaluation.episodes>`` on the checkpoint gives the same figures. The result
+in the algorithm's process, through the same :func:`rollout.play` jobs, seed and
+normalization (:func:`scoring.normalize_row`) as ``rlp evaluate``; random's and the
+baselines' scores (the normalizer) are played on at least the suite's default episodes,
+as ``rlp evaluate`` plays them. The result
 gets ``evaluation/{score, score_low, score_high, normalized, normalized_low,
 normalized_high, coordination, robustness, level, iteration}`` (95% Student-t intervals),
 carried forward between evaluations so checkpoints can be ranked by them. Details:
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 RESULT_KEY = "evaluation"
 OBS_NOISE = SuiteSettings.obs_noise  # the suite's default
 SEED = SuiteSettings.seed  # the suite's default evaluation seed: the same held-out episodes
+# Random's and the baselines' scores (the normalizer) on at least the suite's default
+# episodes: on 10 episodes the best baseline's mean is too noisy to divide by
+# (docs/evaluation.md: why the quickstart said 1.24 during training and 1.01 after).
+REFERENCE_EPISODES = SuiteSettings.episodes
 NOT_PLAYED = "not played during training (rlp evaluate plays it)"
 
 
@@ -86,20 +91,29 @@ class EvaluationCallback(RLlibCallback):
         job = self._job(POLICY, level, pert)
         return play(core, policy.actions, job, obs_scale, policy.reset)
 
-    def _job(self, policy: str, level: str, pert: Perturbation = Perturbation()) -> Job:
+    def _job(
+        self, policy: str, level: str, pert: Perturbation = Perturbation(), episodes: int = 0
+    ) -> Job:
         test = "clean" if pert == Perturbation() else "obs_noise"
-        return seeded_job(policy, test, level, self.spec["episodes"], SEED, pert)
+        return seeded_job(policy, test, level, episodes or self.spec["episodes"], SEED, pert)
 
     def _reference(self, level: str) -> dict[str, Any]:
-        """Random's and the best baseline's scores at ``level`` (cached), and the obs scale."""
+        """Random's and each baseline's scores at ``level`` (cached), and the obs scale.
+
+        Played on ``max(evaluation.episodes, REFERENCE_EPISODES)`` episodes: the same jobs
+        as ``rlp evaluate``'s (default episodes and seed) references.
+        """
         if level not in self._references:
             spec = self.spec
             context = JobContext(spec["env_id"], spec["env_config"], checkpoint="")
-            random = run_job(context, self._job(RANDOM, level))
-            row = {RANDOM: {"mean": float(random.returns.mean())}}
-            for name in spec["baselines"]:
-                row[name] = {"mean": float(run_job(context, self._job(name, level)).returns.mean())}
-            self._references[level] = {"row": row, "obs_scale": random.obs_std.astype(np.float32)}
+            episodes = max(spec["episodes"], REFERENCE_EPISODES)
+            row = {}
+            for name in (RANDOM, *spec["baselines"]):
+                played = run_job(context, self._job(name, level, episodes=episodes))
+                row[name] = {"mean": float(played.returns.mean())}
+                if name == RANDOM:
+                    obs_scale = played.obs_std.astype(np.float32)
+            self._references[level] = {"row": row, "obs_scale": obs_scale}
         return self._references[level]
 
 

@@ -481,32 +481,54 @@ def test_a_config_the_core_cannot_run_is_refused_before_any_episode(foreign_run,
     load_experiment({**experiment, "evaluation": {"every": 0}})  # training alone is fine
 
 
-def test_training_time_evaluation_is_the_suite_on_the_same_episodes(checkpoint):
-    """The callback and the suite give the same score, interval, normalized and robustness."""
+@pytest.fixture(scope="module")
+def suite_at_defaults(checkpoint):
+    """The suite on the newest checkpoint at its default episodes and seed (100, 0)."""
+    _, root = checkpoint
+    return evaluate_target(resolve_target(root), SuiteSettings(), workers=0)
+
+
+def measure_in_training(root, episodes: int) -> dict:
+    """The training-time evaluation's figures for the checkpoint's modules."""
     from rl_platform.checkpoints import load_policy
     from rl_platform.evaluation.callback import callback_class
 
-    _, root = checkpoint
-    experiment = load_experiment({**EXPERIMENT, "evaluation": {"every": 1, "episodes": 5}})
+    experiment = load_experiment({**EXPERIMENT, "evaluation": {"every": 1, "episodes": episodes}})
     bound = callback_class(experiment)
 
     class Algorithm:  # the callback reads the live modules; here: the checkpoint's
         def get_module(self, module_id):
             return load_policy(root, module_id)
 
-    measured = bound().measure(Algorithm(), bound.spec["level"])
-    suite = evaluate_target(resolve_target(root), SuiteSettings(episodes=5), workers=0)
-    own = suite["scores"]["policy"]
-    assert measured["level"] == suite["level"]
+    return bound().measure(Algorithm(), bound.spec["level"])
+
+
+def test_training_time_evaluation_is_the_suite_on_the_same_episodes(checkpoint, suite_at_defaults):
+    """Same episodes: the same score, interval, normalized score and robustness."""
+    measured = measure_in_training(checkpoint[1], SuiteSettings().episodes)
+    own = suite_at_defaults["scores"]["policy"]
+    assert measured["level"] == suite_at_defaults["level"]
     assert measured["score"] == pytest.approx(own["mean"], rel=1e-6)
     assert measured["normalized"] == pytest.approx(own["normalized"], rel=1e-6)
     assert [measured["score_low"], measured["score_high"]] == pytest.approx(own["ci95"], rel=1e-6)
-    retained = suite["details"]["robustness"]["policy"]["obs_noise"]["retained"]
+    retained = suite_at_defaults["details"]["robustness"]["policy"]["obs_noise"]["retained"]
     assert measured["robustness"] == pytest.approx(retained, rel=1e-6)
-    # the normalized interval is the score's interval on the same (random, best) scale
-    low, high = scoring.gap(suite["levels"][suite["level"]], resolve_target(root).baselines)
-    expected = [(v - low) / (high - low) for v in own["ci95"]]
-    assert [measured["normalized_low"], measured["normalized_high"]] == pytest.approx(expected)
+
+
+def test_few_training_episodes_are_normalized_by_the_suites_reference(
+    checkpoint, suite_at_defaults
+):
+    """5 episodes: the suite's score on 5, normalized by random and baselines on 100."""
+    _, root = checkpoint
+    measured = measure_in_training(root, 5)
+    few = evaluate_target(resolve_target(root), SuiteSettings(episodes=5), workers=0)
+    assert measured["score"] == pytest.approx(few["scores"]["policy"]["mean"], rel=1e-6)
+    row = suite_at_defaults["levels"][suite_at_defaults["level"]]
+    low, high = scoring.gap(row, resolve_target(root).baselines)
+    points = [measured["score"], measured["score_low"], measured["score_high"]]
+    expected = [scoring.normalized(v, low, high) for v in points]
+    got = [measured["normalized"], measured["normalized_low"], measured["normalized_high"]]
+    assert got == pytest.approx(expected, rel=1e-6)
 
 
 def test_the_interval_of_a_mean_is_students_t():
