@@ -170,7 +170,7 @@ def plot_learning_curve(result: dict, path: Path) -> Path | None:
 
 
 def plot_dimensions(result: dict, path: Path) -> Path | None:
-    """Grouped bars: the five dimensions and the overall score, one bar per policy.
+    """Grouped bars: the dimensions of overall and overall itself, one bar per policy.
 
     Returns:
         `path`, or None when the result holds no dimension scores.
