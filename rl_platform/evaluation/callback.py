@@ -134,7 +134,9 @@ def figures(clean: Any, noisy: Any, row: dict, baselines: tuple[str, ...], level
     # the policy's own lead over random play (as in rlp evaluate)
     lead = scoring.gap(row, baselines) if baselines else (low, interval.point)
     skipped = dict.fromkeys(scoring.ROBUSTNESS_TESTS[1:], NOT_PLAYED)
-    kept = scoring.robustness(clean, {(POLICY, "obs_noise"): noisy}, POLICY, lead, skipped)
+    no_gap = None if baselines else 0.0
+    noisy_row = {(POLICY, "obs_noise"): noisy}
+    kept = scoring.robustness(clean, noisy_row, POLICY, lead, skipped, no_gap)
     retained = kept["obs_noise"]["retained"]
 
     def number(value: float | None) -> float:

@@ -52,7 +52,7 @@ DEFINITIONS = {
         "one stuck at the env's do-nothing action. A policy that ignores its observations "
         "loses nothing to observation noise. On an env without baselines the gap is the "
         "policy's own clean score - random's (the share of its lead over random play it "
-        "keeps); n/a where it does not beat random play."
+        "keeps); 0 for a policy that does not beat random play (no lead to keep)."
     ),
     "coordination": (
         "The env's coordination score in [0, 1] on clean episodes at the main level "
@@ -65,7 +65,8 @@ DEFINITIONS = {
         "Episodes start at the main level and switch to each other level halfway through "
         "(BatchedCore.switch_task). Per switch, (return after the switch - random's) / "
         "(the same policy's return over the same steps when it played that level from the "
-        "start - random's), clipped to [0, 1]; the mean over switches. recovery_steps: steps "
+        "start - random's), clipped to [0, 1], 0 where that return does not beat random's "
+        "(no lead to keep); the mean over switches. recovery_steps: steps "
         "after the switch until the 10-step mean reward comes within 5% of the "
         "reference-random gap of the reference's."
     ),
@@ -219,12 +220,19 @@ def generalization(levels, policy: str, target: Target) -> dict[str, Any]:
 
 
 def robustness(
-    clean: PlayedEpisodes, perturbed, policy: str, gap, skipped: dict[str, str] | None = None
+    clean: PlayedEpisodes,
+    perturbed,
+    policy: str,
+    gap,
+    skipped: dict[str, str] | None = None,
+    no_gap: float | None = None,
 ) -> dict[str, Any]:
     """Per perturbation: the score under it and the share of the gap retained.
 
     `skipped`: tests not played, with the reason (e.g. ``faulty_agent`` without a
-    do-nothing action); they read ``{"unavailable": reason}``.
+    do-nothing action); they read ``{"unavailable": reason}``. `no_gap`: what is
+    retained when the gap is not positive (0.0 where the gap is the policy's own lead
+    over random play: no lead, none kept; None: not measurable).
     """
     low, high = gap
     base = float(clean.returns.mean())
@@ -235,7 +243,7 @@ def robustness(
             continue
         score = float(perturbed[(policy, test)].returns.mean())
         loss = max(0.0, base - score)
-        retained = _clip01(1.0 - loss / (high - low)) if high - low > EPS else None
+        retained = _clip01(1.0 - loss / (high - low)) if high - low > EPS else no_gap
         out[test] = {"score": score, "loss": loss, "retained": retained}
     return out
 
@@ -255,7 +263,7 @@ def adaptability(clean, perturbed, policy: str, target: Target, switch_step: int
         switched, ref, rnd = switched[:steps], ref[:steps], rnd[:steps]
         post, ref_sum, rnd_sum = (float(np.nansum(x)) for x in (switched, ref, rnd))
         denom = ref_sum - rnd_sum
-        retained = _clip01((post - rnd_sum) / denom) if denom > EPS else None
+        retained = _clip01((post - rnd_sum) / denom) if denom > EPS else 0.0  # no lead
         switches[f"{target.level}->{other}"] = {
             "retained": retained,
             "recovery_steps": recovery_steps(switched, ref, abs(denom) / steps),

@@ -214,7 +214,14 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
 
     generalization = {p: scoring.generalization(levels, p, target) for p in full}
     robustness = {
-        p: scoring.robustness(clean[(p, target.level)], perturbed, p, robustness_gap(p), skipped)
+        p: scoring.robustness(
+            clean[(p, target.level)],
+            perturbed,
+            p,
+            robustness_gap(p),
+            skipped,
+            no_gap=None if target.baselines else 0.0,  # no lead over random: none kept
+        )
         for p in full
     }
     coordination = {p: clean[(p, target.level)].coordination for p in full}

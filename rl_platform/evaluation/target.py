@@ -174,8 +174,8 @@ def kept_checkpoints(
     A checkpoint's iteration follows Tune's numbering: with ``checkpoint.every`` = E,
     ``checkpoint_<k>`` was saved at iteration (k + 1) E, and one more at the last
     iteration when that is no multiple of E (E = 0: only that one); its env steps are
-    metrics.csv's at that iteration. A checkpoint whose iteration is not in metrics.csv
-    is left out.
+    metrics.csv's at that iteration. A checkpoint whose iteration is not in metrics.csv,
+    whose manifest is corrupt or which resolves outside the run is left out.
     """
     steps = {}
     for row in curve:
@@ -195,9 +195,14 @@ def kept_checkpoints(
         iteration = (k + 1) * every if every and (k + 1) * every <= last else None
         if iteration is None and k == at_end:
             iteration = last
-        if iteration in steps:
+        if iteration not in steps:
+            continue
+        try:  # one that resolves outside the run, or whose manifest is corrupt, is left out
             _inside_run(run_dir, path, "a kept checkpoint")
-            kept.append(KeptCheckpoint(path.name, path, iteration, steps[iteration]))
+            read_manifest(path)
+        except (EvaluationError, PolicyExportError):
+            continue
+        kept.append(KeptCheckpoint(path.name, path, iteration, steps[iteration]))
     if len(kept) >= 2:
         return tuple(kept), None
     names = ", ".join(c.name for c in kept) or "none with a policy export"
