@@ -272,3 +272,14 @@ def test_plot_returns_none_without_data(tmp_path):
 )
 def test_fmt(value, text):
     assert fmt(value) == text
+
+
+def test_what_overall_leaves_out_is_said_once_for_every_row(tmp_path):
+    result = make_result()
+    result["weights"] = {"robustness": 0.5, "coordination": 0.5}
+    result["overall_excluded"] = {"generalization": "the env has one task level ('easy')"}
+    markdown = write_report(result, tmp_path)["markdown"].read_text()
+    assert "*not in overall: Generalization: the env has one task level ('easy')*" in markdown
+    assert "| Generalization | not in overall |" in markdown
+    assert "| Robustness | 0.5 |" in markdown
+    assert "same weights for every policy and baseline" in markdown
