@@ -161,6 +161,17 @@ def test_kept_checkpoints_get_their_iteration_and_env_steps(checkpoint, tmp_path
     shutil.rmtree(lone / "trial" / "checkpoint_000000")
     target = resolve_target(lone)
     assert target.kept_note.startswith("the run kept 1 checkpoint (checkpoint_000002)")
+    # every 2 iterations over 3: checkpoint 0 at iteration 2, checkpoint 1 at the stop (3)
+    odd = tmp_path / "odd"
+    shutil.copytree(run, odd)
+    (odd / "trial" / "checkpoint_000002").rename(odd / "trial" / "checkpoint_000001")
+    config = (odd / "config.yaml").read_text().replace("every: 1", "every: 2")
+    (odd / "config.yaml").write_text(config)
+    kept = resolve_target(odd).kept
+    assert [(c.name, c.iteration, c.env_steps) for c in kept] == [
+        ("checkpoint_000000", 2, 2000),
+        ("checkpoint_000001", 3, 3000),
+    ]
 
 
 def test_recovery_steps_count_until_the_reference_is_matched():
