@@ -26,9 +26,9 @@ from rl_platform.config.groups import modules_of
 from rl_platform.evaluation import scoring
 from rl_platform.evaluation.baselines import RANDOM
 from rl_platform.evaluation.policy import TrainedPolicy
-from rl_platform.evaluation.rollout import POLICY, Job, Perturbation, make_core, play, seeded_job
+from rl_platform.evaluation.rollout import POLICY, Job, Perturbation, make_core, play
 from rl_platform.evaluation.statistics import t_interval
-from rl_platform.evaluation.suite import JobContext, SuiteSettings, run_job
+from rl_platform.evaluation.suite import JobContext, SuiteSettings, paired_job, run_job
 from rl_platform.registry import env_config_of
 from rl_platform.stopping import stop_reached
 
@@ -95,7 +95,7 @@ class EvaluationCallback(RLlibCallback):
         self, policy: str, level: str, pert: Perturbation = Perturbation(), episodes: int = 0
     ) -> Job:
         test = "clean" if pert == Perturbation() else "obs_noise"
-        return seeded_job(policy, test, level, episodes or self.spec["episodes"], SEED, pert)
+        return paired_job(policy, test, level, episodes or self.spec["episodes"], SEED, pert)
 
     def _reference(self, level: str) -> dict[str, Any]:
         """Random's and each baseline's scores at ``level`` (cached), and the obs scale.

@@ -107,6 +107,25 @@ def run_job(context: JobContext, job: Job) -> PlayedEpisodes:
     return play(core, act, job, context.obs_scale, reset, shield)
 
 
+def paired_job(
+    policy: str,
+    test: str,
+    level: str,
+    episodes: int,
+    seed: int,
+    perturbation: Perturbation = Perturbation(),
+    record: bool = False,
+) -> Job:
+    """A :func:`rollout.seeded_job` whose noise seed is the same for every policy.
+
+    Every policy and baseline then meets the same perturbation draws (observation noise,
+    randomized actions, the replaced agent's random actions) on the same env seeds: a
+    like-for-like comparison. Random play's own actions draw from a stream keyed apart.
+    """
+    played = seeded_job(policy, test, level, episodes, seed, perturbation, record)
+    return dataclasses.replace(played, noise_seed=stable_seed("noise", seed, test, level))
+
+
 def _has_default_action(target: Target) -> bool:
     """Whether the env's core has a do-nothing action (the faulty-agent test needs one)."""
     core = make_core(target.env_id, target.env_config, target.level, 1)
@@ -151,7 +170,7 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
         )
 
     def job(policy: str, test: str, level: str, **kw: Any) -> Job:
-        played = seeded_job(policy, test, level, n, settings.seed, **kw)
+        played = paired_job(policy, test, level, n, settings.seed, **kw)
         return dataclasses.replace(played, shielded=settings.shield)
 
     kept = {f"{KEPT_PREFIX}{c.name}": c for c in target.kept} if target.kept_note is None else {}

@@ -39,10 +39,18 @@ def test_the_two_step_qmix_checkpoint_ranks_first_overall(qmix_run, tmp_path):
     overall = {name: data["dimensions"][name]["overall"] for name in data["policies"]}
     # the same dimensions and weights for every row; sample efficiency not among them
     assert set(data["weights"]) == {"generalization", "robustness", "coordination", "adaptability"}
-    assert overall["policy"] > overall["safe"]  # was 0.613 < 0.65 before
+    assert overall["policy"] > overall["safe"]  # was below it before (0.595 < 0.676)
     # "optimal" is the hand-written optimal joint policy: QMIX plays the same joint
-    # actions, so it ties it at best (and does, when noise does not flip its choices)
-    assert overall["policy"] == pytest.approx(max(overall[b] for b in ("safe", "optimal")))
+    # actions and meets the same perturbation draws, so it matches it on every figure but
+    # observation noise, which the hand-written policy ignores and QMIX's Q-values do not
+    dims = data["dimensions"]
+    for name in ("generalization", "coordination", "adaptability"):
+        assert dims["policy"][name] == pytest.approx(dims["optimal"][name]), name
+    tests = data["details"]["robustness"]
+    for name in ("action_noise", "random_agent", "faulty_agent"):
+        assert tests["policy"][name] == pytest.approx(tests["optimal"][name]), name
+    assert tests["optimal"]["obs_noise"]["retained"] == 1.0
+    assert overall["policy"] <= overall["optimal"]
     assert overall["random"] is None  # the reference
     # one kept checkpoint: sample efficiency is n/a with the reason, not training returns
     assert "kept 1 checkpoint" in data["sample_efficiency"]["unavailable"]

@@ -55,15 +55,15 @@ def test_the_training_evaluation_is_the_suite_on_the_same_weights(trained):
     """
     from rl_platform.evaluation import scoring
     from rl_platform.evaluation.baselines import RANDOM
-    from rl_platform.evaluation.rollout import POLICY, seeded_job
+    from rl_platform.evaluation.rollout import POLICY
     from rl_platform.evaluation.statistics import t_interval
-    from rl_platform.evaluation.suite import JobContext, SuiteSettings, run_job
+    from rl_platform.evaluation.suite import JobContext, SuiteSettings, paired_job, run_job
     from rl_platform.evaluation.target import resolve_target
 
     last = results(trained.run_dir)[-1]["evaluation"]
     target = resolve_target(trained.last_checkpoint)
     context = JobContext(target.env_id, target.env_config, str(target.checkpoint))
-    played = run_job(context, seeded_job(POLICY, "clean", "easy", 4, seed=0))
+    played = run_job(context, paired_job(POLICY, "clean", "easy", 4, seed=0))
     interval = t_interval(played.returns)
     assert interval.point == pytest.approx(last["score"], rel=1e-5)
     assert [interval.low, interval.high] == pytest.approx(
@@ -73,7 +73,7 @@ def test_the_training_evaluation_is_the_suite_on_the_same_weights(trained):
     row = {
         name: {
             "mean": float(
-                run_job(context, seeded_job(name, "clean", "easy", episodes, 0)).returns.mean()
+                run_job(context, paired_job(name, "clean", "easy", episodes, 0)).returns.mean()
             )
         }
         for name in (RANDOM, *target.baselines)
