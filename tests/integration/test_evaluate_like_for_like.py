@@ -33,7 +33,7 @@ def evaluate_cli(run_dir: Path, report: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_the_two_step_qmix_checkpoint_ranks_first_overall(qmix_run, tmp_path):
+def test_two_step_qmix_ranks_above_safe_and_trails_optimal_only_on_obs_noise(qmix_run, tmp_path):
     data = evaluate_cli(qmix_run.run_dir, tmp_path / "report")
     assert data["scores"]["policy"]["mean"] == pytest.approx(8.0)  # the optimal joint play
     overall = {name: data["dimensions"][name]["overall"] for name in data["policies"]}
