@@ -71,6 +71,16 @@ def main() -> None:
             "rows": rows(after.result),
         },
     }
+    if args.run is None:  # the greedy curve: the same run keeping a checkpoint every 20
+        from rl_platform.training import train
+
+        overrides = ["checkpoint.every=20", "checkpoint.keep=null"]
+        kept = train(EXPERIMENT, overrides, output=scratch / "kept").run_dir
+        curve = evaluate(
+            kept, SuiteSettings(episodes=args.episodes), scratch / "kept_eval", workers=0
+        )
+        details = curve.result["details"]["sample_efficiency"]
+        summary["kept_checkpoints"] = {"overrides": overrides, "sample_efficiency": details}
     if args.before_src is not None:
         report = scratch / "before"
         cmd = [sys.executable, "-m", "rl_platform", "evaluate", str(run)]
