@@ -1,4 +1,4 @@
-"""The quickstart's normalizer on 10 episodes against 100: why training said 1.24, rlp evaluate 1.01.
+"""The quickstart's normalizer on 10 episodes and on 100 (training said 1.24, rlp evaluate 1.01).
 
 Plays random play and every trading baseline at the quickstart's level (easy, its env
 config and reward weights) on the held-out episodes of evaluation seed 0: 10 episodes
