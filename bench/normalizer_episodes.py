@@ -4,17 +4,21 @@ Plays random play and every trading baseline at the quickstart's level (easy, it
 config and reward weights) on the held-out episodes of evaluation seed 0: 10 episodes
 with the jobs the evaluation during training used before (``rollout.seeded_job``, its
 ``evaluation.episodes``), 100 with the suite's jobs (``suite.paired_job``, what both use
-now). Writes ``bench/results/normalizer_episodes.json``; no Ray, a few seconds::
+now). With ``--run RUN_DIR`` (a quickstart run), also its last training-time evaluation
+next to the suite's figures for the run's best checkpoint on 10 and on 100 episodes.
+Writes ``bench/results/normalizer_episodes.json``; no Ray, seconds::
 
-    python bench/normalizer_episodes.py
+    python bench/normalizer_episodes.py --run runs/quickstart/<stamp>
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import sys
+from pathlib import Path
 
 from provenance import ROOT, commit
 
@@ -22,6 +26,9 @@ RESULTS = ROOT / "bench" / "results" / "normalizer_episodes.json"
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, help="a quickstart run directory")
+    args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from rl_platform import registry
     from rl_platform.config import load_experiment
@@ -57,6 +64,8 @@ def main() -> None:
             "gap": high - low,
         }
         print(f"{label}: best {best}, gap {high - low:.3f}, means {out[label]['means']}")
+    if args.run is not None:
+        out["run"] = run_check(args.run)
     summary = {
         "level": level,
         "seed": 0,
@@ -66,6 +75,43 @@ def main() -> None:
     }
     RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {RESULTS}")
+
+
+def run_check(run: Path) -> dict:
+    """The run's last training-time evaluation and the suite's figures on its checkpoint."""
+    from rl_platform.evaluation import scoring
+    from rl_platform.evaluation.baselines import RANDOM
+    from rl_platform.evaluation.rollout import POLICY
+    from rl_platform.evaluation.statistics import t_interval
+    from rl_platform.evaluation.suite import JobContext, SuiteSettings, paired_job, run_job
+    from rl_platform.evaluation.target import resolve_target
+
+    target = resolve_target(run)
+    context = JobContext(target.env_id, target.env_config, str(target.checkpoint))
+    lines = (run / "trial" / "result.json").read_text().splitlines()
+    last = [json.loads(line) for line in lines if line.strip()][-1]["evaluation"]
+    reference = SuiteSettings().episodes
+    row = {
+        name: {
+            "mean": float(
+                run_job(
+                    context, paired_job(name, "clean", target.level, reference, 0)
+                ).returns.mean()
+            )
+        }
+        for name in (RANDOM, *target.baselines)
+    }
+    suite = {}
+    for episodes in (10, reference):
+        played = run_job(context, paired_job(POLICY, "clean", target.level, episodes, 0))
+        interval = t_interval(played.returns)
+        scored = {**row, POLICY: {"mean": interval.point}}
+        scoring.normalize_row(scored, target.baselines)
+        suite[str(episodes)] = {
+            "score": interval.to_json(),
+            "normalized": scored[POLICY]["normalized"],
+        }
+    return {"checkpoint": target.checkpoint.name, "training_time": last, "suite": suite}
 
 
 if __name__ == "__main__":
