@@ -89,7 +89,8 @@ def run_check(run: Path) -> dict:
     target = resolve_target(run)
     context = JobContext(target.env_id, target.env_config, str(target.checkpoint))
     lines = (run / "trial" / "result.json").read_text().splitlines()
-    last = [json.loads(line) for line in lines if line.strip()][-1]["evaluation"]
+    results = [json.loads(line) for line in lines if line.strip()]
+    first, last = results[0]["evaluation"], results[-1]["evaluation"]
     reference = SuiteSettings().episodes
     row = {
         name: {
@@ -111,7 +112,12 @@ def run_check(run: Path) -> dict:
             "score": interval.to_json(),
             "normalized": scored[POLICY]["normalized"],
         }
-    return {"checkpoint": target.checkpoint.name, "training_time": last, "suite": suite}
+    return {
+        "checkpoint": target.checkpoint.name,
+        "training_time_first": first,
+        "training_time": last,
+        "suite": suite,
+    }
 
 
 if __name__ == "__main__":
