@@ -41,11 +41,13 @@ def evaluate(
         bool, typer.Option(help="Pass every action through the run's safety shield.")
     ] = False,
 ) -> None:
-    """Score a checkpoint on the five evaluation dimensions against baselines.
+    """Score a checkpoint next to its env's baselines and random play, like for like.
 
-    Writes evaluation.json (every figure), report.md, report.html and plots/*.png. Only
-    the weights-only policy export is loaded, as data (no pickle); a run directory is
-    read only inside itself.
+    Every policy and baseline gets the same dimensions and one overall with the same
+    weights; sample efficiency (the greedy scores of the run's kept checkpoints) is
+    reported apart. Writes evaluation.json (every figure), report.md, report.html and
+    plots/*.png. Only the weights-only policy export is loaded, as data (no pickle); a run
+    directory is read only inside itself.
 
     [bold]Examples[/]
 
@@ -84,6 +86,7 @@ def evaluate(
 def print_evaluation(outcome) -> None:
     """Print an evaluation's scores and dimensions per policy, and where its report is."""
     from rl_platform.evaluation.report import fmt
+    from rl_platform.evaluation.result_data import DIMENSIONS
 
     result = outcome.result
     policies = result["policies"]
@@ -94,10 +97,21 @@ def print_evaluation(outcome) -> None:
     table.add_row("score", *(fmt(result["scores"][p]["mean"]) for p in policies))
     table.add_row("normalized", *(fmt(result["scores"][p]["normalized"]) for p in policies))
     table.add_row("vs random", *(fmt(result["scores"][p].get("vs_random")) for p in policies))
-    for dim in [*result["weights"], "overall"]:
-        values = (fmt(result["dimensions"][p][dim]) for p in policies)
-        table.add_row(dim.replace("_", " "), *values, end_section=dim == "adaptability")
+    for dim in [*(DIMENSIONS if result["weights"] else ()), "overall"]:
+        values = (fmt(result["dimensions"][p].get(dim)) for p in policies)
+        label = "overall (same weights)" if dim == "overall" else dim
+        table.add_row(label.replace("_", " "), *values, end_section=dim == "adaptability")
     console.print(table)
+    efficiency = result.get("sample_efficiency")
+    if isinstance(efficiency, dict) and "auc" in efficiency:
+        console.print(
+            f"sample efficiency (not in overall): greedy-curve AUC {fmt(efficiency['auc'])}, "
+            f"env steps to 90% of the last checkpoint's score "
+            f"{fmt(efficiency.get('steps_to_90pct_final'))}",
+            highlight=False,
+        )
+    elif isinstance(efficiency, dict) and efficiency.get("unavailable"):
+        console.print(f"sample efficiency: n/a: {efficiency['unavailable']}", highlight=False)
     for name, reason in result.get("not_applicable", {}).items():
         console.print(f"n/a on this env: {name.replace('_', ' ')}: {reason}", highlight=False)
     for name, games in result["details"].get("versus_random", {}).items():

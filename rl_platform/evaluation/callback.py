@@ -2,10 +2,14 @@
 
 Every ``evaluation.every`` iterations (and at the stop) the trained modules play
 ``evaluation.episodes`` greedy episodes on held-out env seeds at the current task level,
-in the algorithm's process, through the same :func:`rollout.play` jobs as ``rlp
-evaluate``; the result gets ``evaluation/{score, normalized, coordination, robustness,
-level, iteration}``, carried forward between evaluations so checkpoints can be ranked by
-them. Details: docs/evaluation.md (Evaluation during training).
+in the algorithm's process, through the same :func:`rollout.play` jobs, seed and
+normalization (:func:`scoring.normalize_row`) as ``rlp evaluate``; random's and the
+baselines' scores (the normalizer) are played on at least the suite's default episodes,
+as ``rlp evaluate`` plays them. The result
+gets ``evaluation/{score, score_low, score_high, normalized, normalized_low,
+normalized_high, coordination, robustness, level, iteration}`` (95% Student-t intervals),
+carried forward between evaluations so checkpoints can be ranked by them. Details:
+docs/evaluation.md (Evaluation during training).
 """
 
 from __future__ import annotations
@@ -19,17 +23,25 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from rl_platform import registry
 from rl_platform.config.groups import modules_of
+from rl_platform.evaluation import scoring
 from rl_platform.evaluation.baselines import RANDOM
 from rl_platform.evaluation.policy import TrainedPolicy
-from rl_platform.evaluation.rollout import POLICY, Job, Perturbation, make_core, play, seeded_job
-from rl_platform.evaluation.suite import JobContext, run_job
+from rl_platform.evaluation.rollout import POLICY, Job, Perturbation, make_core, play
+from rl_platform.evaluation.statistics import t_interval
+from rl_platform.evaluation.suite import JobContext, SuiteSettings, paired_job, run_job
 from rl_platform.registry import env_config_of
 from rl_platform.stopping import stop_reached
 
 log = logging.getLogger(__name__)
 
 RESULT_KEY = "evaluation"
-OBS_NOISE = 0.2  # the suite's default (SuiteSettings.obs_noise)
+OBS_NOISE = SuiteSettings.obs_noise  # the suite's default
+SEED = SuiteSettings.seed  # the suite's default evaluation seed: the same held-out episodes
+# Random's and the baselines' scores (the normalizer) on at least the suite's default
+# episodes: on 10 episodes the best baseline's mean is too noisy to divide by
+# (docs/evaluation.md: why the quickstart said 1.24 during training and 1.01 after).
+REFERENCE_EPISODES = SuiteSettings.episodes
+NOT_PLAYED = "not played during training (rlp evaluate plays it)"
 
 
 class EvaluationCallback(RLlibCallback):
@@ -71,20 +83,7 @@ class EvaluationCallback(RLlibCallback):
         ref = self._reference(level)
         clean = self._play(policy, level, Perturbation())
         noisy = self._play(policy, level, Perturbation(obs_noise=OBS_NOISE), ref["obs_scale"])
-        score = float(clean.returns.mean())
-        low, high = ref["random"], ref["best"]
-        gap = high - low
-        # no baseline (VMAS, PettingZoo): no normalized score; robustness keeps the share
-        # of the policy's own lead over random play (as in rlp evaluate)
-        lead = gap if self.spec["baselines"] else score - low
-        loss = max(0.0, score - float(noisy.returns.mean()))
-        return {
-            "score": score,
-            "normalized": (score - low) / gap if gap > 0 else float("nan"),
-            "coordination": clean.coordination.get("score", float("nan")),
-            "robustness": float(np.clip(1.0 - loss / lead, 0.0, 1.0)) if lead > 0 else math.nan,
-            "level": level,
-        }
+        return figures(clean, noisy, ref["row"], self.spec["baselines"], level)
 
     def _play(self, policy: Any, level: str, pert: Perturbation, obs_scale=None):
         spec = self.spec
@@ -92,27 +91,68 @@ class EvaluationCallback(RLlibCallback):
         job = self._job(POLICY, level, pert)
         return play(core, policy.actions, job, obs_scale, policy.reset)
 
-    def _job(self, policy: str, level: str, pert: Perturbation = Perturbation()) -> Job:
+    def _job(
+        self, policy: str, level: str, pert: Perturbation = Perturbation(), episodes: int = 0
+    ) -> Job:
         test = "clean" if pert == Perturbation() else "obs_noise"
-        return seeded_job(policy, test, level, self.spec["episodes"], self.spec["seed"], pert)
+        return paired_job(policy, test, level, episodes or self.spec["episodes"], SEED, pert)
 
     def _reference(self, level: str) -> dict[str, Any]:
-        """Random's and the best baseline's scores at ``level`` (cached), and the obs scale."""
+        """Random's and each baseline's scores at ``level`` (cached), and the obs scale.
+
+        Played on ``max(evaluation.episodes, REFERENCE_EPISODES)`` episodes: the same jobs
+        as ``rlp evaluate``'s (default episodes and seed) references.
+        """
         if level not in self._references:
             spec = self.spec
             context = JobContext(spec["env_id"], spec["env_config"], checkpoint="")
-            random = run_job(context, self._job(RANDOM, level))
-            baselines = [
-                float(run_job(context, self._job(name, level)).returns.mean())
-                for name in spec["baselines"]
-            ]
-            low = float(random.returns.mean())
-            self._references[level] = {
-                "random": low,
-                "best": max(baselines, default=low),
-                "obs_scale": random.obs_std.astype(np.float32),
-            }
+            episodes = max(spec["episodes"], REFERENCE_EPISODES)
+            row = {}
+            for name in (RANDOM, *spec["baselines"]):
+                played = run_job(context, self._job(name, level, episodes=episodes))
+                row[name] = {"mean": float(played.returns.mean())}
+                if name == RANDOM:
+                    obs_scale = played.obs_std.astype(np.float32)
+            self._references[level] = {"row": row, "obs_scale": obs_scale}
         return self._references[level]
+
+
+def figures(clean: Any, noisy: Any, row: dict, baselines: tuple[str, ...], level: str) -> dict:
+    """The training-time figures from the policy's clean and noisy episodes at `level`.
+
+    `row`: random's and each baseline's ``{"mean": ...}`` on the same episodes. Normalized
+    through :func:`scoring.normalize_row` and robustness through :func:`scoring.robustness`,
+    as in the suite; the intervals are Student-t intervals of the episodes' mean.
+    """
+    interval = t_interval(clean.returns)
+    row = {name: dict(entry) for name, entry in row.items()}
+    for key, value in (("", interval.point), ("_low", interval.low), ("_high", interval.high)):
+        row[POLICY + key] = {"mean": value}
+    scoring.normalize_row(row, baselines)
+    low = row[RANDOM]["mean"]
+    # no baseline (VMAS, PettingZoo): no normalized score; robustness keeps the share of
+    # the policy's own lead over random play (as in rlp evaluate)
+    lead = scoring.gap(row, baselines) if baselines else (low, interval.point)
+    skipped = dict.fromkeys(scoring.ROBUSTNESS_TESTS[1:], NOT_PLAYED)
+    no_gap = None if baselines else 0.0
+    noisy_row = {(POLICY, "obs_noise"): noisy}
+    kept = scoring.robustness(clean, noisy_row, POLICY, lead, skipped, no_gap)
+    retained = kept["obs_noise"]["retained"]
+
+    def number(value: float | None) -> float:
+        return math.nan if value is None else float(value)
+
+    return {
+        "score": interval.point,
+        "score_low": interval.low,
+        "score_high": interval.high,
+        "normalized": number(row[POLICY]["normalized"]),
+        "normalized_low": number(row[POLICY + "_low"]["normalized"]),
+        "normalized_high": number(row[POLICY + "_high"]["normalized"]),
+        "coordination": clean.coordination.get("score", math.nan),
+        "robustness": number(retained),
+        "level": level,
+    }
 
 
 def core_reason(env_cls: type, env_config: dict[str, Any]) -> str | None:
@@ -138,7 +178,6 @@ def callback_class(experiment: Any) -> type[EvaluationCallback]:
         "experiment": experiment,
         "every": experiment.evaluation.every,
         "episodes": experiment.evaluation.episodes,
-        "seed": experiment.seed,
         "env_id": experiment.env.id,
         "env_config": env_config,
         "level": env_config.get("task", levels[0] if levels else ""),

@@ -106,15 +106,15 @@ def _footnote(fig: Figure, notes: list[str]) -> None:
 
 
 def plot_learning_curve(result: dict, path: Path) -> Path | None:
-    """Training score and normalized score against env steps, with the AUC shaded.
+    """The greedy score of each kept checkpoint against env steps, and its normalized curve.
 
-    Top panel: the per-agent mean return of each training iteration, with each baseline's
-    score at the main level as a dashed horizontal line. Bottom panel: the normalized
-    curve (0 = random, 1 = best baseline) with the area under it shaded. Curriculum level
-    changes are vertical lines on both panels.
+    Top panel: each kept checkpoint's greedy score on the suite's clean episodes at the
+    main level, with its 95% t interval, and each baseline's score there as a dashed line.
+    Bottom panel: the normalized curve (0 = random, 1 = best baseline) with the area under
+    it shaded (the sample-efficiency figure).
 
     Returns:
-        `path`, or None when the result holds no learning curve.
+        `path`, or None when the result holds no greedy curve.
     """
     se = lookup_dict(result, "details", "sample_efficiency")
     curve = se.get("curve")
@@ -129,28 +129,33 @@ def plot_learning_curve(result: dict, path: Path) -> Path | None:
 
     policies = policies_of(result)
     colors = policy_colors(policies or [TRAINED])
+    color = colors.get(TRAINED, "C0")
     fig = Figure(figsize=(8, 6.5), layout="constrained")
     raw_ax, norm_ax = fig.subplots(2, 1, sharex=True)
-    score = series("score")
+    score, low, high = series("score"), series("low"), series("high")
     if score is not None:
-        raw_ax.plot(steps, score, color=colors.get(TRAINED, "C0"), marker=".", label=TRAINED)
+        errors = None
+        if low is not None and high is not None:
+            errors = np.vstack([np.nan_to_num(score - low), np.nan_to_num(high - score)])
+        raw_ax.errorbar(
+            steps, score, yerr=errors, color=color, marker="o", capsize=3, label=TRAINED
+        )
     level = result.get("level")
     for name in policies:
         mean = as_number(lookup(result, "scores", name, "mean"))
         if name != TRAINED and mean is not None:
             label = f"{name} ({level})" if level else name
             raw_ax.axhline(mean, ls="--", lw=1, color=colors[name], label=label)
-    raw_ax.set_ylabel("mean agent return")
-    raw_ax.set_title("Training score")
+    raw_ax.set_ylabel("greedy mean agent return (95% CI)")
+    raw_ax.set_title("Greedy score of each kept checkpoint")
     raw_ax.legend(fontsize=8, loc="best")
     normalized = series("normalized")
     if normalized is not None:
-        color = colors.get(TRAINED, "C0")
-        norm_ax.plot(steps, normalized, color=color, marker=".")
+        norm_ax.plot(steps, normalized, color=color, marker="o")
         norm_ax.fill_between(
             steps,
             0,
-            np.nan_to_num(normalized),
+            np.clip(np.nan_to_num(normalized), 0.0, 1.0),
             color=color,
             alpha=0.25,
             label=f"AUC = {fmt(se.get('auc'))}",
@@ -160,27 +165,12 @@ def plot_learning_curve(result: dict, path: Path) -> Path | None:
     norm_ax.axhline(1, color="0.2", lw=0.8, ls="--")
     norm_ax.set_ylabel("normalized (0 random, 1 best baseline)")
     norm_ax.set_xlabel("env steps")
-    norm_ax.set_title("Normalized score")
-    levels = curve.get("level") if isinstance(curve, dict) else None
-    if isinstance(levels, list) and len(levels) == n:
-        for i in range(1, n):
-            if levels[i] and levels[i] != levels[i - 1]:
-                for ax in (raw_ax, norm_ax):
-                    ax.axvline(steps[i], color="0.4", lw=0.8, ls="-.")
-                raw_ax.text(
-                    steps[i],
-                    0.98,
-                    f" {levels[i]}",
-                    transform=raw_ax.get_xaxis_transform(),
-                    va="top",
-                    fontsize=8,
-                    color="0.3",
-                )
+    norm_ax.set_title("Normalized greedy score")
     return _save(fig, path)
 
 
 def plot_dimensions(result: dict, path: Path) -> Path | None:
-    """Grouped bars: the five dimensions and the overall score, one bar per policy.
+    """Grouped bars: the dimensions of overall and overall itself, one bar per policy.
 
     Returns:
         `path`, or None when the result holds no dimension scores.

@@ -96,7 +96,7 @@ def _headline(result: dict) -> Table:
     keys = (*DIMENSIONS, "overall")
     headers = [
         "Policy",
-        "Score (mean ± std)",
+        "Score (mean [95% CI])",
         "Normalized",
         "vs random",
         *(DIMENSION_TITLES[k] for k in keys),
@@ -113,11 +113,12 @@ def _headline(result: dict) -> Table:
         ]
         for col, value in enumerate(values, start=1):
             columns[col].append(as_number(value))
-        mean_std = fmt(score.get("mean"))
-        if as_number(score.get("mean")) is not None and as_number(score.get("std")) is not None:
-            mean_std += f" ± {fmt(score.get('std'))}"
+        mean_ci = fmt(score.get("mean"))
+        ci = score.get("ci95")
+        if as_number(score.get("mean")) is not None and isinstance(ci, list) and len(ci) == 2:
+            mean_ci += f" [{fmt(ci[0])}, {fmt(ci[1])}]"
         label = f"{name} (trained)" if name == TRAINED else name
-        rows.append([label, mean_std, *(fmt(v) for v in values[1:])])
+        rows.append([label, mean_ci, *(fmt(v) for v in values[1:])])
     return Table(headers, rows, _bold_best(columns))
 
 
@@ -136,11 +137,29 @@ def _weights(result: dict) -> list[Block]:
     weights, definitions = lookup_dict(result, "weights"), lookup_dict(result, "definitions")
     if not weights and not definitions:
         return [Note("no dimension weights or definitions in the result")]
+    excluded = lookup_dict(result, "overall_excluded")
+
+    def weight(key: str) -> str:
+        if key == "sample_efficiency":
+            return "apart"
+        return "not in overall" if key in excluded else fmt(weights.get(key))
+
     rows = [
-        [DIMENSION_TITLES.get(k, k), fmt(weights.get(k)), str(definitions.get(k, ""))]
+        [DIMENSION_TITLES.get(k, k), weight(k), str(definitions.get(k, ""))]
         for k in union_keys([weights, definitions], DIMENSIONS)
     ]
-    return [Table(["Dimension", "Weight", "How it is computed"], rows)]
+    blocks: list[Block] = [
+        Paragraph(
+            "Overall: the weighted sum of the dimensions below, with the same weights for "
+            "every policy and baseline (renormalized only over what the env cannot support). "
+            "Random play is the reference: it has no robustness, adaptability or overall."
+        ),
+        Table(["Dimension", "Weight", "How it is computed"], rows),
+    ]
+    blocks += [
+        Note(f"{DIMENSION_TITLES.get(k, k)}: {r}", "not in overall") for k, r in excluded.items()
+    ]
+    return blocks
 
 
 def _plot(plots: dict[str, Path], name: str, caption: str, reason: str) -> Block:
@@ -153,21 +172,53 @@ def _sample_efficiency(result: dict, plots: dict[str, Path]) -> list[Block]:
     se = lookup(result, "details", "sample_efficiency")
     if not isinstance(se, dict):
         return [Note(ABSENT)]
+    intro = Paragraph(
+        "Not part of overall (baselines do not learn): the greedy score of each checkpoint "
+        "the run kept, on the suite's clean episodes at the main level (95% CI)."
+    )
+    curve = lookup_dict(se, "curve")
+    points = _curve_rows(curve)
+    table = Table(["Checkpoint", "Iteration", "Env steps", "Greedy score", "Normalized"], points)
+    shown = [table] if points else []
     if "unavailable" in se:
-        raw = _plot(plots, "learning_curve", "Learning curve (raw)", "no learning curve")
+        plot = _plot(plots, "learning_curve", "Greedy score per kept checkpoint", "")
         na = lookup(result, "not_applicable", "sample_efficiency")
-        note = Note(str(se["unavailable"]), "n/a on this env" if na else "not measured")
-        return [note, *([raw] if isinstance(raw, Image) else [])]
+        reason = str(na) if isinstance(na, str) else str(se["unavailable"])
+        note = Note(reason, "n/a on this env" if na else "n/a")
+        return [intro, note, *shown, *([plot] if isinstance(plot, Image) else [])]
     rows = [
-        ["Normalized AUC", fmt(se.get("auc"))],
-        ["Env steps to best baseline", fmt(se.get("steps_to_baseline"))],
-        ["Env steps to 90% of final", fmt(se.get("steps_to_90pct_final"))],
-        ["Final normalized score", fmt(se.get("final_normalized"))],
+        ["Area under the normalized greedy curve (auc)", fmt(se.get("auc"))],
+        ["Env steps to 90% of the last checkpoint's score", fmt(se.get("steps_to_90pct_final"))],
+        ["Env steps to the best baseline", fmt(se.get("steps_to_baseline"))],
+        ["Last checkpoint's normalized score", fmt(se.get("final_normalized"))],
     ]
     return [
+        intro,
         Table(["Measure", "Value"], rows),
-        _plot(plots, "learning_curve", "Learning curve", "no learning curve in the result"),
+        *shown,
+        _plot(plots, "learning_curve", "Greedy learning curve", "no greedy curve in the result"),
     ]
+
+
+def _curve_rows(curve: dict) -> list[list[str]]:
+    """One row per kept checkpoint of the greedy curve (empty when it is malformed)."""
+    steps = curve.get("env_steps")
+    if not isinstance(steps, list):
+        return []
+    rows = []
+    for i, step in enumerate(steps):
+
+        def at(key: str, i: int = i) -> object:
+            values = curve.get(key)
+            return values[i] if isinstance(values, list) and i < len(values) else None
+
+        score = fmt(at("score"))
+        if as_number(at("low")) is not None and as_number(at("high")) is not None:
+            score += f" [{fmt(at('low'))}, {fmt(at('high'))}]"
+        rows.append(
+            [fmt(at("checkpoint")), fmt(at("iteration")), fmt(step), score, fmt(at("normalized"))]
+        )
+    return rows
 
 
 def _generalization(result: dict) -> list[Block]:
@@ -351,8 +402,9 @@ def _settings(result: dict) -> list[Block]:
 def build_report(result: dict, plots: dict[str, Path]) -> list[Block]:
     """The report as blocks, in order; `plots` maps plot names to the PNGs that exist.
 
-    Order: title, headline table, weights and definitions, one section per dimension,
-    behaviour (actions and trace), per-level scores, reward components, settings.
+    Order: title, headline table, weights and definitions, one section per dimension of
+    overall, sample efficiency, safety (if measured), behaviour (actions and trace),
+    per-level scores, reward components, settings.
     """
     env_id = lookup(result, "env", "id") or "unknown env"
     algorithm = result.get("algorithm") or "unknown algorithm"
@@ -369,8 +421,6 @@ def build_report(result: dict, plots: dict[str, Path]) -> list[Block]:
         Heading("Dimensions"),
         *_weights(result),
         _plot(plots, "dimensions", "Dimension scores", "no dimension scores in the result"),
-        Heading("Sample efficiency"),
-        *_sample_efficiency(result, plots),
         Heading("Generalization"),
         *_section(result, "generalization", _generalization(result)),
         Heading("Robustness"),
@@ -379,6 +429,8 @@ def build_report(result: dict, plots: dict[str, Path]) -> list[Block]:
         *_coordination(result),
         Heading("Adaptability"),
         *_section(result, "adaptability", _adaptability(result)),
+        Heading("Sample efficiency (not in overall)"),
+        *_sample_efficiency(result, plots),
         *(
             [Heading("Safety"), *_safety(result)]
             if "safety" in lookup_dict(result, "details")

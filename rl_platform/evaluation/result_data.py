@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 TRAINED = "policy"
-DIMENSIONS = ("sample_efficiency", "generalization", "robustness", "coordination", "adaptability")
+DIMENSIONS = ("generalization", "robustness", "coordination", "adaptability")  # in overall
 DIMENSION_TITLES = {
     "sample_efficiency": "Sample efficiency",
     "generalization": "Generalization",

@@ -1,36 +1,40 @@
-"""The suite's five dimensions: weights, definitions and the arithmetic behind each figure.
+"""The suite's dimensions: weights, definitions and the arithmetic behind each figure.
 
 Pure functions of played episodes (:class:`~rl_platform.evaluation.rollout.PlayedEpisodes`)
 and the resolved :class:`~rl_platform.evaluation.target.Target`; no episodes are played here.
+Every policy and baseline is scored on the same dimensions; sample efficiency is reported
+apart (baselines do not learn). Normalization (:func:`normalize_row`) is the one code path
+of the suite and of the evaluation during training. Details: docs/evaluation.md.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from rl_platform.checkpoints import read_manifest
 from rl_platform.evaluation.baselines import RANDOM
 from rl_platform.evaluation.rollout import PlayedEpisodes
+from rl_platform.evaluation.statistics import t_interval
 from rl_platform.evaluation.target import Target
 
-WEIGHTS = {
-    "sample_efficiency": 0.3,
+WEIGHTS = {  # relative weights of `overall`; renormalized over what the env supports
     "generalization": 0.2,
     "robustness": 0.2,
     "coordination": 0.2,
     "adaptability": 0.1,
 }
+FRACTION_OF_FINAL = 0.9  # sample efficiency: steps until this share of the final score
 DEFINITIONS = {
     "sample_efficiency": (
-        "Area under the run's normalized learning curve: each iteration's mean per-agent "
-        "training return of the env reward (metrics.csv reward_env), normalized at that "
-        "iteration's level (0 = random, 1 = best baseline) and clipped to [0, 1], "
-        "integrated over env steps from the first to the last iteration and divided by "
-        "that width. 1 means best-baseline play from the first iteration on. Needs the run "
-        "directory; baselines have no learning curve."
+        "Reported apart, not in overall (baselines do not learn). Every checkpoint the run "
+        "kept plays the suite's greedy clean episodes at the main level; its score is "
+        "normalized (0 = random, 1 = best baseline) and clipped to [0, 1]. The figure (auc) "
+        "is the area under that greedy curve over env steps, from the first kept checkpoint "
+        "to the last, divided by that width; steps_to_90pct_final is the env steps of the "
+        "first checkpoint reaching 90% of the last one's normalized score. n/a with the "
+        "reason for a bare checkpoint or a run that kept one checkpoint; training returns "
+        "(exploratory) are never used."
     ),
     "generalization": (
         "Mean normalized score (clipped to [0, 1]) on the task levels the run never trained "
@@ -48,7 +52,7 @@ DEFINITIONS = {
         "one stuck at the env's do-nothing action. A policy that ignores its observations "
         "loses nothing to observation noise. On an env without baselines the gap is the "
         "policy's own clean score - random's (the share of its lead over random play it "
-        "keeps); n/a where it does not beat random play."
+        "keeps); 0 for a policy that does not beat random play (no lead to keep)."
     ),
     "coordination": (
         "The env's coordination score in [0, 1] on clean episodes at the main level "
@@ -61,7 +65,8 @@ DEFINITIONS = {
         "Episodes start at the main level and switch to each other level halfway through "
         "(BatchedCore.switch_task). Per switch, (return after the switch - random's) / "
         "(the same policy's return over the same steps when it played that level from the "
-        "start - random's), clipped to [0, 1]; the mean over switches. recovery_steps: steps "
+        "start - random's), clipped to [0, 1], 0 where that return does not beat random's "
+        "(no lead to keep); the mean over switches. recovery_steps: steps "
         "after the switch until the 10-step mean reward comes within 5% of the "
         "reference-random gap of the reference's."
     ),
@@ -70,19 +75,33 @@ NORMALIZED_WITHOUT_BASELINE = (
     "the env declares no baseline, so normalized scores (0 = random, 1 = best baseline) "
     "have no 1: the suite scores against random play (vs_random: mean - random's mean)"
 )
+NO_BASELINE_CURVE = "the env declares no baseline: the greedy curve has no 1 to be normalized to"
 ROBUSTNESS_TESTS = ("obs_noise", "action_noise", "random_agent", "faulty_agent")
 RECOVERY_WINDOW = 10
 RECOVERY_TOLERANCE = 0.05
 EPS = 1e-9
 
 
-def overall(dimensions: dict[str, float | None]) -> float | None:
-    """The seed's weighted sum over the measured dimensions, weights renormalized over them."""
-    measured = {k: v for k, v in dimensions.items() if k in WEIGHTS and v is not None}
-    if not measured:
+def overall_weights(missing: dict[str, str] | set[str] = frozenset()) -> dict[str, float]:
+    """:data:`WEIGHTS` without the dimensions in `missing`, renormalized to sum to 1.
+
+    `missing` holds what no row can have on this env (one level, no baseline): the same
+    weights then serve every policy, baseline and random alike.
+    """
+    kept = {k: w for k, w in WEIGHTS.items() if k not in missing}
+    total = sum(kept.values())
+    return {k: w / total for k, w in kept.items()} if total > 0 else {}
+
+
+def overall(dimensions: dict[str, float | None], weights: dict[str, float]) -> float | None:
+    """The weighted sum of the dimensions in `weights`; None if the row lacks one of them.
+
+    Weights are never renormalized per row: a row missing a dimension its env supports
+    has no overall (random play, the reference, has no robustness or adaptability).
+    """
+    if not weights or any(dimensions.get(k) is None for k in weights):
         return None
-    total = sum(WEIGHTS[k] for k in measured)
-    return sum(WEIGHTS[k] * v for k, v in measured.items()) / total
+    return float(sum(w * float(dimensions[k]) for k, w in weights.items()))
 
 
 def normalized(score: float, low: float, high: float) -> float | None:
@@ -90,6 +109,18 @@ def normalized(score: float, low: float, high: float) -> float | None:
     if not high - low > EPS:
         return None
     return (score - low) / (high - low)
+
+
+def normalize_row(row: dict[str, dict[str, Any]], baselines: tuple[str, ...]) -> None:
+    """Set ``normalized`` in each entry of a level's row from the entries' ``mean``.
+
+    `row` maps policy -> {"mean": ...} and holds random and the baselines, all scored on
+    the same episodes. The suite's level table and the evaluation during training both
+    normalize through here (one code path).
+    """
+    low, high = gap(row, baselines)
+    for entry in row.values():
+        entry["normalized"] = normalized(entry["mean"], low, high)
 
 
 def _clip01(value: float | None) -> float:
@@ -119,9 +150,7 @@ def not_applicable(target: Target, has_default_action: bool = True) -> dict[str,
     out = {}
     if not target.baselines:
         out["normalized"] = NORMALIZED_WITHOUT_BASELINE
-        out["sample_efficiency"] = (
-            "the env declares no baseline: the learning curve has no 1 to be normalized to"
-        )
+        out["sample_efficiency"] = NO_BASELINE_CURVE
     if len(target.levels) < 2:
         out["generalization"] = (
             f"the env has one task level ({target.levels[0]!r}): no unseen level to generalize to"
@@ -149,21 +178,19 @@ def level_table(clean, scored: list[str], target: Target) -> dict[str, dict[str,
             }
             for p in scored
         }
-        low, high = gap(row, target.baselines)
-        for entry in row.values():
-            entry["normalized"] = normalized(entry["mean"], low, high)
+        normalize_row(row, target.baselines)
         table[level] = row
     return table
 
 
 def summary(returns: np.ndarray, level_entry: dict[str, Any], random_mean: float) -> dict[str, Any]:
-    """A policy's score at the main level: mean, std, 95% CI, normalized, minus random's."""
+    """A policy's score at the main level: mean, std, 95% t interval, normalized, - random's."""
     mean, std = float(returns.mean()), float(returns.std())
-    half = 1.96 * std / math.sqrt(max(1, len(returns) - 1))
+    interval = t_interval(returns)
     return {
         "mean": mean,
         "std": std,
-        "ci95": [mean - half, mean + half],
+        "ci95": [interval.low, interval.high],
         "normalized": level_entry["normalized"],
         "vs_random": mean - random_mean,
     }
@@ -193,12 +220,19 @@ def generalization(levels, policy: str, target: Target) -> dict[str, Any]:
 
 
 def robustness(
-    clean: PlayedEpisodes, perturbed, policy: str, gap, skipped: dict[str, str] | None = None
+    clean: PlayedEpisodes,
+    perturbed,
+    policy: str,
+    gap,
+    skipped: dict[str, str] | None = None,
+    no_gap: float | None = None,
 ) -> dict[str, Any]:
     """Per perturbation: the score under it and the share of the gap retained.
 
     `skipped`: tests not played, with the reason (e.g. ``faulty_agent`` without a
-    do-nothing action); they read ``{"unavailable": reason}``.
+    do-nothing action); they read ``{"unavailable": reason}``. `no_gap`: what is
+    retained when the gap is not positive (0.0 where the gap is the policy's own lead
+    over random play: no lead, none kept; None: not measurable).
     """
     low, high = gap
     base = float(clean.returns.mean())
@@ -209,7 +243,7 @@ def robustness(
             continue
         score = float(perturbed[(policy, test)].returns.mean())
         loss = max(0.0, base - score)
-        retained = _clip01(1.0 - loss / (high - low)) if high - low > EPS else None
+        retained = _clip01(1.0 - loss / (high - low)) if high - low > EPS else no_gap
         out[test] = {"score": score, "loss": loss, "retained": retained}
     return out
 
@@ -229,7 +263,7 @@ def adaptability(clean, perturbed, policy: str, target: Target, switch_step: int
         switched, ref, rnd = switched[:steps], ref[:steps], rnd[:steps]
         post, ref_sum, rnd_sum = (float(np.nansum(x)) for x in (switched, ref, rnd))
         denom = ref_sum - rnd_sum
-        retained = _clip01((post - rnd_sum) / denom) if denom > EPS else None
+        retained = _clip01((post - rnd_sum) / denom) if denom > EPS else 0.0  # no lead
         switches[f"{target.level}->{other}"] = {
             "retained": retained,
             "recovery_steps": recovery_steps(switched, ref, abs(denom) / steps),
@@ -251,47 +285,50 @@ def recovery_steps(switched: np.ndarray, ref: np.ndarray, gap_per_step: float) -
     return None
 
 
-def sample_efficiency(target: Target, levels) -> dict[str, Any]:
-    """The area under the run's normalized learning curve, and steps to milestones."""
-    if target.run_dir is None:
-        return {"unavailable": "a bare checkpoint: no run directory, so no learning curve"}
-    if not target.curve:
-        return {"unavailable": f"{target.run_dir}: no metrics.csv"}
-    n_agents = len(read_manifest(target.checkpoint)["agents"])
-    steps, scores, norm, row_levels = [], [], [], []
-    for row in target.curve:
-        level = row.get("level") or target.level
-        if level not in levels:
-            continue
-        value = row.get("reward_env")
-        score = (
-            float(value)
-            if value not in (None, "")
-            else float(row["episode_return_mean"]) / n_agents
-        )
-        if not math.isfinite(score):
-            continue
-        low, high = gap(levels[level], target.baselines)
-        steps.append(int(float(row["env_steps"])))
-        scores.append(score)
-        norm.append(normalized(score, low, high))
-        row_levels.append(row.get("level", ""))
-    if steps and not target.baselines:  # the raw curve, for the plot
-        curve = {"env_steps": steps, "score": scores, "normalized": norm, "level": row_levels}
-        return {"unavailable": not_applicable(target)["sample_efficiency"], "curve": curve}
-    if not steps or any(v is None for v in norm):
-        return {"unavailable": "no learning curve rows, or no baseline beats random"}
+def sample_efficiency(
+    points: list[dict[str, Any]], low: float, high: float, has_baselines: bool
+) -> dict[str, Any]:
+    """The area under the greedy-score curve of the kept checkpoints, and steps to 90%.
+
+    Args:
+        points: per kept checkpoint, oldest first: ``checkpoint``, ``iteration``,
+            ``env_steps`` and ``returns`` (its greedy clean episodes at the main level).
+        low: random's mean on the same episodes.
+        high: the best baseline's mean on the same episodes.
+        has_baselines: False on an env without baselines (no normalized curve).
+    """
+    steps = [int(p["env_steps"]) for p in points]
+    intervals = [t_interval(np.asarray(p["returns"], dtype=float)) for p in points]
+    scores = [e.point for e in intervals]
+    norm = [normalized(v, low, high) for v in scores]
+    curve = {
+        "checkpoint": [p["checkpoint"] for p in points],
+        "iteration": [p.get("iteration") for p in points],
+        "env_steps": steps,
+        "score": scores,
+        "low": [e.low for e in intervals],
+        "high": [e.high for e in intervals],
+        "normalized": norm,
+    }
+    if not has_baselines:
+        return {"unavailable": NO_BASELINE_CURVE, "curve": curve}
+    if any(v is None for v in norm):
+        return {"unavailable": "no baseline beats random play at the main level", "curve": curve}
     clipped = np.clip(np.asarray(norm, dtype=float), 0.0, 1.0)
     x = np.asarray(steps, dtype=float)
     width = x[-1] - x[0]
     auc = float(np.trapezoid(clipped, x) / width) if width > 0 else float(clipped[-1])
-    final = float(np.mean(clipped[-3:]))
+    final = float(clipped[-1])
     return {
+        "measure": "auc",
         "auc": auc,
         "final_normalized": final,
         "steps_to_baseline": _first_step(steps, clipped >= 1.0),
-        "steps_to_90pct_final": _first_step(steps, clipped >= 0.9 * final) if final > 0 else None,
-        "curve": {"env_steps": steps, "score": scores, "normalized": norm, "level": row_levels},
+        "steps_to_90pct_final": (
+            _first_step(steps, clipped >= FRACTION_OF_FINAL * final) if final > 0 else None
+        ),
+        "checkpoints": len(points),
+        "curve": curve,
     }
 
 

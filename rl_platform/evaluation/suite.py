@@ -1,10 +1,12 @@
-"""The evaluation suite: a checkpoint scored on five dimensions, next to baselines and random.
+"""The evaluation suite: a checkpoint scored next to its env's baselines and random play.
 
-Sample efficiency, generalization, robustness, coordination and adaptability, each a
-measured quantity in [0, 1] (:data:`~rl_platform.evaluation.scoring.DEFINITIONS`), for the
-trained policy, each of the env's heuristic baselines and a uniformly random policy,
-from greedy episodes on held-out env seeds; what an env cannot support (one task level,
-no baselines) is n/a with its reason (:func:`scoring.not_applicable`). Episodes run on
+Generalization, robustness, coordination and adaptability, each a measured quantity in
+[0, 1] (:data:`~rl_platform.evaluation.scoring.DEFINITIONS`), for the trained policy,
+each of the env's heuristic baselines and a uniformly random policy alike, from greedy
+episodes on held-out env seeds, and one ``overall`` with the same weights for every row;
+sample efficiency apart, from the greedy scores of the run's kept checkpoints. What an
+env cannot support (one task level, no baselines) is n/a with its reason
+(:func:`scoring.not_applicable`). Episodes run on
 the env's batched core in :mod:`rollout` jobs, as Ray tasks or in this process
 (``workers=0``); the same seed gives the same figures. What each dimension measures:
 docs/evaluation.md.
@@ -16,7 +18,7 @@ import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,16 +74,21 @@ class JobContext:
     checkpoint: str
     obs_scale: np.ndarray | None = None
     safety: dict[str, Any] | None = None  # a SafetySpec as a dict: check (and shield) actions
+    kept: dict[str, str] = field(default_factory=dict)  # job policy name -> kept checkpoint
+
+
+KEPT_PREFIX = "checkpoint:"  # a kept checkpoint's job policy name: checkpoint:<name>
 
 
 def run_job(context: JobContext, job: Job) -> PlayedEpisodes:
     """Play one job's episodes (in a Ray worker or here)."""
     core = make_core(context.env_id, context.env_config, job.level, job.episodes)
     reset = None
-    if job.policy == POLICY:
-        policy = _POLICIES.get(context.checkpoint)
+    if job.policy == POLICY or job.policy in context.kept:
+        path = context.checkpoint if job.policy == POLICY else context.kept[job.policy]
+        policy = _POLICIES.get(path)
         if policy is None:
-            policy = _POLICIES[context.checkpoint] = TrainedPolicy(context.checkpoint)
+            policy = _POLICIES[path] = TrainedPolicy(path)
         act, reset = policy.actions, policy.reset
     elif job.policy == RANDOM:
         rng = np.random.default_rng(stable_seed(job.noise_seed, RANDOM))
@@ -98,6 +105,25 @@ def run_job(context: JobContext, job: Job) -> PlayedEpisodes:
     if context.safety is not None:
         shield = Shield(core, SafetySpec.model_validate(context.safety), max_entries=0)
     return play(core, act, job, context.obs_scale, reset, shield)
+
+
+def paired_job(
+    policy: str,
+    test: str,
+    level: str,
+    episodes: int,
+    seed: int,
+    perturbation: Perturbation = Perturbation(),
+    record: bool = False,
+) -> Job:
+    """A :func:`rollout.seeded_job` whose noise seed is the same for every policy.
+
+    Every policy and baseline then meets the same perturbation draws (observation noise,
+    randomized actions, the replaced agent's random actions) on the same env seeds: a
+    like-for-like comparison. Random play's own actions draw from a stream keyed apart.
+    """
+    played = seeded_job(policy, test, level, episodes, seed, perturbation, record)
+    return dataclasses.replace(played, noise_seed=stable_seed("noise", seed, test, level))
 
 
 def _has_default_action(target: Target) -> bool:
@@ -144,17 +170,22 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
         )
 
     def job(policy: str, test: str, level: str, **kw: Any) -> Job:
-        played = seeded_job(policy, test, level, n, settings.seed, **kw)
+        played = paired_job(policy, test, level, n, settings.seed, **kw)
         return dataclasses.replace(played, shielded=settings.shield)
 
+    kept = {f"{KEPT_PREFIX}{c.name}": c for c in target.kept} if target.kept_note is None else {}
     context = JobContext(
-        target.env_id, target.env_config, str(target.checkpoint), safety=target.safety
+        target.env_id,
+        target.env_config,
+        str(target.checkpoint),
+        safety=target.safety,
+        kept={name: str(c.path) for name, c in kept.items()},
     )
     clean_jobs = [
         job(p, "clean", level, record=(level == target.level))
         for p in scored
         for level in target.levels
-    ]
+    ] + [job(name, "clean", target.level) for name in kept]
     clean = {(r.job.policy, r.job.level): r for r in _run_all(context, clean_jobs, workers)}
 
     reference = clean[(RANDOM, target.level)]
@@ -202,17 +233,25 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
 
     generalization = {p: scoring.generalization(levels, p, target) for p in full}
     robustness = {
-        p: scoring.robustness(clean[(p, target.level)], perturbed, p, robustness_gap(p), skipped)
+        p: scoring.robustness(
+            clean[(p, target.level)],
+            perturbed,
+            p,
+            robustness_gap(p),
+            skipped,
+            no_gap=None if target.baselines else 0.0,  # no lead over random: none kept
+        )
         for p in full
     }
     coordination = {p: clean[(p, target.level)].coordination for p in full}
     adaptability = {p: scoring.adaptability(clean, perturbed, p, target, switch_step) for p in full}
-    efficiency = scoring.sample_efficiency(target, levels)
+    efficiency = _sample_efficiency(target, kept, clean, levels[target.level])
 
+    # Every row on the same dimensions with the same weights: only what the env cannot
+    # support (or no row could be scored on) is left out, identically for all.
     dimensions = {}
     for p in full:
         dims = {
-            "sample_efficiency": efficiency.get("auc") if p == POLICY else None,
             "generalization": generalization[p]["score"],
             "robustness": scoring.mean_or_none(t.get("retained") for t in robustness[p].values()),
             "coordination": coordination[p].get("score"),
@@ -223,8 +262,16 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
         for name in scoring.WEIGHTS:
             if name in missing:
                 dims[name] = None
-        dims["overall"] = scoring.overall(dims)
         dimensions[p] = dims
+    unscored = {
+        name: "no policy or baseline could be scored on it in this evaluation"
+        for name in scoring.WEIGHTS
+        if name not in missing and all(dimensions[p][name] is None for p in full if p != RANDOM)
+    }
+    excluded = {**{k: missing[k] for k in scoring.WEIGHTS if k in missing}, **unscored}
+    weights = scoring.overall_weights(excluded)
+    for dims in dimensions.values():
+        dims["overall"] = scoring.overall(dims, weights)
 
     return {
         "format_version": FORMAT_VERSION,
@@ -236,11 +283,18 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
         "episodes": n,
         "level": target.level,
         "trained_levels": list(target.trained_levels),
-        "weights": dict(scoring.WEIGHTS),
+        "weights": weights,
+        "overall_excluded": excluded,
+        "reference": RANDOM,
         "policies": full,
         "scores": scores,
         "levels": levels,
         "dimensions": dimensions,
+        "sample_efficiency": {
+            k: efficiency.get(k)
+            for k in ("measure", "auc", "steps_to_90pct_final", "steps_to_baseline", "unavailable")
+            if k in efficiency
+        },
         "details": {
             "sample_efficiency": efficiency,
             "generalization": generalization,
@@ -267,6 +321,25 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
         "not_applicable": missing,
         "timing": {"wall_s": time.perf_counter() - started, "workers": workers},
     }
+
+
+def _sample_efficiency(
+    target: Target, kept: dict[str, Any], clean: dict, main_row: dict[str, dict]
+) -> dict[str, Any]:
+    """The greedy curve of the kept checkpoints at the main level, or why there is none."""
+    if target.kept_note is not None:
+        return {"unavailable": target.kept_note}
+    points = [
+        {
+            "checkpoint": c.name,
+            "iteration": c.iteration,
+            "env_steps": c.env_steps,
+            "returns": clean[(name, target.level)].returns,
+        }
+        for name, c in kept.items()
+    ]
+    low, high = scoring.gap(main_row, target.baselines)
+    return scoring.sample_efficiency(points, low, high, bool(target.baselines))
 
 
 # --------------------------------------------------------------------------- entry point

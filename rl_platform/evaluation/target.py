@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 
 from rl_platform import registry
-from rl_platform.checkpoints import EXPORT_DIR, PolicyExportError, read_manifest
+from rl_platform.checkpoints import EXPORT_DIR, MANIFEST, PolicyExportError, read_manifest
 from rl_platform.evaluation.policy import TrainedPolicy
 from rl_platform.evaluation.rollout import make_core
 from rl_platform.runs import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, TRIAL_DIR
@@ -25,6 +25,16 @@ from rl_platform.runs import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, TRIAL_DIR
 
 class EvaluationError(ValueError):
     """What to evaluate is missing, corrupt or unsupported; the message says which."""
+
+
+@dataclass(frozen=True)
+class KeptCheckpoint:
+    """A checkpoint the run kept (with its export), and when training saved it."""
+
+    name: str
+    path: Path
+    iteration: int
+    env_steps: int
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,8 @@ class Target:
     curve: list[dict[str, Any]]  # metrics.csv rows (empty without a run)
     safety: dict[str, Any] | None = None  # the run's safety section (config.yaml)
     trace_fields: tuple[str, ...] = ()  # what the env's core records per step
+    kept: tuple[KeptCheckpoint, ...] = ()  # the run's checkpoints, oldest first
+    kept_note: str | None = None  # why there is no greedy learning curve (< 2 kept)
 
 
 def locate(path: str | Path) -> tuple[Path, Path | None]:
@@ -117,9 +129,12 @@ def resolve_target(path: str | Path) -> Target:
         raise EvaluationError(str(err)) from None
     curve: list[dict[str, Any]] = []
     safety = None
+    kept: tuple[KeptCheckpoint, ...] = ()
+    kept_note = "a bare checkpoint: no run directory, so no kept checkpoints to score"
     if run_dir is not None:
         curve = _read_curve(run_dir / METRICS_FILE)
         safety = _run_safety(run_dir)
+        kept, kept_note = kept_checkpoints(run_dir, curve)
     core_cls = env_cls.core_cls  # its levels and baselines (a view may declare none)
     levels = tuple(core_cls.task_levels)
     start = env_config.get("task", levels[0])
@@ -146,7 +161,66 @@ def resolve_target(path: str | Path) -> Target:
         curve=curve,
         safety=safety,
         trace_fields=tuple(core_cls.trace_fields),
+        kept=kept,
+        kept_note=kept_note,
     )
+
+
+def kept_checkpoints(
+    run_dir: Path, curve: list[dict[str, Any]]
+) -> tuple[tuple[KeptCheckpoint, ...], str | None]:
+    """The run's kept checkpoints with a policy export, oldest first, and why < 2 if so.
+
+    A checkpoint's iteration follows Tune's numbering: with ``checkpoint.every`` = E,
+    ``checkpoint_<k>`` was saved at iteration (k + 1) E, and one more at the last
+    iteration when that is no multiple of E (E = 0: only that one); its env steps are
+    metrics.csv's at that iteration. A checkpoint whose iteration is not in metrics.csv,
+    whose manifest is corrupt or which resolves outside the run is left out.
+    """
+    steps = {}
+    for row in curve:
+        try:
+            steps[int(float(row["iteration"]))] = int(float(row["env_steps"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    every = _checkpoint_every(run_dir)
+    last = max(steps, default=0)
+    at_end = last // every if every else 0  # the index of the checkpoint saved at the stop
+    kept = []
+    for path in sorted((run_dir / TRIAL_DIR).glob("checkpoint_*")):
+        index = path.name.removeprefix("checkpoint_")
+        if not index.isdigit() or not (path / EXPORT_DIR / MANIFEST).is_file():
+            continue
+        k = int(index)
+        iteration = (k + 1) * every if every and (k + 1) * every <= last else None
+        if iteration is None and k == at_end:
+            iteration = last
+        if iteration not in steps:
+            continue
+        try:  # one that resolves outside the run, or whose manifest is corrupt, is left out
+            _inside_run(run_dir, path, "a kept checkpoint")
+            read_manifest(path)
+        except (EvaluationError, PolicyExportError):
+            continue
+        kept.append(KeptCheckpoint(path.name, path, iteration, steps[iteration]))
+    if len(kept) >= 2:
+        return tuple(kept), None
+    names = ", ".join(c.name for c in kept) or "none with a policy export"
+    note = (
+        f"the run kept {len(kept)} checkpoint{'' if len(kept) == 1 else 's'} ({names}): a "
+        "greedy learning curve needs two or more (train with checkpoint.every > 0 and "
+        "checkpoint.keep >= 2 or null)"
+    )
+    return tuple(kept), note
+
+
+def _checkpoint_every(run_dir: Path) -> int:
+    """``checkpoint.every`` of the run's config.yaml (0 when unreadable)."""
+    try:
+        config = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+        return max(0, int(config["checkpoint"]["every"] or 0))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        return 0
 
 
 def _check_plays(

@@ -47,16 +47,40 @@ def test_evaluation_during_training_ranks_the_checkpoints(trained):
 
 
 def test_the_training_evaluation_is_the_suite_on_the_same_weights(trained):
-    """The last evaluation in training equals the suite's clean job on the end checkpoint."""
-    from rl_platform.evaluation.rollout import POLICY, seeded_job
-    from rl_platform.evaluation.suite import JobContext, run_job
+    """The last evaluation in training is the suite's computation on the end checkpoint.
+
+    The score and its t interval: the suite's clean job on evaluation.episodes (4) at the
+    suite's seed; normalized by random's and the baselines' scores on the suite's
+    default 100 episodes, the same jobs as `rlp evaluate`'s (docs/evaluation.md).
+    """
+    from rl_platform.evaluation import scoring
+    from rl_platform.evaluation.baselines import RANDOM
+    from rl_platform.evaluation.rollout import POLICY
+    from rl_platform.evaluation.statistics import t_interval
+    from rl_platform.evaluation.suite import JobContext, SuiteSettings, paired_job, run_job
     from rl_platform.evaluation.target import resolve_target
 
     last = results(trained.run_dir)[-1]["evaluation"]
     target = resolve_target(trained.last_checkpoint)
     context = JobContext(target.env_id, target.env_config, str(target.checkpoint))
-    played = run_job(context, seeded_job(POLICY, "clean", "easy", 4, seed=0))
-    assert float(played.returns.mean()) == pytest.approx(last["score"], rel=1e-5)
+    played = run_job(context, paired_job(POLICY, "clean", "easy", 4, seed=0))
+    interval = t_interval(played.returns)
+    assert interval.point == pytest.approx(last["score"], rel=1e-5)
+    assert [interval.low, interval.high] == pytest.approx(
+        [last["score_low"], last["score_high"]], rel=1e-5
+    )
+    episodes = SuiteSettings().episodes
+    row = {
+        name: {
+            "mean": float(
+                run_job(context, paired_job(name, "clean", "easy", episodes, 0)).returns.mean()
+            )
+        }
+        for name in (RANDOM, *target.baselines)
+    }
+    row[POLICY] = {"mean": interval.point}
+    scoring.normalize_row(row, target.baselines)
+    assert row[POLICY]["normalized"] == pytest.approx(last["normalized"], rel=1e-5)
 
 
 def test_rlp_evaluate_writes_the_report_of_a_trained_run(trained, ray_address, tmp_path):
@@ -76,8 +100,13 @@ def test_rlp_evaluate_writes_the_report_of_a_trained_run(trained, ray_address, t
     data = json.loads((report / "evaluation.json").read_text())
     assert data["checkpoint"] == str(trained.best_checkpoint)
     assert data["policies"][0] == "policy" and data["policies"][-1] == "random"
-    for dim in ("sample_efficiency", "generalization", "robustness", "coordination"):
+    for dim in ("generalization", "robustness", "coordination"):
         assert data["dimensions"]["policy"][dim] is not None, dim
+    # sample efficiency apart: the greedy scores of the two kept checkpoints (iterations 2, 4)
+    efficiency = data["details"]["sample_efficiency"]
+    assert data["sample_efficiency"]["measure"] == "auc"
+    assert efficiency["curve"]["iteration"] == [2, 4]
+    assert "sample_efficiency" not in data["dimensions"]["policy"]
     assert set(data["details"]["coordination"]["policy"]) >= {"score", "market_impact"}
     for plot in ("learning_curve", "dimensions", "reward_components", "actions", "trace"):
         assert (report / "plots" / f"{plot}.png").stat().st_size > 1000, plot

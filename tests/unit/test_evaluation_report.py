@@ -12,7 +12,6 @@ from rl_platform.evaluation.result_data import DIMENSIONS, fmt
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DIMENSION_HEADERS = [
-    "Sample efficiency",
     "Generalization",
     "Robustness",
     "Coordination",
@@ -71,11 +70,10 @@ def make_result(kind: str = "continuous") -> dict:
         "level": "medium",
         "trained_levels": ["easy", "medium"],
         "weights": {
-            "sample_efficiency": 0.3,
-            "generalization": 0.2,
-            "robustness": 0.2,
-            "coordination": 0.2,
-            "adaptability": 0.1,
+            "generalization": 2 / 7,
+            "robustness": 2 / 7,
+            "coordination": 2 / 7,
+            "adaptability": 1 / 7,
         },
         "policies": policies,
         "scores": {
@@ -92,22 +90,25 @@ def make_result(kind: str = "continuous") -> dict:
         "dimensions": {
             p: {
                 **{d: 0.9 - 0.2 * i + 0.01 * k for k, d in enumerate(DIMENSIONS)},
-                "sample_efficiency": 0.8 if p == "policy" else None,
                 "overall": 0.7 - 0.2 * i,
             }
             for i, p in enumerate(policies)
         },
         "details": {
             "sample_efficiency": {
+                "measure": "auc",
                 "auc": 0.61,
                 "steps_to_baseline": 36000,
                 "steps_to_90pct_final": 40000,
-                "final_normalized": 1.1,
+                "final_normalized": 1.0,
                 "curve": {
+                    "checkpoint": [f"checkpoint_{i:06d}" for i in range(iterations)],
+                    "iteration": list(range(1, iterations + 1)),
                     "env_steps": steps,
                     "score": [2.0 + 0.7 * i for i in range(iterations)],
+                    "low": [1.5 + 0.7 * i for i in range(iterations)],
+                    "high": [2.5 + 0.7 * i for i in range(iterations)],
                     "normalized": normalized,
-                    "level": ["easy"] * 6 + ["medium"] * 6,
                 },
             },
             "generalization": {
@@ -155,7 +156,9 @@ def make_result(kind: str = "continuous") -> dict:
             "switch_step": 50,
             "held_out_seed": 1000,
         },
-        "definitions": {d: f"How {d} is computed, in one paragraph." for d in DIMENSIONS},
+        "definitions": {
+            d: f"How {d} is computed, in one paragraph." for d in ("sample_efficiency", *DIMENSIONS)
+        },
         "timing": {"wall_s": 12.3},
     }
 
@@ -192,7 +195,10 @@ def test_full_result_writes_report_and_all_plots(tmp_path, kind):
     assert rows.index(next(r for r in rows if r.startswith("| policy (trained) |"))) == 1
     for policy in result["policies"]:
         assert any(r.startswith(f"| {policy}") for r in rows), policy
-    assert "| **10 ± 1.5** |" in markdown  # the trained policy's best score is bold
+    assert "| **10 [9, 11]** |" in markdown  # the best score is bold, with its interval
+    assert "| checkpoint_000011 | 12 | 48000 | 9.7 [9.2, 10.2] |" in markdown  # greedy curve
+    assert "Sample efficiency (not in overall)" in markdown
+    assert "| Sample efficiency | apart |" in markdown
     for name in ALL_PLOTS:
         assert f"](plots/{name}.png)" in markdown
         assert f'<img src="plots/{name}.png"' in page
@@ -217,7 +223,7 @@ def test_html_and_markdown_escape_strings(tmp_path):
 
 def test_missing_sections_say_not_measured(tmp_path):
     result = make_result()
-    result["details"]["sample_efficiency"] = {"unavailable": "bare checkpoint: no training log"}
+    result["details"]["sample_efficiency"] = {"unavailable": "bare checkpoint: no run directory"}
     del result["trace"]
     result["components"] = None
     result["details"]["adaptability"] = None
@@ -229,12 +235,12 @@ def test_missing_sections_say_not_measured(tmp_path):
     for name in ("dimensions", "actions", "levels", "robustness"):
         assert_png(paths[name])
     markdown = paths["markdown"].read_text()
-    assert "not measured: bare checkpoint: no training log" in markdown
+    assert "*n/a: bare checkpoint: no run directory*" in markdown
     assert "not measured: no trace fields in the result" in markdown
-    assert markdown.count("not measured") == 4
+    assert markdown.count("not measured") == 3
     policy_row = next(r for r in markdown.splitlines() if r.startswith("| policy (trained) |"))
     greedy_row = next(r for r in markdown.splitlines() if r.startswith("| greedy |"))
-    assert policy_row.split(" | ")[6] == "n/a"  # robustness column
+    assert policy_row.split(" | ")[5] == "n/a"  # robustness column
     assert greedy_row.rstrip(" |").endswith("n/a")  # overall column
     assert "not measured" in paths["html"].read_text()
 
@@ -266,3 +272,14 @@ def test_plot_returns_none_without_data(tmp_path):
 )
 def test_fmt(value, text):
     assert fmt(value) == text
+
+
+def test_what_overall_leaves_out_is_said_once_for_every_row(tmp_path):
+    result = make_result()
+    result["weights"] = {"robustness": 0.5, "coordination": 0.5}
+    result["overall_excluded"] = {"generalization": "the env has one task level ('easy')"}
+    markdown = write_report(result, tmp_path)["markdown"].read_text()
+    assert "*not in overall: Generalization: the env has one task level ('easy')*" in markdown
+    assert "| Generalization | not in overall |" in markdown
+    assert "| Robustness | 0.5 |" in markdown
+    assert "same weights for every policy and baseline" in markdown

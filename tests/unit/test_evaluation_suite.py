@@ -26,12 +26,16 @@ EXPERIMENT = {
     "name": "eval_unit",
     "env": {"id": "rendezvous", "config": {"num_agents": 3, "episode_length": 20}},
     "algorithm": {"id": "ppo", "shared_policy": True},
+    "checkpoint": {"every": 1, "keep": 2},
 }
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A run directory with one checkpoint of an untrained PPO module and its export."""
+    """A run directory that kept two checkpoints (iterations 1 and 3) of untrained modules.
+
+    Returns (the run, its newest checkpoint).
+    """
     resolved = load_experiment(EXPERIMENT)
     run = tmp_path_factory.mktemp("run")
     (run / "config.yaml").write_text(resolved.to_yaml())
@@ -39,7 +43,8 @@ def checkpoint(tmp_path_factory):
         "iteration,env_steps,episode_return_mean,level,reward_env\n"
         "1,1000,-30,,-10\n2,2000,-15,,-5\n3,3000,-9,,-3\n"
     )
-    root, _ = fresh_ppo_export(run / "trial" / "checkpoint_000000", EXPERIMENT)
+    fresh_ppo_export(run / "trial" / "checkpoint_000000", EXPERIMENT)
+    root, _ = fresh_ppo_export(run / "trial" / "checkpoint_000002", EXPERIMENT)
     return run, root
 
 
@@ -47,12 +52,18 @@ def small(**kw) -> SuiteSettings:
     return SuiteSettings(**{"episodes": 4, "seed": 3, **kw})
 
 
-def test_overall_weighs_the_measured_dimensions():
-    dims = dict.fromkeys(scoring.WEIGHTS, 1.0)
-    assert overall(dims) == pytest.approx(1.0)
-    dims = {"sample_efficiency": None, "generalization": 1.0, "robustness": 0.0}
-    assert overall(dims) == pytest.approx(0.5)  # 0.2 / (0.2 + 0.2)
-    assert overall(dict.fromkeys(scoring.WEIGHTS)) is None
+def test_overall_has_the_same_weights_for_every_row_and_no_sample_efficiency():
+    weights = scoring.overall_weights()
+    assert "sample_efficiency" not in weights  # baselines do not learn: reported apart
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert overall(dict.fromkeys(weights, 1.0), weights) == pytest.approx(1.0)
+    # a row lacking a dimension the env supports gets no overall: never renormalized per row
+    assert overall({**dict.fromkeys(weights, 1.0), "robustness": None}, weights) is None
+    # what the env cannot support leaves the weights of every row alike
+    one_level = scoring.overall_weights({"generalization": "one level", "adaptability": "x"})
+    assert one_level == pytest.approx({"robustness": 0.5, "coordination": 0.5})
+    dims = {"robustness": 1.0, "coordination": 0.0, "generalization": None}
+    assert overall(dims, one_level) == pytest.approx(0.5)
 
 
 def test_normalized_score_is_zero_at_random_one_at_the_best_baseline():
@@ -118,22 +129,49 @@ def test_a_task_switch_takes_effect_mid_episode():
     assert not np.allclose(steady.step_rewards[half:], switched.step_rewards[half:])
 
 
-def test_sample_efficiency_is_the_area_under_the_normalized_curve(checkpoint):
-    run, _ = checkpoint
-    target = resolve_target(run)
-    level = target.level
-    # random scores -10, the best baseline -2 at every level: rows normalize to 0, .625, .875
-    levels = {
-        lvl: {RANDOM: {"mean": -10.0}, **{b: {"mean": -2.0} for b in target.baselines}}
-        for lvl in target.levels
-    }
-    result = scoring.sample_efficiency(target, levels)
+def test_sample_efficiency_is_the_area_under_the_greedy_curve_of_kept_checkpoints():
+    # random scores -10, the best baseline -2: greedy means normalize to 0, .625, .875
+    points = [
+        {"checkpoint": f"c{i}", "iteration": i, "env_steps": 1000 * i, "returns": [m - 1, m + 1]}
+        for i, m in ((1, -10.0), (2, -5.0), (3, -3.0))
+    ]
+    result = scoring.sample_efficiency(points, -10.0, -2.0, has_baselines=True)
+    assert result["measure"] == "auc"
     expected = ((0 + 0.625) / 2 + (0.625 + 0.875) / 2) / 2
     assert result["auc"] == pytest.approx(expected)
     assert result["steps_to_baseline"] is None
-    assert result["steps_to_90pct_final"] == 2000  # 0.625 >= 0.9 * mean(0, .625, .875)
-    assert result["curve"]["level"] == ["", "", ""]
-    assert level == target.env_config["task"] == target.trained_levels[0]
+    assert result["steps_to_90pct_final"] == 3000  # 0.625 < 0.9 * 0.875 (the last)
+    assert result["curve"]["score"] == [-10.0, -5.0, -3.0]
+    low, high = result["curve"]["low"][0], result["curve"]["high"][0]
+    assert (low, high) == pytest.approx((-10 - 12.706 * 1, -10 + 12.706 * 1), abs=1e-3)  # t, 1 df
+    without = scoring.sample_efficiency(points, -10.0, -2.0, has_baselines=False)
+    assert "no baseline" in without["unavailable"] and without["curve"]["score"][2] == -3.0
+
+
+def test_kept_checkpoints_get_their_iteration_and_env_steps(checkpoint, tmp_path):
+    run, _ = checkpoint
+    target = resolve_target(run)
+    assert target.kept_note is None
+    assert [(c.name, c.iteration, c.env_steps) for c in target.kept] == [
+        ("checkpoint_000000", 1, 1000),
+        ("checkpoint_000002", 3, 3000),
+    ]
+    lone = tmp_path / "lone"
+    shutil.copytree(run, lone)
+    shutil.rmtree(lone / "trial" / "checkpoint_000000")
+    target = resolve_target(lone)
+    assert target.kept_note.startswith("the run kept 1 checkpoint (checkpoint_000002)")
+    # every 2 iterations over 3: checkpoint 0 at iteration 2, checkpoint 1 at the stop (3)
+    odd = tmp_path / "odd"
+    shutil.copytree(run, odd)
+    (odd / "trial" / "checkpoint_000002").rename(odd / "trial" / "checkpoint_000001")
+    config = (odd / "config.yaml").read_text().replace("every: 1", "every: 2")
+    (odd / "config.yaml").write_text(config)
+    kept = resolve_target(odd).kept
+    assert [(c.name, c.iteration, c.env_steps) for c in kept] == [
+        ("checkpoint_000000", 2, 2000),
+        ("checkpoint_000001", 3, 3000),
+    ]
 
 
 def test_recovery_steps_count_until_the_reference_is_matched():
@@ -176,7 +214,20 @@ def test_evaluation_is_deterministic_for_a_seed_and_writes_the_report(checkpoint
     assert first.result["scores"] != other.result["scores"]
     data = json.loads((tmp_path / "a" / "evaluation.json").read_text())
     assert set(data["dimensions"]) == {"policy", *data["policies"]}
-    assert data["details"]["sample_efficiency"]["auc"] is not None
+    efficiency = data["details"]["sample_efficiency"]
+    assert efficiency["auc"] is not None and data["sample_efficiency"]["measure"] == "auc"
+    assert efficiency["curve"]["checkpoint"] == ["checkpoint_000000", "checkpoint_000002"]
+    # the newest kept checkpoint is the evaluated one: its point is the policy's clean score
+    assert efficiency["curve"]["score"][-1] == pytest.approx(data["scores"]["policy"]["mean"])
+    # like for like: every row but random's has every dimension of the weights and overall
+    assert "sample_efficiency" not in data["weights"]
+    for name in data["policies"]:
+        dims = data["dimensions"][name]
+        assert set(dims) == {*scoring.WEIGHTS, "overall"}
+        if name != RANDOM:
+            assert dims["overall"] == pytest.approx(scoring.overall(dims, data["weights"]))
+            assert dims["overall"] is not None, (name, dims)
+    assert data["dimensions"][RANDOM]["overall"] is None  # the reference
     for name in ("report.md", "report.html", "plots/dimensions.png", "plots/trace.png"):
         assert (tmp_path / "a" / name).stat().st_size > 0, name
     for policy, dims in data["dimensions"].items():
@@ -190,8 +241,8 @@ def test_a_bare_checkpoint_has_no_sample_efficiency(checkpoint, tmp_path):
     shutil.copytree(ckpt, bare)
     outcome = evaluate(bare, small(baselines=False), workers=0)
     assert outcome.report_dir == tmp_path / "evaluation_bare"
-    assert "unavailable" in outcome.result["details"]["sample_efficiency"]
-    assert outcome.result["dimensions"]["policy"]["sample_efficiency"] is None
+    assert "a bare checkpoint" in outcome.result["details"]["sample_efficiency"]["unavailable"]
+    assert "a bare checkpoint" in outcome.result["sample_efficiency"]["unavailable"]
     assert outcome.result["policies"] == ["policy", RANDOM]
 
 
@@ -359,16 +410,18 @@ def test_an_env_with_one_level_and_no_baselines_is_scored_against_random(foreign
     assert policy["normalized"] is None and rnd["vs_random"] == 0.0
     assert policy["vs_random"] == pytest.approx(policy["mean"] - rnd["mean"])
     dims = result["dimensions"]["policy"]
-    for name in ("sample_efficiency", "generalization", "adaptability"):
+    for name in ("generalization", "adaptability"):
         assert dims[name] is None, name
+    assert result["weights"] == pytest.approx({"robustness": 0.5, "coordination": 0.5})
     assert 0.0 <= dims["coordination"] <= 1.0  # the default: how alike the agents act
     assert "action_correlation" in result["details"]["coordination"]["policy"]
     robustness = result["details"]["robustness"]["policy"]
     assert set(robustness) == set(scoring.ROBUSTNESS_TESTS)  # faulty = stuck at the no-op
-    # the gap is the policy's own lead over random play: n/a where it has none
-    assert (dims["robustness"] is not None) == (policy["mean"] > rnd["mean"])
-    assert dims["overall"] == pytest.approx(scoring.overall(dims))
-    assert result["details"]["sample_efficiency"]["curve"]["score"] == [-10.0]
+    # the gap is the policy's own lead over random play: 0 where it has none
+    if policy["mean"] <= rnd["mean"]:
+        assert dims["robustness"] == 0.0
+    assert dims["overall"] == pytest.approx(scoring.overall(dims, result["weights"]))
+    assert "kept 1 checkpoint" in result["details"]["sample_efficiency"]["unavailable"]
     markdown = (tmp_path / "report.md").read_text()
     assert "n/a on this env: the env has one task level" in markdown
     assert "n/a on this env: the env declares no baseline" in markdown
@@ -434,3 +487,60 @@ def test_a_config_the_core_cannot_run_is_refused_before_any_episode(foreign_run,
     with pytest.raises(ConfigError, match="cannot be evaluated during training"):
         load_experiment(experiment)
     load_experiment({**experiment, "evaluation": {"every": 0}})  # training alone is fine
+
+
+@pytest.fixture(scope="module")
+def suite_at_defaults(checkpoint):
+    """The suite on the newest checkpoint at its default episodes and seed (100, 0)."""
+    _, root = checkpoint
+    return evaluate_target(resolve_target(root), SuiteSettings(), workers=0)
+
+
+def measure_in_training(root, episodes: int) -> dict:
+    """The training-time evaluation's figures for the checkpoint's modules."""
+    from rl_platform.checkpoints import load_policy
+    from rl_platform.evaluation.callback import callback_class
+
+    experiment = load_experiment({**EXPERIMENT, "evaluation": {"every": 1, "episodes": episodes}})
+    bound = callback_class(experiment)
+
+    class Algorithm:  # the callback reads the live modules; here: the checkpoint's
+        def get_module(self, module_id):
+            return load_policy(root, module_id)
+
+    return bound().measure(Algorithm(), bound.spec["level"])
+
+
+def test_training_time_evaluation_is_the_suite_on_the_same_episodes(checkpoint, suite_at_defaults):
+    """Same episodes: the same score, interval, normalized score and robustness."""
+    measured = measure_in_training(checkpoint[1], SuiteSettings().episodes)
+    own = suite_at_defaults["scores"]["policy"]
+    assert measured["level"] == suite_at_defaults["level"]
+    assert measured["score"] == pytest.approx(own["mean"], rel=1e-6)
+    assert measured["normalized"] == pytest.approx(own["normalized"], rel=1e-6)
+    assert [measured["score_low"], measured["score_high"]] == pytest.approx(own["ci95"], rel=1e-6)
+    retained = suite_at_defaults["details"]["robustness"]["policy"]["obs_noise"]["retained"]
+    assert measured["robustness"] == pytest.approx(retained, rel=1e-6)
+
+
+def test_few_training_episodes_are_normalized_by_the_suites_reference(
+    checkpoint, suite_at_defaults
+):
+    """5 episodes: the suite's score on 5, normalized by random and baselines on 100."""
+    _, root = checkpoint
+    measured = measure_in_training(root, 5)
+    few = evaluate_target(resolve_target(root), SuiteSettings(episodes=5), workers=0)
+    assert measured["score"] == pytest.approx(few["scores"]["policy"]["mean"], rel=1e-6)
+    row = suite_at_defaults["levels"][suite_at_defaults["level"]]
+    low, high = scoring.gap(row, resolve_target(root).baselines)
+    points = [measured["score"], measured["score_low"], measured["score_high"]]
+    expected = [scoring.normalized(v, low, high) for v in points]
+    got = [measured["normalized"], measured["normalized_low"], measured["normalized_high"]]
+    assert got == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_interval_of_a_mean_is_students_t():
+    returns = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0])
+    entry = scoring.summary(returns, {"normalized": None}, 0.0)
+    half = 2.2622 * returns.std(ddof=1) / np.sqrt(10)  # t(0.975, 9 df), not 1.96
+    assert entry["ci95"] == pytest.approx([5.5 - half, 5.5 + half], rel=1e-4)
