@@ -7,7 +7,7 @@ How to run:
 Evaluates the run's best checkpoint with ``workers=0`` (every job in this process) and
 with Ray tasks on a private local Ray (all cores), for each episode count; checks the
 figures are identical both ways (same seed), prints the wall times and the trained
-policy's five dimensions next to the best baseline's, and writes
+policy's dimensions next to the best baseline's, and writes
 bench/results/evaluation.json.
 """
 

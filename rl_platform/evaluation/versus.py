@@ -1,7 +1,7 @@
 """Turn-based games against a uniformly random legal player: win, draw and loss rates.
 
 A policy trained on a turn-based env (:class:`~rl_platform.envs.turn_based.TurnBasedEnv`:
-tictactoe, connect four) is scored by games, not by the five-dimension suite: it plays
+tictactoe, connect four) is scored by games, not by the evaluation suite: it plays
 one seat, a player drawing uniformly among the legal moves plays the others, and the
 seats take turns. ``rlp evaluate`` on such a run gives these figures
 (docs/custom-envs.md, "Turn-based envs").
@@ -209,7 +209,7 @@ def versus_random(checkpoint: str | Path, games: int, seed: int = 0) -> dict[str
         "weights": {},
         "dimensions": {name: {"overall": None} for name in played},
         "not_applicable": {
-            "the five dimensions": "a turn-based game: scored by games against a player "
+            "the evaluation dimensions": "a turn-based game: scored by games against a player "
             "drawing uniformly among the legal moves (details.versus_random)"
         },
         "details": {"versus_random": played},
