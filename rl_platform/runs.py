@@ -46,6 +46,11 @@ PLOTS_DIR = "plots"
 # is a run directory ``seed_<k>/`` inside it.
 SEEDS_FILE = "seeds.json"
 AGGREGATE_FILE = "aggregate.json"
+# aggregate.json's keys, exactly: seeds.aggregate_record writes them, rlp compare reads them.
+AGGREGATE_KEYS = frozenset(
+    ("kind", "name", "algorithm", "env", "score", "episodes", "seeds", "scores", "runs")
+    + ("random", "baselines", "iqm", "mean", "curve", "commit", "machine")
+)
 AGGREGATE_PLOT = "aggregate.png"
 SEED_DIR_PREFIX = "seed_"
 # Tune's saved experiment state: a run or sweep can be resumed when both are there.

@@ -260,8 +260,8 @@ def greedy_scores(
     from rl_platform.checkpoints import read_manifest
     from rl_platform.evaluation.baselines import RANDOM, episode_scores
     from rl_platform.evaluation.policy import policy_scores
-    from rl_platform.evaluation.rollout import POLICY, seeded_job
-    from rl_platform.evaluation.suite import JobContext, run_job
+    from rl_platform.evaluation.rollout import POLICY
+    from rl_platform.evaluation.suite import JobContext, paired_job, run_job
     from rl_platform.evaluation.target import EvaluationError, resolve_target
 
     scores: dict[int, float] = {}
@@ -279,7 +279,7 @@ def greedy_scores(
         context = JobContext(target.env_id, target.env_config, str(target.checkpoint))
 
         def mean(policy: str, target: Any = target, context: Any = context) -> float:
-            job = seeded_job(policy, "clean", target.level, episodes, eval_seed)
+            job = paired_job(policy, "clean", target.level, episodes, eval_seed)
             return float(run_job(context, job).returns.mean())
 
         scores[seed] = mean(POLICY)

@@ -11,26 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rl_platform.runs import AGGREGATE_KEYS
+
 ROOT = Path(__file__).resolve().parents[2]
 TWO_STEP = ROOT / "experiments" / "two_step_qmix.yaml"
-AGGREGATE_KEYS = {
-    "kind",
-    "name",
-    "algorithm",
-    "env",
-    "score",
-    "episodes",
-    "seeds",
-    "scores",
-    "runs",
-    "random",
-    "baselines",
-    "iqm",
-    "mean",
-    "curve",
-    "commit",
-    "machine",
-}
 
 
 def rlp_args(*args) -> list[str]:

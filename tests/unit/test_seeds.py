@@ -10,7 +10,7 @@ import pytest
 
 from rl_platform.config import ConfigError
 from rl_platform.resume import ResumeError
-from rl_platform.runs import AGGREGATE_FILE, RunDir
+from rl_platform.runs import AGGREGATE_FILE, AGGREGATE_KEYS, RunDir
 from rl_platform.seeds import (
     SCORE,
     _check_resumable,
@@ -24,25 +24,6 @@ from rl_platform.seeds import (
 
 ROOT = Path(__file__).resolve().parents[2]
 TWO_STEP = ROOT / "experiments" / "two_step_qmix.yaml"
-# The keys of aggregate.json, exactly (rlp compare reads them).
-AGGREGATE_KEYS = {
-    "kind",
-    "name",
-    "algorithm",
-    "env",
-    "score",
-    "episodes",
-    "seeds",
-    "scores",
-    "runs",
-    "random",
-    "baselines",
-    "iqm",
-    "mean",
-    "curve",
-    "commit",
-    "machine",
-}
 
 
 @pytest.mark.parametrize(
