@@ -247,54 +247,54 @@ def train(
         train_seeds(experiment, seed_list, set_ or [], output, address, resume, verbose, trust)
         return
 
-    from rl_platform.training import ResumeError, TrainingError
     from rl_platform.training import train as run_training
 
+    result = _run(
+        run_training,
+        experiment,
+        set_ or [],
+        output=output,
+        address=address,
+        resume=resume,
+        progress=ProgressTable(),
+        verbose=verbose,
+        trust=trust,
+        notice=print_notice,
+    )
+    finish_training(result)
+
+
+def _run(function, *args, **kwargs):
+    """``function(*args, **kwargs)`` (a training entry point), its errors as exit codes."""
+    from rl_platform.training import ResumeError, TrainingError
+
     try:
-        result = run_training(
-            experiment,
-            set_ or [],
-            output=output,
-            address=address,
-            resume=resume,
-            progress=ProgressTable(),
-            verbose=verbose,
-            trust=trust,
-            notice=print_notice,
-        )
+        return function(*args, **kwargs)
     except (ConfigError, ResumeError, UntrustedStateError, UntrustedModuleError) as err:
         fail(str(err))
     except TrainingError as err:
         fail(str(err), EXIT_FAILED)
     except KeyboardInterrupt:
         stopped_before_start("run")
-    finish_training(result)
 
 
 def train_seeds(experiment, seeds, overrides, output, address, resume, verbose, trust) -> None:
     """``rlp train --seeds`` (or ``--resume GROUP_DIR``): the seeds, their table, the aggregate."""
     from rl_platform.seeds import train_seeds as run_seeds
-    from rl_platform.training import ResumeError, TrainingError
 
-    try:
-        result = run_seeds(
-            experiment,
-            seeds,
-            overrides,
-            output=output,
-            address=address,
-            resume=resume,
-            progress=SeedsProgress(),
-            verbose=verbose,
-            trust=trust,
-            notice=print_notice,
-        )
-    except (ConfigError, ResumeError, UntrustedStateError, UntrustedModuleError) as err:
-        fail(str(err))
-    except TrainingError as err:
-        fail(str(err), EXIT_FAILED)
-    except KeyboardInterrupt:
-        stopped_before_start("run")
+    result = _run(
+        run_seeds,
+        experiment,
+        seeds,
+        overrides,
+        output=output,
+        address=address,
+        resume=resume,
+        progress=SeedsProgress(),
+        verbose=verbose,
+        trust=trust,
+        notice=print_notice,
+    )
     print_seeds_summary(result)
     if result.status == "interrupted":
         raise typer.Exit(interrupted_code())
