@@ -1,7 +1,10 @@
 """The evaluation report: files, valid PNGs, tables for every policy, escaping, gaps."""
 
+import base64
 import copy
 import math
+import shutil
+from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -201,11 +204,11 @@ def test_full_result_writes_report_and_all_plots(tmp_path, kind):
     assert "| Sample efficiency | apart |" in markdown
     for name in ALL_PLOTS:
         assert f"](plots/{name}.png)" in markdown
-        assert f'<img src="plots/{name}.png"' in page
     assert "not measured" not in markdown
     assert "collisions" in markdown and "gini" in markdown  # env-specific coordination
     assert "easy-&gt;hard" in page and "36000" in markdown
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert page.count('<img src="data:image/png;base64,') == len(ALL_PLOTS)
 
 
 def test_html_and_markdown_escape_strings(tmp_path):
@@ -283,3 +286,61 @@ def test_what_overall_leaves_out_is_said_once_for_every_row(tmp_path):
     assert "| Generalization | not in overall |" in markdown
     assert "| Robustness | 0.5 |" in markdown
     assert "same weights for every policy and baseline" in markdown
+
+
+class _PageParser(HTMLParser):
+    """Image sources and table cells of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.cells: list[str] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.cells.append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_html_report_is_self_contained(tmp_path):
+    paths = write_report(make_result(), tmp_path / "evaluation")
+    alone = tmp_path / "elsewhere" / "report.html"
+    alone.parent.mkdir()
+    shutil.copy(paths["html"], alone)
+    shutil.rmtree(tmp_path / "evaluation")  # the page must not need its plots folder
+    page = alone.read_text()
+    assert 'src="plots/' not in page
+    parser = _PageParser()
+    parser.feed(page)
+    assert len(parser.images) == len(ALL_PLOTS)
+    for src in parser.images:
+        head, data = src.split(",", 1)
+        assert head == "data:image/png;base64"
+        assert base64.b64decode(data)[:8] == PNG_SIGNATURE
+
+
+def test_markdown_and_html_hold_the_same_tables(tmp_path):
+    result = make_result("discrete")
+    result["policies"].append("a|b <c>")
+    result["scores"]["a|b <c>"] = {"mean": 1.0}
+    paths = write_report(result, tmp_path)
+    parser = _PageParser()
+    parser.feed(paths["html"].read_text())
+    md_cells = []
+    for line in paths["markdown"].read_text().splitlines():
+        if line.startswith("| "):
+            cells = [c.strip() for c in line[2:-2].replace("\\|", "\0").split(" | ")]
+            md_cells += [c.replace("\0", "|").replace("&lt;", "<").strip("*") for c in cells]
+    assert md_cells == parser.cells
+    assert "a|b <c>" in parser.cells
