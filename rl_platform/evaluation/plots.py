@@ -99,6 +99,11 @@ def _grouped_bars(
         ax.axhline(0, color="0.3", lw=0.8)
 
 
+def _outside_legend(ax: Axes) -> None:
+    """The legend right of the axes, so it never covers a bar (constrained layout makes room)."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
 def _footnote(fig: Figure, notes: list[str]) -> None:
     """Lines under the plot (what is n/a and why); the figure grows to hold them."""
     fig.supxlabel("\n".join(notes), x=0.01, ha="left", fontsize=7, color="0.35")
@@ -180,7 +185,7 @@ def plot_dimensions(result: dict, path: Path) -> Path | None:
     if not policies:
         return None
     keys = (*DIMENSIONS, "overall")
-    fig = Figure(figsize=(max(8, 1.2 * len(keys) * max(1, len(policies) / 3)), 4.5))
+    fig = Figure(figsize=(max(8, 1.2 * len(keys) * max(1, len(policies) / 3)) + 1.5, 4.5))
     ax = fig.subplots()
     series = {p: [dims[p].get(k) for k in keys] for p in policies}
     _grouped_bars(
@@ -188,7 +193,7 @@ def plot_dimensions(result: dict, path: Path) -> Path | None:
     )
     ax.set_ylabel("dimension score")
     ax.set_title("Evaluation dimensions")
-    ax.legend(fontsize=8, ncols=min(len(policies), 4))
+    _outside_legend(ax)
     missing = lookup_dict(result, "not_applicable")
     notes = [f"n/a: {DIMENSION_TITLES[k]}: {missing[k]}" for k in keys if k in missing]
     if notes:
@@ -376,7 +381,7 @@ def plot_levels(result: dict, path: Path) -> Path | None:
     policies = [p for p in policies_of(result) if any(p in levels[lv] for lv in names)]
     policies += [p for p in union_keys(levels[lv] for lv in names) if p not in policies]
     trained = set(result.get("trained_levels") or [])
-    fig = Figure(figsize=(max(7, 1.5 * len(names) * max(1, len(policies) / 3)), 4.5))
+    fig = Figure(figsize=(max(7, 1.5 * len(names) * max(1, len(policies) / 3)) + 1.5, 4.5))
     ax = fig.subplots()
     for i, level in enumerate(names):
         if level in trained:
@@ -387,7 +392,7 @@ def plot_levels(result: dict, path: Path) -> Path | None:
     _grouped_bars(ax, labels, series, policy_colors(policies), errors=errors)
     ax.set_ylabel("mean agent return (± std)")
     ax.set_title("Score per level (shaded: trained on)")
-    ax.legend(fontsize=8, ncols=min(len(policies), 4))
+    _outside_legend(ax)
     fig.set_layout_engine("constrained")
     return _save(fig, path)
 
@@ -405,7 +410,7 @@ def plot_robustness(result: dict, path: Path) -> Path | None:
     tests += [t for t in union_keys(robustness[p] for p in policies) if t not in tests]
     if not tests:
         return None
-    fig = Figure(figsize=(max(7, 1.6 * len(tests) * max(1, len(policies) / 3)), 4.5))
+    fig = Figure(figsize=(max(7, 1.6 * len(tests) * max(1, len(policies) / 3)) + 1.5, 4.5))
     ax = fig.subplots()
     series = {p: [lookup(robustness[p], t, "retained") for t in tests] for p in policies}
     _grouped_bars(ax, tests, series, policy_colors(policies))
@@ -416,7 +421,7 @@ def plot_robustness(result: dict, path: Path) -> Path | None:
         _footnote(fig, notes)
     ax.set_ylabel("retained (perturbed / clean score)")
     ax.set_title("Robustness")
-    ax.legend(fontsize=8, ncols=min(len(policies), 4))
+    _outside_legend(ax)
     fig.set_layout_engine("constrained")
     return _save(fig, path)
 

@@ -63,6 +63,15 @@ def _rolling_mean(values: list[float], window: int) -> list[float]:
     return out
 
 
+_Y_LABELS = {
+    "components": "reward per episode",
+    "return per agent": "episode return",
+    "return per module": "episode return",
+    "actions": "share / value",
+    "evaluation": "value",
+    "window score": "score",
+}
+
 _KIND_COLORS = {
     "reward_collapse": "tab:red",
     "instability": "tab:orange",
@@ -72,10 +81,24 @@ _KIND_COLORS = {
 }
 
 
+def _save(fig: Any, path: Path) -> Path:
+    """Save ``fig`` with integer iteration ticks on every x axis (iterations are whole)."""
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in fig.axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.savefig(path, dpi=90)
+    return path
+
+
 def _panels(
     path: Path, title: str, panels: list[tuple[str, dict[str, tuple[list[float], list[float]]]]]
 ) -> Path | None:
-    """One PNG with a panel per (title, lines); nothing when every panel is empty."""
+    """One PNG with a panel per (title, lines); nothing when every panel is empty.
+
+    A panel's y label is its title (``policy loss``, ``KL``, ...) unless
+    :data:`_Y_LABELS` names its unit.
+    """
     from matplotlib.figure import Figure
 
     panels = [(t, lines) for t, lines in panels if lines]
@@ -88,11 +111,11 @@ def _panels(
         for name, (xs, ys) in sorted(lines.items()):
             ax.plot(xs, ys, label=name, linewidth=1.2)
         ax.set_title(panel_title, fontsize=10)
+        ax.set_ylabel(_Y_LABELS.get(panel_title, panel_title), fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     axes[-1].set_xlabel("training iteration")
-    fig.savefig(path, dpi=90)
-    return path
+    return _save(fig, path)
 
 
 def _returns_plot(path: Path, series: _Series, anomalies: list[Anomaly], window: int) -> Path:
@@ -118,8 +141,7 @@ def _returns_plot(path: Path, series: _Series, anomalies: list[Anomaly], window:
     ax.set_title("Episode return")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    fig.savefig(path, dpi=90)
-    return path
+    return _save(fig, path)
 
 
 def render_dashboard(

@@ -8,7 +8,9 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+from rl_platform.evaluation import plots
 from rl_platform.evaluation.plots import plot_learning_curve
 from rl_platform.evaluation.report import write_report
 from rl_platform.evaluation.result_data import DIMENSIONS, fmt
@@ -344,3 +346,24 @@ def test_markdown_and_html_hold_the_same_tables(tmp_path):
             md_cells += [c.replace("\0", "|").replace("&lt;", "<").strip("*") for c in cells]
     assert md_cells == parser.cells
     assert "a|b <c>" in parser.cells
+
+
+@pytest.mark.parametrize("name", ["dimensions", "robustness", "levels"])
+def test_bar_plot_legends_stay_off_the_bars(tmp_path, monkeypatch, name):
+    figures = []
+    real_save = plots._save
+    monkeypatch.setattr(
+        plots, "_save", lambda fig, path: figures.append(fig) or real_save(fig, path)
+    )
+    result = make_result()
+    result["not_applicable"] = {"adaptability": "one level", "faulty_agent": "one agent"}
+    assert plots.PLOTS[name](result, tmp_path / f"{name}.png") is not None
+    (fig,) = figures
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    (ax,) = fig.axes
+    legend = ax.get_legend()
+    assert legend is not None and len(legend.get_texts()) == len(result["policies"])
+    box, area = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert not box.overlaps(area)
+    assert fig.bbox.contains(box.x1 - 1, box.y0 + 1)  # and it is not cut off the figure

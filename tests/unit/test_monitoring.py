@@ -287,3 +287,29 @@ def test_render_dashboard_on_real_run(tmp_path):
     assert not [
         a for r in read_results(QUICKSTART_RUN) for a in detector.observe(r) if a.kind == "nan"
     ]
+
+
+def test_dashboard_ticks_whole_iterations_and_labels_every_panel(tmp_path, monkeypatch):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from rl_platform.monitoring import dashboard
+
+    figures = {}
+    real_save = dashboard._save
+    monkeypatch.setattr(
+        dashboard,
+        "_save",
+        lambda fig, path: figures.setdefault(path.stem, fig) and real_save(fig, path),
+    )
+    write_run(tmp_path, series([1.0, 2.0, 3.0, 2.5]), partial_tail=False)  # 4 iterations
+    render_dashboard(tmp_path)
+    assert {"returns", "losses", "exploration", "throughput"} <= set(figures)
+    for name, fig in figures.items():
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw(renderer)
+        for ax in fig.axes:
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks and all(float(t).is_integer() for t in ticks), (name, ticks)
+            assert ax.get_ylabel(), (name, ax.get_title())
+    losses = {ax.get_title(): ax.get_ylabel() for ax in figures["losses"].axes}
+    assert losses == {"policy loss": "policy loss", "value loss": "value loss", "KL": "KL"}
