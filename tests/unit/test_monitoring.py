@@ -313,3 +313,40 @@ def test_dashboard_ticks_whole_iterations_and_labels_every_panel(tmp_path, monke
             assert ax.get_ylabel(), (name, ax.get_title())
     losses = {ax.get_title(): ax.get_ylabel() for ax in figures["losses"].axes}
     assert losses == {"policy loss": "policy loss", "value loss": "value loss", "KL": "KL"}
+
+
+def test_flatten_result_joins_nested_keys_and_keeps_flat_ones():
+    from rl_platform.monitoring import flatten_result
+
+    nested = {"a": {"b": {"c": 1}, "d": [1, 2]}, "e/f": 3.0, "g": {}, "h": None}
+    assert flatten_result(nested) == {"a/b/c": 1, "a/d": [1, 2], "e/f": 3.0, "h": None}
+    assert nested["a"] == {"b": {"c": 1}, "d": [1, 2]}  # the input is left as it was
+
+
+def test_monitor_frame_is_indexed_by_iteration_and_keeps_gaps():
+    from rl_platform.monitoring.dashboard import monitor_frame
+
+    results = [make_result(3, 1.0), make_result(4, None), make_result(5, 2.0)]
+    frame = monitor_frame(results)
+    assert list(frame.index) == [3, 4, 5]
+    assert frame["episode_return_mean"].isna().tolist() == [False, True, False]
+    assert list(monitor_frame([{"env_runners": {"episode_return_mean": 1.0}}] * 2).index) == [1, 2]
+
+
+def test_rolling_mean_skips_non_finite_returns(tmp_path, monkeypatch):
+    from rl_platform.monitoring import dashboard
+
+    figures = {}
+    real_save = dashboard._save
+    monkeypatch.setattr(
+        dashboard,
+        "_save",
+        lambda fig, path: figures.setdefault(path.stem, fig) and real_save(fig, path),
+    )
+    write_run(tmp_path, series([1.0, math.nan, 3.0, math.inf, 5.0, 7.0]), partial_tail=False)
+    render_dashboard(tmp_path, spec=MonitoringSpec(window=3))
+    (line,) = [
+        ln for ln in figures["returns"].axes[0].lines if ln.get_label() == "rolling mean (3)"
+    ]
+    assert list(line.get_xdata()) == [1, 2, 3, 4, 5, 6]
+    assert list(line.get_ydata()) == [1.0, 1.0, 2.0, 3.0, 4.0, 6.0]
