@@ -230,13 +230,22 @@ def _agent_colors(n: int) -> dict[str, Any]:
     return {f"agent {i}": cmap(i % 10 if n <= 10 else i / max(n - 1, 1)) for i in range(n)}
 
 
-def _plot_discrete_actions(ax: Axes, spec: dict, policy: str) -> bool:
+def _action_names(result: dict, spec: dict, key: str, n: int) -> list[str]:
+    """The env's action names (``env.action_names`` in the result), else the spec's `key`.
+
+    Either is used only when it has `n` entries; ``a<k>`` otherwise.
+    """
+    for names in (lookup(result, "env", "action_names"), spec.get(key)):
+        if isinstance(names, list | tuple) and len(names) == n:
+            return [str(name) for name in names]
+    return [f"a{k}" for k in range(n)]
+
+
+def _plot_discrete_actions(ax: Axes, spec: dict, policy: str, result: dict) -> bool:
     counts = as_array(spec.get("counts"))
     if counts is None or counts.ndim != 2:
         return False
-    labels = list(spec.get("labels") or range(counts.shape[1]))
-    if len(labels) != counts.shape[1]:
-        labels = [str(i) for i in range(counts.shape[1])]
+    labels = _action_names(result, spec, "labels", counts.shape[1])
     totals = counts.sum(axis=1, keepdims=True)
     frequency = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     colors = _agent_colors(len(frequency))
@@ -249,19 +258,18 @@ def _plot_discrete_actions(ax: Axes, spec: dict, policy: str) -> bool:
     return True
 
 
-def _plot_continuous_actions(axes: Sequence[Axes], spec: dict, policy: str) -> bool:
+def _plot_continuous_actions(axes: Sequence[Axes], spec: dict, policy: str, result: dict) -> bool:
     counts = as_array(spec.get("counts"))
     edges = as_array(spec.get("bins"))
     if counts is None or edges is None or counts.ndim != 3 or counts.shape[2] != len(edges) - 1:
         return False
-    dims = list(spec.get("dims") or [])
+    dims = _action_names(result, spec, "dims", counts.shape[1])
     colors = _agent_colors(counts.shape[0])
     for d, ax in enumerate(axes[: counts.shape[1]]):
         for color, agent_counts in zip(colors.values(), counts[:, d]):
             total = agent_counts.sum()
             ax.stairs(agent_counts / total if total else agent_counts, edges, color=color)
-        name = dims[d] if d < len(dims) else f"dim {d}"
-        ax.set_title(f"{policy}: {name}", fontsize=9)
+        ax.set_title(f"{policy}: {dims[d]}", fontsize=9)
         ax.set_ylabel("share of steps")
     if counts.shape[0] <= MAX_LEGEND_AGENTS:
         handles = [Line2D([], [], color=c, label=a) for a, c in colors.items()]
@@ -295,10 +303,10 @@ def plot_actions(result: dict, path: Path) -> Path | None:
     for row, name in zip(grid, names):
         spec = actions[name]
         if spec.get("kind") == "discrete":
-            ok = _plot_discrete_actions(row[0], spec, name)
+            ok = _plot_discrete_actions(row[0], spec, name, result)
             used = 1
         else:
-            ok = _plot_continuous_actions(row, spec, name)
+            ok = _plot_continuous_actions(row, spec, name, result)
             used = len(spec.get("dims") or [None]) if ok else 1
         if not ok:
             row[0].text(0.5, 0.5, f"{name}: n/a", ha="center", va="center")

@@ -68,6 +68,44 @@ def _prefixed(frame: pd.DataFrame, prefix: str) -> Lines:
     return _lines(frame, [c for c in frame.columns if c.startswith(prefix)])
 
 
+def env_action_names(run_dir: str | Path) -> list[str] | None:
+    """The action names the run's env (or its core) declares as ``action_names``, if any.
+
+    Read from ``RUN_DIR/config.yaml``'s env id through the registry; None when the run,
+    its env or the attribute is missing.
+    """
+    import yaml
+
+    from rl_platform.registry import get_env
+    from rl_platform.runs import CONFIG_FILE
+
+    try:
+        config = yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text()) or {}
+        entry = get_env(str(config["env"]["id"]))
+        env_cls = entry.load() if entry is not None else None
+    except Exception:  # noqa: BLE001 - a dashboard draws without names rather than fail
+        return None
+    for owner in (env_cls, getattr(env_cls, "core_cls", None)):
+        names = getattr(owner, "action_names", None)
+        if isinstance(names, list | tuple) and names:
+            return [str(n) for n in names]
+    return None
+
+
+def _action_label(column: str, names: list[str] | None) -> str:
+    """``actions/<module>/p_<k>`` as ``<module>: P(<name k>)`` (``mean_<d>``, ``std_<d>`` too).
+
+    Names come from the env (:func:`env_action_names`); ``a<k>`` where it gives none.
+    """
+    _, module, stat = column.split("/", 2)
+    kind, _, index = stat.rpartition("_")
+    if kind not in ("p", "mean", "std") or not index.isdigit():
+        return f"{module}: {stat}"
+    k = int(index)
+    name = names[k] if names is not None and k < len(names) else f"a{k}"
+    return f"{module}: P({name})" if kind == "p" else f"{module}: {kind} {name}"
+
+
 _Y_LABELS = {
     "components": "reward per episode",
     "return per agent": "episode return",
@@ -184,6 +222,8 @@ def render_dashboard(
     else:
         anomalies = read_anomalies(run_dir)
     frame = monitor_frame(results)
+    actions = _prefixed(frame, "actions/")
+    names = env_action_names(run_dir) if actions else None
 
     written: dict[str, Path | None] = {
         "returns": _returns_plot(out / "returns.png", frame, anomalies, spec.window),
@@ -227,7 +267,7 @@ def render_dashboard(
         "actions": _panels(
             out / "actions.png",
             "Actions per module (frequencies, or mean / std per dimension)",
-            [("actions", _prefixed(frame, "actions/"))],
+            [("actions", {_action_label(c, names): v for c, v in actions.items()})],
         ),
         "evaluation": _panels(
             out / "evaluation.png", "Evaluation", [("evaluation", _prefixed(frame, "evaluation/"))]

@@ -367,3 +367,32 @@ def test_bar_plot_legends_stay_off_the_bars(tmp_path, monkeypatch, name):
     box, area = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
     assert not box.overlaps(area)
     assert fig.bbox.contains(box.x1 - 1, box.y0 + 1)  # and it is not cut off the figure
+
+
+@pytest.mark.parametrize("kind", ["discrete", "continuous"])
+def test_action_panels_use_the_envs_action_names(tmp_path, monkeypatch, kind):
+    figures = []
+    real_save = plots._save
+    monkeypatch.setattr(
+        plots, "_save", lambda fig, path: figures.append(fig) or real_save(fig, path)
+    )
+    result = make_result(kind)
+    names = ["hold", "buy"] if kind == "discrete" else ["cpu", "memory", "network"]
+    result["env"]["action_names"] = names
+    rollout_names = {"labels": ["0", "1"], "dims": ["a0", "a1", "a2"]}  # what rollout writes
+    result["actions"] = {p: {**s, **rollout_names} for p, s in result["actions"].items()}
+    assert plots.plot_actions(result, tmp_path / "a.png") is not None
+    ax = figures[0].axes[0]
+    if kind == "discrete":
+        assert [t.get_text() for t in ax.get_xticklabels()] == names
+    else:
+        titles = [a.get_title() for a in figures[0].axes[:3]]
+        assert titles == [f"policy: {n}" for n in names]
+    del result["env"]["action_names"]
+    figures.clear()
+    plots.plot_actions(result, tmp_path / "b.png")
+    ax = figures[0].axes[0]
+    if kind == "discrete":
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1"]  # the result's labels
+    else:
+        assert ax.get_title() == "policy: a0"  # the env declares none

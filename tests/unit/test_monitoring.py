@@ -350,3 +350,43 @@ def test_rolling_mean_skips_non_finite_returns(tmp_path, monkeypatch):
     ]
     assert list(line.get_xdata()) == [1, 2, 3, 4, 5, 6]
     assert list(line.get_ydata()) == [1.0, 1.0, 2.0, 3.0, 4.0, 6.0]
+
+
+@pytest.mark.parametrize("declared", [("stay", "up", "down"), None])
+def test_action_panel_uses_the_envs_action_names(tmp_path, monkeypatch, declared):
+    from rl_platform import registry
+    from rl_platform.monitoring import dashboard
+
+    class Core:
+        action_names = declared
+
+    class Env:
+        core_cls = Core
+
+    monkeypatch.setattr(
+        registry, "get_env", lambda env_id: registry.EnvEntry(env_id, "test env", Env)
+    )
+    figures = {}
+    real_save = dashboard._save
+    monkeypatch.setattr(
+        dashboard,
+        "_save",
+        lambda fig, path: figures.setdefault(path.stem, fig) and real_save(fig, path),
+    )
+    results = series([1.0, 2.0])
+    for r in results:
+        r["env_runners"]["actions"] = {"shared": {"p_0": 0.2, "p_1": 0.5, "p_2": 0.3}}
+    write_run(tmp_path, results, partial_tail=False)
+    (tmp_path / "config.yaml").write_text("env:\n  id: some_env\n")
+    render_dashboard(tmp_path)
+    labels = {line.get_label() for line in figures["actions"].axes[0].lines}
+    names = declared or ("a0", "a1", "a2")
+    assert labels == {f"shared: P({name})" for name in names}
+
+
+def test_action_labels_name_means_and_keep_other_stats():
+    from rl_platform.monitoring.dashboard import _action_label
+
+    assert _action_label("actions/m/mean_1", ["x", "y"]) == "m: mean y"
+    assert _action_label("actions/m/std_3", ["x", "y"]) == "m: std a3"
+    assert _action_label("actions/m/saturated", None) == "m: saturated"
