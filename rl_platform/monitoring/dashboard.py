@@ -97,7 +97,10 @@ def _action_label(column: str, names: list[str] | None) -> str:
 
     Names come from the env (:func:`env_action_names`); ``a<k>`` where it gives none.
     """
-    _, module, stat = column.split("/", 2)
+    parts = column.split("/", 2)
+    if len(parts) < 3:
+        return column
+    _, module, stat = parts
     kind, _, index = stat.rpartition("_")
     if kind not in ("p", "mean", "std") or not index.isdigit():
         return f"{module}: {stat}"

@@ -390,3 +390,4 @@ def test_action_labels_name_means_and_keep_other_stats():
     assert _action_label("actions/m/mean_1", ["x", "y"]) == "m: mean y"
     assert _action_label("actions/m/std_3", ["x", "y"]) == "m: std a3"
     assert _action_label("actions/m/saturated", None) == "m: saturated"
+    assert _action_label("actions/m", None) == "actions/m"
