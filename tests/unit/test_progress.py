@@ -176,3 +176,15 @@ def test_rlp_train_prints_what_starts_then_the_run_directory_then_rows(
         out.index("best checkpoint"),
     ]
     assert order == sorted(order)
+
+
+def test_an_unknown_env_names_each_registered_id_once(cli, make_experiment):
+    from rl_platform import registry
+
+    bad = make_experiment("nosuch_env")
+    for result in (cli("train", bad), cli("envs", "check", "nosuch_env")):
+        assert result.exit_code == 2
+        message = result.stderr
+        assert message.count("error:") == 1
+        for env_id in registry.ENVS:
+            assert message.count(f" {env_id},") + message.count(f" {env_id}.") == 1, env_id
