@@ -50,7 +50,9 @@ def print_run_start(start) -> None:
     lines = [f"{label}: {where}"]
     if start.remote:
         lines.append(f"  driver files staged in {start.run_dir}")
-    watched = start.run_dir / f"seed_{start.seeds[0]}" if start.seeds else start.run_dir
+    from rl_platform.runs import RunDir
+
+    watched = RunDir(start.run_dir).seed_dir(start.seeds[0]) if start.seeds else start.run_dir
     lines.append(f"  watch it: rlp monitor {watched} --follow")
     lines.append(f"            tensorboard --logdir {where}")
     for line in lines:

@@ -188,3 +188,15 @@ def test_an_unknown_env_names_each_registered_id_once(cli, make_experiment):
         assert message.count("error:") == 1
         for env_id in registry.ENVS:
             assert message.count(f" {env_id},") + message.count(f" {env_id}.") == 1, env_id
+
+
+def test_a_seed_group_is_announced_with_a_seed_to_monitor():
+    from rl_platform.cli.output import console
+    from rl_platform.cli.train import print_run_start
+
+    with console.capture() as captured:
+        print_run_start(RunStart(Path("runs/g/1"), {"training_iteration": 4}, seeds=(3, 5)))
+    lines = captured.get().splitlines()
+    assert lines[0] == "group directory: runs/g/1"
+    assert lines[1] == "  watch it: rlp monitor runs/g/1/seed_3 --follow"
+    assert lines[2].split() == ["tensorboard", "--logdir", "runs/g/1"]
