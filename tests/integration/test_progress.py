@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 TINY = {
@@ -27,7 +26,6 @@ TINY = {
 }
 
 
-@pytest.mark.slow
 def test_rlp_train_names_the_run_directory_before_ray_starts_and_counts_k_of_n(tmp_path):
     experiment = tmp_path / "tiny.yaml"
     experiment.write_text(yaml.safe_dump(TINY))
@@ -58,7 +56,6 @@ def test_rlp_train_names_the_run_directory_before_ray_starts_and_counts_k_of_n(t
     assert any(line.startswith(f"best checkpoint: {run_dir}/trial/checkpoint_") for line in lines)
 
 
-@pytest.mark.slow
 def test_the_python_api_writes_progress_to_stderr_unless_told_not_to(tmp_path, capfd):
     import rl_platform
 
