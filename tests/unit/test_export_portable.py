@@ -169,3 +169,32 @@ def test_missing_onnx_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails
     with pytest.raises(PortableExportError, match=r"pip install -e '\.\[export\]'"):
         export_module(build(gym.spaces.Discrete(3)), "onnx", tmp_path / "m.onnx")
+
+
+def test_the_manifest_says_when_a_shared_module_takes_the_agents_one_hot(cli, tmp_path):
+    from rl_platform.algorithms.mappo import ActorCriticModule
+    from rl_platform.checkpoints import export_policies
+    from rl_platform.config import load_experiment
+
+    experiment = {**EXPERIMENT, "algorithm": {"id": "mappo", "shared_policy": True}}
+    resolved = load_experiment(experiment).model_dump(mode="json")
+    local = 7  # rendezvous' observation with 3 agents; + their one-hot index
+    space = gym.spaces.Dict(
+        {
+            "obs": gym.spaces.Box(-np.inf, np.inf, (local + 3,), np.float32),
+            "state": gym.spaces.Box(-np.inf, np.inf, (9,), np.float32),
+        }
+    )
+    module = ActorCriticModule(
+        observation_space=space,
+        action_space=gym.spaces.Box(-1, 1, (2,), np.float32),
+        model_config={"actor_hiddens": [8], "critic_hiddens": [8]},
+    )
+    module.save_to_path(str(tmp_path / "learner_group" / "learner" / "rl_module" / "shared"))
+    export_policies(tmp_path, resolved)
+    result = cli("export", str(tmp_path), "--format", "torchscript")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "portable" / "torchscript" / "manifest.json").read_text())
+    entry = manifest["modules"]["shared"]
+    assert entry["obs_appends_agent_one_hot"] is True
+    assert entry["inputs"][0]["shape"] == ["batch", local + 3]
