@@ -198,3 +198,33 @@ def test_the_manifest_says_when_a_shared_module_takes_the_agents_one_hot(cli, tm
     entry = manifest["modules"]["shared"]
     assert entry["obs_appends_agent_one_hot"] is True
     assert entry["inputs"][0]["shape"] == ["batch", local + 3]
+
+
+def test_the_files_load_in_a_process_without_rl_platform_or_ray(tmp_path):
+    import subprocess
+    import sys
+
+    module = perturbed(masked_module())
+    obs, masks = observations(module)[:5], some_masks(5)[:5]
+    for fmt in ("onnx", "torchscript"):
+        export_module(module, fmt, tmp_path / f"m.{fmt}")
+    np.save(tmp_path / "obs.npy", obs)
+    np.save(tmp_path / "masks.npy", masks)
+    script = f"""
+import sys
+import numpy as np
+import onnxruntime as ort
+import torch
+obs, masks = np.load("{tmp_path}/obs.npy"), np.load("{tmp_path}/masks.npy")
+a = ort.InferenceSession("{tmp_path}/m.onnx").run(["action"], {{"obs": obs, "action_mask": masks}})
+b = torch.jit.load("{tmp_path}/m.torchscript")(torch.as_tensor(obs), torch.as_tensor(masks))
+assert (a[0] == b.numpy()).all()
+loaded = [m for m in sys.modules if m.split(".")[0] in ("ray", "rl_platform")]
+assert not loaded, loaded
+print(a[0].tolist())
+"""
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(greedy(module, obs, masks).tolist())
