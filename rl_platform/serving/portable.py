@@ -197,14 +197,16 @@ def export_portable(
             "the env's observations; they are not exported as standalone policies"
         )
     out = Path(output) if output is not None else checkpoint / "portable" / fmt
-    out.mkdir(parents=True, exist_ok=True)
     modules: dict[str, Any] = {}
     for module_id in sorted(set(manifest["agents"].values())):
         try:
             module = load_policy(checkpoint, module_id)
+            out.mkdir(parents=True, exist_ok=True)
             entry = export_module(module, fmt, out / f"{module_id}{SUFFIX[fmt]}")
         except PolicyExportError as err:
             raise PortableExportError(str(err)) from None
+        except OSError as err:
+            raise PortableExportError(f"{out}: cannot write the export: {err}") from None
         except PortableExportError as err:
             raise PortableExportError(f"{checkpoint}: module {module_id!r}: {err}") from None
         agents = [a for a, m in manifest["agents"].items() if m == module_id]
@@ -220,7 +222,10 @@ def export_portable(
         "versions": {"torch": torch.__version__, **_onnx_versions(fmt)},
         "modules": modules,
     }
-    (out / MANIFEST).write_text(json.dumps(result, indent=2) + "\n")
+    try:
+        (out / MANIFEST).write_text(json.dumps(result, indent=2) + "\n")
+    except OSError as err:
+        raise PortableExportError(f"{out}: cannot write the export: {err}") from None
     return out, result
 
 

@@ -228,3 +228,10 @@ print(a[0].tolist())
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(greedy(module, obs, masks).tolist())
+
+
+def test_cli_refuses_an_output_it_cannot_write(cli, checkpoint, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = cli("export", str(checkpoint[0]), "--format", "torchscript", "--output", str(blocker))
+    assert result.exit_code == 2 and "cannot write" in result.output
