@@ -6,6 +6,7 @@ The files need neither rl_platform nor Ray: onnxruntime runs the ``.onnx`` files
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from pathlib import Path
@@ -66,7 +67,7 @@ def greedy_wrapper(module: Any):
     class GreedyPolicy(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.module = module
+            self.module = copy.deepcopy(module)  # frozen below; the caller's stays trainable
 
         def forward(self, obs: torch.Tensor, action_mask: torch.Tensor | None = None):
             if key is None:
@@ -87,6 +88,7 @@ def greedy_wrapper(module: Any):
 
     wrapper = GreedyPolicy()
     wrapper.eval()
+    wrapper.requires_grad_(False)  # the files' outputs need no torch.no_grad() to read
     wrapper.masked = masked
     wrapper.obs_space = space[key] if key is not None else space
     return wrapper

@@ -49,8 +49,7 @@ def run_onnx(path, obs, masks=None):
 def run_torchscript(path, obs, masks=None):
     loaded = torch.jit.load(str(path))
     args = (torch.as_tensor(obs),) + (() if masks is None else (torch.as_tensor(masks),))
-    with torch.no_grad():
-        return loaded(*args).numpy()
+    return loaded(*args).numpy()  # no torch.no_grad() needed
 
 
 RUNNERS = {"onnx": run_onnx, "torchscript": run_torchscript}
@@ -88,6 +87,7 @@ def test_export_agrees_with_the_modules_greedy_actions(tmp_path, fmt, name):
     masked = "action_mask" in getattr(module.observation_space, "spaces", {})
     masks = some_masks(module.action_space.n) if masked else None
     entry = export_module(module, fmt, tmp_path / f"m.{fmt}")
+    assert all(p.requires_grad for p in module.parameters())  # the caller's stays trainable
     got = RUNNERS[fmt](tmp_path / entry["file"], obs, masks)
     expected = greedy(module, obs, masks)
     assert got.shape == expected.shape
