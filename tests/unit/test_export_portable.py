@@ -86,8 +86,9 @@ def test_export_agrees_with_the_modules_greedy_actions(tmp_path, fmt, name):
     obs = observations(module)
     masked = "action_mask" in getattr(module.observation_space, "spaces", {})
     masks = some_masks(module.action_space.n) if masked else None
+    trainable = [p.requires_grad for p in module.parameters()]
     entry = export_module(module, fmt, tmp_path / f"m.{fmt}")
-    assert all(p.requires_grad for p in module.parameters())  # the caller's stays trainable
+    assert [p.requires_grad for p in module.parameters()] == trainable  # left as it was
     got = RUNNERS[fmt](tmp_path / entry["file"], obs, masks)
     expected = greedy(module, obs, masks)
     assert got.shape == expected.shape
