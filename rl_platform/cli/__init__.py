@@ -11,7 +11,18 @@ from __future__ import annotations
 
 import typer
 
-from rl_platform.cli import compare, envs, evaluate, jobs, monitor, schema, serve, train, tune
+from rl_platform.cli import (
+    compare,
+    envs,
+    evaluate,
+    export,
+    jobs,
+    monitor,
+    schema,
+    serve,
+    train,
+    tune,
+)
 from rl_platform.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "app", "main"]
@@ -36,6 +47,7 @@ app.command()(evaluate.evaluate)
 app.command()(evaluate.finetune)
 app.command()(compare.compare)
 app.command()(serve.serve)
+app.command()(export.export)
 app.command()(monitor.monitor)
 
 

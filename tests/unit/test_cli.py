@@ -53,6 +53,7 @@ COMMANDS = [
     "evaluate",
     "finetune",
     "serve",
+    "export",
     "monitor",
     "compare",
     "schema",

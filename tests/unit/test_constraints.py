@@ -1,6 +1,6 @@
 """The tested versions: constraints.txt pins every dependency, and those pins are installed.
 
-The README installs with ``pip install -c constraints.txt -e '.[dev,vmas]'`` and so does
+The README installs with ``pip install -c constraints.txt -e '.[dev,vmas,export]'`` and so does
 ``.ci/run``; this test proves that what is installed is what the file pins (so a passing
 suite vouches for exactly those versions). ``RLP_CONSTRAINTS=none bash .ci/run`` runs the
 suite against the newest versions instead, and then the installed-versions check skips.
@@ -100,8 +100,10 @@ def test_the_installed_dependencies_are_the_pinned_versions():
     pinned = pins(path)
     if not pinned:
         pytest.skip(f"{path.name} pins nothing for this Python")
-    # The optional vmas extra is pinned too (.ci/lock resolves it); checked where installed.
+    # The optional vmas and export extras are pinned too (.ci/lock resolves them); checked
+    # where installed.
     extras = {"dev"} | ({"vmas"} if find_spec("vmas") is not None else set())
+    extras |= {"export"} if find_spec("onnxruntime") is not None else set()
     installed = installed_closure(extras)
     wrong = {
         name: f"{version} installed, " + (f"{pinned[name]} pinned" if name in pinned else "no pin")
@@ -110,6 +112,7 @@ def test_the_installed_dependencies_are_the_pinned_versions():
     }
     assert not wrong, (
         f"installed versions differ from {path.name} (reinstall with "
-        f"pip install -c {path.name} -e '.[dev,vmas]', or regenerate it with bash .ci/lock): "
+        f"pip install -c {path.name} -e '.[dev,vmas,export]', or regenerate it with "
+        f"bash .ci/lock): "
         f"{wrong}"
     )
