@@ -4,6 +4,8 @@ Imports inside functions count (grimp reads every import statement); annotation-
 ``TYPE_CHECKING`` imports do not.
 """
 
+import logging
+
 import grimp
 import pytest
 from importlinter import cli as importlinter_cli
@@ -15,7 +17,15 @@ def graph():
 
 
 def test_import_linter_contracts_pass():
-    assert importlinter_cli.lint_imports(no_cache=True) == importlinter_cli.EXIT_STATUS_SUCCESS
+    # lint_imports configures logging with dictConfig, which disables every logger that
+    # exists: later tests in this process (caplog on rl_platform's loggers) need them back.
+    loggers = logging.root.manager.loggerDict.values()
+    enabled = [lg for lg in loggers if isinstance(lg, logging.Logger) and not lg.disabled]
+    try:
+        assert importlinter_cli.lint_imports(no_cache=True) == importlinter_cli.EXIT_STATUS_SUCCESS
+    finally:
+        for logger in enabled:
+            logger.disabled = False
 
 
 def test_no_import_cycle_inside_the_package(graph):
