@@ -99,6 +99,11 @@ def _grouped_bars(
         ax.axhline(0, color="0.3", lw=0.8)
 
 
+def _outside_legend(ax: Axes) -> None:
+    """The legend right of the axes, so it never covers a bar (constrained layout makes room)."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
 def _footnote(fig: Figure, notes: list[str]) -> None:
     """Lines under the plot (what is n/a and why); the figure grows to hold them."""
     fig.supxlabel("\n".join(notes), x=0.01, ha="left", fontsize=7, color="0.35")
@@ -180,7 +185,7 @@ def plot_dimensions(result: dict, path: Path) -> Path | None:
     if not policies:
         return None
     keys = (*DIMENSIONS, "overall")
-    fig = Figure(figsize=(max(8, 1.2 * len(keys) * max(1, len(policies) / 3)), 4.5))
+    fig = Figure(figsize=(max(8, 1.2 * len(keys) * max(1, len(policies) / 3)) + 1.5, 4.5))
     ax = fig.subplots()
     series = {p: [dims[p].get(k) for k in keys] for p in policies}
     _grouped_bars(
@@ -188,7 +193,7 @@ def plot_dimensions(result: dict, path: Path) -> Path | None:
     )
     ax.set_ylabel("dimension score")
     ax.set_title("Evaluation dimensions")
-    ax.legend(fontsize=8, ncols=min(len(policies), 4))
+    _outside_legend(ax)
     missing = lookup_dict(result, "not_applicable")
     notes = [f"n/a: {DIMENSION_TITLES[k]}: {missing[k]}" for k in keys if k in missing]
     if notes:
@@ -225,13 +230,22 @@ def _agent_colors(n: int) -> dict[str, Any]:
     return {f"agent {i}": cmap(i % 10 if n <= 10 else i / max(n - 1, 1)) for i in range(n)}
 
 
-def _plot_discrete_actions(ax: Axes, spec: dict, policy: str) -> bool:
+def _action_names(result: dict, spec: dict, key: str, n: int) -> list[str]:
+    """The env's action names (``env.action_names`` in the result), else the spec's `key`.
+
+    Either is used only when it has `n` entries; ``a<k>`` otherwise.
+    """
+    for names in (lookup(result, "env", "action_names"), spec.get(key)):
+        if isinstance(names, list | tuple) and len(names) == n:
+            return [str(name) for name in names]
+    return [f"a{k}" for k in range(n)]
+
+
+def _plot_discrete_actions(ax: Axes, spec: dict, policy: str, result: dict) -> bool:
     counts = as_array(spec.get("counts"))
     if counts is None or counts.ndim != 2:
         return False
-    labels = list(spec.get("labels") or range(counts.shape[1]))
-    if len(labels) != counts.shape[1]:
-        labels = [str(i) for i in range(counts.shape[1])]
+    labels = _action_names(result, spec, "labels", counts.shape[1])
     totals = counts.sum(axis=1, keepdims=True)
     frequency = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     colors = _agent_colors(len(frequency))
@@ -244,19 +258,18 @@ def _plot_discrete_actions(ax: Axes, spec: dict, policy: str) -> bool:
     return True
 
 
-def _plot_continuous_actions(axes: Sequence[Axes], spec: dict, policy: str) -> bool:
+def _plot_continuous_actions(axes: Sequence[Axes], spec: dict, policy: str, result: dict) -> bool:
     counts = as_array(spec.get("counts"))
     edges = as_array(spec.get("bins"))
     if counts is None or edges is None or counts.ndim != 3 or counts.shape[2] != len(edges) - 1:
         return False
-    dims = list(spec.get("dims") or [])
+    dims = _action_names(result, spec, "dims", counts.shape[1])
     colors = _agent_colors(counts.shape[0])
     for d, ax in enumerate(axes[: counts.shape[1]]):
         for color, agent_counts in zip(colors.values(), counts[:, d]):
             total = agent_counts.sum()
             ax.stairs(agent_counts / total if total else agent_counts, edges, color=color)
-        name = dims[d] if d < len(dims) else f"dim {d}"
-        ax.set_title(f"{policy}: {name}", fontsize=9)
+        ax.set_title(f"{policy}: {dims[d]}", fontsize=9)
         ax.set_ylabel("share of steps")
     if counts.shape[0] <= MAX_LEGEND_AGENTS:
         handles = [Line2D([], [], color=c, label=a) for a, c in colors.items()]
@@ -290,10 +303,10 @@ def plot_actions(result: dict, path: Path) -> Path | None:
     for row, name in zip(grid, names):
         spec = actions[name]
         if spec.get("kind") == "discrete":
-            ok = _plot_discrete_actions(row[0], spec, name)
+            ok = _plot_discrete_actions(row[0], spec, name, result)
             used = 1
         else:
-            ok = _plot_continuous_actions(row, spec, name)
+            ok = _plot_continuous_actions(row, spec, name, result)
             used = len(spec.get("dims") or [None]) if ok else 1
         if not ok:
             row[0].text(0.5, 0.5, f"{name}: n/a", ha="center", va="center")
@@ -376,7 +389,7 @@ def plot_levels(result: dict, path: Path) -> Path | None:
     policies = [p for p in policies_of(result) if any(p in levels[lv] for lv in names)]
     policies += [p for p in union_keys(levels[lv] for lv in names) if p not in policies]
     trained = set(result.get("trained_levels") or [])
-    fig = Figure(figsize=(max(7, 1.5 * len(names) * max(1, len(policies) / 3)), 4.5))
+    fig = Figure(figsize=(max(7, 1.5 * len(names) * max(1, len(policies) / 3)) + 1.5, 4.5))
     ax = fig.subplots()
     for i, level in enumerate(names):
         if level in trained:
@@ -387,7 +400,7 @@ def plot_levels(result: dict, path: Path) -> Path | None:
     _grouped_bars(ax, labels, series, policy_colors(policies), errors=errors)
     ax.set_ylabel("mean agent return (± std)")
     ax.set_title("Score per level (shaded: trained on)")
-    ax.legend(fontsize=8, ncols=min(len(policies), 4))
+    _outside_legend(ax)
     fig.set_layout_engine("constrained")
     return _save(fig, path)
 
@@ -405,7 +418,7 @@ def plot_robustness(result: dict, path: Path) -> Path | None:
     tests += [t for t in union_keys(robustness[p] for p in policies) if t not in tests]
     if not tests:
         return None
-    fig = Figure(figsize=(max(7, 1.6 * len(tests) * max(1, len(policies) / 3)), 4.5))
+    fig = Figure(figsize=(max(7, 1.6 * len(tests) * max(1, len(policies) / 3)) + 1.5, 4.5))
     ax = fig.subplots()
     series = {p: [lookup(robustness[p], t, "retained") for t in tests] for p in policies}
     _grouped_bars(ax, tests, series, policy_colors(policies))
@@ -416,7 +429,7 @@ def plot_robustness(result: dict, path: Path) -> Path | None:
         _footnote(fig, notes)
     ax.set_ylabel("retained (perturbed / clean score)")
     ax.set_title("Robustness")
-    ax.legend(fontsize=8, ncols=min(len(policies), 4))
+    _outside_legend(ax)
     fig.set_layout_engine("constrained")
     return _save(fig, path)
 

@@ -1,7 +1,9 @@
 """Turn the result of `rlp evaluate` into a Markdown report, an HTML page and PNG plots.
 
 :func:`write_report` lays the suite's result dict out once as a list of blocks and renders
-it twice, so ``report.md`` and ``report.html`` hold the same tables; a missing section
+it twice through Jinja2 templates (``templates/markdown``, ``templates/html``), so
+``report.md`` and ``report.html`` hold the same tables; ``report.html`` carries its plots
+inline and opens on its own; a missing section
 reads "not measured: <reason>" (or "n/a on this env: <reason>" where the env cannot
 support it: ``not_applicable`` in the result). Plots are drawn without pyplot
 (docs/evaluation.md).
@@ -14,11 +16,15 @@ Example:
 
 from __future__ import annotations
 
-import html
+import base64
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
 
 from rl_platform.evaluation.plots import PLOTS
 from rl_platform.evaluation.result_data import (
@@ -451,87 +457,60 @@ def build_report(result: dict, plots: dict[str, Path]) -> list[Block]:
 
 
 # -- rendering ----------------------------------------------------------------------------
+# Each block kind has one Jinja2 template per format (templates/markdown/<kind>.j2,
+# templates/html/<kind>.j2); the HTML environment autoescapes every value.
 
 
-def _md(text: str) -> str:
+def _md(text: object) -> str:
     """Text safe inside a Markdown table cell; "<" is escaped so no HTML tag gets through."""
     return str(text).replace("<", "&lt;").replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(blocks: Sequence[Block]) -> str:
-    """The blocks as GitHub-flavoured Markdown."""
-    lines: list[str] = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            lines.append(f"{'#' * block.level} {_md(block.text)}")
-        elif isinstance(block, Paragraph):
-            lines.append(_md(block.text))
-        elif isinstance(block, Note):
-            lines.append(f"*{_md(block.label)}: {_md(block.reason)}*")
-        elif isinstance(block, Image):
-            lines.append(f"![{_md(block.caption)}]({block.src})")
-        elif isinstance(block, Table):
-            lines.append("| " + " | ".join(_md(h) for h in block.headers) + " |")
-            lines.append("|" + "---|" * len(block.headers))
-            for r, row in enumerate(block.rows):
-                cells = [
-                    f"**{_md(c)}**" if (r, i) in block.bold else _md(c) for i, c in enumerate(row)
-                ]
-                lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-CSS = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
-       color: #222; line-height: 1.45; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; }
-table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
-th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; } tr:nth-child(even) td { background: #fafafa; }
-img { max-width: 100%; } figure { margin: 1em 0; }
-figcaption { color: #666; font-size: .85em; }
-.note { color: #8a5a00; font-style: italic; }
-"""
-
-
-def render_html(blocks: Sequence[Block]) -> str:
-    """The blocks as one self-contained HTML page (inline CSS; images by relative path)."""
-    e = html.escape
-    title = next((b.text for b in blocks if isinstance(b, Heading) and b.level == 1), "Report")
-    body: list[str] = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            body.append(f"<h{block.level}>{e(block.text)}</h{block.level}>")
-        elif isinstance(block, Paragraph):
-            body.append(f"<p>{e(block.text)}</p>")
-        elif isinstance(block, Note):
-            body.append(f'<p class="note">{e(block.label)}: {e(block.reason)}</p>')
-        elif isinstance(block, Image):
-            body.append(
-                f'<figure><img src="{e(block.src)}" alt="{e(block.caption)}">'
-                f"<figcaption>{e(block.caption)}</figcaption></figure>"
-            )
-        elif isinstance(block, Table):
-            head = "".join(f"<th>{e(h)}</th>" for h in block.headers)
-            rows = []
-            for r, row in enumerate(block.rows):
-                cells = "".join(
-                    f"<td><strong>{e(c)}</strong></td>"
-                    if (r, i) in block.bold
-                    else f"<td>{e(c)}</td>"
-                    for i, c in enumerate(row)
-                )
-                rows.append(f"<tr>{cells}</tr>")
-            body.append(
-                f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            )
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body>\n</html>\n"
+@functools.cache
+def _environment(kind: str) -> jinja2.Environment:
+    """The Jinja2 environment of ``kind`` ("markdown" or "html", autoescaped)."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("rl_platform.evaluation", f"templates/{kind}"),
+        autoescape=kind == "html",
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
     )
+    env.filters["md"] = _md
+    return env
+
+
+def _render_block(kind: str, block: Block, **extra: object) -> str:
+    template = _environment(kind).get_template(f"{type(block).__name__.lower()}.j2")
+    return template.render(block=block, **extra).rstrip("\n")
+
+
+def render_markdown(blocks: Sequence[Block]) -> str:
+    """The blocks as GitHub-flavoured Markdown (images linked by relative path)."""
+    return "".join(_render_block("markdown", block) + "\n\n" for block in blocks)[:-1]
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def render_html(blocks: Sequence[Block], root: Path | None = None) -> str:
+    """The blocks as one self-contained HTML page: inline CSS, images inlined as data URIs.
+
+    Args:
+        blocks: The report, from :func:`build_report`.
+        root: The folder the images' ``src`` is relative to; an image found there is
+            inlined, any other is linked by its path.
+    """
+    title = next((b.text for b in blocks if isinstance(b, Heading) and b.level == 1), "Report")
+    body = []
+    for block in blocks:
+        extra = {}
+        if isinstance(block, Image):
+            path = root / block.src if root is not None else None
+            extra["src"] = _data_uri(path) if path is not None and path.is_file() else block.src
+        body.append(Markup(_render_block("html", block, **extra)))
+    return _environment("html").get_template("page.j2").render(title=title, body=body)
 
 
 def write_report(result: dict, out_dir: Path) -> dict[str, Path]:
@@ -557,5 +536,5 @@ def write_report(result: dict, out_dir: Path) -> dict[str, Path]:
     markdown = out_dir / "report.md"
     markdown.write_text(render_markdown(blocks), encoding="utf-8")
     page = out_dir / "report.html"
-    page.write_text(render_html(blocks), encoding="utf-8")
+    page.write_text(render_html(blocks, out_dir), encoding="utf-8")
     return {"markdown": markdown, "html": page, **plots}

@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import html
 import math
-import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pandas is imported when a dashboard is drawn, not with the package
+    import pandas as pd
 
 from rl_platform.config.monitoring import MonitoringSpec
 from rl_platform.monitoring.detector import Anomaly, AnomalyDetector
@@ -26,42 +27,96 @@ from rl_platform.runs import SUMMARY_FILE
 MONITOR_DIR = "monitor"
 
 
-@dataclass
-class _Series:
-    """Columns of :func:`monitor_row` over iterations (x: iteration of each value)."""
-
-    columns: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
-
-    def add(self, row: Mapping[str, float]) -> None:
-        x = row.get("iteration", float(len(self.columns.get("iteration", ([], []))[0]) + 1))
-        for key, value in row.items():
-            xs, ys = self.columns.setdefault(key, ([], []))
-            xs.append(x)
-            ys.append(value)
-
-    def matching(self, stats: Iterable[str]) -> dict[str, tuple[list[float], list[float]]]:
-        """Columns ``<stat>/<module>`` and ``<stat>`` itself for each of ``stats``."""
-        names = tuple(stats)
-        return {
-            k: v
-            for k, v in self.columns.items()
-            if k in names or k.startswith(tuple(f"{s}/" for s in names))
-        }
-
-    def named(self, names: Iterable[str]) -> dict[str, tuple[list[float], list[float]]]:
-        return {k: self.columns[k] for k in names if k in self.columns}
-
-    def prefixed(self, prefix: str) -> dict[str, tuple[list[float], list[float]]]:
-        return {k: v for k, v in self.columns.items() if k.startswith(prefix)}
+Lines = dict[str, "pd.Series"]  # name -> values indexed by training iteration
 
 
-def _rolling_mean(values: list[float], window: int) -> list[float]:
-    out = []
-    for i in range(len(values)):
-        chunk = [v for v in values[max(0, i - window + 1) : i + 1] if math.isfinite(v)]
-        out.append(statistics.fmean(chunk) if chunk else math.nan)
+def monitor_frame(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One :func:`monitor_row` per result, indexed by training iteration.
+
+    A figure an iteration did not report is NaN there; a row without an iteration takes
+    its position (1-based).
+    """
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame([monitor_row(r) for r in results])
+    position = pd.Series(np.arange(1, len(frame) + 1, dtype=float), index=frame.index)
+    iteration = frame["iteration"] if "iteration" in frame else position
+    return frame.set_index(iteration.fillna(position).rename("iteration"))
+
+
+def _lines(frame: pd.DataFrame, names: Iterable[str]) -> Lines:
+    """The columns ``names`` that hold a value, each without its missing iterations."""
+    out = {}
+    for name in names:
+        if name not in frame.columns:
+            continue
+        values = frame[name].dropna()
+        if len(values):
+            out[name] = values
     return out
 
+
+def _matching(frame: pd.DataFrame, stats: Iterable[str]) -> Lines:
+    """Columns ``<stat>/<module>`` and ``<stat>`` itself for each of ``stats``."""
+    names = tuple(stats)
+    prefixes = tuple(f"{s}/" for s in names)
+    return _lines(frame, [c for c in frame.columns if c in names or c.startswith(prefixes)])
+
+
+def _prefixed(frame: pd.DataFrame, prefix: str) -> Lines:
+    return _lines(frame, [c for c in frame.columns if c.startswith(prefix)])
+
+
+def env_action_names(run_dir: str | Path) -> list[str] | None:
+    """The action names the run's env (or its core) declares as ``action_names``, if any.
+
+    Read from ``RUN_DIR/config.yaml``'s env id through the registry; None when the run,
+    its env or the attribute is missing.
+    """
+    import yaml
+
+    from rl_platform.registry import get_env
+    from rl_platform.runs import CONFIG_FILE
+
+    try:
+        config = yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text()) or {}
+        entry = get_env(str(config["env"]["id"]))
+        env_cls = entry.load() if entry is not None else None
+    except Exception:  # noqa: BLE001 - a dashboard draws without names rather than fail
+        return None
+    for owner in (env_cls, getattr(env_cls, "core_cls", None)):
+        names = getattr(owner, "action_names", None)
+        if isinstance(names, list | tuple) and names:
+            return [str(n) for n in names]
+    return None
+
+
+def _action_label(column: str, names: list[str] | None) -> str:
+    """``actions/<module>/p_<k>`` as ``<module>: P(<name k>)`` (``mean_<d>``, ``std_<d>`` too).
+
+    Names come from the env (:func:`env_action_names`); ``a<k>`` where it gives none.
+    """
+    parts = column.split("/", 2)
+    if len(parts) < 3:
+        return column
+    _, module, stat = parts
+    kind, _, index = stat.rpartition("_")
+    if kind not in ("p", "mean", "std") or not index.isdigit():
+        return f"{module}: {stat}"
+    k = int(index)
+    name = names[k] if names is not None and k < len(names) else f"a{k}"
+    return f"{module}: P({name})" if kind == "p" else f"{module}: {kind} {name}"
+
+
+_Y_LABELS = {
+    "components": "reward per episode",
+    "return per agent": "episode return",
+    "return per module": "episode return",
+    "actions": "share / value",
+    "evaluation": "value",
+    "window score": "score",
+}
 
 _KIND_COLORS = {
     "reward_collapse": "tab:red",
@@ -72,10 +127,22 @@ _KIND_COLORS = {
 }
 
 
-def _panels(
-    path: Path, title: str, panels: list[tuple[str, dict[str, tuple[list[float], list[float]]]]]
-) -> Path | None:
-    """One PNG with a panel per (title, lines); nothing when every panel is empty."""
+def _save(fig: Any, path: Path) -> Path:
+    """Save ``fig`` with integer iteration ticks on every x axis (iterations are whole)."""
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in fig.axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def _panels(path: Path, title: str, panels: list[tuple[str, Lines]]) -> Path | None:
+    """One PNG with a panel per (title, lines); nothing when every panel is empty.
+
+    A panel's y label is its title (``policy loss``, ``KL``, ...) unless
+    :data:`_Y_LABELS` names its unit.
+    """
     from matplotlib.figure import Figure
 
     panels = [(t, lines) for t, lines in panels if lines]
@@ -85,29 +152,33 @@ def _panels(
     fig.suptitle(title)
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (panel_title, lines) in zip(axes, panels):
-        for name, (xs, ys) in sorted(lines.items()):
-            ax.plot(xs, ys, label=name, linewidth=1.2)
+        for name, values in sorted(lines.items()):
+            ax.plot(values.index, values.to_numpy(), label=name, linewidth=1.2)
         ax.set_title(panel_title, fontsize=10)
+        ax.set_ylabel(_Y_LABELS.get(panel_title, panel_title), fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     axes[-1].set_xlabel("training iteration")
-    fig.savefig(path, dpi=90)
-    return path
+    return _save(fig, path)
 
 
-def _returns_plot(path: Path, series: _Series, anomalies: list[Anomaly], window: int) -> Path:
+def _returns_plot(path: Path, frame: pd.DataFrame, anomalies: list[Anomaly], window: int) -> Path:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(8, 4), layout="constrained")
     ax = fig.subplots()
-    xs, ys = series.columns.get("episode_return_mean", ([], []))
-    if "episode_return_min" in series.columns and "episode_return_max" in series.columns:
-        lo_x, lo = series.columns["episode_return_min"]
-        _, hi = series.columns["episode_return_max"]
-        ax.fill_between(lo_x, lo, hi, alpha=0.15, label="episode return min-max")
-    ax.plot(xs, ys, linewidth=1.0, label="episode return mean")
-    if ys:
-        ax.plot(xs, _rolling_mean(ys, window), linewidth=2.0, label=f"rolling mean ({window})")
+    spread = ["episode_return_min", "episode_return_max"]
+    if set(spread) <= set(frame.columns):
+        band = frame[spread].dropna()
+        ax.fill_between(
+            band.index, band[spread[0]], band[spread[1]], alpha=0.15, label="episode return min-max"
+        )
+    mean = _lines(frame, ["episode_return_mean"]).get("episode_return_mean")
+    if mean is not None:
+        ax.plot(mean.index, mean.to_numpy(), linewidth=1.0, label="episode return mean")
+        finite = frame["episode_return_mean"].replace([math.inf, -math.inf], math.nan)
+        rolling = finite.rolling(window, min_periods=1).mean()  # NaN in a window is skipped
+        ax.plot(rolling.index, rolling.to_numpy(), linewidth=2.0, label=f"rolling mean ({window})")
     for kind in sorted({a.kind for a in anomalies}):
         marks = [a.iteration for a in anomalies if a.kind == kind]
         for i, x in enumerate(marks):
@@ -117,9 +188,9 @@ def _returns_plot(path: Path, series: _Series, anomalies: list[Anomaly], window:
     ax.set_ylabel("return")
     ax.set_title("Episode return")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.savefig(path, dpi=90)
-    return path
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)
 
 
 def render_dashboard(
@@ -153,56 +224,56 @@ def render_dashboard(
         anomalies = [a for r in results for a in detector.observe(r)]
     else:
         anomalies = read_anomalies(run_dir)
-    series = _Series()
-    for result in results:
-        series.add(monitor_row(result))
+    frame = monitor_frame(results)
+    actions = _prefixed(frame, "actions/")
+    names = env_action_names(run_dir) if actions else None
 
     written: dict[str, Path | None] = {
-        "returns": _returns_plot(out / "returns.png", series, anomalies, spec.window),
+        "returns": _returns_plot(out / "returns.png", frame, anomalies, spec.window),
         "losses": _panels(
             out / "losses.png",
             "Losses per module",
-            [(title, series.matching(stats)) for title, stats in LOSS_STATS.items()],
+            [(title, _matching(frame, stats)) for title, stats in LOSS_STATS.items()],
         ),
         "values": _panels(
             out / "values.png",
             "Value estimates per module",
-            [(s, series.matching([s])) for s in VALUE_STATS],
+            [(s, _matching(frame, [s])) for s in VALUE_STATS],
         ),
         "exploration": _panels(
             out / "exploration.png",
             "Exploration",
-            [(s, series.matching([s])) for s in EXPLORATION_STATS],
+            [(s, _matching(frame, [s])) for s in EXPLORATION_STATS],
         ),
         "throughput": _panels(
             out / "throughput.png",
             "Throughput",
-            [("env steps / s", series.named(["env_steps_per_s"]))],
+            [("env steps / s", _lines(frame, ["env_steps_per_s"]))],
         ),
         "rewards": _panels(
             out / "rewards.png",
             "Reward components (mean per episode)",
             [
-                ("components", series.prefixed("reward/")),
-                ("return per agent", series.prefixed("return/")),
-                ("return per module", series.prefixed("module_return/")),
+                ("components", _prefixed(frame, "reward/")),
+                ("return per agent", _prefixed(frame, "return/")),
+                ("return per module", _prefixed(frame, "module_return/")),
             ],
         ),
         "curriculum": _panels(
             out / "curriculum.png",
             "Curriculum",
             [
-                ("level", series.matching(["curriculum/level"])),
-                ("window score", series.matching(["curriculum/score"])),
+                ("level", _matching(frame, ["curriculum/level"])),
+                ("window score", _matching(frame, ["curriculum/score"])),
             ],
         ),
         "actions": _panels(
             out / "actions.png",
             "Actions per module (frequencies, or mean / std per dimension)",
-            [("actions", series.prefixed("actions/"))],
+            [("actions", {_action_label(c, names): v for c, v in actions.items()})],
         ),
         "evaluation": _panels(
-            out / "evaluation.png", "Evaluation", [("evaluation", series.prefixed("evaluation/"))]
+            out / "evaluation.png", "Evaluation", [("evaluation", _prefixed(frame, "evaluation/"))]
         ),
     }
     plots = {name: path for name, path in written.items() if path is not None}

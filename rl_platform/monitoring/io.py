@@ -46,7 +46,12 @@ def read_anomalies(run_dir: str | Path) -> list[Anomaly]:
 
 
 def read_results(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The results in ``RUN_DIR/trial/result.json``; a line cut short (live run) is skipped."""
+    """The results in ``RUN_DIR/trial/result.json``; a line cut short (live run) is skipped.
+
+    Parsed line by line, not with ``pandas.read_json(lines=True)``: that fails on the line
+    a live run is writing and fills keys an iteration lacks with NaN, which the NaN rule
+    would then report.
+    """
     path = Path(run_dir) / RESULT_FILE
     if not path.exists():
         return []

@@ -27,16 +27,14 @@ VALUE_STATS = ("vf_predictions", "vf_explained_var", "q_mean", "q_taken_mean", "
 EXPLORATION_STATS = ("entropy", "epsilon", "exploration_noise", "noise_scale", "curr_entropy_coeff")
 
 
-def flatten_result(result: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten a nested result dict into ``a/b/c`` keys (already-flat keys stay as they are)."""
-    flat: dict[str, Any] = {}
-    for key, value in result.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_result(value, name + "/"))
-        else:
-            flat[name] = value
-    return flat
+def flatten_result(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten a nested result dict into ``a/b/c`` keys (Tune's ``flatten_dict``).
+
+    Already-flat keys stay as they are; Ray is imported on the first call only.
+    """
+    from ray.tune.utils import flatten_dict
+
+    return flatten_dict(dict(result), delimiter="/")
 
 
 def to_number(value: Any) -> float | None:

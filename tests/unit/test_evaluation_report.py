@@ -1,11 +1,16 @@
 """The evaluation report: files, valid PNGs, tables for every policy, escaping, gaps."""
 
+import base64
 import copy
 import math
+import shutil
+from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+from rl_platform.evaluation import plots
 from rl_platform.evaluation.plots import plot_learning_curve
 from rl_platform.evaluation.report import write_report
 from rl_platform.evaluation.result_data import DIMENSIONS, fmt
@@ -201,11 +206,11 @@ def test_full_result_writes_report_and_all_plots(tmp_path, kind):
     assert "| Sample efficiency | apart |" in markdown
     for name in ALL_PLOTS:
         assert f"](plots/{name}.png)" in markdown
-        assert f'<img src="plots/{name}.png"' in page
     assert "not measured" not in markdown
     assert "collisions" in markdown and "gini" in markdown  # env-specific coordination
     assert "easy-&gt;hard" in page and "36000" in markdown
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert page.count('<img src="data:image/png;base64,') == len(ALL_PLOTS)
 
 
 def test_html_and_markdown_escape_strings(tmp_path):
@@ -283,3 +288,111 @@ def test_what_overall_leaves_out_is_said_once_for_every_row(tmp_path):
     assert "| Generalization | not in overall |" in markdown
     assert "| Robustness | 0.5 |" in markdown
     assert "same weights for every policy and baseline" in markdown
+
+
+class _PageParser(HTMLParser):
+    """Image sources and table cells of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.cells: list[str] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.cells.append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_html_report_is_self_contained(tmp_path):
+    paths = write_report(make_result(), tmp_path / "evaluation")
+    alone = tmp_path / "elsewhere" / "report.html"
+    alone.parent.mkdir()
+    shutil.copy(paths["html"], alone)
+    shutil.rmtree(tmp_path / "evaluation")  # the page must not need its plots folder
+    page = alone.read_text()
+    assert 'src="plots/' not in page
+    parser = _PageParser()
+    parser.feed(page)
+    assert len(parser.images) == len(ALL_PLOTS)
+    for src in parser.images:
+        head, data = src.split(",", 1)
+        assert head == "data:image/png;base64"
+        assert base64.b64decode(data)[:8] == PNG_SIGNATURE
+
+
+def test_markdown_and_html_hold_the_same_tables(tmp_path):
+    result = make_result("discrete")
+    result["policies"].append("a|b <c>")
+    result["scores"]["a|b <c>"] = {"mean": 1.0}
+    paths = write_report(result, tmp_path)
+    parser = _PageParser()
+    parser.feed(paths["html"].read_text())
+    md_cells = []
+    for line in paths["markdown"].read_text().splitlines():
+        if line.startswith("| "):
+            cells = [c.strip() for c in line[2:-2].replace("\\|", "\0").split(" | ")]
+            md_cells += [c.replace("\0", "|").replace("&lt;", "<").strip("*") for c in cells]
+    assert md_cells == parser.cells
+    assert "a|b <c>" in parser.cells
+
+
+@pytest.mark.parametrize("name", ["dimensions", "robustness", "levels"])
+def test_bar_plot_legends_stay_off_the_bars(tmp_path, monkeypatch, name):
+    figures = []
+    real_save = plots._save
+    monkeypatch.setattr(
+        plots, "_save", lambda fig, path: figures.append(fig) or real_save(fig, path)
+    )
+    result = make_result()
+    result["not_applicable"] = {"adaptability": "one level", "faulty_agent": "one agent"}
+    assert plots.PLOTS[name](result, tmp_path / f"{name}.png") is not None
+    (fig,) = figures
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    (ax,) = fig.axes
+    legend = ax.get_legend()
+    assert legend is not None and len(legend.get_texts()) == len(result["policies"])
+    box, area = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert not box.overlaps(area)
+    assert fig.bbox.contains(box.x1 - 1, box.y0 + 1)  # and it is not cut off the figure
+
+
+@pytest.mark.parametrize("kind", ["discrete", "continuous"])
+def test_action_panels_use_the_envs_action_names(tmp_path, monkeypatch, kind):
+    figures = []
+    real_save = plots._save
+    monkeypatch.setattr(
+        plots, "_save", lambda fig, path: figures.append(fig) or real_save(fig, path)
+    )
+    result = make_result(kind)
+    names = ["hold", "buy"] if kind == "discrete" else ["cpu", "memory", "network"]
+    result["env"]["action_names"] = names
+    rollout_names = {"labels": ["0", "1"], "dims": ["a0", "a1", "a2"]}  # what rollout writes
+    result["actions"] = {p: {**s, **rollout_names} for p, s in result["actions"].items()}
+    assert plots.plot_actions(result, tmp_path / "a.png") is not None
+    ax = figures[0].axes[0]
+    if kind == "discrete":
+        assert [t.get_text() for t in ax.get_xticklabels()] == names
+    else:
+        titles = [a.get_title() for a in figures[0].axes[:3]]
+        assert titles == [f"policy: {n}" for n in names]
+    del result["env"]["action_names"]
+    figures.clear()
+    plots.plot_actions(result, tmp_path / "b.png")
+    ax = figures[0].axes[0]
+    if kind == "discrete":
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1"]  # the result's labels
+    else:
+        assert ax.get_title() == "policy: a0"  # the env declares none

@@ -287,3 +287,107 @@ def test_render_dashboard_on_real_run(tmp_path):
     assert not [
         a for r in read_results(QUICKSTART_RUN) for a in detector.observe(r) if a.kind == "nan"
     ]
+
+
+def test_dashboard_ticks_whole_iterations_and_labels_every_panel(tmp_path, monkeypatch):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from rl_platform.monitoring import dashboard
+
+    figures = {}
+    real_save = dashboard._save
+    monkeypatch.setattr(
+        dashboard,
+        "_save",
+        lambda fig, path: figures.setdefault(path.stem, fig) and real_save(fig, path),
+    )
+    write_run(tmp_path, series([1.0, 2.0, 3.0, 2.5]), partial_tail=False)  # 4 iterations
+    render_dashboard(tmp_path)
+    assert {"returns", "losses", "exploration", "throughput"} <= set(figures)
+    for name, fig in figures.items():
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw(renderer)
+        for ax in fig.axes:
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks and all(float(t).is_integer() for t in ticks), (name, ticks)
+            assert ax.get_ylabel(), (name, ax.get_title())
+    losses = {ax.get_title(): ax.get_ylabel() for ax in figures["losses"].axes}
+    assert losses == {"policy loss": "policy loss", "value loss": "value loss", "KL": "KL"}
+
+
+def test_flatten_result_joins_nested_keys_and_keeps_flat_ones():
+    from rl_platform.monitoring import flatten_result
+
+    nested = {"a": {"b": {"c": 1}, "d": [1, 2]}, "e/f": 3.0, "g": {}, "h": None}
+    assert flatten_result(nested) == {"a/b/c": 1, "a/d": [1, 2], "e/f": 3.0, "h": None}
+    assert nested["a"] == {"b": {"c": 1}, "d": [1, 2]}  # the input is left as it was
+
+
+def test_monitor_frame_is_indexed_by_iteration_and_keeps_gaps():
+    from rl_platform.monitoring.dashboard import monitor_frame
+
+    results = [make_result(3, 1.0), make_result(4, None), make_result(5, 2.0)]
+    frame = monitor_frame(results)
+    assert list(frame.index) == [3, 4, 5]
+    assert frame["episode_return_mean"].isna().tolist() == [False, True, False]
+    assert list(monitor_frame([{"env_runners": {"episode_return_mean": 1.0}}] * 2).index) == [1, 2]
+
+
+def test_rolling_mean_skips_non_finite_returns(tmp_path, monkeypatch):
+    from rl_platform.monitoring import dashboard
+
+    figures = {}
+    real_save = dashboard._save
+    monkeypatch.setattr(
+        dashboard,
+        "_save",
+        lambda fig, path: figures.setdefault(path.stem, fig) and real_save(fig, path),
+    )
+    write_run(tmp_path, series([1.0, math.nan, 3.0, math.inf, 5.0, 7.0]), partial_tail=False)
+    render_dashboard(tmp_path, spec=MonitoringSpec(window=3))
+    (line,) = [
+        ln for ln in figures["returns"].axes[0].lines if ln.get_label() == "rolling mean (3)"
+    ]
+    assert list(line.get_xdata()) == [1, 2, 3, 4, 5, 6]
+    assert list(line.get_ydata()) == [1.0, 1.0, 2.0, 3.0, 4.0, 6.0]
+
+
+@pytest.mark.parametrize("declared", [("stay", "up", "down"), None])
+def test_action_panel_uses_the_envs_action_names(tmp_path, monkeypatch, declared):
+    from rl_platform import registry
+    from rl_platform.monitoring import dashboard
+
+    class Core:
+        action_names = declared
+
+    class Env:
+        core_cls = Core
+
+    monkeypatch.setattr(
+        registry, "get_env", lambda env_id: registry.EnvEntry(env_id, "test env", Env)
+    )
+    figures = {}
+    real_save = dashboard._save
+    monkeypatch.setattr(
+        dashboard,
+        "_save",
+        lambda fig, path: figures.setdefault(path.stem, fig) and real_save(fig, path),
+    )
+    results = series([1.0, 2.0])
+    for r in results:
+        r["env_runners"]["actions"] = {"shared": {"p_0": 0.2, "p_1": 0.5, "p_2": 0.3}}
+    write_run(tmp_path, results, partial_tail=False)
+    (tmp_path / "config.yaml").write_text("env:\n  id: some_env\n")
+    render_dashboard(tmp_path)
+    labels = {line.get_label() for line in figures["actions"].axes[0].lines}
+    names = declared or ("a0", "a1", "a2")
+    assert labels == {f"shared: P({name})" for name in names}
+
+
+def test_action_labels_name_means_and_keep_other_stats():
+    from rl_platform.monitoring.dashboard import _action_label
+
+    assert _action_label("actions/m/mean_1", ["x", "y"]) == "m: mean y"
+    assert _action_label("actions/m/std_3", ["x", "y"]) == "m: std a3"
+    assert _action_label("actions/m/saturated", None) == "m: saturated"
+    assert _action_label("actions/m", None) == "actions/m"
