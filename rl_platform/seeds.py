@@ -19,6 +19,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -51,6 +52,7 @@ from rl_platform.runs import (
     output_dir,
     read_json,
 )
+from rl_platform.stopping import stop_criteria
 from rl_platform.trust import check_own_state
 
 log = logging.getLogger(__name__)
@@ -428,6 +430,7 @@ def train_seeds(
     trust: bool = False,
     notice: Callable[[str], None] | None = None,
     episodes: int = EPISODES,
+    on_start: Callable[[Any], None] | None = None,
 ) -> SeedsResult:
     """Train an experiment once per seed, as concurrent trials of one Tune run; aggregate.
 
@@ -445,6 +448,8 @@ def train_seeds(
         trust: resume even from a directory others can write (``--trust``).
         notice: called once with the sampler line.
         episodes: greedy episodes per seed for its score.
+        on_start: called once with the ``training.RunStart`` (the group directory exists,
+            Ray has not started yet).
 
     Raises:
         ConfigError: the experiment or the seeds are invalid; nothing was started.
@@ -487,8 +492,6 @@ def train_seeds(
     algo_config = training.build_algorithm_config(experiments[seed_list[0]])
     training.tell_sampler(experiment, notice)
 
-    init_ray(address, verbose)
-    check_resources(experiment, algo_config, autoscaling=address is not None)
     if resume is None:
         group_dir = new_run_dir(output_dir(output, experiment), experiment.name)
         hold(group_dir)
@@ -498,6 +501,16 @@ def train_seeds(
             RunDir(seed_dir).config.write_text(seed_experiment.to_yaml())
         state = {"seeds": seed_list, "episodes": episodes}
         RunDir(group_dir).seeds.write_text(json.dumps(state, indent=2) + "\n")
+    if on_start is not None:
+        stop = stop_criteria(experiment)
+        on_start(training.RunStart(group_dir, stop, None, resume is not None, tuple(seed_list)))
+    init_ray(address, verbose)
+    try:
+        check_resources(experiment, algo_config, autoscaling=address is not None)
+    except ConfigError:
+        if resume is None:  # refused before anything ran: leave no group directory behind
+            shutil.rmtree(group_dir, ignore_errors=True)
+        raise
     group = RunDir(group_dir)
 
     parts = reward_parts(experiment)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -125,10 +127,121 @@ class TrainResult:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
 
 
-# --------------------------------------------------------------------------- ray
+@dataclass(frozen=True)
+class RunStart:
+    """What :func:`train` announces once its run directory exists, before Ray starts.
+
+    ``run_dir`` is the local run (or group) directory (a staging folder when ``remote``
+    names the cloud URI Tune writes to); ``stop`` holds the Tune stop criteria, from
+    which progress is measured (:func:`progress_of`).
+    """
+
+    run_dir: Path
+    stop: dict[str, float]
+    remote: str | None = None
+    resumed: bool = False
+    seeds: tuple[int, ...] = ()
 
 
 # --------------------------------------------------------------------------- progress
+
+
+def progress_of(
+    stop: dict[str, float], row: IterationRow
+) -> tuple[str, float, float, float | None]:
+    """How far `row` is towards the stop: ``(what, done, total, seconds_left)``.
+
+    ``what`` is ``"iter"`` for a ``training_iteration`` stop, ``"env steps"`` for an env
+    steps stop (that order), ``""`` when neither is set (``done``/``total`` are then 0).
+    ``seconds_left`` extrapolates the mean time per iteration (or env step) so far and
+    takes the nearest of the iteration, env steps and time stops; None when none is set or
+    nothing was measured yet. A stop on the return cannot be foreseen.
+    """
+    iters = stop.get("training_iteration")
+    steps = stop.get(ENV_STEPS_KEY)
+    lefts = []
+    elapsed = row.time_total_s
+    if iters and row.iteration > 0 and elapsed > 0:
+        lefts.append(max(iters - row.iteration, 0) * elapsed / row.iteration)
+    if steps and row.env_steps > 0 and elapsed > 0:
+        lefts.append(max(steps - row.env_steps, 0) * elapsed / row.env_steps)
+    if stop.get("time_total_s"):
+        lefts.append(max(stop["time_total_s"] - elapsed, 0.0))
+    left = min(lefts) if lefts else None
+    if iters:
+        return "iter", float(row.iteration), float(iters), left
+    if steps:
+        return "env steps", float(row.env_steps), float(steps), left
+    return "", 0.0, 0.0, left
+
+
+def format_duration(seconds: float | None) -> str:
+    """``45s``, ``3m 05s``, ``2h 07m``; ``?`` for None."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+
+
+def compact_line(row: IterationRow, stop: dict[str, float]) -> str:
+    """One line per iteration for the Python API's default progress (no colours, no table)."""
+    what, done, total, left = progress_of(stop, row)
+    head = f"iter {row.iteration}"
+    if what == "iter":
+        head = f"iter {row.iteration}/{total:g}"
+    steps = f"env steps {row.env_steps:,}"
+    if what == "env steps":
+        steps += f"/{total:,.0f}"
+    ret = "—" if math.isnan(row.episode_return_mean) else f"{row.episode_return_mean:.3f}"
+    seed = f"seed {row.seed}  " if row.seed is not None else ""
+    return (
+        f"{seed}{head}  {steps}  return {ret}  {row.time_total_s:.1f}s"
+        f"  left {format_duration(left)}"
+    )
+
+
+class StreamProgress:
+    """The Python API's default progress: the run directory, then one line per iteration.
+
+    Writes to `stream` (default ``sys.stderr``); ``rlp train`` passes its own renderers.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+        self.stop: dict[str, float] = {}
+
+    def _write(self, text: str) -> None:
+        stream = self.stream if self.stream is not None else sys.stderr
+        stream.write(text + "\n")
+        stream.flush()
+
+    def start(self, start: RunStart) -> None:
+        """Name the run directory (and the remote one) before Ray starts."""
+        self.stop = dict(start.stop)
+        where = start.remote or start.run_dir
+        self._write(f"rl_platform: {'resuming' if start.resumed else 'training'} in {where}")
+
+    def __call__(self, row: IterationRow) -> None:
+        """Write `row` as one compact line."""
+        self._write(compact_line(row, self.stop))
+
+
+def _progress_hooks(
+    progress: Callable[[IterationRow], None] | bool | None,
+    on_start: Callable[[RunStart], None] | None,
+) -> tuple[Callable[[IterationRow], None] | None, Callable[[RunStart], None] | None]:
+    """The row sink and start hook for `progress` (True: :class:`StreamProgress` on stderr)."""
+    if progress is True:
+        default = StreamProgress()
+        return default, on_start or default.start
+    if progress is False or progress is None:
+        return None, on_start
+    return progress, on_start
+
 
 _progress_sink: Callable[[IterationRow], None] | None = None
 
@@ -268,10 +381,11 @@ def train(
     output: str | Path | None = None,
     address: str | None = None,
     resume: str | Path | None = None,
-    progress: Callable[[IterationRow], None] | None = None,
+    progress: Callable[[IterationRow], None] | bool | None = True,
     verbose: bool = False,
     trust: bool = False,
     notice: Callable[[str], None] | None = None,
+    on_start: Callable[[RunStart], None] | None = None,
 ) -> TrainResult:
     """Train an experiment (or resume an interrupted run) and summarise it.
 
@@ -285,11 +399,15 @@ def train(
             the experiment's ``storage``, else ``runs``.
         address: a Ray cluster address; a private local Ray is started when None.
         resume: a run directory to continue from its last checkpoint.
-        progress: called with each iteration's figures (in the calling process).
+        progress: True (default): the run directory, then one line per iteration on
+            stderr (:class:`StreamProgress`); False or None: silent; a callable: called
+            with each iteration's :class:`IterationRow` (in the calling process).
         verbose: let Ray's and the workers' logs through.
         trust: resume even from a directory others can write (``--trust``).
         notice: called once with the sampler line (which env runner samples, and why
             not the batched one; :class:`~rl_platform.builder.SamplerChoice`).
+        on_start: called once with the :class:`RunStart` (the run directory exists, Ray
+            has not started yet).
 
     Raises:
         ConfigError: the experiment is invalid; nothing was started or written.
@@ -316,10 +434,7 @@ def train(
         experiment = load_experiment(source, overrides)
     algo_config = build_algorithm_config(experiment)
     tell_sampler(experiment, notice)
-
-    init_ray(address, verbose)
-    check_resources(experiment, algo_config, autoscaling=address is not None)
-    from ray import tune
+    progress, on_start = _progress_hooks(progress, on_start)
 
     remote = None
     if resume is None:
@@ -331,6 +446,17 @@ def train(
             run_dir = new_run_dir(output_dir(output, experiment), experiment.name)
         hold(run_dir)
         RunDir(run_dir).config.write_text(experiment.to_yaml())
+    if on_start is not None:
+        on_start(RunStart(run_dir, stop_criteria(experiment), remote, resume is not None))
+
+    init_ray(address, verbose)
+    try:
+        check_resources(experiment, algo_config, autoscaling=address is not None)
+    except ConfigError:
+        if resume is None:  # refused before anything ran: leave no run directory behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    from ray import tune
 
     global _progress_sink
     _progress_sink = progress

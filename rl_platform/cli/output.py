@@ -28,7 +28,7 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 def print_notice(line: str) -> None:
     """Print a one-line notice before the progress rows (e.g. which sampler runs)."""
-    console.print(f"[cyan]{escape(line)}[/]", highlight=False)
+    console.print(f"[cyan]{escape(line)}[/]", highlight=False, soft_wrap=True)
 
 
 def interrupted_code() -> int:

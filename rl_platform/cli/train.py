@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -21,39 +22,108 @@ from rl_platform.cli.output import (
 )
 from rl_platform.config import ConfigError, validate_experiment
 from rl_platform.ray_session import catch_sigterm
+from rl_platform.stopping import ENV_STEPS_KEY
 from rl_platform.trust import UntrustedModuleError, UntrustedStateError
+
+
+def print_starting(experiment=None, resume: Path | None = None, seeds=None) -> None:
+    """Say at once what starts (before RLlib is imported and Ray started, which take a while)."""
+    if resume is not None:
+        what = f"resuming {resume}"
+    else:
+        stop = ", ".join(f"{k} {v:g}" for k, v in experiment.stop.model_dump().items() if v)
+        what = f"training {experiment.name}: {experiment.algorithm.id} on {experiment.env.id}"
+        what += f" until {stop}" if stop else ""
+        if seeds:
+            what += f", seeds {', '.join(map(str, seeds))}"
+    console.print(
+        f"rlp train: {escape(what)}; loading RLlib and starting Ray...",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def print_run_start(start) -> None:
+    """Name the run (or group) directory and how to watch it (a ``training.RunStart``)."""
+    where = start.remote or str(start.run_dir)
+    label = "group directory" if start.seeds else "run directory"
+    lines = [f"{label}: {where}"]
+    if start.remote:
+        lines.append(f"  driver files staged in {start.run_dir}")
+    from rl_platform.runs import RunDir
+
+    watched = RunDir(start.run_dir).seed_dir(start.seeds[0]) if start.seeds else start.run_dir
+    lines.append(f"  watch it: rlp monitor {watched} --follow")
+    lines.append(f"            tensorboard --logdir {where}")
+    for line in lines:
+        console.print(escape(line), highlight=False, soft_wrap=True)
 
 
 class ProgressTable:
     """Prints one aligned row per training iteration (and curriculum level changes).
 
     ``task score`` is the per-agent mean episode return of the env's own reward, before
-    difference rewards, shaping and bonuses; ``level`` shows with a curriculum.
+    difference rewards, shaping and bonuses; ``level`` shows with a curriculum. Once
+    :meth:`start` gave the stop criteria, ``iter`` (or ``env steps``, for a stop on env
+    steps) shows ``k/N`` and ``left`` the time left at the mean time per iteration so far.
     """
 
-    header = (
-        f"{'iter':>5} {'env steps':>11} {'return mean':>12} {'task score':>11} "
-        f"{'steps/s':>9} {'time':>8}"
-    )
+    seed_column = False
 
     def __init__(self) -> None:
         self.started = False
+        self.stop: dict[str, float] = {}
+
+    def start(self, start) -> None:
+        """Announce the run directory (a ``training.RunStart``) and keep its stop criteria."""
+        self.stop = dict(start.stop)
+        print_run_start(start)
+
+    def _widths(self) -> tuple[int, int]:
+        iters = self.stop.get("training_iteration")
+        steps = self.stop.get(ENV_STEPS_KEY)
+        iter_w = max(5, 2 * len(f"{iters:g}") + 1) if iters else 5
+        steps_w = max(11, 2 * len(f"{steps:,.0f}") + 1) if steps and not iters else 11
+        return iter_w, steps_w
+
+    def header(self, level: bool = False) -> str:
+        """The header line (its columns follow the stop criteria given to :meth:`start`)."""
+        iter_w, steps_w = self._widths()
+        text = f"{'seed':>5} " if self.seed_column else ""
+        text += (
+            f"{'iter':>{iter_w}} {'env steps':>{steps_w}} {'return mean':>12} "
+            f"{'task score':>11} {'steps/s':>9} {'time':>8}"
+        )
+        if self.stop:
+            text += f" {'left':>8}"
+        return text + (f" {'level':>8}" if level else "")
+
+    def format_row(self, row) -> str:
+        """`row` (a ``training.IterationRow``) as one aligned line."""
+        from rl_platform.training import format_duration, progress_of
+
+        iter_w, steps_w = self._widths()
+        what, _, total, left = progress_of(self.stop, row)
+        iteration = f"{row.iteration}/{total:g}" if what == "iter" else str(row.iteration)
+        steps = f"{row.env_steps:,}" + (f"/{total:,.0f}" if what == "env steps" else "")
+        ret = "—" if math.isnan(row.episode_return_mean) else f"{row.episode_return_mean:.3f}"
+        task = row.rewards.get("env", math.nan)
+        task_text = "—" if math.isnan(task) else f"{task:.3f}"
+        text = f"{row.seed:>5} " if self.seed_column else ""
+        text += (
+            f"{iteration:>{iter_w}} {steps:>{steps_w}} {ret:>12} {task_text:>11} "
+            f"{row.env_steps_per_s:>9,.0f} {row.time_total_s:>7.1f}s"
+        )
+        if self.stop:
+            text += f" {format_duration(left):>8}"
+        return text + (f" {row.level:>8}" if row.level else "")
 
     def __call__(self, row) -> None:
         """Print `row` (a ``training.IterationRow``), the header before the first."""
         if not self.started:
-            level = f" {'level':>8}" if row.level else ""
-            console.print(f"[bold]{self.header}{level}[/]", highlight=False)
+            console.print(f"[bold]{self.header(bool(row.level))}[/]", highlight=False)
             self.started = True
-        ret = "—" if math.isnan(row.episode_return_mean) else f"{row.episode_return_mean:.3f}"
-        task = row.rewards.get("env", math.nan)
-        task_text = "—" if math.isnan(task) else f"{task:.3f}"
-        level = f" {row.level:>8}" if row.level else ""
-        console.print(
-            f"{row.iteration:>5} {row.env_steps:>11,} {ret:>12} {task_text:>11} "
-            f"{row.env_steps_per_s:>9,.0f} {row.time_total_s:>7.1f}s{level}",
-            highlight=False,
-        )
+        console.print(self.format_row(row), highlight=False, soft_wrap=True)
         if row.evaluation:
             ev = row.evaluation
             console.print(
@@ -65,35 +135,16 @@ class ProgressTable:
         if row.level_change:
             console.print(f"      [bold cyan]curriculum: {row.level_change}[/]", highlight=False)
         for message in row.anomalies:
-            console.print(f"      [bold yellow]anomaly: {message}[/]", highlight=False)
+            who = f"seed {row.seed}" if self.seed_column else "anomaly"
+            console.print(
+                f"      [bold yellow]{who}: {escape(message)}[/]", highlight=False, soft_wrap=True
+            )
 
 
-class SeedsProgress:
+class SeedsProgress(ProgressTable):
     """Prints one aligned row per seed and training iteration of a multi-seed run."""
 
-    header = (
-        f"{'seed':>5} {'iter':>5} {'env steps':>11} {'return mean':>12} {'task score':>11} "
-        f"{'steps/s':>9} {'time':>8}"
-    )
-
-    def __init__(self) -> None:
-        self.started = False
-
-    def __call__(self, row) -> None:
-        """Print `row` (a ``training.IterationRow`` with its ``seed``), the header first."""
-        if not self.started:
-            console.print(f"[bold]{self.header}[/]", highlight=False)
-            self.started = True
-        ret = "—" if math.isnan(row.episode_return_mean) else f"{row.episode_return_mean:.3f}"
-        task = row.rewards.get("env", math.nan)
-        task_text = "—" if math.isnan(task) else f"{task:.3f}"
-        console.print(
-            f"{row.seed:>5} {row.iteration:>5} {row.env_steps:>11,} {ret:>12} {task_text:>11} "
-            f"{row.env_steps_per_s:>9,.0f} {row.time_total_s:>7.1f}s",
-            highlight=False,
-        )
-        for message in row.anomalies:
-            console.print(f"      [bold yellow]seed {row.seed}: {message}[/]", highlight=False)
+    seed_column = True
 
 
 def print_seeds_summary(result) -> None:
@@ -124,9 +175,15 @@ def print_seeds_summary(result) -> None:
         others = [f"random {agg['random']:.3f}"]
         others += [f"{k} {v:.3f}" for k, v in agg["baselines"].items()]
         console.print(f"  for reference: {', '.join(others)}", highlight=False)
-    console.print(f"group directory: {result.group_dir}", highlight=False)
+    console.print(
+        f"group directory: {escape(str(result.group_dir))}", highlight=False, soft_wrap=True
+    )
     if result.status == "interrupted":
-        console.print(f"resume with: rlp train --resume {result.group_dir}", highlight=False)
+        console.print(
+            f"resume with: rlp train --resume {escape(str(result.group_dir))}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _figure(value: float) -> str:
@@ -144,28 +201,33 @@ def finish_training(result) -> None:
 
 
 def print_summary(result) -> None:
-    """Print a training run's result (a ``training.TrainResult``) as a panel."""
+    """Print a training run's result (a ``training.TrainResult``): a panel, then its paths.
+
+    Paths are printed after the panel on lines of their own that are never wrapped, so
+    they can be copied whole at any terminal width.
+    """
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
-    table.add_column(overflow="fold")
+    table.add_column()
     table.add_row("status", result.status)
-    if result.remote:
-        table.add_row("run directory", f"{result.remote} (driver files staged in {result.run_dir})")
-    else:
-        table.add_row("run directory", str(result.run_dir))
     table.add_row("iterations", str(result.iterations))
     table.add_row("env steps", f"{result.env_steps:,}")
     if result.episode_return_mean is not None:
         table.add_row("return mean", f"{result.episode_return_mean:.3f}")
-    best = str(result.best_checkpoint) if result.best_checkpoint else "none"
     if result.best_metric is not None:
-        best += f"  ({result.metric} = {result.best_metric:.3f})"
-    table.add_row("best checkpoint", best)
+        table.add_row("best", f"{result.metric} = {result.best_metric:.3f}")
     table.add_row("wall time", f"{result.wall_time_s:.1f} s")
     table.add_row("env steps/s", f"{result.env_steps_per_s:,.0f} (sampled, mean over iterations)")
-    if result.status == "interrupted":
-        table.add_row("resume with", f"rlp train --resume {result.run_dir}")
     console.print(Panel(table, title="rlp train", expand=False))
+    paths = [("run directory", str(result.remote or result.run_dir))]
+    if result.remote:
+        paths.append(("driver files staged in", str(result.run_dir)))
+    best = str(result.best_checkpoint) if result.best_checkpoint else "none"
+    paths.append(("best checkpoint", best))
+    if result.status == "interrupted":
+        paths.append(("resume with", f"rlp train --resume {result.run_dir}"))
+    for label, path in paths:
+        console.print(f"[bold]{label}:[/] {escape(path)}", highlight=False, soft_wrap=True)
 
 
 def train(
@@ -235,20 +297,23 @@ def train(
     from rl_platform.runs import RunDir
     from rl_platform.seeds import parse_seeds
 
+    config = None
     try:  # a bad YAML is refused before Ray and torch are imported (training validates again)
         seed_list = parse_seeds(seeds) if seeds is not None else None
         if experiment is not None:
-            validate_experiment(experiment, set_ or [])
+            config = validate_experiment(experiment, set_ or [])
     except (ConfigError, UntrustedModuleError) as err:
         fail(str(err))
     except KeyboardInterrupt:
         stopped_before_start("run")
+    print_starting(config, resume, seed_list)
     if seed_list is not None or (resume is not None and RunDir(resume).is_seed_group()):
         train_seeds(experiment, seed_list, set_ or [], output, address, resume, verbose, trust)
         return
 
     from rl_platform.training import train as run_training
 
+    table = ProgressTable()
     result = _run(
         run_training,
         experiment,
@@ -256,10 +321,11 @@ def train(
         output=output,
         address=address,
         resume=resume,
-        progress=ProgressTable(),
+        progress=table,
         verbose=verbose,
         trust=trust,
         notice=print_notice,
+        on_start=table.start,
     )
     finish_training(result)
 
@@ -282,6 +348,7 @@ def train_seeds(experiment, seeds, overrides, output, address, resume, verbose, 
     """``rlp train --seeds`` (or ``--resume GROUP_DIR``): the seeds, their table, the aggregate."""
     from rl_platform.seeds import train_seeds as run_seeds
 
+    table = SeedsProgress()
     result = _run(
         run_seeds,
         experiment,
@@ -290,10 +357,11 @@ def train_seeds(experiment, seeds, overrides, output, address, resume, verbose, 
         output=output,
         address=address,
         resume=resume,
-        progress=SeedsProgress(),
+        progress=table,
         verbose=verbose,
         trust=trust,
         notice=print_notice,
+        on_start=table.start,
     )
     print_seeds_summary(result)
     if result.status == "interrupted":
