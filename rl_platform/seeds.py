@@ -31,6 +31,7 @@ import numpy as np
 
 from rl_platform import registry
 from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
+from rl_platform.progress import RunStart
 from rl_platform.ray_session import check_resources, init_ray, quiet_logs, signals_ignored
 from rl_platform.resume import (
     RUN_SEARCH_STATE,
@@ -443,12 +444,12 @@ def train_seeds(
         address: a Ray cluster address; a private local Ray is started when None.
         resume: a group directory to continue (its unfinished seeds from their last
             checkpoints), then aggregate.
-        progress: called with each iteration's ``training.IterationRow`` (its ``seed`` set).
+        progress: called with each iteration's ``progress.IterationRow`` (its ``seed`` set).
         verbose: let Ray's and the workers' logs through.
         trust: resume even from a directory others can write (``--trust``).
         notice: called once with the sampler line.
         episodes: greedy episodes per seed for its score.
-        on_start: called once with the ``training.RunStart`` (the group directory exists,
+        on_start: called once with the ``progress.RunStart`` (the group directory exists,
             Ray has not started yet).
 
     Raises:
@@ -503,7 +504,7 @@ def train_seeds(
         RunDir(group_dir).seeds.write_text(json.dumps(state, indent=2) + "\n")
     if on_start is not None:
         stop = stop_criteria(experiment)
-        on_start(training.RunStart(group_dir, stop, None, resume is not None, tuple(seed_list)))
+        on_start(RunStart(group_dir, stop, None, resume is not None, tuple(seed_list)))
     init_ray(address, verbose)
     try:
         check_resources(experiment, algo_config, autoscaling=address is not None)

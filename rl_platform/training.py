@@ -18,7 +18,6 @@ import csv
 import logging
 import math
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -27,6 +26,7 @@ from typing import Any
 
 from rl_platform.builder import build_algorithm_config, choose_sampler
 from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
+from rl_platform.progress import IterationRow, RunStart, StreamProgress
 from rl_platform.ray_session import check_resources, init_ray, quiet_logs, signals_ignored
 from rl_platform.resume import (
     RUN_SEARCH_STATE,
@@ -64,43 +64,6 @@ class TrainingError(RuntimeError):
     """The trial failed after its retries; the message points at Tune's error file."""
 
 
-@dataclass(frozen=True)
-class IterationRow:
-    """What the progress display shows for one training iteration.
-
-    ``level`` is the curriculum level ("" without a curriculum) and ``level_change`` says
-    what changed after this iteration ("" when nothing did). ``rewards`` holds the
-    per-agent mean episode sum of each reward part (``env_runners/rewards/<name>``);
-    ``curiosity`` the per-step intrinsic and extrinsic rewards and ICM losses of a run with
-    ``curiosity:`` (``result["curiosity"]``, written as ``curiosity_<name>`` columns).
-    """
-
-    iteration: int
-    env_steps: int
-    episode_return_mean: float
-    env_steps_per_s: float
-    time_total_s: float
-    level: str = ""
-    level_change: str = ""
-    rewards: dict[str, float] = field(default_factory=dict)
-    evaluation: dict[str, Any] = field(default_factory=dict)  # measured at this iteration
-    anomalies: list[str] = field(default_factory=list)  # set by the driver's monitor
-    curiosity: dict[str, float] = field(default_factory=dict)
-    seed: int | None = None  # the seed of a multi-seed run (rlp train --seeds)
-
-    def csv_row(self, reward_names: list[str]) -> dict[str, Any]:
-        """The row of metrics.csv: figures, level, reward parts, evaluation score.
-
-        ``eval_score`` is NaN where no evaluation was measured at this iteration.
-        """
-        skip = ("rewards", "level_change", "evaluation", "anomalies", "curiosity", "seed")
-        row = {k: v for k, v in asdict(self).items() if k not in skip}
-        row.update({f"reward_{n}": self.rewards.get(n, math.nan) for n in reward_names})
-        row.update({f"curiosity_{n}": v for n, v in self.curiosity.items()})
-        row["eval_score"] = self.evaluation.get("score", math.nan)
-        return row
-
-
 @dataclass
 class TrainResult:
     """The outcome of :func:`train`: where everything is and the headline figures."""
@@ -125,109 +88,6 @@ class TrainResult:
         data = asdict(self)
         data.pop("metrics")
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
-
-
-@dataclass(frozen=True)
-class RunStart:
-    """What :func:`train` announces once its run directory exists, before Ray starts.
-
-    ``run_dir`` is the local run (or group) directory (a staging folder when ``remote``
-    names the cloud URI Tune writes to); ``stop`` holds the Tune stop criteria, from
-    which progress is measured (:func:`progress_of`).
-    """
-
-    run_dir: Path
-    stop: dict[str, float]
-    remote: str | None = None
-    resumed: bool = False
-    seeds: tuple[int, ...] = ()
-
-
-# --------------------------------------------------------------------------- progress
-
-
-def progress_of(
-    stop: dict[str, float], row: IterationRow
-) -> tuple[str, float, float, float | None]:
-    """How far `row` is towards the stop: ``(what, done, total, seconds_left)``.
-
-    ``what`` is ``"iter"`` for a ``training_iteration`` stop, ``"env steps"`` for an env
-    steps stop (that order), ``""`` when neither is set (``done``/``total`` are then 0).
-    ``seconds_left`` extrapolates the mean time per iteration (or env step) so far and
-    takes the nearest of the iteration, env steps and time stops; None when none is set or
-    nothing was measured yet. A stop on the return cannot be foreseen.
-    """
-    iters = stop.get("training_iteration")
-    steps = stop.get(ENV_STEPS_KEY)
-    lefts = []
-    elapsed = row.time_total_s
-    if iters and row.iteration > 0 and elapsed > 0:
-        lefts.append(max(iters - row.iteration, 0) * elapsed / row.iteration)
-    if steps and row.env_steps > 0 and elapsed > 0:
-        lefts.append(max(steps - row.env_steps, 0) * elapsed / row.env_steps)
-    if stop.get("time_total_s"):
-        lefts.append(max(stop["time_total_s"] - elapsed, 0.0))
-    left = min(lefts) if lefts else None
-    if iters:
-        return "iter", float(row.iteration), float(iters), left
-    if steps:
-        return "env steps", float(row.env_steps), float(steps), left
-    return "", 0.0, 0.0, left
-
-
-def format_duration(seconds: float | None) -> str:
-    """``45s``, ``3m 05s``, ``2h 07m``; ``?`` for None."""
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m {whole % 60:02d}s"
-    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
-
-
-def compact_line(row: IterationRow, stop: dict[str, float]) -> str:
-    """One line per iteration for the Python API's default progress (no colours, no table)."""
-    what, done, total, left = progress_of(stop, row)
-    head = f"iter {row.iteration}"
-    if what == "iter":
-        head = f"iter {row.iteration}/{total:g}"
-    steps = f"env steps {row.env_steps:,}"
-    if what == "env steps":
-        steps += f"/{total:,.0f}"
-    ret = "—" if math.isnan(row.episode_return_mean) else f"{row.episode_return_mean:.3f}"
-    seed = f"seed {row.seed}  " if row.seed is not None else ""
-    return (
-        f"{seed}{head}  {steps}  return {ret}  {row.time_total_s:.1f}s"
-        f"  left {format_duration(left)}"
-    )
-
-
-class StreamProgress:
-    """The Python API's default progress: the run directory, then one line per iteration.
-
-    Writes to `stream` (default ``sys.stderr``); ``rlp train`` passes its own renderers.
-    """
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream
-        self.stop: dict[str, float] = {}
-
-    def _write(self, text: str) -> None:
-        stream = self.stream if self.stream is not None else sys.stderr
-        stream.write(text + "\n")
-        stream.flush()
-
-    def start(self, start: RunStart) -> None:
-        """Name the run directory (and the remote one) before Ray starts."""
-        self.stop = dict(start.stop)
-        where = start.remote or start.run_dir
-        self._write(f"rl_platform: {'resuming' if start.resumed else 'training'} in {where}")
-
-    def __call__(self, row: IterationRow) -> None:
-        """Write `row` as one compact line."""
-        self._write(compact_line(row, self.stop))
 
 
 def _progress_hooks(

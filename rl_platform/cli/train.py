@@ -44,7 +44,7 @@ def print_starting(experiment=None, resume: Path | None = None, seeds=None) -> N
 
 
 def print_run_start(start) -> None:
-    """Name the run (or group) directory and how to watch it (a ``training.RunStart``)."""
+    """Name the run (or group) directory and how to watch it (a ``progress.RunStart``)."""
     where = start.remote or str(start.run_dir)
     label = "group directory" if start.seeds else "run directory"
     lines = [f"{label}: {where}"]
@@ -75,7 +75,7 @@ class ProgressTable:
         self.stop: dict[str, float] = {}
 
     def start(self, start) -> None:
-        """Announce the run directory (a ``training.RunStart``) and keep its stop criteria."""
+        """Announce the run directory (a ``progress.RunStart``) and keep its stop criteria."""
         self.stop = dict(start.stop)
         print_run_start(start)
 
@@ -99,8 +99,8 @@ class ProgressTable:
         return text + (f" {'level':>8}" if level else "")
 
     def format_row(self, row) -> str:
-        """`row` (a ``training.IterationRow``) as one aligned line."""
-        from rl_platform.training import format_duration, progress_of
+        """`row` (a ``progress.IterationRow``) as one aligned line."""
+        from rl_platform.progress import format_duration, progress_of
 
         iter_w, steps_w = self._widths()
         what, _, total, left = progress_of(self.stop, row)
@@ -119,7 +119,7 @@ class ProgressTable:
         return text + (f" {row.level:>8}" if row.level else "")
 
     def __call__(self, row) -> None:
-        """Print `row` (a ``training.IterationRow``), the header before the first."""
+        """Print `row` (a ``progress.IterationRow``), the header before the first."""
         if not self.started:
             console.print(f"[bold]{self.header(bool(row.level))}[/]", highlight=False)
             self.started = True

@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 
 from rl_platform import training
-from rl_platform.stopping import ENV_STEPS_KEY
-from rl_platform.training import (
+from rl_platform.progress import (
     IterationRow,
     RunStart,
     StreamProgress,
-    TrainResult,
     compact_line,
     format_duration,
     progress_of,
 )
+from rl_platform.stopping import ENV_STEPS_KEY
+from rl_platform.training import TrainResult
 
 LONG = Path("/home/someone/projects/rl/runs/quickstart/20261206-075300/trial/checkpoint_000004")
 
