@@ -204,11 +204,19 @@ class Terminated:
     left: dict
 
 
+TERMINATED_STOP = 16
+
+
 @pytest.fixture(scope="module")
 def terminated(tmp_path_factory) -> Terminated:
-    """A tiny quickstart run (its own private Ray) stopped by SIGTERM after 4 iterations."""
+    """A tiny quickstart run (its own private Ray) stopped by SIGTERM after 4 iterations.
+
+    It would stop at TERMINATED_STOP: far enough that on a quiet machine, where an
+    iteration takes about a second, the SIGTERM still comes before the end.
+    """
     output = tmp_path_factory.mktemp("runs")
-    items = [*TINY, "stop.training_iteration=8", "checkpoint.every=3", "checkpoint.keep=null"]
+    stop = f"stop.training_iteration={TERMINATED_STOP}"
+    items = [*TINY, stop, "checkpoint.every=3", "checkpoint.keep=null"]
     watched = Watched(rlp("train", str(QUICKSTART), *sets(items), "--output", str(output)))
     watched.start()
     try:
@@ -304,7 +312,7 @@ def test_a_resumed_run_holds_each_iteration_once_in_every_table(terminated):
     out, err = watched.finish()
     assert watched.proc.returncode == 0, err[-3000:]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
-    expected = list(range(1, 9))
+    expected = list(range(1, TERMINATED_STOP + 1))
     assert [int(r["iteration"]) for r in rows(run_dir / "metrics.csv")] == expected
     assert [int(float(r["iteration"])) for r in rows(run_dir / "monitor.csv")] == expected
     trial = run_dir / "trial"
