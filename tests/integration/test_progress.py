@@ -58,12 +58,16 @@ def test_rlp_train_names_the_run_directory_before_ray_starts_and_counts_k_of_n(t
 
 def test_the_python_api_writes_progress_to_stderr_unless_told_not_to(tmp_path, capfd):
     import rl_platform
+    from rl_platform.ray_session import shutdown_ray
 
-    result = rl_platform.train(TINY, output=tmp_path / "loud")
-    err = capfd.readouterr().err
-    assert f"rl_platform: training in {result.run_dir}" in err
-    assert "iter 1/2  env steps" in err and "iter 2/2  env steps" in err
-    assert err.index("rl_platform: training in") < err.index("iter 1/2")
-    rl_platform.train(TINY, output=tmp_path / "quiet", progress=False)
-    assert "iter 1/2" not in capfd.readouterr().err
+    try:  # train starts a private Ray in this process: stop it for the modules after this
+        result = rl_platform.train(TINY, output=tmp_path / "loud")
+        err = capfd.readouterr().err
+        assert f"rl_platform: training in {result.run_dir}" in err
+        assert "iter 1/2  env steps" in err and "iter 2/2  env steps" in err
+        assert err.index("rl_platform: training in") < err.index("iter 1/2")
+        rl_platform.train(TINY, output=tmp_path / "quiet", progress=False)
+        assert "iter 1/2" not in capfd.readouterr().err
+    finally:
+        shutdown_ray()
     assert Path(result.run_dir, "summary.json").is_file()
