@@ -192,7 +192,16 @@ PETTINGZOO_SHORT_IDS = {
 }
 """Short ids of PettingZoo envs shipped with the platform (not platform envs: no core)."""
 VMAS_PREFIX = "vmas:"
-VMAS_INSTALL_HINT = "pip install -e '.[vmas]'"
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs the optional part `extra` (pyproject.toml's extras)."""
+    return f"pip install -e '.[{extra}]'"
+
+
+VMAS_INSTALL_HINT = install_hint("vmas")
+ENV_PACKAGE_EXTRAS = {"mpe2": "mpe", "vmas": "vmas"}
+"""The extra that installs each optional env package an env id may name."""
 _SCENARIO_NAME = re.compile(r"[a-z0-9_]+")
 
 

@@ -9,8 +9,12 @@ from typing import Annotated
 import typer
 
 from rl_platform.cli.output import EXIT_FAILED, console, err_console, fail
+from rl_platform.registry import install_hint
 from rl_platform.serving import guard
 from rl_platform.serving.guard import BODY_TIMEOUT_S
+
+# What ray[serve] adds to Ray (pyproject.toml's serve extra), as import names.
+SERVE_PACKAGES = frozenset({"fastapi", "starlette", "uvicorn", "watchfiles"})
 
 
 def serve(
@@ -117,8 +121,13 @@ def serve(
         except guard.TokenFileError as err:
             fail(f"--token-file: {err}")
 
-    from rl_platform.serving.app import ServingError
-    from rl_platform.serving.app import serve as run_server
+    try:  # Ray Serve's HTTP stack is the serve extra: a clear message, not a traceback
+        from rl_platform.serving.app import ServingError
+        from rl_platform.serving.app import serve as run_server
+    except ImportError as err:
+        if err.name is None or err.name.partition(".")[0] not in SERVE_PACKAGES:
+            raise
+        fail(f"rlp serve needs Ray Serve ({err.name} is not installed): {install_hint('serve')}")
 
     def ready(info) -> None:
         if info.token_file is not None:

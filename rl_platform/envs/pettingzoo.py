@@ -24,6 +24,7 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from rl_platform.envs.base import BatchedCore, ForeignCore, StepResult
 from rl_platform.envs.common import ForeignEnvConfig, checked_action, share_team_reward
 from rl_platform.envs.turn_based import TurnBasedEnv, is_turn_based
+from rl_platform.registry import ENV_PACKAGE_EXTRAS, install_hint
 from rl_platform.trust import check_env_factory
 
 PREFIX = "pettingzoo:"
@@ -52,6 +53,12 @@ def load_factory(source: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
+        missing = (err.name or "").partition(".")[0]
+        if missing in ENV_PACKAGE_EXTRAS and module_name.partition(".")[0] == missing:
+            raise ValueError(
+                f"{source!r}: the {missing} package is not installed: "
+                f"{install_hint(ENV_PACKAGE_EXTRAS[missing])}"
+            ) from None
         raise ValueError(f"{source!r}: cannot import {module_name!r}: {err}") from None
     factory = getattr(module, name, None)
     if factory is None:

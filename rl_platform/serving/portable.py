@@ -16,6 +16,7 @@ import gymnasium as gym
 
 from rl_platform.checkpoints import PolicyExportError, load_policy, read_manifest
 from rl_platform.evaluation.target import EvaluationError, locate
+from rl_platform.registry import install_hint
 
 __all__ = ["FORMATS", "OPSET", "PortableExportError", "export_portable", "greedy_wrapper"]
 
@@ -23,7 +24,7 @@ FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 OPSET = 17
 MANIFEST = "manifest.json"
-INSTALL = "pip install -e '.[export]'"
+INSTALL = install_hint("export")
 
 
 class PortableExportError(ValueError):

@@ -1,6 +1,6 @@
 """The tested versions: constraints.txt pins every dependency, and those pins are installed.
 
-The README installs with ``pip install -c constraints.txt -e '.[dev,vmas,export]'`` and so does
+The README installs with ``pip install -c constraints.txt -e '.[dev,all]'`` and so does
 ``.ci/run``; this test proves that what is installed is what the file pins (so a passing
 suite vouches for exactly those versions). ``RLP_CONSTRAINTS=none bash .ci/run`` runs the
 suite against the newest versions instead, and then the installed-versions check skips.
@@ -9,7 +9,6 @@ suite against the newest versions instead, and then the installed-versions check
 import os
 import re
 from importlib import metadata
-from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -57,11 +56,18 @@ def runtime_requirements() -> list[Requirement]:
     return requirements("rl_platform", set())
 
 
-def installed_closure(extras: set[str]) -> dict[str, str]:
-    """``name -> installed version`` of everything rl_platform[extras] pulls in."""
+def runtime_extras() -> set[str]:
+    """rl_platform's extras but ``dev`` and ``all``."""
+    provided = metadata.metadata("rl_platform").get_all("Provides-Extra") or []
+    return set(provided) - {"dev", "all"}
+
+
+def closure(requirements_: list[Requirement]) -> tuple[dict[str, str], list[Requirement]]:
+    """``name -> installed version`` of everything `requirements_` pull in, and the missing."""
     versions: dict[str, str] = {}
+    missing: list[Requirement] = []
     walked: set[tuple[str, frozenset[str]]] = set()
-    todo = requirements("rl_platform", extras)
+    todo = list(requirements_)
     while todo:
         requirement = todo.pop()
         key = (canonicalize_name(requirement.name), frozenset(requirement.extras))
@@ -71,8 +77,22 @@ def installed_closure(extras: set[str]) -> dict[str, str]:
         try:
             versions[key[0]] = metadata.version(requirement.name)
         except metadata.PackageNotFoundError:
-            pytest.fail(f"{requirement} is required but not installed")
+            missing.append(requirement)
+            continue
         todo += requirements(requirement.name, set(requirement.extras))
+    return versions, missing
+
+
+def extra_installed(extra: str) -> bool:
+    """Whether everything rl_platform[extra] pulls in is installed."""
+    return not closure(requirements("rl_platform", {extra}))[1]
+
+
+def installed_closure(extras: set[str]) -> dict[str, str]:
+    """``name -> installed version`` of everything rl_platform[extras] pulls in."""
+    versions, missing = closure(requirements("rl_platform", extras))
+    if missing:
+        pytest.fail(f"{missing[0]} is required but not installed")
     return versions
 
 
@@ -100,10 +120,9 @@ def test_the_installed_dependencies_are_the_pinned_versions():
     pinned = pins(path)
     if not pinned:
         pytest.skip(f"{path.name} pins nothing for this Python")
-    # The optional vmas and export extras are pinned too (.ci/lock resolves them); checked
-    # where installed.
-    extras = {"dev"} | ({"vmas"} if find_spec("vmas") is not None else set())
-    extras |= {"export"} if find_spec("onnxruntime") is not None else set()
+    # The runtime extras are pinned too (.ci/lock installs .[dev,all]); each is checked
+    # where installed (`all` is only their union).
+    extras = {"dev"} | {extra for extra in runtime_extras() if extra_installed(extra)}
     installed = installed_closure(extras)
     wrong = {
         name: f"{version} installed, " + (f"{pinned[name]} pinned" if name in pinned else "no pin")
@@ -112,7 +131,7 @@ def test_the_installed_dependencies_are_the_pinned_versions():
     }
     assert not wrong, (
         f"installed versions differ from {path.name} (reinstall with "
-        f"pip install -c {path.name} -e '.[dev,vmas,export]', or regenerate it with "
+        f"pip install -c {path.name} -e '.[dev,all]', or regenerate it with "
         f"bash .ci/lock): "
         f"{wrong}"
     )
