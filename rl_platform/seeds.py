@@ -20,7 +20,6 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ from rl_platform.runs import (
 )
 from rl_platform.stopping import stop_criteria
 from rl_platform.trust import check_own_state
+from rl_platform.version import source_commit
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def aggregate_record(
         "iqm": estimates["iqm"].to_json(),
         "mean": estimates["mean"].to_json(),
         "curve": curve,
-        "commit": _commit(),
+        "commit": source_commit(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
     }
 
@@ -317,24 +317,6 @@ def aggregate_group(
     )
     write_aggregate(group_dir, record, curves)
     return record
-
-
-def _commit() -> str | None:
-    """The checkout's short commit (``+dirty`` with uncommitted changes); None outside git."""
-    root = Path(__file__).resolve().parents[1]
-
-    def git(*args: str) -> str:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10
-            )
-        except (OSError, subprocess.SubprocessError):
-            return ""
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    head = git("rev-parse", "--short", "HEAD") or None
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return head and head + ("+dirty" if dirty else "")
 
 
 # --------------------------------------------------------------------------- train
