@@ -4,7 +4,7 @@ How to run (about 10 minutes on 2 cores; each group holds a lock file while it t
 so that two Ray-starting jobs never overlap):
 
     python bench/learners.py                    # seeds 0-2, both groups, then rlp compare
-    python bench/learners.py --seeds 0-4 --remote-one   # also 1 remote learner
+    python bench/learners.py --groups quickstart_remote1 --add   # 1 remote learner, added
 
 Each group is one ``rlp train experiments/quickstart.yaml --seeds ...`` (the multi-seed
 machinery: concurrent trials, greedy scores on 100 episodes, IQM with 95% CIs):
@@ -17,13 +17,13 @@ machinery: concurrent trials, greedy scores on 100 episodes, IQM with 95% CIs):
   learner): the same algorithm, split over two processes. CPU reservations are lowered
   (``num_cpus_per_learner: 0.25``, ``num_cpus_per_env_runner: 0.5``) so the run fits
   Ray's 2 CPUs here;
-- with ``--remote-one``, ``quickstart_remote1``: ``num_learners: 1`` (one remote learner,
-  no DDP).
+- ``quickstart_remote1`` (``--groups``): ``num_learners: 1`` (one remote learner, no DDP).
 
-Then ``rlp compare`` of the groups. Writes bench/results/learners/ (each group's
-aggregate.json and .png, compare/), bench/results/learners.json (IQM [CI] of the greedy
-scores, the learning curves, wall time and env steps/s per group, commit, machine) and
-learners.png (each group's training-return IQM and its 95% band against env steps).
+Then ``rlp compare`` of the groups (with ``--add``, also of the groups learners.json
+has already). Writes bench/results/learners/ (each group's aggregate.json and .png,
+compare/), bench/results/learners.json (IQM [CI] of the greedy scores, the learning
+curves, wall time and env steps/s per group, commit, machine) and learners.png (each
+group's training-return IQM and its 95% band against env steps).
 """
 
 from __future__ import annotations
@@ -128,46 +128,51 @@ def plot(figures: dict[str, dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0-2")
-    parser.add_argument("--remote-one", action="store_true", help="also 1 remote learner")
+    parser.add_argument(
+        "--groups", nargs="+", choices=list(GROUPS), default=list(GROUPS)[:2], help="to train"
+    )
+    parser.add_argument("--add", action="store_true", help="keep learners.json's other groups")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
-    names = ["quickstart_1learner", "quickstart_2learners"]
-    if args.remote_one:
-        names.append("quickstart_remote1")
+    results = args.output / "learners.json"
+    report = json.loads(results.read_text()) if args.add and results.is_file() else {}
+    groups = {k: v for k, v in report.get("groups", {}).items() if k not in args.groups}
+    commits = {k: v.get("commit", report.get("commit")) for k, v in groups.items()}
     scratch = Path(tempfile.mkdtemp(prefix="bench_learners_"))
     kept = args.output / "learners"
-    figures, groups = {}, []
-    for name in names:
+    for name in args.groups:
         group, wall = train_group(name, args.seeds, scratch)
-        groups.append(group)
-        figures[name] = group_figures(group, wall)
+        groups[name] = {"overrides": GROUPS[name], **group_figures(group, wall)}
+        commits[name] = commit()
         (kept / name).mkdir(parents=True, exist_ok=True)
         for file in ("aggregate.json", "aggregate.png"):  # not the checkpoints
             shutil.copy(group / file, kept / name / file)
     compare = kept / "compare"
-    proc = subprocess.run(rlp("compare", *map(str, groups), "--output", str(compare)))
+    inputs = [str(kept / name) for name in groups]
+    proc = subprocess.run(rlp("compare", *inputs, "--output", str(compare)))
     if proc.returncode != 0:
         raise SystemExit(f"rlp compare exited {proc.returncode}")
+    for name in groups:
+        groups[name]["commit"] = commits[name]
     report = {
         "experiment": "experiments/quickstart.yaml",
         "seeds": args.seeds,
-        "groups": {name: {"overrides": GROUPS[name], **f} for name, f in figures.items()},
-        "commit": commit(),
+        "groups": groups,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "note": "2 cores shared with other work (other sessions' tests and runs)",
         },
     }
-    (args.output / "learners.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(figures, args.output / "learners.png")
-    for name, f in figures.items():
+    results.write_text(json.dumps(report, indent=2) + "\n")
+    plot(groups, args.output / "learners.png")
+    for name, f in groups.items():
         iqm = f["iqm"]
         print(
             f"{name:>22}: greedy IQM {iqm['point']:.3f} [{iqm['low']:.3f}, {iqm['high']:.3f}]"
-            f"  scores {[round(s, 3) for s in f['scores']]}  wall {f['wall_s']:.0f} s"
+            f"  scores {[round(x, 3) for x in f['scores']]}  wall {f['wall_s']:.0f} s"
         )
-    print(f"wrote {args.output / 'learners.json'}, learners.png and {kept}")
+    print(f"wrote {results}, learners.png and {kept}")
     shutil.rmtree(scratch, ignore_errors=True)
 
 
