@@ -56,7 +56,11 @@ GROUPS = {
         "algorithm.hyperparams.train_batch_size_per_learner=1000",
         "algorithm.hyperparams.minibatch_size=250",
     ],
-    "quickstart_remote1": ["resources.num_learners=1", "resources.num_cpus_per_env_runner=0.5"],
+    "quickstart_remote1": [
+        "resources.num_learners=1",
+        "resources.num_cpus_per_learner=0.5",
+        "resources.num_cpus_per_env_runner=0.5",
+    ],
 }
 
 
@@ -78,6 +82,12 @@ def train_group(name: str, seeds: str, scratch: Path) -> tuple[Path, float]:
         raise SystemExit(f"{name}: rlp train exited {proc.returncode}")
     (group,) = [p for p in (scratch / name).iterdir() if p.is_dir()]
     return group, wall
+
+
+def shown(path: Path) -> Path:
+    """`path` relative to the checkout where it lies inside it (no machine paths in results)."""
+    path = path.resolve()
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def group_figures(group: Path, wall: float) -> dict:
@@ -147,9 +157,10 @@ def main() -> None:
         (kept / name).mkdir(parents=True, exist_ok=True)
         for file in ("aggregate.json", "aggregate.png"):  # not the checkpoints
             shutil.copy(group / file, kept / name / file)
-    compare = kept / "compare"
-    inputs = [str(kept / name) for name in groups]
-    proc = subprocess.run(rlp("compare", *inputs, "--output", str(compare)))
+    # The kept copies, named relative to the checkout: compare.md and .json record them.
+    inputs = [str(shown(kept / name)) for name in groups]
+    compare = str(shown(kept / "compare"))
+    proc = subprocess.run(rlp("compare", *inputs, "--output", compare), cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"rlp compare exited {proc.returncode}")
     for name in groups:
