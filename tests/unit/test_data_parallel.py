@@ -126,3 +126,14 @@ def test_joint_replay_algorithms_refuse_data_parallel_learners_and_say_why(algo)
     assert "slower than one learner" in message and "num_env_runners" in message
     one = builder.build_algorithm_config(load_experiment({**raw, "resources": {"num_learners": 1}}))
     assert one.num_learners == 1
+
+
+def test_the_learners_cpus_are_set_under_resources_not_algorithm_rllib():
+    raw = {
+        "name": "t",
+        "env": {"id": "rendezvous"},
+        "algorithm": {"id": "mappo", "rllib": {"num_cpus_per_learner": 2}},
+        "stop": {"training_iteration": 1},
+    }
+    with pytest.raises(ConfigError, match="resources.num_cpus_per_learner"):
+        builder.build_algorithm_config(load_experiment(raw))
