@@ -264,7 +264,11 @@ def apply_experiment(
             num_cpus_per_env_runner=res.num_cpus_per_env_runner,
             rollout_fragment_length=res.rollout_fragment_length,
         )
-        .learners(num_learners=res.num_learners, num_gpus_per_learner=res.num_gpus_per_learner)
+        .learners(
+            num_learners=res.num_learners,
+            num_cpus_per_learner=res.num_cpus_per_learner,
+            num_gpus_per_learner=res.num_gpus_per_learner,
+        )
         .multi_agent(
             policies=set(module_ids(experiment, env_cls)),
             policy_mapping_fn=policy_mapping(experiment, env_cls),

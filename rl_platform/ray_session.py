@@ -461,7 +461,8 @@ def check_resources(
     what = ", ".join(f"{v:g} {k} (the cluster has {h:g})" for k, (v, h) in short.items())
     message = (
         f"{experiment.name}: the run needs {what}: one per env runner, learner and the "
-        "driver. Lower resources.num_env_runners or resources.num_cpus_per_env_runner."
+        "driver. Lower resources.num_env_runners, resources.num_learners or their CPUs "
+        "(resources.num_cpus_per_env_runner, resources.num_cpus_per_learner)."
     )
     if autoscaling:
         log.warning("%s Waiting for the cluster to grow.", message)

@@ -35,7 +35,8 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from rl_platform import registry
 from rl_platform.algorithms.common import module_ids
-from rl_platform.algorithms.mappo import ValueNormPPOLearner
+from rl_platform.algorithms.data_parallel import all_reduce_sum
+from rl_platform.algorithms.mappo import DataParallelPPOLearner, ValueNormPPOLearner
 from rl_platform.registry import env_config_of
 
 if TYPE_CHECKING:
@@ -230,10 +231,13 @@ class CuriosityModule(TorchRLModule, SelfSupervisedLossAPI):
     def update_reward_stats(self, raw: torch.Tensor) -> None:
         """Fold raw intrinsic rewards into the running (count-weighted) mean."""
         x = raw.detach().double().reshape(-1)
-        if x.numel() == 0:
+        # Data-parallel learners fold in every learner's shard, so their scales stay equal.
+        count = torch.tensor(float(x.numel()), dtype=torch.float64, device=x.device)
+        total_x, n = all_reduce_sum(torch.stack([x.sum(), count]))
+        if n == 0:
             return
-        total = self.reward_count + x.numel()
-        self.reward_mean += (x.mean() - self.reward_mean) * x.numel() / total
+        total = self.reward_count + n
+        self.reward_mean += (total_x / n - self.reward_mean) * n / total
         self.reward_count.copy_(total)
 
     def reward_scale(self) -> torch.Tensor:
@@ -331,7 +335,7 @@ class CuriosityLearnerMixin:
         )
 
 
-class CuriosityPPOLearner(CuriosityLearnerMixin, PPOTorchLearner):
+class CuriosityPPOLearner(CuriosityLearnerMixin, DataParallelPPOLearner):
     """RLlib's PPO learner with an ICM (``ppo``)."""
 
 
@@ -341,6 +345,7 @@ class CuriosityValueNormPPOLearner(CuriosityLearnerMixin, ValueNormPPOLearner):
 
 CURIOUS_LEARNERS: dict[type, type] = {
     PPOTorchLearner: CuriosityPPOLearner,
+    DataParallelPPOLearner: CuriosityPPOLearner,
     ValueNormPPOLearner: CuriosityValueNormPPOLearner,
 }
 

@@ -31,6 +31,7 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.torch_utils import FLOAT_MIN
 
 from rl_platform.algorithms.advantages import replace_gae
+from rl_platform.algorithms.data_parallel import DataParallelLearnerMixin, all_reduce_sum
 from rl_platform.algorithms.tanh_normal import tanh_normal_for
 
 
@@ -60,13 +61,19 @@ class ValueNorm(nn.Module):
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
-        """Fold a batch of value targets into the running statistics."""
+        """Fold a batch of value targets into the running statistics.
+
+        With data-parallel learners the batch is every learner's shard together (each
+        learner calls this once per minibatch), so all learners keep equal statistics.
+        """
         x = x.detach().float().reshape(-1)
-        if x.numel() == 0:
+        count = torch.tensor(float(x.numel()), device=x.device)
+        sums = all_reduce_sum(torch.stack([x.sum(), (x**2).sum(), count]))
+        if sums[2] == 0:
             return
         w = self.beta
-        self.running_mean.mul_(w).add_(x.mean() * (1.0 - w))
-        self.running_mean_sq.mul_(w).add_((x**2).mean() * (1.0 - w))
+        self.running_mean.mul_(w).add_(sums[0] / sums[2] * (1.0 - w))
+        self.running_mean_sq.mul_(w).add_(sums[1] / sums[2] * (1.0 - w))
         self.debiasing_term.mul_(w).add_(1.0 - w)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -305,8 +312,12 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         return ["critic_body", "vf_head", "value_norm"]
 
 
-class ValueNormPPOLearner(PPOTorchLearner):
-    """PPO learner + MAPPO value normalization.
+class DataParallelPPOLearner(DataParallelLearnerMixin, PPOTorchLearner):
+    """RLlib's PPO learner, able to run as 2+ data-parallel learners (``ppo``)."""
+
+
+class ValueNormPPOLearner(DataParallelLearnerMixin, PPOTorchLearner):
+    """PPO learner + MAPPO value normalization (also as 2+ data-parallel learners).
 
     Hook: `compute_loss_for_module` only (called once per minibatch from
     `TorchLearner._update` -> `Learner.compute_losses`). Per minibatch (as in

@@ -54,7 +54,11 @@ class PPO(registry.Algorithm):
             ConfigError: the env has action masks and the activation is neither tanh
                 nor relu (the masking module's two).
         """
-        config = config.training(**hyperparams.model_dump())
+        from rl_platform.algorithms.mappo import DataParallelPPOLearner
+
+        config = config.training(**hyperparams.model_dump()).learners(
+            learner_class=DataParallelPPOLearner
+        )
         env = context.probe()
         try:
             masked = has_action_masks(env)

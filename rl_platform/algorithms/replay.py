@@ -14,7 +14,7 @@ fixed-length, zero-padded sequences, each with the agents' recurrent state at it
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel
@@ -33,8 +33,36 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+from rl_platform.config import ConfigError
+
+if TYPE_CHECKING:
+    from rl_platform.config import ExperimentConfig
+
 # Metric key: gradient updates so far (learner updates/s = its change / time).
 NUM_LEARNER_UPDATES_LIFETIME = "num_learner_updates_lifetime"
+
+ONE_LEARNER_REASON = (
+    "{algorithm} samples one joint replay buffer in the algorithm's process and makes "
+    "many small gradient steps per iteration (minibatches of tens to hundreds of "
+    "transitions on networks of a few thousand parameters): data-parallel learners "
+    "would each train on a shard of an already small minibatch and wait for an "
+    "all-reduce between processes at every step, slower than one learner at this scale"
+)
+
+
+def check_one_learner(experiment: ExperimentConfig) -> None:
+    """Refuse ``resources.num_learners`` above 1 for a joint-replay algorithm, saying why.
+
+    Raises:
+        ConfigError: ``resources.num_learners`` is 2 or more.
+    """
+    count = experiment.resources.num_learners
+    if count > 1:
+        reason = ONE_LEARNER_REASON.format(algorithm=experiment.algorithm.id.upper())
+        raise ConfigError(
+            f"{experiment.name}: resources.num_learners = {count}: {reason}. Use 0 "
+            "(or 1) learner and scale sampling with resources.num_env_runners."
+        )
 
 
 class JointReplayBuffer:
@@ -347,7 +375,8 @@ class JointReplayConfig(AlgorithmConfig):
                 "set training(joint_agents=[...], state_dim=...) (rl_platform's builder does)"
             )
         if self.num_learners > 1:
-            self._value_error(f"{self.algorithm_name} trains on one learner (num_learners 0 or 1)")
+            reason = ONE_LEARNER_REASON.format(algorithm=self.algorithm_name)
+            self._value_error(f"num_learners = {self.num_learners}: {reason}")
 
 
 class JointReplayAlgorithm(Algorithm):

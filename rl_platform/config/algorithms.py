@@ -252,6 +252,7 @@ RLLIB_OWNED: dict[str, str] = {
     "num_cpus_per_env_runner": "resources.num_cpus_per_env_runner",
     "rollout_fragment_length": "resources.rollout_fragment_length",
     "num_learners": "resources.num_learners",
+    "num_cpus_per_learner": "resources.num_cpus_per_learner",
     "num_gpus_per_learner": "resources.num_gpus_per_learner",
     "max_num_env_runner_restarts": "resources.max_env_runner_restarts",
     "env_runner_cls": "resources.sampler",

@@ -215,7 +215,19 @@ class ResourcesSpec(ConfigModel):
     )
     num_cpus_per_env_runner: PositiveFloat = 1
     num_learners: NonNegativeInt = Field(
-        default=0, description="Remote learner workers; 0 trains in the algorithm's process."
+        default=0,
+        description=(
+            "Remote learner workers; 0 trains in the algorithm's process. With 2 or more, "
+            "each learner trains on train_batch_size_per_learner env steps of every "
+            "iteration's batch and torch DDP averages their gradients."
+        ),
+    )
+    num_cpus_per_learner: PositiveFloat | Literal["auto"] = Field(
+        default="auto",
+        description=(
+            "CPUs Ray reserves for each remote learner; `auto`: 1 (0 with a GPU). A "
+            "fraction lets several learners share a small machine's cores."
+        ),
     )
     num_gpus_per_learner: NonNegativeFloat = 0
     rollout_fragment_length: PositiveInt | Literal["auto"] = "auto"

@@ -19,7 +19,11 @@ from ray.rllib.utils.annotations import override
 from rl_platform import registry
 from rl_platform.algorithms.maddpg.learner import MADDPGLearner
 from rl_platform.algorithms.maddpg.module import CRITIC_ID, MADDPGActorModule, MADDPGCriticModule
-from rl_platform.algorithms.replay import JointReplayAlgorithm, JointReplayConfig
+from rl_platform.algorithms.replay import (
+    JointReplayAlgorithm,
+    JointReplayConfig,
+    check_one_learner,
+)
 from rl_platform.config import ConfigError
 from rl_platform.config.algorithms import MADDPGParams
 
@@ -179,7 +183,12 @@ class MADDPG(registry.Algorithm):
 
     @classmethod
     def check(cls, hyperparams: Hyperparams, context: BuildContext) -> None:
-        """Refuse action spaces MADDPG cannot act in (see :func:`action_dim_of`)."""
+        """Refuse action spaces MADDPG cannot act in and data-parallel learners.
+
+        Raises:
+            ConfigError: see :func:`action_dim_of` and :func:`check_one_learner`.
+        """
+        check_one_learner(context.experiment)
         action_dim_of(context)
 
     @classmethod

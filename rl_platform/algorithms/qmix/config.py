@@ -25,6 +25,7 @@ from rl_platform.algorithms.replay import (
     JointReplayBuffer,
     JointReplayConfig,
     SequenceReplayBuffer,
+    check_one_learner,
 )
 from rl_platform.config import ConfigError
 from rl_platform.config.algorithms import QMIXParams, ValueDecompositionParams, VDNParams
@@ -186,12 +187,14 @@ class ValueDecompositionAlgorithm(registry.Algorithm):
 
     @classmethod
     def check(cls, hyperparams: Hyperparams, context: BuildContext) -> None:
-        """Refuse envs whose actions are not discrete.
+        """Refuse envs whose actions are not discrete, and data-parallel learners.
 
         Raises:
-            ConfigError: an agent's action space is not ``Discrete``.
+            ConfigError: an agent's action space is not ``Discrete``, or
+                ``resources.num_learners`` is above 1 (:func:`check_one_learner`).
         """
         experiment = context.experiment
+        check_one_learner(experiment)
         probe = context.probe()
         for agent in probe.possible_agents:
             space = probe.action_spaces[agent]
