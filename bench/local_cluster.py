@@ -45,9 +45,9 @@ def ray_cli() -> str:
     return str(Path(sys.executable).parent / "ray")
 
 
-def node_args(low_worker_port: int) -> list[str]:
-    """Ports of one node, so that raylets on one machine do not collide."""
-    manager, objects, agent, agent_grpc, metrics, runtime_env = free_ports(6)
+def node_args(ports: list[int], low_worker_port: int) -> list[str]:
+    """Ports of one node (6 of ``ports``), so that raylets on one machine do not collide."""
+    manager, objects, agent, agent_grpc, metrics, runtime_env = ports
     return [
         f"--node-manager-port={manager}",
         f"--object-manager-port={objects}",
@@ -88,7 +88,8 @@ class LocalCluster:
         subprocess.run(
             [ray_cli(), "get-auth-token", "--generate"], env=env, check=True, capture_output=True
         )
-        gcs, dashboard, client = free_ports(3)
+        # All ports at once, so that no two of them (nor two nodes') can be the same.
+        gcs, dashboard, client, *ports = free_ports(3 + 6 * len(cpus))
         block = 20_000 + (gcs % 18) * PORT_BLOCK  # clusters started at once: other blocks
         cluster = cls(f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{gcs}", env)
         try:
@@ -105,7 +106,7 @@ class LocalCluster:
                     f"--num-cpus={count}",
                     "--disable-usage-stats",
                     f"--temp-dir={temp}",
-                    *node_args(block + i * (WORKER_PORTS + 10)),
+                    *node_args(ports[6 * i : 6 * i + 6], block + i * (WORKER_PORTS + 10)),
                 ]
                 if resources and resources[i]:
                     command.append(f"--resources={json.dumps(resources[i])}")
