@@ -13,7 +13,7 @@ stock and batched runners it trains the quickstart (MAPPO on trading, 5 agents) 
 few iterations with ``rlp train --address`` (a driver of its own, on the cluster) at the
 same total batch per iteration (split over the learners), and reads the run's
 metrics.csv: env steps/s and seconds per iteration, both over the iterations after the
-first (which builds the actors). A combination that fails is recorded with its error.
+first (a warm-up). A combination that fails is recorded with its error.
 Writes bench/results/<out>.json (provenance: commit, Ray, machine, the note on shared
 cores) and <out>.png, and prints a table. ``--quick`` (1, 2 runners, the batched
 runner, 2 iterations, a small batch) proves the script works; its figures, from a
@@ -27,6 +27,7 @@ import csv
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -61,6 +62,11 @@ def overrides(runners: int, learners: int, sampler: str, batch: int, iterations:
     ]
 
 
+def scrub(text: str) -> str:
+    """An error line without this machine's paths (the run's temp dir is gone anyway)."""
+    return re.sub(r"\S*(/tmp|/home|/work)/\S*", "<path>", " ".join(text.split()))
+
+
 def measure(cluster: LocalCluster, items: list[str], timeout: int) -> dict:
     """Train once on the cluster; figures from the run's metrics.csv (or the error)."""
     with tempfile.TemporaryDirectory(prefix="rlp-scaling-") as out:
@@ -75,7 +81,7 @@ def measure(cluster: LocalCluster, items: list[str], timeout: int) -> dict:
         metrics = list(Path(out).glob("*/*/metrics.csv"))
         if proc.returncode != 0 or not metrics:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            return {"error": " | ".join(tail)[-500:], "wall_s": round(wall, 1)}
+            return {"error": scrub(" | ".join(tail))[-500:], "wall_s": round(wall, 1)}
         with metrics[0].open(newline="") as f:
             rows = list(csv.DictReader(f))
     first, last = rows[0], rows[-1]
