@@ -50,8 +50,10 @@ __all__ = [
     "load_algorithm",
     "load_policy",
     "load_weights",
+    "pack_export",
     "read_manifest",
     "runtime_versions",
+    "unpack_export",
     "write_manifest",
 ]
 
@@ -187,6 +189,43 @@ def read_manifest(export_dir: str | Path) -> dict[str, Any]:
     except OSError as err:
         raise PolicyExportError(f"{path}: cannot read the manifest: {err}.") from None
     return parse_manifest(text, str(path))
+
+
+def pack_export(export_dir: str | Path) -> dict[str, bytes]:
+    """A ``policies/`` export's files (its manifest and each module's weights) as bytes.
+
+    What a node that cannot see the checkpoint needs to load it: the bytes travel as
+    data (Ray's object store) and :func:`unpack_export` writes them back, where
+    :func:`load_policy` checks them as it checks any export.
+
+    Raises:
+        PolicyExportError: no export there, a corrupt manifest, a missing module's weights
+            or a file that links outside the export folder.
+    """
+    export_dir = export_dir_of(export_dir)
+    manifest = read_manifest(export_dir)
+    files = {}
+    for name in [MANIFEST, *(f"{m}.pt" for m in sorted(manifest["modules"]))]:
+        path = export_dir / name
+        if not path.is_file() or not _inside(path, export_dir):
+            raise PolicyExportError(f"{export_dir}: {name} is missing or links outside it.")
+        files[name] = path.read_bytes()
+    return files
+
+
+def unpack_export(files: dict[str, bytes], into: str | Path) -> Path:
+    """Write :func:`pack_export`'s files to ``into/policies/``; returns ``into``.
+
+    Raises:
+        PolicyExportError: a file name that is not a plain name in one folder.
+    """
+    out = Path(into) / EXPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        if not name or name.startswith(".") or "/" in name or os.sep in name:
+            raise PolicyExportError(f"refusing the export file name {name!r:.80}")
+        (out / name).write_bytes(data)
+    return Path(into)
 
 
 def load_weights(export_dir: str | Path, module_id: str) -> dict[str, Any]:

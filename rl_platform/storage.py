@@ -7,20 +7,36 @@ multi-node run needs no shared disk. The driver keeps its own files (``config.ya
 ``metrics.csv``, ``monitor.csv``, ``anomalies.jsonl``, ``summary.json``) in a local
 staging copy of the run directory and uploads them beside Tune's at every checkpoint and
 at the end; each checkpoint's weights-only ``policies/`` export is made from a
-downloaded copy and uploaded into the checkpoint. Get a run back with the bucket's
-tools (``aws s3 sync s3://bucket/runs/<name>/<timestamp> runs/...``) and evaluate or
-serve the local copy.
+downloaded copy and uploaded into the checkpoint.
+
+``rlp evaluate`` and ``rlp serve`` take such a run (or one of its checkpoints) by its URI:
+:func:`fetched` downloads only data (the driver's files and each checkpoint's
+``policies/`` export, never RLlib's pickled state) to a private temp dir, deleted after;
+the policies then travel to a cluster's workers and replicas as bytes, so they need no
+access to the bucket. ``aws s3 sync`` or the like gets a whole run back.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+from rl_platform.runs import CONFIG_FILE, TRIAL_DIR
 
 STAGING_ENV = "RLP_STAGING_DIR"
 DRIVER_FILES = ("config.yaml", "metrics.csv", "monitor.csv", "anomalies.jsonl", "summary.json")
+
+
+EXPORT_DIR = "policies"  # rl_platform.checkpoints.EXPORT_DIR (not imported: torch-free here)
+RUN_PARENTS = 3  # a checkpoint's run directory is at most this many folders above it
+
+
+class StorageError(ValueError):
+    """A storage URI that names no run or checkpoint, or cannot be read; says which."""
 
 
 def is_uri(target: str | Path | None) -> bool:
@@ -79,3 +95,105 @@ def export_remote_checkpoint(checkpoint: Any, run_dir: Path) -> None:
             source_filesystem=pafs.LocalFileSystem(),
             destination_filesystem=checkpoint.filesystem,
         )
+
+
+def remote_name(uri: str) -> str:
+    """The last folder name of a URI (a run's timestamp, a checkpoint's name)."""
+    return PurePosixPath(uri.split("://", 1)[-1].rstrip("/")).name or "remote"
+
+
+@contextmanager
+def fetched(target: str | Path) -> Iterator[Path]:
+    """A run directory or checkpoint, local: a path as it is, a URI downloaded.
+
+    From a URI (``s3://``, ``gs://``, ``file://``, any scheme pyarrow knows) only data is
+    fetched into a private temp dir, removed on exit: the run's driver files
+    (``config.yaml``, ``metrics.csv``, ``summary.json``...) and the ``policies/`` export
+    of each of its checkpoints; a checkpoint URI brings its run's files too when it lies
+    inside a run. The local copy keeps the run's layout, so ``summary.json``'s best
+    checkpoint and the kept checkpoints resolve in it.
+
+    Raises:
+        StorageError: the URI cannot be opened, names nothing, or names neither a run
+            directory (``config.yaml``) nor a checkpoint (``policies/manifest.json``).
+    """
+    if not is_uri(target):
+        yield Path(target)
+        return
+    with tempfile.TemporaryDirectory(prefix="rlp-fetch-") as scratch:
+        yield download_run(str(target), Path(scratch))
+
+
+def download_run(uri: str, into: Path) -> Path:
+    """Download a run's or checkpoint's data (see :func:`fetched`) under ``into``.
+
+    Returns:
+        The local run directory, or the local checkpoint for a checkpoint URI.
+    """
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    try:
+        filesystem, root = pafs.FileSystem.from_uri(uri)
+        root = root.rstrip("/") or "/"
+
+        def kind(path: str) -> pafs.FileType:
+            return filesystem.get_file_info(path).type
+
+        if kind(root) != pafs.FileType.Directory:
+            raise StorageError(f"{uri}: no such run directory or checkpoint")
+        run, inside = _run_of(root, kind)
+        if run is None and kind(f"{root}/{EXPORT_DIR}/manifest.json") != pafs.FileType.File:
+            raise StorageError(
+                f"{uri}: neither a run directory ({CONFIG_FILE}) nor a checkpoint "
+                f"({EXPORT_DIR}/manifest.json); give a run made by rlp train, or one of its "
+                "checkpoints"
+            )
+        local = into / (PurePosixPath(run).name if run else PurePosixPath(root).name)
+        local.mkdir(parents=True)
+        if run is None:  # a bare checkpoint: its export only
+            _copy_dir(filesystem, f"{root}/{EXPORT_DIR}", local / EXPORT_DIR)
+            return local
+        for name in DRIVER_FILES:
+            if kind(f"{run}/{name}") == pafs.FileType.File:
+                _copy_file(filesystem, f"{run}/{name}", local / name)
+        selector = pafs.FileSelector(f"{run}/{TRIAL_DIR}", allow_not_found=True)
+        for info in filesystem.get_file_info(selector):
+            export = f"{info.path}/{EXPORT_DIR}"
+            if info.base_name.startswith("checkpoint_") and kind(export) == pafs.FileType.Directory:
+                _copy_dir(filesystem, export, local / TRIAL_DIR / info.base_name / EXPORT_DIR)
+        return local / inside if inside else local
+    except (OSError, pa.ArrowException) as err:  # a bad scheme, no access, a lost connection
+        raise StorageError(f"{uri}: cannot read it: {err}") from None
+
+
+def _run_of(root: str, kind: Any) -> tuple[str | None, str]:
+    """(the run directory holding ``root`` or None, ``root`` relative to it)."""
+    import pyarrow.fs as pafs
+
+    path = PurePosixPath(root)
+    for up, folder in enumerate([path, *list(path.parents)[:RUN_PARENTS]]):
+        if kind(f"{str(folder).rstrip('/')}/{CONFIG_FILE}") == pafs.FileType.File:
+            return str(folder), str(path.relative_to(folder)) if up else ""
+    return None, ""
+
+
+def _copy_file(filesystem: Any, source: str, target: Path) -> None:
+    import pyarrow.fs as pafs
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pafs.copy_files(
+        source,
+        str(target),
+        source_filesystem=filesystem,
+        destination_filesystem=pafs.LocalFileSystem(),
+    )
+
+
+def _copy_dir(filesystem: Any, source: str, target: Path) -> None:
+    """The plain files directly in ``source`` (an export is one flat folder)."""
+    import pyarrow.fs as pafs
+
+    for info in filesystem.get_file_info(pafs.FileSelector(source)):
+        if info.type == pafs.FileType.File and not info.base_name.startswith("."):
+            _copy_file(filesystem, info.path, target / info.base_name)

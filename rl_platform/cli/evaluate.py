@@ -13,12 +13,19 @@ from rl_platform.cli.output import console, fail
 
 def evaluate(
     checkpoint: Annotated[
-        Path, typer.Argument(help="A checkpoint, or a run directory (its best checkpoint).")
+        str,
+        typer.Argument(
+            help="A checkpoint, or a run directory (its best checkpoint); a path or a "
+            "storage URI (s3://..., gs://..., file://...)."
+        ),
     ],
     episodes: Annotated[int, typer.Option(help="Episodes per policy, level and test.")] = 100,
     report: Annotated[
         Path | None,
-        typer.Option(help="Report directory; default RUN_DIR/evaluation/<checkpoint>."),
+        typer.Option(
+            help="Report directory; default RUN_DIR/evaluation/<checkpoint> "
+            "(for a URI: ./evaluation/<run or checkpoint name>)."
+        ),
     ] = None,
     baselines: Annotated[
         bool, typer.Option(help="Run every test for the baselines too (else scores only).")
@@ -35,7 +42,8 @@ def evaluate(
         typer.Option(help="0: play in this process; default: Ray tasks on a local Ray."),
     ] = None,
     address: Annotated[
-        str | None, typer.Option(help="Ray cluster address (must see the checkpoint).")
+        str | None,
+        typer.Option(help="Ray cluster address (the policies travel to it as data)."),
     ] = None,
     shield: Annotated[
         bool, typer.Option(help="Pass every action through the run's safety shield.")
@@ -47,17 +55,21 @@ def evaluate(
     weights; sample efficiency (the greedy scores of the run's kept checkpoints) is
     reported apart. Writes evaluation.json (every figure), report.md, report.html and
     plots/*.png. Only the weights-only policy export is loaded, as data (no pickle); a run
-    directory is read only inside itself.
+    directory is read only inside itself. From a storage URI only the run's files and its
+    policy exports are downloaded, to a temp dir removed at the end.
 
     [bold]Examples[/]
 
       rlp evaluate runs/quickstart/20261125-101500 --episodes 50
 
       rlp evaluate runs/quickstart/20261125-101500/trial/checkpoint_000004 --report out/
+
+      rlp evaluate s3://bucket/runs/quickstart/20261125-101500 --address auto
     """
     from rl_platform.checkpoints import PolicyExportError
     from rl_platform.evaluation.suite import EvaluationError, SuiteSettings
     from rl_platform.evaluation.suite import evaluate as run_evaluation
+    from rl_platform.storage import StorageError, fetched, is_uri, remote_name
 
     if episodes < 1:
         fail(f"--episodes must be at least 1, got {episodes}.")
@@ -73,12 +85,14 @@ def evaluate(
         baselines=baselines,
         shield=shield,
     )
+    if report is None and is_uri(checkpoint):  # not into the temp copy
+        report = Path("evaluation") / remote_name(checkpoint)
     try:
-        with console.status("evaluating ..."):
+        with console.status("evaluating ..."), fetched(checkpoint) as local:
             outcome = run_evaluation(
-                checkpoint, settings, report=report, workers=workers, address=address
+                local, settings, report=report, workers=workers, address=address
             )
-    except (EvaluationError, PolicyExportError) as err:
+    except (EvaluationError, PolicyExportError, StorageError) as err:
         fail(str(err))
     print_evaluation(outcome)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +19,12 @@ SERVE_PACKAGES = frozenset({"fastapi", "starlette", "uvicorn", "watchfiles"})
 
 
 def serve(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint or run directory.")],
+    checkpoint: Annotated[
+        str,
+        typer.Argument(
+            help="A checkpoint or run directory: a path or a storage URI (s3://, file://...)."
+        ),
+    ],
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     host: Annotated[
         str,
@@ -36,7 +42,8 @@ def serve(
         ),
     ] = None,
     challenger: Annotated[
-        Path | None, typer.Option(help="A second checkpoint for an A/B test (same env).")
+        str | None,
+        typer.Option(help="A second checkpoint (path or URI) for an A/B test (same env)."),
     ] = None,
     split: Annotated[float, typer.Option(help="Share of sessions the challenger serves.")] = 0.1,
     shield: Annotated[
@@ -77,7 +84,11 @@ def serve(
         ),
     ] = False,
     address: Annotated[
-        str | None, typer.Option(help="Ray cluster to serve on; default: a private local Ray.")
+        str | None,
+        typer.Option(
+            help="Ray cluster to serve on (the policies travel to it as data); default: a "
+            "private local Ray."
+        ),
     ] = None,
     detach: Annotated[
         bool,
@@ -96,6 +107,8 @@ def serve(
       rlp serve runs/quickstart/20261125-101500 --challenger finetuned/ --split 0.1
 
       rlp serve RUN --address auto --detach    # again with --challenger NEW: rolling update
+
+      rlp serve s3://bucket/runs/quickstart/20261125-101500 --address auto --detach
     """
     if not 0.0 <= split <= 1.0:
         fail(f"--split is a share in [0, 1], got {split}.")
@@ -128,6 +141,13 @@ def serve(
         if err.name is None or err.name.partition(".")[0] not in SERVE_PACKAGES:
             raise
         fail(f"rlp serve needs Ray Serve ({err.name} is not installed): {install_hint('serve')}")
+    from rl_platform.storage import StorageError, fetched, is_uri
+
+    if is_uri(checkpoint) and challenger is not None and store is None:
+        fail(
+            "--challenger with a champion from a storage URI needs --store FILE: the default "
+            "feedback store lies beside the champion's checkpoint, which is remote."
+        )
 
     def ready(info) -> None:
         if info.token_file is not None:
@@ -155,29 +175,32 @@ def serve(
         )
 
     try:
-        run_server(
-            checkpoint,
-            host=host,
-            port=port,
-            challenger=challenger,
-            split=split,
-            shield=shield,
-            store=store,
-            num_replicas=replicas,
-            max_batch_size=max_batch_size,
-            batch_wait_timeout_s=batch_wait_ms / 1000.0,
-            batching=batching,
-            address=address,
-            direct_ingress=False if proxy else None,
-            on_ready=ready,
-            blocking=not detach,
-            token_file=token_file,
-            reward_range=reward_range,
-            max_ongoing_requests=max_ongoing_requests,
-            max_queued_requests=max_queued_requests,
-            body_timeout_s=body_timeout,
-        )
-    except ServingError as err:
+        with ExitStack() as stack:  # downloaded URIs are removed when the server stops
+            champion = stack.enter_context(fetched(checkpoint))
+            rival = stack.enter_context(fetched(challenger)) if challenger else None
+            run_server(
+                champion,
+                host=host,
+                port=port,
+                challenger=rival,
+                split=split,
+                shield=shield,
+                store=store,
+                num_replicas=replicas,
+                max_batch_size=max_batch_size,
+                batch_wait_timeout_s=batch_wait_ms / 1000.0,
+                batching=batching,
+                address=address,
+                direct_ingress=False if proxy else None,
+                on_ready=ready,
+                blocking=not detach,
+                token_file=token_file,
+                reward_range=reward_range,
+                max_ongoing_requests=max_ongoing_requests,
+                max_queued_requests=max_queued_requests,
+                body_timeout_s=body_timeout,
+            )
+    except (ServingError, StorageError) as err:
         fail(str(err))
     except RuntimeError as err:  # Serve could not deploy the application
         fail(f"Ray Serve could not start the application: {err}", EXIT_FAILED)

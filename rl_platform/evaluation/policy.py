@@ -12,6 +12,7 @@ the argmax is over allowed actions.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,12 @@ import gymnasium as gym
 import numpy as np
 
 from rl_platform import registry
-from rl_platform.checkpoints import PolicyExportError, load_policy, read_manifest
+from rl_platform.checkpoints import (
+    PolicyExportError,
+    load_policy,
+    read_manifest,
+    unpack_export,
+)
 from rl_platform.evaluation.baselines import runs_on_core, view_episode_scores
 
 
@@ -36,6 +42,16 @@ class TrainedPolicy:
         manifest = read_manifest(checkpoint)
         modules = {mid: load_policy(checkpoint, mid) for mid in set(manifest["agents"].values())}
         self._setup(manifest, modules)
+
+    @classmethod
+    def from_export(cls, files: dict[str, bytes]) -> TrainedPolicy:
+        """A policy from an export's files (:func:`~rl_platform.checkpoints.pack_export`).
+
+        For a Ray worker on a node that cannot see the checkpoint: the files are written
+        to a private temp dir, loaded as any export (data only) and deleted.
+        """
+        with tempfile.TemporaryDirectory(prefix="rlp-policy-") as scratch:
+            return cls(unpack_export(files, scratch))
 
     @classmethod
     def from_modules(cls, modules: dict[str, Any], agents: dict[str, str]) -> TrainedPolicy:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rl_platform.checkpoints import PolicyExportError, read_manifest
+from rl_platform.checkpoints import PolicyExportError, pack_export, read_manifest
 from rl_platform.config import SafetySpec
 from rl_platform.evaluation import scoring
 from rl_platform.evaluation.baselines import RANDOM, random_actions
@@ -75,6 +75,9 @@ class JobContext:
     obs_scale: np.ndarray | None = None
     safety: dict[str, Any] | None = None  # a SafetySpec as a dict: check (and shield) actions
     kept: dict[str, str] = field(default_factory=dict)  # job policy name -> kept checkpoint
+    # checkpoint path -> its export's files: Ray workers load these, not the path, so a
+    # node that cannot see the checkpoint (a cluster, a URI fetched here) plays it too
+    exports: dict[str, dict[str, bytes]] = field(default_factory=dict, repr=False)
 
 
 KEPT_PREFIX = "checkpoint:"  # a kept checkpoint's job policy name: checkpoint:<name>
@@ -88,7 +91,9 @@ def run_job(context: JobContext, job: Job) -> PlayedEpisodes:
         path = context.checkpoint if job.policy == POLICY else context.kept[job.policy]
         policy = _POLICIES.get(path)
         if policy is None:
-            policy = _POLICIES[path] = TrainedPolicy(path)
+            files = context.exports.get(path)
+            policy = TrainedPolicy.from_export(files) if files else TrainedPolicy(path)
+            _POLICIES[path] = policy
         act, reset = policy.actions, policy.reset
     elif job.policy == RANDOM:
         rng = np.random.default_rng(stable_seed(job.noise_seed, RANDOM))
@@ -142,7 +147,9 @@ def _run_all(context: JobContext, jobs: list[Job], workers: int) -> list[PlayedE
     import ray
 
     remote = ray.remote(num_cpus=1, max_retries=1)(run_job)
-    shared = ray.put(context)
+    paths = [context.checkpoint, *context.kept.values()]
+    exports = {path: pack_export(path) for path in paths}
+    shared = ray.put(dataclasses.replace(context, exports=exports))
     return ray.get([remote.remote(shared, job) for job in jobs])
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rl_platform import registry
-from rl_platform.checkpoints import EXPORT_DIR, MANIFEST, PolicyExportError, read_manifest
+from rl_platform.checkpoints import PolicyExportError, pack_export, read_manifest
 from rl_platform.evaluation.rollout import make_core
 from rl_platform.evaluation.target import EvaluationError, resolve_target
 from rl_platform.serving import guard
@@ -45,6 +45,9 @@ class ArmSpec:
     id: str  # checkpoint name + short sha256 of the export
     manifest: dict[str, Any]
     safety: dict[str, Any] | None  # the run's safety section
+    # the export's files: replicas load these, so a node that cannot see the checkpoint
+    # (a cluster node, a URI fetched to the driver's temp dir) serves it too
+    export: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
 def resolve_arm(path: str | Path) -> ArmSpec:
@@ -57,10 +60,10 @@ def resolve_arm(path: str | Path) -> ArmSpec:
     try:
         target = resolve_target(path)
         manifest = read_manifest(target.checkpoint)
-        export = target.checkpoint / EXPORT_DIR
-        digest = hashlib.sha256((export / MANIFEST).read_bytes())
-        for module_id in sorted(manifest["modules"]):  # the weights it loads, nothing else
-            digest.update((export / f"{module_id}.pt").read_bytes())
+        export = pack_export(target.checkpoint)  # the manifest, then each module's weights
+        digest = hashlib.sha256()
+        for data in export.values():  # the weights it loads, nothing else
+            digest.update(data)
     except (EvaluationError, PolicyExportError, OSError) as err:
         raise ServingError(f"cannot serve {path}: {err}") from None
     return ArmSpec(
@@ -69,6 +72,7 @@ def resolve_arm(path: str | Path) -> ArmSpec:
         id=f"{target.checkpoint.name}-{digest.hexdigest()[:12]}",
         manifest=manifest,
         safety=target.safety,
+        export=export,
     )
 
 

@@ -193,7 +193,12 @@ class PolicyService:
             self._check_compatible(config.champion, config.challenger)
             arms[CHALLENGER] = config.challenger
         self.arms: dict[str, ArmSpec] = arms
-        self.policies = {arm: TrainedPolicy(spec.checkpoint) for arm, spec in arms.items()}
+        self.policies = {
+            arm: TrainedPolicy.from_export(spec.export)
+            if spec.export
+            else TrainedPolicy(spec.checkpoint)
+            for arm, spec in arms.items()
+        }
         for arm, policy in self.policies.items():
             self._check_policy(arms[arm], policy)
         self.sessions = {

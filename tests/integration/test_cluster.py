@@ -1,26 +1,26 @@
 """`rlp submit` and `rlp jobs` on a real two-node Ray cluster on 127.0.0.1.
 
 The module starts a head (with the Jobs API on loopback) and a second node with
-`ray start`, both in token-auth mode, on ports of their own; submits the quickstart with
-three env runners (more CPUs than either node has, so they spread over both), follows it
-to success and finds its checkpoint; then submits a job that fails and checks that
-`rlp submit --follow` exits non-zero with the job's error. At the end the module stops
-its two nodes' processes only (`ray stop` would stop every Ray on the machine, a
-developer's own runs included).
+`ray start` (bench/local_cluster.py), both in token-auth mode, on ports of their own;
+submits the quickstart with three env runners (more CPUs than either node has, so they
+spread over both), follows it to success and finds its checkpoint; then submits a job
+that fails and checks that `rlp submit --follow` exits non-zero with the job's error. At
+the end the module stops its two nodes' processes only (`ray stop` would stop every Ray
+on the machine, a developer's own runs included).
 """
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 from quickstart_runs import QUICKSTART, TINY, sets
 from quickstart_runs import rlp as run_rlp
+
+sys.path.append(str(Path(__file__).resolve().parents[2] / "bench"))
+from local_cluster import LocalCluster, free_ports  # noqa: E402 (bench/ on the path first)
 
 pytestmark = pytest.mark.slow
 
@@ -33,119 +33,18 @@ SMALL = [
 ]
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def ray_cli() -> str:
-    return str(Path(sys.executable).parent / "ray")
-
-
-def node_args(ports: list[int]) -> list[str]:
-    """Ports of one node, so two raylets on one machine do not collide."""
-    manager, objects, agent, agent_grpc, metrics, runtime_env, low = ports
-    return [
-        f"--node-manager-port={manager}",
-        f"--object-manager-port={objects}",
-        f"--dashboard-agent-listen-port={agent}",
-        f"--dashboard-agent-grpc-port={agent_grpc}",
-        f"--metrics-export-port={metrics}",
-        f"--runtime-env-agent-port={runtime_env}",
-        f"--min-worker-port={low}",
-        f"--max-worker-port={low + 40}",
-    ]
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    env.pop("RAY_ADDRESS", None)
-    subprocess.run(
-        [ray_cli(), "get-auth-token", "--generate"], env=env, check=True, capture_output=True
-    )
-    gcs, dashboard, client = free_ports(3)
-    head_ports = free_ports(6) + [20_000]
-    worker_ports = free_ports(6) + [21_000]
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=2", "--disable-usage-stats"]
-    head = [
-        ray_cli(),
-        "start",
-        "--head",
-        f"--port={gcs}",
-        "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={dashboard}",
-        f"--ray-client-server-port={client}",
-        *common,
-        *node_args(head_ports),
-    ]
-    # A node of its own needs a temp dir of its own: nodes sharing one on a machine share
-    # runtime_resources/, and one node's clean-up deletes the job's working dir under the
-    # other's driver. A short path: Ray's socket paths must stay under 108 characters.
-    head_tmp = tempfile.mkdtemp(prefix="rlph", dir="/tmp")
-    worker_tmp = tempfile.mkdtemp(prefix="rlpw", dir="/tmp")
-    head.append(f"--temp-dir={head_tmp}")
-    worker = [
-        ray_cli(),
-        "start",
-        f"--address=127.0.0.1:{gcs}",
-        f"--temp-dir={worker_tmp}",
-        *common,
-        *node_args(worker_ports),
-    ]
+    local = LocalCluster.start(cpus=[2, 2])
     try:
-        for command in (head, worker):
-            proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-            assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        address = f"http://127.0.0.1:{dashboard}"
         yield {
-            "address": address,
-            "gcs": f"127.0.0.1:{gcs}",
-            "env": env,
+            "address": local.address,
+            "gcs": local.gcs,
+            "env": local.env,
             "storage": tmp_path_factory.mktemp("storage"),
         }
     finally:
-        stop_nodes([head_tmp, worker_tmp])
-        shutil.rmtree(head_tmp, ignore_errors=True)
-        shutil.rmtree(worker_tmp, ignore_errors=True)
-
-
-def stop_nodes(temp_dirs: list[str]) -> None:
-    """End the processes of the nodes started with these temp dirs, and their children.
-
-    Every node process names its temp dir on its command line (session, log or socket
-    paths); workers and agents are their children. Nothing else on the machine is touched.
-    """
-    import psutil
-
-    roots = []
-    for proc in psutil.process_iter(["cmdline"]):
-        line = " ".join(proc.info["cmdline"] or [])
-        if any(d in line for d in temp_dirs):
-            roots.append(proc)
-    procs = set(roots)
-    for root in roots:
-        try:
-            procs.update(root.children(recursive=True))
-        except psutil.NoSuchProcess:
-            pass
-    procs.discard(psutil.Process())
-    for proc in procs:
-        try:
-            proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=15)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
+        local.stop()
 
 
 def rlp(cluster, *args, timeout=600):

@@ -777,3 +777,69 @@ def test_no_secret_in_a_literal_env_value(path):
                 for name, literal in value.items():
                     if SECRET_NAME.search(name) and not str(literal).startswith("/run/secrets/"):
                         raise AssertionError(f"{rel(path)}: {name}={literal!r}")
+
+
+# --------------------------------------------------------------------------- autoscaling
+
+LEARNER_RESOURCE = "learner_slot"  # the custom resource of the learners group
+UPSCALING_MODES = {"Default", "Conservative", "Aggressive"}
+
+
+def group_resources(group: dict[str, Any]) -> dict[str, float]:
+    """A worker group's custom Ray resources (rayStartParams.resources, KubeRay's quoting)."""
+    value = group["rayStartParams"].get("resources")
+    if value is None:
+        return {}
+    text = json.loads(value) if value.startswith('"') else value  # '"{\"r\": 1}"'
+    return json.loads(text)
+
+
+def test_kuberay_autoscales_runner_and_learner_groups_from_zero():
+    for name, spec in ray_cluster_specs():
+        assert spec["enableInTreeAutoscaling"] is True, name
+        options = spec["autoscalerOptions"]
+        assert options["upscalingMode"] in UPSCALING_MODES, name
+        assert isinstance(options["idleTimeoutSeconds"], int) and options["idleTimeoutSeconds"] > 0
+        assert_token_from_secret(options, spec["authOptions"]["secretName"])
+        assert options["securityContext"]["allowPrivilegeEscalation"] is False
+        groups = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
+        assert set(groups) == {"runners", "learners"}, name
+        for group in groups.values():
+            assert group["minReplicas"] == 0 == group["replicas"], f"{name}: idle pods"
+        assert groups["runners"]["maxReplicas"] > groups["learners"]["maxReplicas"] >= 2
+        assert group_resources(groups["learners"]) == {LEARNER_RESOURCE: 1}
+        assert LEARNER_RESOURCE not in group_resources(groups["runners"])
+        (learner,) = groups["learners"]["template"]["spec"]["containers"]
+        limits = learner["resources"]["limits"]
+        assert limits.get("nvidia.com/gpu") == "1", f"{name}: a learner pod without its GPU"
+
+
+def test_the_learner_resource_is_what_an_experiment_asks_rllib_for(experiment_dict):
+    """The YAML in the manifests' comment puts every learner actor on a learners pod."""
+    from rl_platform.builder import build_algorithm_config
+    from rl_platform.config import load_experiment
+
+    manifest = load_one(KUBERAY / "raycluster.yaml")["spec"]["workerGroupSpecs"]
+    (learners,) = [g for g in manifest if g["groupName"] == "learners"]
+    (resource,) = group_resources(learners)
+    text = (KUBERAY / "raycluster.yaml").read_text()
+    assert f"custom_resources_per_learner: {{{resource}: 1}}" in text  # the documented YAML
+    raw = experiment_dict(
+        overrides={
+            "resources.num_learners": 2,
+            "algorithm.rllib": {"custom_resources_per_learner": {resource: 1}},
+        }
+    )
+    config = build_algorithm_config(load_experiment(raw))
+    assert config.custom_resources_per_learner == {resource: 1}
+    bundles = config.algo_class.default_resource_request(config).bundles
+    asking = [b for b in bundles if b.get(resource)]
+    assert len(asking) == 2, f"learner bundles: {bundles}"
+
+
+def test_compose_workers_scale_with_scale():
+    worker = compose()["services"]["worker"]
+    assert "container_name" not in worker, "a fixed name: --scale worker=N cannot run N"
+    assert "hostname" not in worker
+    assert not worker.get("ports"), "host ports on a worker: the 2nd replica cannot bind"
+    assert "--scale worker=" in COMPOSE.read_text()  # the header says how
