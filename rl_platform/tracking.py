@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import numbers
 import os
-import re
 import time
 from collections.abc import Callable
 from functools import partial
@@ -30,8 +29,6 @@ _MODULES = {"wandb": "wandb", "mlflow": "mlflow"}
 RUN_DIR_TAG = "rlp.run_dir"
 EXPERIMENT_TAG = "rlp.experiment"
 MLFLOW_BATCH = 1000  # MLflow's most metrics in one log_batch
-# The names MLflow accepts (letters, digits, _ - . / and spaces; no "..", no leading "/").
-_METRIC_NAME = re.compile(r"(?!/)(?!.*\.\.)[\w./ -]+")
 
 
 def check_tracking(experiment: ExperimentConfig) -> None:
@@ -116,6 +113,7 @@ def tracking_callbacks(
 def _mlflow_callback_class() -> type:
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
+    from mlflow.utils.validation import path_not_unique, validate_param_and_metric_name
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
     class MLflowCallback(MLflowLoggerCallback):
@@ -132,7 +130,11 @@ def _mlflow_callback_class() -> type:
             metrics = [
                 Metric(key, float(value), stamp, step)
                 for key, value in flatten_result(result).items()
-                if not key.startswith("config/") and _is_metric(key, value)
+                if not key.startswith("config/")
+                and _is_number(value)
+                # a name MLflow refuses would fail the whole batch: leave it out
+                and validate_param_and_metric_name(key)
+                and not path_not_unique(key)
             ]
             client = MlflowClient(self.tracking_uri, self.registry_uri)
             run_id = self._trial_runs[trial]  # Tune's trial -> MLflow run id (test_tracking)
@@ -142,10 +144,8 @@ def _mlflow_callback_class() -> type:
     return MLflowCallback
 
 
-def _is_metric(key: str, value: Any) -> bool:
-    """A number MLflow takes under a name it takes (one bad name would fail the batch)."""
-    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    return number and _METRIC_NAME.fullmatch(key) is not None
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def trial_namer(prefix: str, dirname: Callable[[Any], str]) -> Callable[[Any], str]:
