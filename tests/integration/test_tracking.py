@@ -120,3 +120,43 @@ def test_quickstart_logs_its_metrics_to_wandb_offline_and_mlflow(
     assert [row[RETURN] for row in history] == returns
     assert [row[STEPS] for row in history] == steps
     assert [row[LOSS] for row in history] == losses
+
+
+def mlflow_runs(uri: str, experiment: str) -> dict:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    return {run.info.run_name: run for run in runs}
+
+
+@pytest.mark.slow
+def test_sweep_and_seed_trials_are_one_mlflow_run_each_named_by_their_folder(
+    tmp_path, ray_address, tiny_sweep
+):
+    from rl_platform.seeds import train_seeds
+    from rl_platform.tuning import tune
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    sweep = tiny_sweep(iterations=1, num_samples=2, scheduler="none")
+    sweep["tracking"] = {"mlflow": {"tracking_uri": uri}}
+    result = tune(sweep, output=tmp_path / "runs", address=ray_address)
+    assert result.status == "finished"
+    sweep_dir = result.sweep_dir.resolve()
+    runs = mlflow_runs(uri, "tiny_sweep")
+    assert set(runs) == {f"tiny_sweep/{sweep_dir.name}/trial_{r.trial_id}" for r in result.trials}
+    for row in result.trials:
+        run = runs[f"tiny_sweep/{sweep_dir.name}/trial_{row.trial_id}"]
+        assert run.data.tags[RUN_DIR_TAG] == str(sweep_dir)
+        lr = row.params["algorithm.hyperparams.lr"]
+        assert float(run.data.params["algorithm.hyperparams.lr"]) == pytest.approx(lr)
+        assert run.data.metrics["training_iteration"] == 1
+
+    base = {k: v for k, v in sweep.items() if k != "tune"}
+    base["tracking"] = {"mlflow": {"tracking_uri": uri, "experiment_name": "seeds"}}
+    group = train_seeds(base, "0,1", output=tmp_path / "runs", address=ray_address, episodes=1)
+    group_dir = group.group_dir.resolve()
+    runs = mlflow_runs(uri, "seeds")
+    assert set(runs) == {f"tiny_sweep/{group_dir.name}/seed_{s}" for s in (0, 1)}
+    assert {run.data.tags[RUN_DIR_TAG] for run in runs.values()} == {str(group_dir)}
+    assert {run.data.params["seed"] for run in runs.values()} == {"0", "1"}
