@@ -72,6 +72,21 @@ def wandb_run(wandb_dir: Path) -> tuple[dict, list[dict], dict]:
     return run, history, config
 
 
+class SeenIterations:
+    """A user's extra Tune callback: remembers the iterations it was shown."""
+
+    def __new__(cls):
+        from ray.tune import Callback
+
+        class Recorder(Callback):
+            seen: list[int] = []
+
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                self.seen.append(result["training_iteration"])
+
+        return Recorder()
+
+
 @pytest.mark.slow
 def test_quickstart_logs_its_metrics_to_wandb_offline_and_mlflow(
     tmp_path, monkeypatch, ray_address
@@ -89,8 +104,11 @@ def test_quickstart_logs_its_metrics_to_wandb_offline_and_mlflow(
         "tracking.wandb.project=rlp-tests",
         f"tracking.mlflow.tracking_uri={uri}",
     ]
-    result = rl_platform.train(QUICKSTART, items, output=tmp_path / "runs", progress=False)
+    extra = SeenIterations()
+    output = tmp_path / "runs"
+    result = rl_platform.train(QUICKSTART, items, output=output, progress=False, callbacks=[extra])
     assert result.status == "finished"
+    assert extra.seen == [1, 2]  # the Python API's own callbacks run too
     run_dir = result.run_dir.resolve()
     ours = read_csv(run_dir / "metrics.csv")
     tune_rows = read_csv(run_dir / "trial" / "progress.csv")
