@@ -177,6 +177,7 @@ def submit(
             f"{source}: --seeds needs a storage path every node sees, not {storage!r}: a "
             "multi-seed run's group directory is written on a filesystem."
         )
+    _check_tracking_uri(experiment, source)
     experiment = experiment.model_copy(update={"storage": storage})
     client = job_client(address)
     workdir = Path(tempfile.mkdtemp(prefix="rlp-job-"))
@@ -225,6 +226,24 @@ def _check_storage(storage: str | None, source: str | Path) -> str:
             "would land in the job's temporary working directory and be lost."
         )
     return storage
+
+
+def _check_tracking_uri(experiment: ExperimentConfig, source: str | Path) -> None:
+    """Refuse an MLflow store at a relative path: the job's working directory is temporary."""
+    mlflow = experiment.tracking.mlflow if experiment.tracking else None
+    if mlflow is None:
+        return
+    uri = mlflow.tracking_uri
+    relative = (uri.startswith("sqlite:///") and not uri.startswith("sqlite:////")) or (
+        uri.startswith("file:") and not uri.startswith(("file:///", "file://localhost/"))
+    )
+    if relative:
+        raise ConfigError(
+            f"{source}: tracking.mlflow.tracking_uri = {uri!r} is a relative path: in a job "
+            "it would land in the job's temporary working directory and be lost. Give an "
+            "absolute path every node sees (sqlite:////data/mlflow.db) or a tracking server "
+            "(http://HOST:5000)."
+        )
 
 
 def _slug(name: str) -> str:

@@ -53,6 +53,7 @@ from rl_platform.runs import (
     read_json,
 )
 from rl_platform.stopping import stop_criteria
+from rl_platform.tracking import check_tracking, trial_namer
 from rl_platform.trust import check_own_state
 from rl_platform.version import source_commit
 
@@ -348,6 +349,11 @@ def seed_trial_dirname(trial: Any) -> str:
     return name
 
 
+def _seed_name(trial: Any) -> str:
+    """A seed trial's name under its group (``seed_<k>``; no side effects, unlike the dirname)."""
+    return f"{SEED_DIR_PREFIX}{trial.config['seed']}"
+
+
 def _seed_trainable(experiment: ExperimentConfig, algo_config: Any) -> Any:
     """The Tune trainable of one seed (a sweep trial built from the seed's experiment)."""
     from ray import tune
@@ -414,6 +420,7 @@ def train_seeds(
     notice: Callable[[str], None] | None = None,
     episodes: int = EPISODES,
     on_start: Callable[[Any], None] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> SeedsResult:
     """Train an experiment once per seed, as concurrent trials of one Tune run; aggregate.
 
@@ -433,6 +440,8 @@ def train_seeds(
         episodes: greedy episodes per seed for its score.
         on_start: called once with the ``progress.RunStart`` (the group directory exists,
             Ray has not started yet).
+        callbacks: more Tune callbacks, after the platform's own and the ``tracking``
+            section's; a resume runs those the group started with.
 
     Raises:
         ConfigError: the experiment or the seeds are invalid; nothing was started.
@@ -471,6 +480,7 @@ def train_seeds(
                 f"output {target!r}: a multi-seed run writes to a filesystem path (shared by "
                 "the nodes on a cluster); single runs can write to cloud storage."
             )
+    check_tracking(experiment)
     experiments = {s: experiment.model_copy(update={"seed": s}) for s in seed_list}
     algo_config = training.build_algorithm_config(experiments[seed_list[0]])
     training.tell_sampler(experiment, notice)
@@ -497,13 +507,15 @@ def train_seeds(
     group = RunDir(group_dir)
 
     parts = reward_parts(experiment)
-    callbacks = {}
+    by_seed_callbacks = {}
     for seed in seed_list:
         seed_dir = group.seed_dir(seed).resolve()
         monitor = (
             RunMonitor(experiment.monitoring, seed_dir) if experiment.monitoring.enabled else None
         )
-        callbacks[seed] = training._make_progress_callback(seed_dir, parts, monitor, None, seed)
+        by_seed_callbacks[seed] = training._make_progress_callback(
+            seed_dir, parts, monitor, None, seed
+        )
     trainable = _seed_trainable(experiment, algo_config)
     param_space = {"seed": tune.grid_search(seed_list)}
 
@@ -530,10 +542,18 @@ def train_seeds(
                 trainable,
                 param_space=param_space,
                 tune_config=tune.TuneConfig(
-                    trial_dirname_creator=seed_trial_dirname, reuse_actors=False
+                    trial_dirname_creator=seed_trial_dirname,
+                    trial_name_creator=trial_namer(
+                        f"{experiment.name}/{group_dir.name}", _seed_name
+                    ),
+                    reuse_actors=False,
                 ),
                 run_config=training.tune_run_config(
-                    experiment, group_dir, [_seed_callbacks(callbacks)]
+                    experiment,
+                    group_dir,
+                    [_seed_callbacks(by_seed_callbacks)],
+                    group=f"{experiment.name}/{group_dir.name}",
+                    extra=callbacks,
                 ),
             )
         results = tuner.fit()

@@ -19,7 +19,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from rl_platform.stopping import (
     stop_criteria,
     stop_reached,
 )
+from rl_platform.tracking import check_tracking, tracking_callbacks, trial_namer
 from rl_platform.trust import check_own_state
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,7 @@ def train(
     trust: bool = False,
     notice: Callable[[str], None] | None = None,
     on_start: Callable[[RunStart], None] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train an experiment (or resume an interrupted run) and summarise it.
 
@@ -268,6 +270,9 @@ def train(
             not the batched one; :class:`~rl_platform.builder.SamplerChoice`).
         on_start: called once with the :class:`RunStart` (the run directory exists, Ray
             has not started yet).
+        callbacks: more Tune callbacks (``ray.tune.Callback``), after the platform's own
+            and the trackers of the ``tracking`` section. Tune saves them with the run's
+            state: a resume runs those the run started with.
 
     Raises:
         ConfigError: the experiment is invalid; nothing was started or written.
@@ -292,6 +297,7 @@ def train(
         hold(run_dir)  # until train returns: a second resume of it is refused
     else:
         experiment = load_experiment(source, overrides)
+    check_tracking(experiment)
     algo_config = build_algorithm_config(experiment)
     tell_sampler(experiment, notice)
     progress, on_start = _progress_hooks(progress, on_start)
@@ -337,8 +343,14 @@ def train(
             tuner = tune.Tuner(
                 algo_config.algo_class,
                 param_space=algo_config,
-                tune_config=tune.TuneConfig(num_samples=1, trial_dirname_creator=_trial_dirname),
-                run_config=_run_config(experiment, run_dir, remote),
+                tune_config=tune.TuneConfig(
+                    num_samples=1,
+                    trial_dirname_creator=_trial_dirname,
+                    trial_name_creator=trial_namer(
+                        f"{experiment.name}/{run_dir.name}", _trial_dirname
+                    ),
+                ),
+                run_config=_run_config(experiment, run_dir, remote, callbacks),
             )
         results = tuner.fit()
     except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: Tune did not stop gracefully
@@ -373,7 +385,12 @@ def _trial_dirname(trial: Any) -> str:
     return TRIAL_DIR
 
 
-def _run_config(experiment: ExperimentConfig, run_dir: Path, remote: str | None = None):
+def _run_config(
+    experiment: ExperimentConfig,
+    run_dir: Path,
+    remote: str | None = None,
+    extra: Sequence[Any] = (),
+):
     from rl_platform.monitoring import RunMonitor
     from rl_platform.rewards import reward_parts
 
@@ -382,7 +399,7 @@ def _run_config(experiment: ExperimentConfig, run_dir: Path, remote: str | None 
         monitor = RunMonitor(experiment.monitoring, run_dir.resolve())
     progress = _make_progress_callback(run_dir.resolve(), reward_parts(experiment), monitor, remote)
     storage = remote.rsplit("/", 1)[0] if remote else None
-    return tune_run_config(experiment, run_dir, [progress], monitor, storage)
+    return tune_run_config(experiment, run_dir, [progress], monitor, storage, extra=extra)
 
 
 def tune_run_config(
@@ -391,10 +408,15 @@ def tune_run_config(
     callbacks: list[Any],
     monitor: Any = None,
     storage: str | None = None,
+    *,
+    group: str | None = None,
+    extra: Sequence[Any] = (),
 ):
     """Tune's RunConfig for runs in `run_dir` with the experiment's stop, checkpoint, failures.
 
-    ``rlp train`` and ``rlp tune`` share it; each passes its own progress callbacks.
+    ``rlp train`` and ``rlp tune`` share it; each passes its own progress callbacks, which
+    come first, then the trackers of the ``tracking`` section (W&B ``group``: see
+    :func:`~rl_platform.tracking.tracking_callbacks`), then the caller's ``extra`` ones.
     ``monitor`` (one trial's :class:`~rl_platform.monitoring.RunMonitor`) also stops the
     run on the anomaly kinds in ``monitoring.stop_on``. ``storage``: a URI Tune writes the
     run to instead of ``run_dir``'s parent (:mod:`rl_platform.storage`).
@@ -426,7 +448,13 @@ def tune_run_config(
             checkpoint_at_end=True,
         ),
         failure_config=tune.FailureConfig(max_failures=experiment.resources.max_failures),
-        callbacks=callbacks,
+        callbacks=[
+            *callbacks,
+            *tracking_callbacks(
+                experiment, f"{storage}/{run_dir.name}" if storage else run_dir, group
+            ),
+            *extra,
+        ],
     )
 
 

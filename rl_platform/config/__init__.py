@@ -54,6 +54,7 @@ from rl_platform.config.sections import (
     ShapingSpec,
     StopSpec,
 )
+from rl_platform.config.tracking import MLflowSpec, TrackingSpec, WandbSpec
 
 __all__ = [
     "ALGORITHM_SPECS",
@@ -77,6 +78,7 @@ __all__ = [
     "IQLParams",
     "MADDPGParams",
     "MAPPOParams",
+    "MLflowSpec",
     "MetaSpec",
     "NetworkSpec",
     "PPOParams",
@@ -89,9 +91,11 @@ __all__ = [
     "SafetySpec",
     "ShapingSpec",
     "StopSpec",
+    "TrackingSpec",
     "TuneSpec",
     "VDNParams",
     "ValueDecompositionParams",
+    "WandbSpec",
     "apply_overrides",
     "experiment_json_schema",
     "format_validation_error",

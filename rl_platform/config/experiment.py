@@ -24,6 +24,7 @@ from rl_platform.config.sections import (
     RewardsSpec,
     StopSpec,
 )
+from rl_platform.config.tracking import TrackingSpec
 
 
 class ExperimentConfig(ConfigModel):
@@ -77,6 +78,10 @@ class ExperimentConfig(ConfigModel):
             "run starts from, loaded with weights_only (e.g. meta-trained weights, as "
             "`rlp adapt` does); null = fresh weights."
         ),
+    )
+    tracking: TrackingSpec | None = Field(
+        default=None,
+        description="Also log each trial's config and metrics to Weights & Biases or MLflow.",
     )
     tune: TuneSpec | None = None
 

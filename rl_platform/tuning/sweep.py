@@ -18,7 +18,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from rl_platform.runs import (
 )
 from rl_platform.stopping import stop_criteria
 from rl_platform.storage import is_uri
+from rl_platform.tracking import check_tracking, trial_namer
 from rl_platform.training import build_algorithm_config, tell_sampler, tune_run_config
 from rl_platform.trust import check_own_state
 from rl_platform.tuning.plan import SweepPlan, plan_sweep
@@ -89,6 +90,7 @@ def tune(
     verbose: bool = False,
     trust: bool = False,
     notice: Callable[[str], None] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> SweepResult:
     """Run a hyperparameter sweep (or resume a stopped one) and summarise it.
 
@@ -108,6 +110,8 @@ def tune(
         verbose: let Ray's and the workers' logs through.
         trust: resume even from a directory others can write (``--trust``).
         notice: called once with the sampler line (see :func:`rl_platform.training.train`).
+        callbacks: more Tune callbacks, after the platform's own and the ``tracking``
+            section's; a resume runs those the sweep started with.
 
     Raises:
         ConfigError: the sweep is invalid; nothing was started or written.
@@ -145,6 +149,7 @@ def tune(
     plan = plan_sweep(experiment, where)
     spec = plan.spec
     trial_experiment = load_experiment(plan.trial_base)
+    check_tracking(trial_experiment)
     algo_config = build_algorithm_config(trial_experiment)
     tell_sampler(trial_experiment, notice)
     storage = None
@@ -200,8 +205,8 @@ def tune(
             tuner = ray_tune.Tuner(
                 trainable,
                 param_space=plan.param_space,
-                tune_config=_tune_config(plan, storage, concurrency),
-                run_config=_run_config(plan, sweep_dir),
+                tune_config=_tune_config(plan, storage, concurrency, sweep_dir),
+                run_config=_run_config(plan, sweep_dir, callbacks),
             )
         results = tuner.fit()
     except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: Tune did not stop gracefully
@@ -236,7 +241,7 @@ def _check_storage(spec: TuneSpec, where: str) -> StudyStorage:
     return storage
 
 
-def _tune_config(plan: SweepPlan, storage: StudyStorage, concurrency: int):
+def _tune_config(plan: SweepPlan, storage: StudyStorage, concurrency: int, sweep_dir: Path):
     import optuna
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -272,14 +277,16 @@ def _tune_config(plan: SweepPlan, storage: StudyStorage, concurrency: int):
         metric=spec.metric,
         mode=spec.mode,
         trial_dirname_creator=trial_dirname,
+        trial_name_creator=trial_namer(f"{plan.experiment.name}/{sweep_dir.name}", trial_dirname),
         reuse_actors=False,
     )
 
 
-def _run_config(plan: SweepPlan, sweep_dir: Path):
+def _run_config(plan: SweepPlan, sweep_dir: Path, extra: Sequence[Any] = ()):
     experiment = load_experiment(plan.trial_base)
     progress = SweepProgress(plan.spec.metric, stop_criteria(experiment))
-    return tune_run_config(experiment, sweep_dir, [progress])
+    group = f"{experiment.name}/{sweep_dir.name}"
+    return tune_run_config(experiment, sweep_dir, [progress], group=group, extra=extra)
 
 
 def _trials_that_fit(per_trial: dict[str, float]) -> int:

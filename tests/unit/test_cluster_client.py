@@ -64,6 +64,30 @@ def test_submit_refuses_bad_input_before_contacting_a_cluster(quickstart_path, t
 
 
 @pytest.mark.parametrize(
+    ("uri", "refused"),
+    [
+        ("sqlite:///mlflow.db", True),
+        ("file:mlruns", True),
+        ("sqlite:////data/mlflow.db", False),
+        ("file:///data/mlruns", False),
+        ("http://mlflow:5000", False),
+    ],
+)
+def test_submit_refuses_an_mlflow_store_the_job_would_lose(quickstart_path, uri, refused):
+    """The tracking section goes to the job whole; a relative store path would not survive."""
+    items = ["storage=/data/runs", f"tracking.mlflow.tracking_uri={uri}"]
+    result = CliRunner().invoke(
+        app,
+        ["submit", str(quickstart_path), *[a for i in items for a in ("--set", i)]],
+        env={"RAY_API_SERVER_ADDRESS": "http://127.0.0.1:9"},  # nothing listens there
+    )
+    if refused:
+        assert result.exit_code == 2 and "relative path" in result.output, result.output
+    else:  # past the checks, to the (absent) cluster
+        assert "cannot reach the Ray Jobs API" in result.output, result.output
+
+
+@pytest.mark.parametrize(
     ("message", "expected"),
     [
         ("Failed to connect to Ray at address: http://127.0.0.1:40329.", "cannot reach"),
