@@ -27,9 +27,14 @@ def monitor(
     """
     from rl_platform.monitoring import follow as follow_run
     from rl_platform.monitoring import read_anomalies, render_dashboard
+    from rl_platform.monitoring.io import RESULT_FILE
+    from rl_platform.runs import RunDir
 
-    if not (run_dir / "trial" / "result.json").is_file():
-        fail(f"{run_dir}: no trial/result.json; expected a run directory of rlp train.")
+    if not (RunDir(run_dir).metrics.is_file() or (run_dir / RESULT_FILE).is_file()):
+        fail(
+            f"{run_dir}: no {RunDir(run_dir).metrics.name} (nor {RESULT_FILE}); expected a "
+            "run directory of rlp train that has finished an iteration."
+        )
 
     def report(plots) -> None:
         anomalies = read_anomalies(run_dir)
