@@ -67,8 +67,10 @@ def read_results(run_dir: str | Path) -> list[dict[str, Any]]:
     """The results in ``RUN_DIR/trial/result.json``; a line cut short (live run) is skipped.
 
     Parsed line by line, not with ``pandas.read_json(lines=True)``: that fails on the line
-    a live run is writing and fills keys an iteration lacks with NaN, which the NaN rule
-    would then report.
+    a live run is writing, fills keys an iteration lacks with NaN (which the NaN rule
+    would then report) and turns a NaN inside a nested dict (a NaN loss under
+    ``learners``) into None (which it would miss). The per-iteration table, a flat CSV,
+    is read with pandas (:func:`read_table`).
     """
     path = Path(run_dir) / RESULT_FILE
     if not path.exists():

@@ -458,3 +458,20 @@ def test_an_older_run_with_monitor_csv_is_still_read(tmp_path):
     assert frame["reward/profit"].tolist() == [0.5, 0.6, 0.7]
     page = render_dashboard(tmp_path)["index"].read_text()
     assert "figures from monitor.csv and metrics.csv" in page
+
+
+def test_read_results_keeps_each_result_as_tune_wrote_it(tmp_path):
+    # Why result.json is parsed line by line, not with pandas.read_json(lines=True): that
+    # turns a NaN inside a nested dict into None (the NaN rule would miss a NaN loss),
+    # gives a key one iteration lacks a NaN, and fails on a live run's torn last line.
+    first = make_result(1, 1.0)
+    first["learners"]["shared"]["policy_loss"] = math.nan
+    second = make_result(2, 2.0)
+    second["curriculum"] = {"level": 1}
+    write_run(tmp_path, [first, second])  # with a torn last line
+    results = read_results(tmp_path)
+    assert [r["training_iteration"] for r in results] == [1, 2]
+    assert math.isnan(results[0]["learners"]["shared"]["policy_loss"])
+    assert "curriculum" not in results[0]
+    found = [a for r in results for a in AnomalyDetector().observe(r) if a.kind == "nan"]
+    assert [a.key for a in found] == ["learners/shared/policy_loss"]
