@@ -475,3 +475,17 @@ def test_read_results_keeps_each_result_as_tune_wrote_it(tmp_path):
     assert "curriculum" not in results[0]
     found = [a for r in results for a in AnomalyDetector().observe(r) if a.kind == "nan"]
     assert [a.key for a in found] == ["learners/shared/policy_loss"]
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ("{discrete: true}", ["short", "half short", "flat", "half long", "long"]),
+        ("{}", ["target position", "stop-loss", "take-profit"]),
+    ],
+)
+def test_action_names_follow_the_runs_env_config(tmp_path, config, expected):
+    from rl_platform.monitoring.dashboard import env_action_names
+
+    (tmp_path / "config.yaml").write_text(f"env:\n  id: trading\n  config: {config}\n")
+    assert env_action_names(tmp_path) == expected
