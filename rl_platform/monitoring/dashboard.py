@@ -22,6 +22,7 @@ from rl_platform.monitoring.io import (
     read_anomalies,
     read_results,
     read_table,
+    result_file,
 )
 from rl_platform.monitoring.results import EXPLORATION_STATS, LOSS_STATS, VALUE_STATS
 from rl_platform.runs import METRICS_FILE, SUMMARY_FILE
@@ -356,7 +357,8 @@ def follow(
     plots: dict[str, Path] = {}
     while True:
         finished = (run_dir / SUMMARY_FILE).exists()
-        watched = run_dir / (METRICS_FILE if (run_dir / METRICS_FILE).exists() else RESULT_FILE)
+        metrics = run_dir / METRICS_FILE
+        watched = metrics if metrics.exists() else result_file(run_dir)
         size = watched.stat().st_size if watched.exists() else -1
         if size != seen or (finished and not plots):
             seen = size

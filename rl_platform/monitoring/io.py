@@ -63,8 +63,16 @@ def read_anomalies(run_dir: str | Path) -> list[Anomaly]:
     return out
 
 
+def result_file(run_dir: str | Path) -> Path:
+    """Tune's ``result.json`` of a run (``RUN_DIR/trial/``) or of a sweep's trial folder."""
+    run_dir = Path(run_dir)
+    nested = run_dir / RESULT_FILE
+    own = run_dir / Path(RESULT_FILE).name
+    return own if not nested.exists() and own.exists() else nested
+
+
 def read_results(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The results in ``RUN_DIR/trial/result.json``; a line cut short (live run) is skipped.
+    """The results in :func:`result_file`; a line cut short (live run) is skipped.
 
     Parsed line by line, not with ``pandas.read_json(lines=True)``: that fails on the line
     a live run is writing, fills keys an iteration lacks with NaN (which the NaN rule
@@ -72,7 +80,7 @@ def read_results(run_dir: str | Path) -> list[dict[str, Any]]:
     ``learners``) into None (which it would miss). The per-iteration table, a flat CSV,
     is read with pandas (:func:`read_table`).
     """
-    path = Path(run_dir) / RESULT_FILE
+    path = result_file(run_dir)
     if not path.exists():
         return []
     results = []

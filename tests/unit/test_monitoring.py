@@ -489,3 +489,12 @@ def test_action_names_follow_the_runs_env_config(tmp_path, config, expected):
 
     (tmp_path / "config.yaml").write_text(f"env:\n  id: trading\n  config: {config}\n")
     assert env_action_names(tmp_path) == expected
+
+
+def test_a_sweep_trial_folder_is_read_from_its_own_result_json(tmp_path):
+    write_run(tmp_path / "sweep", series([1.0, 2.0, 3.0]))  # sweep/trial/result.json
+    trial = tmp_path / "sweep" / "trial"  # as a sweep's trial_<id>/ holds it
+    assert [r["training_iteration"] for r in read_results(trial)] == [1, 2, 3]
+    plots = render_dashboard(trial)
+    assert {"returns", "losses", "index"} <= set(plots)
+    assert "iterations: 3" in plots["index"].read_text()
