@@ -154,3 +154,65 @@ class StreamProgress:
     def __call__(self, row: IterationRow) -> None:
         """Write `row` as one compact line."""
         self._write(compact_line(row, self.stop))
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+@dataclass(frozen=True)
+class SweepStart:
+    """What :func:`rl_platform.tune` announces once its sweep directory exists, before Ray.
+
+    ``num_samples`` is the number of trials; ``stop`` each trial's Tune stop criteria.
+    """
+
+    sweep_dir: Path
+    num_samples: int
+    stop: dict[str, float]
+    resumed: bool = False
+
+
+class SweepClock:
+    """How far a sweep is: trials finished of N, and the time left at the pace so far.
+
+    Fed every trial's latest iteration (:meth:`iteration`) and its end (:meth:`finished`).
+    With a ``training_iteration`` stop of I per trial the work is N x I iterations (a
+    trial that ends early, stopped by the scheduler, counts as I); without one it is N
+    trials. The time left is the elapsed time over the work done, times the work left.
+    """
+
+    def __init__(self, num_samples: int, stop: dict[str, float], elapsed_s: float = 0.0) -> None:
+        self.num_samples = num_samples
+        self.per_trial = float(stop.get("training_iteration") or 0.0)
+        self.iterations: dict[str, int] = {}
+        self.ended: set[str] = set()
+        self.elapsed_s = elapsed_s
+
+    def iteration(self, trial_id: str, iteration: int, elapsed_s: float) -> None:
+        """A trial reported `iteration`; `elapsed_s` since the sweep started."""
+        self.iterations[trial_id] = iteration
+        self.elapsed_s = elapsed_s
+
+    def finished(self, trial_id: str, elapsed_s: float) -> None:
+        """A trial ended (complete, stopped early or failed for good)."""
+        self.ended.add(trial_id)
+        self.elapsed_s = elapsed_s
+
+    @property
+    def trials_done(self) -> int:
+        """Trials that ended."""
+        return len(self.ended)
+
+    def seconds_left(self) -> float | None:
+        """The estimated time left, None before anything was measured."""
+        if self.per_trial:
+            done = sum(
+                self.per_trial if t in self.ended else min(i, self.per_trial)
+                for t, i in self.iterations.items()
+            ) + self.per_trial * len(self.ended - set(self.iterations))
+            total = self.num_samples * self.per_trial
+        else:
+            done, total = float(len(self.ended)), float(self.num_samples)
+        if done <= 0 or self.elapsed_s <= 0:
+            return None
+        return max(total - done, 0.0) * self.elapsed_s / done

@@ -240,6 +240,11 @@ def check_vmas_scenario(scenario: str, env_id: str | None = None) -> None:
         )
 
 
+def env_ids() -> list[str]:
+    """Every id an experiment can name as it is: the registered envs and the short ids."""
+    return sorted([*ENVS, *PETTINGZOO_SHORT_IDS])
+
+
 def get_env(env_id: str) -> EnvEntry | None:
     """The entry of a registered id or of an env id naming its source.
 

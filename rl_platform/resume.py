@@ -26,7 +26,8 @@ RUN_SEARCH_STATE = ("basic-variant-state-*.json",)
 SWEEP_SEARCH_STATE = ("search_gen_state-*.json", "searcher-state-*.pkl")
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.csv"
-# The run directory's own tables (rlp train): file -> its iteration column.
+# The run directory's own tables (rlp train): file -> its iteration column. monitor.csv
+# is only in runs written before metrics.csv took its columns.
 RUN_TABLES = {"metrics.csv": "iteration", "monitor.csv": "iteration"}
 RUN_JSONL = {"anomalies.jsonl": "iteration"}
 FINISHED = "TERMINATED"
@@ -117,7 +118,7 @@ def trim_trial_tables(trial_dir: Path, last: float, in_place: bool = False) -> N
 
 
 def trim_run_tables(run_dir: Path, last: float, in_place: bool = False) -> None:
-    """Keep the rows of ``metrics.csv``, ``monitor.csv``, ``anomalies.jsonl`` up to `last`."""
+    """Keep the rows of ``metrics.csv``, ``anomalies.jsonl`` (and ``monitor.csv``) to `last`."""
     for name, column in RUN_TABLES.items():
         _trim_csv(run_dir / name, column, last, in_place)
     for name, key in RUN_JSONL.items():

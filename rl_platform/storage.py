@@ -4,7 +4,7 @@ With a URI (``s3://bucket/runs``, ``gs://...``, any scheme pyarrow's filesystems
 ``file://`` included) Tune writes the trial, its checkpoints and its experiment state
 straight to ``<uri>/<name>/<timestamp>/`` from whichever node runs the trial, so a
 multi-node run needs no shared disk. The driver keeps its own files (``config.yaml``,
-``metrics.csv``, ``monitor.csv``, ``anomalies.jsonl``, ``summary.json``) in a local
+``metrics.csv``, ``anomalies.jsonl``, ``summary.json``) in a local
 staging copy of the run directory and uploads them beside Tune's at every checkpoint and
 at the end; each checkpoint's weights-only ``policies/`` export is made from a
 downloaded copy and uploaded into the checkpoint.
@@ -28,7 +28,7 @@ from typing import Any
 from rl_platform.runs import CONFIG_FILE, TRIAL_DIR
 
 STAGING_ENV = "RLP_STAGING_DIR"
-DRIVER_FILES = ("config.yaml", "metrics.csv", "monitor.csv", "anomalies.jsonl", "summary.json")
+DRIVER_FILES = ("config.yaml", "metrics.csv", "anomalies.jsonl", "summary.json")
 
 
 EXPORT_DIR = "policies"  # rl_platform.checkpoints.EXPORT_DIR (not imported: torch-free here)

@@ -5,8 +5,9 @@ share one path (checkpointing, loggers, failure handling, restore). A run direct
 ``<output>/<name>/<timestamp>/`` holds:
 
 * ``config.yaml``: the resolved experiment (re-runs it exactly);
-* ``metrics.csv``: one compact row per iteration (the trial folder has Tune's full
-  ``progress.csv``, ``result.json`` and TensorBoard event files);
+* ``metrics.csv``: the run's one table, a row per iteration: the progress figures, then
+  the monitor's per-module figures (the trial folder has Tune's own ``progress.csv``,
+  ``result.json`` and TensorBoard event files);
 * ``trial/checkpoint_*``: RLlib checkpoints (every N iterations, the best K kept);
 * Tune's experiment state (what ``--resume`` restores from);
 * ``summary.json``: status, best and last checkpoint, figures, written at the end.
@@ -14,7 +15,6 @@ share one path (checkpointing, loggers, failure handling, restore). A run direct
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import shutil
@@ -26,6 +26,8 @@ from typing import Any
 
 from rl_platform.builder import build_algorithm_config, choose_sampler
 from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
+from rl_platform.monitoring.io import append_table_row, complete_lines
+from rl_platform.monitoring.results import table_row
 from rl_platform.progress import IterationRow, RunStart, StreamProgress
 from rl_platform.ray_session import check_resources, init_ray, quiet_logs, signals_ignored
 from rl_platform.resume import (
@@ -153,12 +155,9 @@ def _make_progress_callback(
             self._written = row.iteration
             if self.monitor is not None:
                 row.anomalies.extend(a.message for a in self.monitor.observe(result))
-                from rl_platform.monitoring import append_monitor_csv
-
-                rate = {"env_steps_per_s": row.env_steps_per_s}
-                append_monitor_csv(self.run_dir, result, extra=rate)
             self._last = (row.env_steps, row.time_total_s)
-            _append_metrics(RunDir(self.run_dir).metrics, row.csv_row(self.reward_names))
+            table = table_row(row.csv_row(self.reward_names), result)
+            append_table_row(RunDir(self.run_dir).metrics, table)
             if _progress_sink is not None:
                 _progress_sink(row)
 
@@ -220,15 +219,6 @@ def iteration_row(result: dict[str, Any], last: tuple[float, float] | None) -> I
         evaluation=dict(evaluation),
         curiosity={k: float(v) for k, v in (result.get("curiosity") or {}).items()},
     )
-
-
-def _append_metrics(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
 
 
 # --------------------------------------------------------------------------- train
@@ -591,9 +581,12 @@ def _stopping_anomaly(experiment: ExperimentConfig, run_dir: Path) -> Any:
 
 
 def _read_metrics(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
+    """metrics.csv's numeric columns, one dict per complete row (a torn last line is skipped)."""
+    import io
+
+    import pandas as pd
+
+    text = complete_lines(path) if path.is_file() else ""
+    if not text.strip():
         return []
-    with path.open() as handle:
-        return [
-            {k: float(v) for k, v in row.items() if k != "level"} for row in csv.DictReader(handle)
-        ]
+    return pd.read_csv(io.StringIO(text)).select_dtypes("number").to_dict("records")

@@ -31,6 +31,8 @@ def envs_list() -> None:
     table.add_column("description")
     for entry in registry.ENVS.values():
         table.add_row(entry.id, entry.description)
+    for short, source in registry.PETTINGZOO_SHORT_IDS.items():
+        table.add_row(short, f"a PettingZoo env shipped with the platform ({source})")
     table.add_row(
         f"{registry.PETTINGZOO_PREFIX}<module>:<factory>",
         "a PettingZoo env from pettingzoo.*, mpe2.*, vmas.* (factory env, parallel_env or "
@@ -80,7 +82,7 @@ def envs_check(
         fail(f"env id {err}.")
     if entry is None:
         fail(
-            f"unknown env {env_id!r}; expected one of: {', '.join(sorted(registry.ENVS))}, "
+            f"unknown env {env_id!r}; expected one of: {', '.join(registry.env_ids())}, "
             "pettingzoo:<module>:<factory> or vmas:<scenario>."
         )
     config: dict = {}

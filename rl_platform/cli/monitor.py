@@ -11,7 +11,9 @@ from rl_platform.cli.output import EXIT_INTERRUPTED, console, fail
 
 
 def monitor(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory of rlp train.")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory of rlp train, or a trial folder of rlp tune.")
+    ],
     follow: Annotated[
         bool, typer.Option(help="Re-render as the run goes on; stop when it ends.")
     ] = False,
@@ -27,9 +29,14 @@ def monitor(
     """
     from rl_platform.monitoring import follow as follow_run
     from rl_platform.monitoring import read_anomalies, render_dashboard
+    from rl_platform.monitoring.io import RESULT_FILE, result_file
+    from rl_platform.runs import RunDir
 
-    if not (run_dir / "trial" / "result.json").is_file():
-        fail(f"{run_dir}: no trial/result.json; expected a run directory of rlp train.")
+    if not (RunDir(run_dir).metrics.is_file() or result_file(run_dir).is_file()):
+        fail(
+            f"{run_dir}: no {RunDir(run_dir).metrics.name} (nor {RESULT_FILE}); expected a "
+            "run directory of rlp train that has finished an iteration."
+        )
 
     def report(plots) -> None:
         anomalies = read_anomalies(run_dir)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -18,40 +20,109 @@ from rl_platform.cli.output import (
     print_notice,
     stopped_before_start,
 )
-from rl_platform.config import ConfigError
+from rl_platform.config import ConfigError, TuneSpec, validate_experiment
 from rl_platform.ray_session import catch_sigterm
 from rl_platform.trust import UntrustedModuleError, UntrustedStateError
 
 
+def print_sweep_starting(config=None, resume: Path | None = None, num_samples=None) -> None:
+    """Say at once what starts (before RLlib is imported and Ray started, which take a while)."""
+    if resume is not None:
+        what = f"resuming {resume}"
+    else:
+        samples = num_samples or (config.tune or TuneSpec()).num_samples
+        stop = ", ".join(f"{k} {v:g}" for k, v in config.stop.model_dump().items() if v)
+        what = f"sweeping {config.name}: {config.algorithm.id} on {config.env.id}, {samples} trials"
+        what += f" of up to {stop}" if stop else ""
+    console.print(
+        f"rlp tune: {escape(what)}; loading RLlib and starting Ray...",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 class SweepProgress:
-    """Prints one line per trial event: start (with its values), iteration, end."""
+    """Prints one line per trial event: start (with its values), iteration, end.
+
+    Lines are never wrapped (they hold trial ids and values to copy). Once :meth:`start`
+    named the sweep, iteration and end lines say how many of the N trials ended and the
+    time left at the pace so far (a ``progress.SweepClock``).
+    """
+
+    def __init__(self) -> None:
+        self.clock = None
+        self.began: float | None = None  # when the first trial started
+
+    def start(self, start) -> None:
+        """Name the sweep directory and how to watch it (a ``progress.SweepStart``)."""
+        from rl_platform.progress import SweepClock
+
+        self.clock = SweepClock(start.num_samples, start.stop)
+        where = str(start.sweep_dir)
+        lines = [
+            f"sweep directory: {where}",
+            f"  watch it: tensorboard --logdir {where}",
+            f"            rlp monitor {Path(where) / 'trial_<id>'} --follow",
+        ]
+        for line in lines:
+            console.print(escape(line), highlight=False, soft_wrap=True)
+
+    def _pace(self, event) -> str:
+        """``  trials k/N  left T`` after `event` (empty before :meth:`start`)."""
+        if self.clock is None:
+            return ""
+        from rl_platform.progress import format_duration
+
+        now = time.monotonic()
+        self.began = self.began if self.began is not None else now
+        if event.kind == "result":
+            self.clock.iteration(event.trial_id, event.iteration, now - self.began)
+        else:
+            self.clock.finished(event.trial_id, now - self.began)
+        left = format_duration(self.clock.seconds_left())
+        return f"  trials {self.clock.trials_done}/{self.clock.num_samples}  left {left}"
 
     def __call__(self, event) -> None:
         """Print `event` (a ``tuning.TrialEvent``) as one line."""
         name = f"[bold]trial {event.trial_id}[/]"
         metric = event.metric.rsplit("/", 1)[-1]
         if event.kind == "start":
+            if self.began is None:
+                self.began = time.monotonic()
             values = ", ".join(f"{k}={fmt(v)}" for k, v in event.params.items())
-            console.print(f"{name} started: {values}", highlight=False)
+            console.print(f"{name} started: {values}", highlight=False, soft_wrap=True)
         elif event.kind == "result":
             value = "—" if event.value is None else f"{event.value:.3f}"
+            iters = f"{event.iteration:>3}"
+            if self.clock is not None and self.clock.per_trial:
+                iters += f"/{self.clock.per_trial:g}"
             console.print(
-                f"{name} iter {event.iteration:>3}  {metric} {value:>9}  "
-                f"env steps {event.env_steps:,}",
+                f"{name} iter {iters}  {metric} {value:>9}  "
+                f"env steps {event.env_steps:,}{self._pace(event)}",
                 highlight=False,
+                soft_wrap=True,
             )
         elif event.kind == "complete":
             colour = "green" if event.status == "complete" else "yellow"
             value = "—" if event.value is None else f"{event.value:.3f}"
             console.print(
                 f"{name} [{colour}]{event.status}[/] after {event.iteration} iterations "
-                f"({metric} {value})",
+                f"({metric} {value}){self._pace(event)}",
                 highlight=False,
+                soft_wrap=True,
             )
         elif event.kind == "retry":
-            console.print(f"{name} [yellow]failed; retry {event.iteration}[/]", highlight=False)
+            console.print(
+                f"{name} [yellow]failed; retry {event.iteration}[/]",
+                highlight=False,
+                soft_wrap=True,
+            )
         elif event.kind == "error":
-            console.print(f"{name} [red]FAILED[/] (retries used up)", highlight=False)
+            console.print(
+                f"{name} [red]FAILED[/] (retries used up){self._pace(event)}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def fmt(value) -> str:
@@ -175,8 +246,18 @@ def tune(
         fail("--set and --num-samples cannot change a resumed sweep; it continues as it was.")
     use_trusted_modules(trust_module)
     catch_sigterm()
+    config = None
+    try:  # a bad YAML is refused before Ray and torch are imported (tune validates again)
+        if sweep is not None:
+            config = validate_experiment(sweep, set_ or [])
+    except (ConfigError, UntrustedModuleError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        stopped_before_start("sweep")
+    print_sweep_starting(config, resume, num_samples)
     from rl_platform.tuning import tune as run_sweep
 
+    progress = SweepProgress()
     try:
         result = run_sweep(
             sweep,
@@ -185,10 +266,11 @@ def tune(
             output=output,
             address=address,
             resume=resume,
-            progress=SweepProgress(),
+            progress=progress,
             verbose=verbose,
             trust=trust,
             notice=print_notice,
+            on_start=progress.start,
         )
     except (ConfigError, ResumeError, UntrustedStateError, UntrustedModuleError) as err:
         fail(str(err))

@@ -171,7 +171,7 @@ def _resolve_against_registry(config: ExperimentConfig, where: str) -> Experimen
     if env_entry is None:
         raise ConfigError(
             f"{where}: env.id = {config.env.id!r} is not a registered env; "
-            f"expected one of: {', '.join(sorted(registry.ENVS))}, "
+            f"expected one of: {', '.join(registry.env_ids())}, "
             "pettingzoo:<module>:<factory> for an allow-listed PettingZoo env, "
             "or vmas:<scenario> for a VMAS scenario."
         )

@@ -75,6 +75,10 @@ class BatchedCore(ABC):
     observation_space: gym.spaces.Box
     action_space: gym.Space
     state_space: gym.spaces.Box
+    # What each action means, for plots and reports: one name per discrete action, or per
+    # dimension of a Box action. Set in ``__init__`` beside ``action_space`` (it depends on
+    # the config); () where the core declares none (plots then say a0, a1, ...).
+    action_names: tuple[str, ...] = ()
 
     def __init__(self, config: CoreEnvConfig, batch_size: int) -> None:
         self.config = config
@@ -352,6 +356,7 @@ class CoreMultiAgentEnv(MultiAgentEnv):
         super().__init__()
         self.env_config = self.config_model.model_validate(dict(config or {}))
         self.core = self.core_cls(self.env_config, batch_size=1)
+        self.action_names = self.core.action_names
         self.possible_agents = agent_ids(self.core.num_agents)
         self.agents = list(self.possible_agents)
         self.observation_spaces = {a: self.core.observation_space for a in self.agents}

@@ -68,6 +68,7 @@ class CoverageCore(BatchedCore):
             if config.discrete
             else gym.spaces.Box(-1.0, 1.0, (k + 1,), np.float32)
         )
+        self.action_names = (*(f"target {i}" for i in range(k)), "idle")
 
     @property
     def num_agents(self) -> int:  # noqa: D102

@@ -21,6 +21,7 @@ from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv,
 LANDMARK_REACH = {"easy": 0.25, "medium": 0.5, "hard": 0.75, "expert": 1.0}
 # Discrete moves: stay, +x, -x, +y, -y.
 MOVES = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.int64)
+MOVE_NAMES = ("stay", "right", "left", "up", "down")  # MOVES' rows: +x is right, +y up
 # A continuous action moves only when its larger coordinate is at least this in magnitude.
 MOVE_THRESHOLD = 0.5
 
@@ -80,6 +81,7 @@ class LandmarkCore(BatchedCore):
             if config.discrete
             else gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         )
+        self.action_names = MOVE_NAMES if config.discrete else ("move x", "move y")
 
     @property
     def num_agents(self) -> int:  # noqa: D102

@@ -54,6 +54,8 @@ class MaskedChoiceEnv(ParallelEnv):
             else features
         )
         self._act_space = gym.spaces.Discrete(n_actions)
+        # Option k is worth values[k]: option 0 is the best (and the most often masked).
+        self.action_names = tuple(f"option {k} ({v:.2g})" for k, v in enumerate(self.values))
         self._rng = np.random.default_rng()
         self._t = 0
         self._masks: dict[str, np.ndarray] = {}

@@ -60,6 +60,8 @@ class TwoStepGameCore(BatchedCore):
             if config.discrete
             else gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
         )
+        # The paper's A and B (agent 0's first action picks state 2A or 2B).
+        self.action_names = ("A", "B") if config.discrete else ("B if > 0",)
 
     @property
     def num_agents(self) -> int:  # noqa: D102

@@ -32,6 +32,7 @@ class MemoryCueEnv(ParallelEnv):
         self.delay = delay
         self._obs_space = gym.spaces.Box(0.0, 1.0, (n_cues + 1,), np.float32)
         self._act_space = gym.spaces.Discrete(n_cues)
+        self.action_names = tuple(f"cue {k}" for k in range(n_cues))  # the action pays on its cue
         self._rng = np.random.default_rng()
         self._t = 0
         self._cues: dict[str, int] = {}

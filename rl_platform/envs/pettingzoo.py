@@ -275,6 +275,7 @@ class ParallelEnvCore(ForeignCore):
         self._flat = len(self._raw_space.shape) == 1  # written as they come, no flatten()
         self.observation_space = gym.spaces.flatten_space(self._raw_space)
         self._discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        self.action_names = _declared_action_names(first, self.action_space)
         n, d = len(self.agents), self.observation_space.shape[0]
         self._masks = (
             None
@@ -503,6 +504,8 @@ class PettingZooEnv(MultiAgentEnv):
         }
         self.observation_space = gym.spaces.Dict(self.observation_spaces)
         self.action_space = gym.spaces.Dict(self.action_spaces)
+        first = self.action_spaces[self.possible_agents[0]]
+        self.action_names = _declared_action_names(self.par_env, first)
         own_state = getattr(self.par_env, "state_space", None)
         self._own_state = isinstance(own_state, gym.Space) and callable(
             getattr(self.par_env, "state", None)
@@ -606,3 +609,12 @@ class PettingZooEnv(MultiAgentEnv):
 
     def close(self) -> None:  # noqa: D102
         self.par_env.close()
+
+
+def _declared_action_names(env: Any, space: gym.Space) -> tuple[str, ...]:
+    """A PettingZoo env's own ``action_names``, if it has one name per action (or Box dim)."""
+    names = getattr(env, "action_names", None)
+    size = int(space.n) if isinstance(space, gym.spaces.Discrete) else int(np.prod(space.shape))
+    if isinstance(names, list | tuple) and len(names) == size:
+        return tuple(str(n) for n in names)
+    return ()

@@ -20,6 +20,7 @@ from rl_platform.envs.base import BatchedCore, CoreEnvConfig, CoreMultiAgentEnv,
 SPAWN_RADIUS = {"easy": 0.25, "medium": 0.5, "hard": 0.75, "expert": 1.0}
 # Discrete moves: stay, +x, -x, +y, -y.
 MOVES = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.float32)
+MOVE_NAMES = ("stay", "right", "left", "up", "down")  # MOVES' rows: +x is right, +y up
 
 
 class RendezvousConfig(CoreEnvConfig):
@@ -69,6 +70,7 @@ class RendezvousCore(BatchedCore):
             if config.discrete
             else gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         )
+        self.action_names = MOVE_NAMES if config.discrete else ("velocity x", "velocity y")
 
     @property
     def num_agents(self) -> int:  # noqa: D102

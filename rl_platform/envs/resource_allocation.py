@@ -98,6 +98,11 @@ class ResourceAllocationCore(BatchedCore):
             if config.discrete
             else gym.spaces.Box(0.0, 1.0, (r,), np.float32)
         )
+        self.action_names = (
+            tuple(f"request {m:g} x need" for m in DISCRETE_REQUESTS)
+            if config.discrete
+            else tuple(f"request resource {i}" for i in range(r))
+        )
 
     @property
     def num_agents(self) -> int:  # noqa: D102

@@ -6,9 +6,7 @@ played on one observation of its env here, so every error shows before any episo
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from rl_platform import registry
 from rl_platform.checkpoints import EXPORT_DIR, MANIFEST, PolicyExportError, read_manifest
 from rl_platform.evaluation.policy import TrainedPolicy
 from rl_platform.evaluation.rollout import make_core
+from rl_platform.monitoring.io import complete_lines
 from rl_platform.runs import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, TRIAL_DIR
 
 
@@ -251,27 +250,29 @@ def _check_plays(
 
 
 def _read_curve(metrics: Path) -> list[dict[str, Any]]:
-    """metrics.csv rows with a numeric env_steps and return (a torn last line is skipped)."""
-    if not metrics.is_file():
-        return []
+    """metrics.csv rows (as text) with a finite env_steps and score; a torn last line is skipped.
+
+    The score is ``reward_env`` (the task score) where the row has one, else
+    ``episode_return_mean``.
+    """
+    import io
+
+    import pandas as pd
+
     try:
-        with metrics.open(encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error):
+        text = complete_lines(metrics) if metrics.is_file() else ""
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return []
-    return [r for r in rows if _numeric(r.get("env_steps")) and _has_score(r)]
 
+    def number(column: str) -> pd.Series:
+        values = frame[column] if column in frame else pd.Series("", index=frame.index)
+        return pd.to_numeric(values, errors="coerce")
 
-def _numeric(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _has_score(row: dict[str, Any]) -> bool:
-    value = row.get("reward_env")
-    return _numeric(value) if value not in (None, "") else _numeric(row.get("episode_return_mean"))
+    task = frame["reward_env"] if "reward_env" in frame else pd.Series("", index=frame.index)
+    score = number("reward_env").where(task != "", number("episode_return_mean"))
+    kept = np.isfinite(number("env_steps")) & np.isfinite(score)
+    return frame[kept].to_dict("records")
 
 
 def _run_safety(run_dir: Path) -> dict[str, Any] | None:

@@ -15,34 +15,22 @@ if TYPE_CHECKING:  # pandas is imported when a dashboard is drawn, not with the 
 
 from rl_platform.config.monitoring import MonitoringSpec
 from rl_platform.monitoring.detector import Anomaly, AnomalyDetector
-from rl_platform.monitoring.io import ANOMALIES_FILE, RESULT_FILE, read_anomalies, read_results
-from rl_platform.monitoring.results import (
-    EXPLORATION_STATS,
-    LOSS_STATS,
-    VALUE_STATS,
-    monitor_row,
+from rl_platform.monitoring.io import (
+    ANOMALIES_FILE,
+    LEGACY_MONITOR_CSV,
+    RESULT_FILE,
+    read_anomalies,
+    read_results,
+    read_table,
+    result_file,
 )
-from rl_platform.runs import SUMMARY_FILE
+from rl_platform.monitoring.results import EXPLORATION_STATS, LOSS_STATS, VALUE_STATS
+from rl_platform.runs import METRICS_FILE, SUMMARY_FILE
 
 MONITOR_DIR = "monitor"
 
 
 Lines = dict[str, "pd.Series"]  # name -> values indexed by training iteration
-
-
-def monitor_frame(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """One :func:`monitor_row` per result, indexed by training iteration.
-
-    A figure an iteration did not report is NaN there; a row without an iteration takes
-    its position (1-based).
-    """
-    import numpy as np
-    import pandas as pd
-
-    frame = pd.DataFrame([monitor_row(r) for r in results])
-    position = pd.Series(np.arange(1, len(frame) + 1, dtype=float), index=frame.index)
-    iteration = frame["iteration"] if "iteration" in frame else position
-    return frame.set_index(iteration.fillna(position).rename("iteration"))
 
 
 def _lines(frame: pd.DataFrame, names: Iterable[str]) -> Lines:
@@ -69,10 +57,12 @@ def _prefixed(frame: pd.DataFrame, prefix: str) -> Lines:
 
 
 def env_action_names(run_dir: str | Path) -> list[str] | None:
-    """The action names the run's env (or its core) declares as ``action_names``, if any.
+    """The action names the run's env declares (``action_names``), if any.
 
-    Read from ``RUN_DIR/config.yaml``'s env id through the registry; None when the run,
-    its env or the attribute is missing.
+    Read from ``RUN_DIR/config.yaml``'s env through the registry: a name list on the env
+    class or its core class, else the ``action_names`` of its core built with the run's
+    env config (names can depend on it: discrete or continuous, how many targets). None
+    when the run, its env or the names are missing.
     """
     import yaml
 
@@ -83,13 +73,21 @@ def env_action_names(run_dir: str | Path) -> list[str] | None:
         config = yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text()) or {}
         entry = get_env(str(config["env"]["id"]))
         env_cls = entry.load() if entry is not None else None
+        core_cls = getattr(env_cls, "core_cls", None)
+        for owner in (env_cls, core_cls):
+            names = getattr(owner, "action_names", None)
+            if isinstance(names, list | tuple) and names:
+                return [str(n) for n in names]
+        model = getattr(env_cls, "config_model", None)
+        if core_cls is None or model is None:
+            return None
+        merged = {**(config["env"].get("config") or {}), **entry.bound_config}
+        core = core_cls(model.model_validate(merged), 1)
+        names = core.action_names
+        getattr(core, "close", lambda: None)()
     except Exception:  # noqa: BLE001 - a dashboard draws without names rather than fail
         return None
-    for owner in (env_cls, getattr(env_cls, "core_cls", None)):
-        names = getattr(owner, "action_names", None)
-        if isinstance(names, list | tuple) and names:
-            return [str(n) for n in names]
-    return None
+    return [str(n) for n in names] if names else None
 
 
 def _action_label(column: str, names: list[str] | None) -> str:
@@ -200,8 +198,10 @@ def render_dashboard(
 ) -> dict[str, Path]:
     """Write the monitor plots and ``index.html`` of a run (live or finished).
 
-    Reads ``trial/result.json`` and ``anomalies.jsonl``; a run without the log (older runs)
-    gets its anomalies by replaying :class:`AnomalyDetector` with ``spec`` over the results.
+    Plots the run's table (:func:`~rl_platform.monitoring.io.read_table`: ``metrics.csv``,
+    and an older run's ``monitor.csv``) and marks ``anomalies.jsonl``'s anomalies; a run
+    without the log (older runs, monitoring off) gets its anomalies by replaying
+    :class:`AnomalyDetector` with ``spec`` over Tune's ``trial/result.json``.
 
     Args:
         run_dir: The run directory of ``rlp train``.
@@ -217,14 +217,13 @@ def render_dashboard(
     out = Path(out_dir) if out_dir is not None else run_dir / MONITOR_DIR
     out.mkdir(parents=True, exist_ok=True)
     spec = spec or MonitoringSpec()
-    results = read_results(run_dir)
     replayed = not (run_dir / ANOMALIES_FILE).exists()
     if replayed:
         detector = AnomalyDetector(spec)
-        anomalies = [a for r in results for a in detector.observe(r)]
+        anomalies = [a for r in read_results(run_dir) for a in detector.observe(r)]
     else:
         anomalies = read_anomalies(run_dir)
-    frame = monitor_frame(results)
+    frame = read_table(run_dir)
     actions = _prefixed(frame, "actions/")
     names = env_action_names(run_dir) if actions else None
 
@@ -277,7 +276,7 @@ def render_dashboard(
         ),
     }
     plots = {name: path for name, path in written.items() if path is not None}
-    plots["index"] = _write_index(out / "index.html", run_dir, plots, anomalies, results, replayed)
+    plots["index"] = _write_index(out / "index.html", run_dir, plots, anomalies, frame, replayed)
     return plots
 
 
@@ -286,11 +285,11 @@ def _write_index(
     run_dir: Path,
     plots: Mapping[str, Path],
     anomalies: list[Anomaly],
-    results: list[dict[str, Any]],
+    frame: pd.DataFrame,
     replayed: bool,
 ) -> Path:
     esc = html.escape
-    last = results[-1] if results else {}
+    last = f"{frame.index[-1]:g}" if len(frame) else "-"
     status = "finished" if (run_dir / SUMMARY_FILE).exists() else "running (or stopped early)"
     rows = "\n".join(
         "<tr>"
@@ -302,6 +301,8 @@ def _write_index(
         for a in anomalies
     )
     source = "replayed from result.json with default rules" if replayed else ANOMALIES_FILE
+    tables = [n for n in (LEGACY_MONITOR_CSV, METRICS_FILE) if (run_dir / n).is_file()]
+    source_table = " and ".join(tables) or RESULT_FILE
     table = (
         "<table><tr><th>iteration</th><th>kind</th><th>module</th><th>value</th>"
         f"<th>threshold</th><th>message</th></tr>\n{rows}</table>"
@@ -319,8 +320,8 @@ def _write_index(
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}img{{max-width:100%}}</style>
 </head><body>
 <h1>Run {esc(str(run_dir))}</h1>
-<p>Status: {esc(status)}; iterations: {len(results)}; last iteration:
-{esc(str(last.get("training_iteration", "-")))}.</p>
+<p>Status: {esc(status)}; iterations: {len(frame)}; last iteration: {esc(last)};
+figures from {esc(source_table)}.</p>
 <h2>Anomalies ({len(anomalies)}, from {esc(source)})</h2>
 {table}
 {images}
@@ -337,7 +338,7 @@ def follow(
     on_update: Callable[[dict[str, Path]], None] | None = None,
     timeout_s: float | None = None,
 ) -> dict[str, Path]:
-    """Re-render the dashboard whenever ``trial/result.json`` grows, until the run ends.
+    """Re-render the dashboard whenever the run's table grows, until the run ends.
 
     Args:
         run_dir: The run directory.
@@ -351,13 +352,14 @@ def follow(
         The files of the last render (empty if nothing was rendered).
     """
     run_dir = Path(run_dir)
-    result_file = run_dir / RESULT_FILE
     started = time.monotonic()
     seen = -1
     plots: dict[str, Path] = {}
     while True:
         finished = (run_dir / SUMMARY_FILE).exists()
-        size = result_file.stat().st_size if result_file.exists() else -1
+        metrics = run_dir / METRICS_FILE
+        watched = metrics if metrics.exists() else result_file(run_dir)
+        size = watched.stat().st_size if watched.exists() else -1
         if size != seen or (finished and not plots):
             seen = size
             plots = render_dashboard(run_dir)

@@ -24,6 +24,9 @@ LOSS_STATS = {
     "total loss": ("total_loss",),
 }
 VALUE_STATS = ("vf_predictions", "vf_explained_var", "q_mean", "q_taken_mean", "q_policy_mean")
+# monitor_row's figures that metrics.csv holds under the name it had before it took them.
+TABLE_NAMES = {"evaluation/score": "eval_score"}
+TABLE_PREFIXES = {"reward/": "reward_"}
 EXPLORATION_STATS = ("entropy", "epsilon", "exploration_noise", "noise_scale", "curr_entropy_coeff")
 
 
@@ -131,4 +134,21 @@ def monitor_row(result: Mapping[str, Any]) -> dict[str, float]:
     put("curriculum/level", flat.get("curriculum/level"))
     put("curriculum/score", flat.get("curriculum/score"))
     row.update(fresh_evaluation(flat))
+    return row
+
+
+def table_row(base: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:
+    """One row of the run's table (``metrics.csv``): `base`, then :func:`monitor_row`'s rest.
+
+    `base` (the progress row's columns) keeps its values and its order; a figure of
+    :func:`monitor_row` is added under its :data:`TABLE_NAMES` / :data:`TABLE_PREFIXES`
+    name (``reward_<part>``, ``eval_score``) unless `base` has that column already.
+    """
+    row = dict(base)
+    for name, value in monitor_row(result).items():
+        column = TABLE_NAMES.get(name, name)
+        for prefix, table in TABLE_PREFIXES.items():
+            if name.startswith(prefix):
+                column = table + name[len(prefix) :]
+        row.setdefault(column, value)
     return row

@@ -26,6 +26,7 @@ class RunMonitor:
         self.spec = spec
         self.detector = AnomalyDetector(spec)
         self.log = AnomalyLog(run_dir)
+        self.log.create()
         self.anomalies: list[Anomaly] = []
         self.stop_reason: Anomaly | None = None
         self._seen: tuple[int, list[Anomaly]] | None = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from ray import tune as ray_tune
 
 from rl_platform import registry
 from rl_platform.config import ConfigError, ExperimentConfig, TuneSpec, load_experiment
+from rl_platform.progress import SweepStart
 from rl_platform.ray_session import check_resources, init_ray, quiet_logs, signals_ignored
 from rl_platform.resume import (
     SWEEP_SEARCH_STATE,
@@ -91,6 +93,7 @@ def tune(
     trust: bool = False,
     notice: Callable[[str], None] | None = None,
     callbacks: Sequence[Any] = (),
+    on_start: Callable[[SweepStart], None] | None = None,
 ) -> SweepResult:
     """Run a hyperparameter sweep (or resume a stopped one) and summarise it.
 
@@ -112,6 +115,8 @@ def tune(
         notice: called once with the sampler line (see :func:`rl_platform.training.train`).
         callbacks: more Tune callbacks, after the platform's own and the ``tracking``
             section's; a resume runs those the sweep started with.
+        on_start: called once with the :class:`~rl_platform.progress.SweepStart` (the
+            sweep directory exists, Ray is not started yet).
 
     Raises:
         ConfigError: the sweep is invalid; nothing was started or written.
@@ -158,10 +163,6 @@ def tune(
     elif resume is not None:
         storage = _resumed_storage(sweep_dir)
 
-    init_ray(address, verbose)
-    check_resources(trial_experiment, algo_config, autoscaling=address is not None)
-    resources = algo_config.algo_class.default_resource_request(algo_config)
-
     if resume is None:
         sweep_dir = _new_sweep_dir(output_dir(output, experiment), experiment.name)
         hold(sweep_dir)
@@ -170,6 +171,19 @@ def tune(
             plan.spec = spec
             plan.experiment = plan.experiment.model_copy(update={"tune": spec})
         RunDir(sweep_dir).sweep.write_text(plan.resolved_yaml())
+    if on_start is not None:
+        stop = stop_criteria(trial_experiment)
+        on_start(SweepStart(sweep_dir, spec.num_samples, stop, resume is not None))
+
+    init_ray(address, verbose)
+    try:
+        check_resources(trial_experiment, algo_config, autoscaling=address is not None)
+    except ConfigError:
+        if resume is None:  # refused before anything ran: leave no sweep directory behind
+            shutil.rmtree(sweep_dir, ignore_errors=True)
+        raise
+    resources = algo_config.algo_class.default_resource_request(algo_config)
+    if resume is None:
         if storage is None:
             storage = StudyStorage.journal_in(sweep_dir)
         storage.open()

@@ -30,9 +30,11 @@ def test_an_anomaly_in_stop_on_stops_the_run_and_is_logged(tmp_path, ray_address
     kinds = [json.loads(line)["kind"] for line in lines]
     assert "instability" in kinds
 
-    with (run_dir / "monitor.csv").open() as handle:
+    # One table of our own: metrics.csv holds the monitor's figures (no monitor.csv).
+    assert not (run_dir / "monitor.csv").exists()
+    with (run_dir / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == summary["iterations"]
+    assert [int(r["iteration"]) for r in rows] == list(range(1, summary["iterations"] + 1))
     for column in (
         "entropy/shared",
         "policy_loss/shared",
@@ -46,10 +48,12 @@ def test_an_anomaly_in_stop_on_stops_the_run_and_is_logged(tmp_path, ray_address
     sample = result["env_runners"]["actions"]["shared"]["sample_0"]  # TensorBoard histogram
     assert isinstance(sample, list) and len(sample) > 10
 
+    # rlp monitor plots from metrics.csv (and marks anomalies.jsonl): Tune's files aside.
+    (run_dir / "trial" / "result.json").rename(tmp_path / "result.json")
     monitor = rlp("monitor", str(run_dir))
     assert monitor.returncode == 0, monitor.stderr[-2000:]
-    index = run_dir / "monitor" / "index.html"
-    assert "instability" in index.read_text()
+    index = (run_dir / "monitor" / "index.html").read_text()
+    assert "instability" in index and "figures from metrics.csv" in index
     for plot in ("returns", "losses", "exploration", "actions", "throughput"):
         assert (run_dir / "monitor" / f"{plot}.png").stat().st_size > 1000, plot
 

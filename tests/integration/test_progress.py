@@ -71,3 +71,45 @@ def test_the_python_api_writes_progress_to_stderr_unless_told_not_to(tmp_path, c
     finally:
         shutdown_ray()
     assert Path(result.run_dir, "summary.json").is_file()
+
+
+def test_rlp_tune_names_the_sweep_directory_before_ray_starts_and_counts_trials(
+    tmp_path, tiny_sweep
+):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        yaml.safe_dump(
+            tiny_sweep(name="tiny_tune_progress", iterations=2, num_samples=2, scheduler="none")
+        )
+    )
+    output = tmp_path / "sweeps"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rl_platform", "tune", str(sweep), "--output", str(output)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "80", "PYTHONUNBUFFERED": "1"},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    (sweep_dir,) = (output / "tiny_tune_progress").iterdir()
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("rlp tune: sweeping tiny_tune_progress: ppo on two_step_game")
+    assert "2 trials of up to training_iteration 2" in lines[0]
+    announced = lines.index(f"sweep directory: {sweep_dir}")
+    # only our own lines come before it: what starts, and which sampler
+    assert all(line.startswith(("rlp tune:", "sampler:")) for line in lines[:announced])
+    assert lines[announced + 1].split() == [
+        "watch",
+        "it:",
+        "tensorboard",
+        "--logdir",
+        str(sweep_dir),
+    ]
+    first_row = min(i for i, line in enumerate(lines) if line.startswith("trial "))
+    assert first_row > announced + 2
+    rows = [line for line in lines if line.startswith("trial ") and " iter " in line]
+    assert len(rows) == 4 and all("/2 " in row.split(" iter ")[1][:6] for row in rows)
+    ended = [line for line in lines if line.startswith("trial ") and " after 2 iterations" in line]
+    assert sorted(line.split("trials ")[1].split()[0] for line in ended) == ["1/2", "2/2"]
+    assert ended[-1].rstrip().endswith("left 0s")

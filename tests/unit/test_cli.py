@@ -173,3 +173,52 @@ def test_help_schema_and_a_refused_yaml_import_neither_torch_nor_ray(
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
     assert not imported & {"torch", "ray"}
     assert not (tmp_path / "runs").exists()
+
+
+def named_ids(text: str) -> dict[str, int]:
+    """How often each registered env id is named in `text` (as a whole word)."""
+    import re
+
+    from rl_platform import registry
+
+    ids = [*registry.ENVS, *registry.PETTINGZOO_SHORT_IDS]
+    return {i: len(re.findall(rf"(?<![\w:.]){re.escape(i)}(?![\w:])", text)) for i in ids}
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["envs check", "train yaml", "train --set", "tune yaml", "submit yaml"],
+)
+def test_an_unknown_env_id_error_names_each_id_once_at_most(cli, tmp_path, where):
+    import yaml
+
+    experiment = tmp_path / "bad.yaml"
+    spec = {"name": "bad", "env": {"id": "nope"}, "algorithm": {"id": "ppo"}}
+    experiment.write_text(yaml.safe_dump(spec))
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({**spec, "env": {"id": "rendezvous"}}))
+    out = tmp_path / "runs"
+    args = {
+        "envs check": ["envs", "check", "nope"],
+        "train yaml": ["train", experiment, "--output", out],
+        "train --set": ["train", good, "--set", "env.id=nope", "--output", out],
+        "tune yaml": ["tune", experiment, "--output", out],
+        "submit yaml": ["submit", experiment, "--address", "http://127.0.0.1:1"],
+    }[where]
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert "nope" in result.stderr
+    counts = named_ids(result.stderr)
+    assert set(counts.values()) == {1}, counts  # every id is listed, once
+    assert not out.exists()
+
+
+def test_envs_list_names_each_id_once(cli):
+    from rl_platform import registry
+
+    result = cli("envs", "list")
+    assert result.exit_code == 0
+    rows = [line.split("│") for line in result.stdout.splitlines() if line.startswith("│")]
+    first_cells = [row[1].strip() for row in rows]
+    first_cells = [cell for cell in first_cells if cell]
+    assert all(first_cells.count(i) == 1 for i in registry.env_ids()), first_cells

@@ -252,3 +252,30 @@ def test_switch_task_applies_each_envs_level_parameters_at_once():
     assert np.abs(rendezvous._pos).max() > 0.9
     with pytest.raises(RuntimeError, match="before reset"):
         CoverageCore(CoverageConfig(), 1).switch_task("hard")
+
+
+SHIPPED_IDS = [*registry.ENVS, *registry.PETTINGZOO_SHORT_IDS]
+
+
+@pytest.mark.parametrize("env_id", SHIPPED_IDS)
+@pytest.mark.parametrize("discrete", [False, True])
+def test_every_shipped_env_names_its_actions(env_id, discrete):
+    """One distinct name per discrete action, or per dimension of a Box action."""
+    entry = registry.get_env(env_id)
+    env_cls = entry.load()
+    fields = env_cls.config_model.model_fields
+    if discrete and "discrete" not in fields:
+        pytest.skip(f"{env_id} has one kind of action")
+    config = {**entry.bound_config, **({"discrete": discrete} if "discrete" in fields else {})}
+    core = env_cls.core_cls(env_cls.config_model.model_validate(config), 1)  # as rlp monitor
+    env = env_cls(config)
+    try:
+        space = core.action_space
+        size = space.n if isinstance(space, gym.spaces.Discrete) else int(np.prod(space.shape))
+        names = core.action_names
+        assert len(names) == size and len(set(names)) == size, names
+        assert all(isinstance(n, str) and n for n in names)
+        assert env.action_names == names  # the RLlib view says the same
+    finally:
+        env.close()
+        getattr(core, "close", lambda: None)()

@@ -174,6 +174,28 @@ def test_kept_checkpoints_get_their_iteration_and_env_steps(checkpoint, tmp_path
     ]
 
 
+def test_the_curve_keeps_rows_with_steps_and_a_score_and_skips_a_torn_line(tmp_path):
+    from rl_platform.evaluation.target import _read_curve
+
+    path = tmp_path / "metrics.csv"
+    path.write_text(
+        "iteration,env_steps,episode_return_mean,level,reward_env\n"
+        "1,1000,-30,easy,\n"  # no task score: the return counts
+        "2,2000,nan,easy,-5\n"  # the task score counts, the return does not
+        "3,3000,-9,hard,nan\n"  # a task score that is NaN: left out
+        "4,,-8,hard,-2\n"  # no env steps: left out
+        "5,5000,-7,hard,-1"  # torn (a live run writing): left out
+    )
+    rows = _read_curve(path)
+    assert [(r["iteration"], r["level"], r["reward_env"]) for r in rows] == [
+        ("1", "easy", ""),
+        ("2", "easy", "-5"),
+    ]
+    assert _read_curve(tmp_path / "missing.csv") == []
+    (tmp_path / "empty.csv").write_text("")
+    assert _read_curve(tmp_path / "empty.csv") == []
+
+
 def test_recovery_steps_count_until_the_reference_is_matched():
     ref = np.ones(30)
     switched = np.concatenate([np.zeros(7), np.ones(23)])

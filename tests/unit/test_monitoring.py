@@ -324,7 +324,7 @@ def test_flatten_result_joins_nested_keys_and_keeps_flat_ones():
 
 
 def test_monitor_frame_is_indexed_by_iteration_and_keeps_gaps():
-    from rl_platform.monitoring.dashboard import monitor_frame
+    from rl_platform.monitoring.io import monitor_frame
 
     results = [make_result(3, 1.0), make_result(4, None), make_result(5, 2.0)]
     frame = monitor_frame(results)
@@ -391,3 +391,110 @@ def test_action_labels_name_means_and_keep_other_stats():
     assert _action_label("actions/m/std_3", ["x", "y"]) == "m: std a3"
     assert _action_label("actions/m/saturated", None) == "m: saturated"
     assert _action_label("actions/m", None) == "actions/m"
+
+
+def write_table(run_dir: Path, results: list[dict], tail: str = "") -> None:
+    """metrics.csv as the driver writes it: the progress columns, then the monitor's."""
+    from rl_platform.monitoring import append_table_row, table_row
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for r in results:
+        base = {"iteration": r["training_iteration"], "env_steps": 0, "level": "easy"}
+        profit = r["env_runners"].get("rewards", {}).get("profit", math.nan)
+        score = r.get("evaluation", {}).get("score", math.nan)
+        base |= {"reward_profit": profit, "eval_score": score}
+        append_table_row(run_dir / "metrics.csv", table_row(base, r))
+    if tail:
+        with (run_dir / "metrics.csv").open("a") as handle:
+            handle.write(tail)
+
+
+def test_metrics_csv_holds_the_monitor_columns_under_its_own_names(tmp_path):
+    from rl_platform.monitoring import read_table
+
+    results = series([1.0, 2.0, 3.0])
+    results[0]["env_runners"]["rewards"] = {"profit": 0.5, "risk": -0.1}
+    results[2]["evaluation"] = {"iteration": 3, "score": 7.0, "episodes": 4}
+    write_table(tmp_path, results, tail="4,0,ea")  # a live run's torn last line
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[:5] == ["iteration", "env_steps", "level", "reward_profit", "eval_score"]
+    assert "reward/profit" not in header and "reward_risk" in header  # one name per figure
+    assert "evaluation/score" not in header and "evaluation/episodes" in header
+    assert {"entropy/shared", "policy_loss/shared", "episode_return_min"} <= set(header)
+
+    frame = read_table(tmp_path)
+    assert list(frame.index) == [1, 2, 3]
+    assert frame["reward/profit"].tolist()[0] == 0.5  # renamed back for the dashboard
+    assert frame["evaluation/score"].tolist()[2] == 7.0
+    assert frame["entropy/shared"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_the_dashboard_reads_everything_from_metrics_csv(tmp_path):
+    write_table(tmp_path, series([1.0, 2.0, 3.0, 2.5]))
+    AnomalyLog(tmp_path).create()  # a watched run without anomalies: nothing is replayed
+    plots = render_dashboard(tmp_path)
+    assert not (tmp_path / "trial").exists() and not (tmp_path / "monitor.csv").exists()
+    assert {"returns", "losses", "exploration", "throughput", "index"} <= set(plots)
+    page = plots["index"].read_text()
+    assert "figures from metrics.csv" in page and "No anomalies" in page
+
+
+def test_an_older_run_with_monitor_csv_is_still_read(tmp_path):
+    import csv
+
+    from rl_platform.monitoring import read_table
+
+    (tmp_path / "metrics.csv").write_text(
+        "iteration,env_steps,episode_return_mean,reward_profit\n1,10,1.0,0.5\n2,20,2.0,0.6\n"
+        "3,30,3.0,0.7\n"  # a resumed old run: the rows after the resume are in metrics.csv
+    )
+    with (tmp_path / "monitor.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerows([["iteration", "entropy/shared", "reward/profit"], [1.0, 0.9, 0.5]])
+        writer.writerow([2.0, 0.8, 0.6])
+    frame = read_table(tmp_path)
+    assert list(frame.index) == [1, 2, 3]
+    assert frame["entropy/shared"].tolist()[:2] == [0.9, 0.8]
+    assert frame["reward/profit"].tolist() == [0.5, 0.6, 0.7]
+    page = render_dashboard(tmp_path)["index"].read_text()
+    assert "figures from monitor.csv and metrics.csv" in page
+
+
+def test_read_results_keeps_each_result_as_tune_wrote_it(tmp_path):
+    # Why result.json is parsed line by line, not with pandas.read_json(lines=True): that
+    # turns a NaN inside a nested dict into None (the NaN rule would miss a NaN loss),
+    # gives a key one iteration lacks a NaN, and fails on a live run's torn last line.
+    first = make_result(1, 1.0)
+    first["learners"]["shared"]["policy_loss"] = math.nan
+    second = make_result(2, 2.0)
+    second["curriculum"] = {"level": 1}
+    write_run(tmp_path, [first, second])  # with a torn last line
+    results = read_results(tmp_path)
+    assert [r["training_iteration"] for r in results] == [1, 2]
+    assert math.isnan(results[0]["learners"]["shared"]["policy_loss"])
+    assert "curriculum" not in results[0]
+    found = [a for r in results for a in AnomalyDetector().observe(r) if a.kind == "nan"]
+    assert [a.key for a in found] == ["learners/shared/policy_loss"]
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ("{discrete: true}", ["short", "half short", "flat", "half long", "long"]),
+        ("{}", ["target position", "stop-loss", "take-profit"]),
+    ],
+)
+def test_action_names_follow_the_runs_env_config(tmp_path, config, expected):
+    from rl_platform.monitoring.dashboard import env_action_names
+
+    (tmp_path / "config.yaml").write_text(f"env:\n  id: trading\n  config: {config}\n")
+    assert env_action_names(tmp_path) == expected
+
+
+def test_a_sweep_trial_folder_is_read_from_its_own_result_json(tmp_path):
+    write_run(tmp_path / "sweep", series([1.0, 2.0, 3.0]))  # sweep/trial/result.json
+    trial = tmp_path / "sweep" / "trial"  # as a sweep's trial_<id>/ holds it
+    assert [r["training_iteration"] for r in read_results(trial)] == [1, 2, 3]
+    plots = render_dashboard(trial)
+    assert {"returns", "losses", "index"} <= set(plots)
+    assert "iterations: 3" in plots["index"].read_text()

@@ -200,3 +200,27 @@ def test_a_seed_group_is_announced_with_a_seed_to_monitor():
     assert lines[0] == "group directory: runs/g/1"
     assert lines[1] == "  watch it: rlp monitor runs/g/1/seed_3 --follow"
     assert lines[2].split() == ["tensorboard", "--logdir", "runs/g/1"]
+
+
+def test_the_sweep_clock_counts_trials_and_extrapolates_the_pace():
+    from rl_platform.progress import SweepClock
+
+    clock = SweepClock(4, {"training_iteration": 10})
+    assert clock.seconds_left() is None  # nothing measured yet
+    clock.iteration("a", 5, elapsed_s=10.0)
+    clock.iteration("b", 5, elapsed_s=10.0)
+    assert clock.trials_done == 0
+    assert clock.seconds_left() == pytest.approx(30.0)  # 10 of 40 iterations in 10 s
+    clock.iteration("a", 7, elapsed_s=12.0)
+    clock.finished("a", elapsed_s=12.0)  # stopped early by the scheduler: counts as 10
+    assert clock.trials_done == 1
+    assert clock.seconds_left() == pytest.approx(25 * 12.0 / 15)
+    clock.finished("c", elapsed_s=14.0)  # failed before its first result
+    assert clock.trials_done == 2
+    assert clock.seconds_left() == pytest.approx(15 * 14.0 / 25)
+
+    by_trials = SweepClock(3, {"time_total_s": 60.0})  # no iteration stop: trials count
+    by_trials.iteration("a", 4, elapsed_s=5.0)
+    assert by_trials.seconds_left() is None
+    by_trials.finished("a", elapsed_s=6.0)
+    assert by_trials.seconds_left() == pytest.approx(12.0)

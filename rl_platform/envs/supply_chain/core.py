@@ -109,6 +109,13 @@ class SupplyChainCore(SupplyChainRules):
             if config.discrete
             else gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
         )
+        self.action_names = (
+            tuple(
+                f"order {q:g} {'fast' if fast else 'slow'}" for q, fast in DISCRETE_ORDERS.tolist()
+            )
+            if config.discrete
+            else ("order", "fast share", "discount")
+        )
 
     @property
     def num_agents(self) -> int:  # noqa: D102

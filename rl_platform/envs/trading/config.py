@@ -49,6 +49,8 @@ Z_95 = 1.645  # one-sided 95% quantile of the normal (parametric VaR)
 DISCRETE_ACTIONS = np.array(
     [[-1.0, 1.0, 1.0], [-0.5, 1.0, 1.0], [0.0, 1.0, 1.0], [0.5, 1.0, 1.0], [1.0, 1.0, 1.0]]
 )
+# By target position: sell to a full short .. flat .. buy to a full long.
+DISCRETE_ACTION_NAMES = ("short", "half short", "flat", "half long", "long")
 
 # Observation: the return window, then these market features, then the agent's own.
 MARKET_FEATURES = (

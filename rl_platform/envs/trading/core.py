@@ -10,6 +10,7 @@ import numpy as np
 from rl_platform.envs.base import StepResult, clip
 from rl_platform.envs.trading.config import (
     AGENT_FEATURES,
+    DISCRETE_ACTION_NAMES,
     DISCRETE_ACTIONS,
     DRIFT_PERSISTENCE,
     DRIFT_STD,
@@ -161,6 +162,11 @@ class TradingCore(TradingRules):
             gym.spaces.Discrete(len(DISCRETE_ACTIONS))
             if config.discrete
             else gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+        )
+        self.action_names = (
+            DISCRETE_ACTION_NAMES
+            if config.discrete
+            else ("target position", "stop-loss", "take-profit")
         )
 
     @property
