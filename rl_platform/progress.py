@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,3 +217,56 @@ class SweepClock:
         if done <= 0 or self.elapsed_s <= 0:
             return None
         return max(total - done, 0.0) * self.elapsed_s / done
+
+
+class SweepStreamProgress:
+    """The Python API's default sweep progress: the sweep directory, then a line per event.
+
+    Iteration and end lines say how many of the N trials ended and the time left (a
+    :class:`SweepClock`). Writes to `stream` (default ``sys.stderr``); ``rlp tune`` renders
+    the same events with its own console.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+        self.clock: SweepClock | None = None
+        self.began: float | None = None
+
+    def _write(self, text: str) -> None:
+        stream = self.stream if self.stream is not None else sys.stderr
+        stream.write(text + "\n")
+        stream.flush()
+
+    def start(self, start: SweepStart) -> None:
+        """Name the sweep directory before Ray starts."""
+        self.clock = SweepClock(start.num_samples, start.stop)
+        verb = "resuming" if start.resumed else "sweeping"
+        self._write(f"rl_platform: {verb} {start.num_samples} trials in {start.sweep_dir}")
+
+    def __call__(self, event: Any) -> None:
+        """Write `event` (a ``tuning.TrialEvent``) as one line; retries and starts too."""
+        now = time.monotonic()
+        self.began = self.began if self.began is not None else now
+        value = "-" if event.value is None else f"{event.value:.3f}"
+        metric = event.metric.rsplit("/", 1)[-1]
+        if event.kind == "start":
+            values = ", ".join(f"{k}={v}" for k, v in event.params.items())
+            self._write(f"trial {event.trial_id} started: {values}")
+            return
+        if event.kind == "retry":
+            self._write(f"trial {event.trial_id} failed; retry {event.iteration}")
+            return
+        if event.kind == "result":
+            what = f"iter {event.iteration}  {metric} {value}  env steps {event.env_steps:,}"
+            if self.clock is not None:
+                self.clock.iteration(event.trial_id, event.iteration, now - self.began)
+        else:
+            status = "FAILED (retries used up)" if event.kind == "error" else event.status
+            what = f"{status} after {event.iteration} iterations ({metric} {value})"
+            if self.clock is not None:
+                self.clock.finished(event.trial_id, now - self.began)
+        pace = ""
+        if self.clock is not None:
+            left = format_duration(self.clock.seconds_left())
+            pace = f"  trials {self.clock.trials_done}/{self.clock.num_samples}  left {left}"
+        self._write(f"trial {event.trial_id} {what}{pace}")

@@ -27,7 +27,7 @@ from ray import tune as ray_tune
 
 from rl_platform import registry
 from rl_platform.config import ConfigError, ExperimentConfig, TuneSpec, load_experiment
-from rl_platform.progress import SweepStart
+from rl_platform.progress import SweepStart, SweepStreamProgress
 from rl_platform.ray_session import check_resources, init_ray, quiet_logs, signals_ignored
 from rl_platform.resume import (
     SWEEP_SEARCH_STATE,
@@ -88,7 +88,7 @@ def tune(
     output: str | Path | None = None,
     address: str | None = None,
     resume: str | Path | None = None,
-    progress: Callable[[TrialEvent], None] | None = None,
+    progress: Callable[[TrialEvent], None] | bool | None = True,
     verbose: bool = False,
     trust: bool = False,
     notice: Callable[[str], None] | None = None,
@@ -109,7 +109,9 @@ def tune(
         output: parent of the sweep directories (``<output>/<name>/sweep-<stamp>``).
         address: a Ray cluster address; a private local Ray is started when None.
         resume: a sweep directory to continue.
-        progress: called with each trial event (in the calling process).
+        progress: True (default): the sweep directory, then one line per trial event on
+            stderr (:class:`~rl_platform.progress.SweepStreamProgress`); False or None:
+            silent; a callable: called with each trial event (in the calling process).
         verbose: let Ray's and the workers' logs through.
         trust: resume even from a directory others can write (``--trust``).
         notice: called once with the sampler line (see :func:`rl_platform.training.train`).
@@ -125,6 +127,11 @@ def tune(
     """
     quiet_logs(verbose)
     _quiet_optuna(verbose)
+    if progress is True:
+        printer = SweepStreamProgress()
+        progress, on_start = printer, on_start or printer.start
+    elif progress is False:
+        progress = None
     if resume is not None:
         sweep_dir = Path(resume)
         experiment = _check_resumable(sweep_dir)

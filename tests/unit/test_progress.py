@@ -224,3 +224,25 @@ def test_the_sweep_clock_counts_trials_and_extrapolates_the_pace():
     assert by_trials.seconds_left() is None
     by_trials.finished("a", elapsed_s=6.0)
     assert by_trials.seconds_left() == pytest.approx(12.0)
+
+
+def test_the_python_apis_sweep_printer_names_the_sweep_then_counts_trials(tmp_path):
+    import io
+
+    from rl_platform.progress import SweepStart, SweepStreamProgress
+    from rl_platform.tuning.trial import TrialEvent
+
+    out = io.StringIO()
+    printer = SweepStreamProgress(out)
+    printer.start(SweepStart(tmp_path / "sweep-1", 2, {"training_iteration": 2}))
+    printer(TrialEvent("start", "a", params={"lr": 0.001}))
+    for trial in ("a", "b"):
+        for k in (1, 2):
+            printer(TrialEvent("result", trial, "env_runners/episode_return_mean", "", k, 1.5))
+        printer(TrialEvent("complete", trial, "env_runners/episode_return_mean", "complete", 2))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"rl_platform: sweeping 2 trials in {tmp_path / 'sweep-1'}"
+    assert lines[1] == "trial a started: lr=0.001"
+    assert "iter 1  episode_return_mean 1.500" in lines[2] and "trials 0/2" in lines[2]
+    assert lines[-1].startswith("trial b complete after 2 iterations")
+    assert "trials 2/2  left 0s" in lines[-1]
