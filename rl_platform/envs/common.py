@@ -171,3 +171,31 @@ def checked_action(agent: str, space: gym.Space, value: Any) -> Any:
             raise ValueError(f"agent {agent}: action {value!r} is not in {space}")
         return index
     return value
+
+
+def action_names(env_id: str, env_config: dict[str, Any]) -> list[str] | None:
+    """The action names env `env_id` declares with `env_config`, if any.
+
+    A name list on the env class or its core class, else the ``action_names`` of its core
+    built with `env_config` (names can depend on it: discrete or continuous, how many
+    targets). None when the env or its names are missing (a plot then says ``a<k>``).
+    """
+    from rl_platform.registry import get_env
+
+    try:
+        entry = get_env(env_id)
+        env_cls = entry.load() if entry is not None else None
+        core_cls = getattr(env_cls, "core_cls", None)
+        for owner in (env_cls, core_cls):
+            names = getattr(owner, "action_names", None)
+            if isinstance(names, list | tuple) and names:
+                return [str(n) for n in names]
+        model = getattr(env_cls, "config_model", None)
+        if core_cls is None or model is None:
+            return None
+        core = core_cls(model.model_validate({**env_config, **entry.bound_config}), 1)
+        names = core.action_names
+        getattr(core, "close", lambda: None)()
+    except Exception:  # noqa: BLE001 - plots draw without names rather than fail
+        return None
+    return [str(n) for n in names] if names else None

@@ -26,6 +26,7 @@ import numpy as np
 
 from rl_platform.checkpoints import PolicyExportError, pack_export, read_manifest
 from rl_platform.config import SafetySpec
+from rl_platform.envs.common import action_names
 from rl_platform.evaluation import scoring
 from rl_platform.evaluation.baselines import RANDOM, random_actions
 from rl_platform.evaluation.policy import TrainedPolicy
@@ -284,7 +285,11 @@ def evaluate_target(target: Target, settings: SuiteSettings, workers: int = 0) -
         "format_version": FORMAT_VERSION,
         "checkpoint": str(target.checkpoint),
         "run_dir": str(target.run_dir) if target.run_dir else None,
-        "env": {"id": target.env_id, "config": target.env_config},
+        "env": {
+            "id": target.env_id,
+            "config": target.env_config,
+            "action_names": action_names(target.env_id, target.env_config),
+        },
         "algorithm": target.algorithm,
         "seed": settings.seed,
         "episodes": n,

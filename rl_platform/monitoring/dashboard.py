@@ -59,35 +59,20 @@ def _prefixed(frame: pd.DataFrame, prefix: str) -> Lines:
 def env_action_names(run_dir: str | Path) -> list[str] | None:
     """The action names the run's env declares (``action_names``), if any.
 
-    Read from ``RUN_DIR/config.yaml``'s env through the registry: a name list on the env
-    class or its core class, else the ``action_names`` of its core built with the run's
-    env config (names can depend on it: discrete or continuous, how many targets). None
-    when the run, its env or the names are missing.
+    Read from ``RUN_DIR/config.yaml``'s env (:func:`rl_platform.envs.common.action_names`).
+    None when the run, its env or the names are missing.
     """
     import yaml
 
-    from rl_platform.registry import get_env
+    from rl_platform.envs.common import action_names
     from rl_platform.runs import CONFIG_FILE
 
     try:
         config = yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text()) or {}
-        entry = get_env(str(config["env"]["id"]))
-        env_cls = entry.load() if entry is not None else None
-        core_cls = getattr(env_cls, "core_cls", None)
-        for owner in (env_cls, core_cls):
-            names = getattr(owner, "action_names", None)
-            if isinstance(names, list | tuple) and names:
-                return [str(n) for n in names]
-        model = getattr(env_cls, "config_model", None)
-        if core_cls is None or model is None:
-            return None
-        merged = {**(config["env"].get("config") or {}), **entry.bound_config}
-        core = core_cls(model.model_validate(merged), 1)
-        names = core.action_names
-        getattr(core, "close", lambda: None)()
-    except Exception:  # noqa: BLE001 - a dashboard draws without names rather than fail
+        env = config["env"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
         return None
-    return [str(n) for n in names] if names else None
+    return action_names(str(env.get("id")), env.get("config") or {})
 
 
 def _action_label(column: str, names: list[str] | None) -> str:

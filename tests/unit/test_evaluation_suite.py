@@ -250,6 +250,8 @@ def test_evaluation_is_deterministic_for_a_seed_and_writes_the_report(checkpoint
             assert dims["overall"] == pytest.approx(scoring.overall(dims, data["weights"]))
             assert dims["overall"] is not None, (name, dims)
     assert data["dimensions"][RANDOM]["overall"] is None  # the reference
+    # the report's action panels name the env's actions (continuous rendezvous: velocities)
+    assert data["env"]["action_names"] == ["velocity x", "velocity y"]
     for name in ("report.md", "report.html", "plots/dimensions.png", "plots/trace.png"):
         assert (tmp_path / "a" / name).stat().st_size > 0, name
     for policy, dims in data["dimensions"].items():
