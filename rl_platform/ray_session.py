@@ -468,3 +468,27 @@ def check_resources(
         log.warning("%s Waiting for the cluster to grow.", message)
         return
     raise ConfigError(message)
+
+
+def start_checked(
+    experiment: ExperimentConfig,
+    algo_config: AlgorithmConfig,
+    address: str | None,
+    verbose: bool,
+    *,
+    discard: Path | None = None,
+) -> None:
+    """Start (or join) Ray, then :func:`check_resources`.
+
+    `discard`: the directory made for this run before Ray started; a refusal removes it
+    (nothing ran) before the ConfigError goes on.
+    """
+    import shutil
+
+    init_ray(address, verbose)
+    try:
+        check_resources(experiment, algo_config, autoscaling=address is not None)
+    except ConfigError:
+        if discard is not None:
+            shutil.rmtree(discard, ignore_errors=True)
+        raise

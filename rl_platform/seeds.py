@@ -19,7 +19,6 @@ import math
 import os
 import platform
 import re
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,11 @@ import numpy as np
 from rl_platform import registry
 from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
 from rl_platform.progress import RunStart
-from rl_platform.ray_session import check_resources, init_ray, quiet_logs, signals_ignored
+from rl_platform.ray_session import (
+    quiet_logs,
+    signals_ignored,
+    start_checked,
+)
 from rl_platform.resume import (
     RUN_SEARCH_STATE,
     ResumeError,
@@ -497,13 +500,10 @@ def train_seeds(
     if on_start is not None:
         stop = stop_criteria(experiment)
         on_start(RunStart(group_dir, stop, None, resume is not None, tuple(seed_list)))
-    init_ray(address, verbose)
-    try:
-        check_resources(experiment, algo_config, autoscaling=address is not None)
-    except ConfigError:
-        if resume is None:  # refused before anything ran: leave no group directory behind
-            shutil.rmtree(group_dir, ignore_errors=True)
-        raise
+    # refused before anything ran: no group directory is left behind
+    start_checked(
+        experiment, algo_config, address, verbose, discard=group_dir if resume is None else None
+    )
     group = RunDir(group_dir)
 
     parts = reward_parts(experiment)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -29,7 +28,11 @@ from rl_platform.config import ConfigError, ExperimentConfig, load_experiment
 from rl_platform.monitoring.io import append_table_row, complete_lines
 from rl_platform.monitoring.results import table_row
 from rl_platform.progress import IterationRow, RunStart, StreamProgress
-from rl_platform.ray_session import check_resources, init_ray, quiet_logs, signals_ignored
+from rl_platform.ray_session import (
+    quiet_logs,
+    signals_ignored,
+    start_checked,
+)
 from rl_platform.resume import (
     RUN_SEARCH_STATE,
     ResumeError,
@@ -305,13 +308,10 @@ def train(
     if on_start is not None:
         on_start(RunStart(run_dir, stop_criteria(experiment), remote, resume is not None))
 
-    init_ray(address, verbose)
-    try:
-        check_resources(experiment, algo_config, autoscaling=address is not None)
-    except ConfigError:
-        if resume is None:  # refused before anything ran: leave no run directory behind
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    # refused before anything ran: no run directory is left behind
+    start_checked(
+        experiment, algo_config, address, verbose, discard=run_dir if resume is None else None
+    )
     from ray import tune
 
     global _progress_sink

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -28,7 +27,11 @@ from ray import tune as ray_tune
 from rl_platform import registry
 from rl_platform.config import ConfigError, ExperimentConfig, TuneSpec, load_experiment
 from rl_platform.progress import SweepStart, SweepStreamProgress
-from rl_platform.ray_session import check_resources, init_ray, quiet_logs, signals_ignored
+from rl_platform.ray_session import (
+    quiet_logs,
+    signals_ignored,
+    start_checked,
+)
 from rl_platform.resume import (
     SWEEP_SEARCH_STATE,
     ResumeError,
@@ -182,13 +185,14 @@ def tune(
         stop = stop_criteria(trial_experiment)
         on_start(SweepStart(sweep_dir, spec.num_samples, stop, resume is not None))
 
-    init_ray(address, verbose)
-    try:
-        check_resources(trial_experiment, algo_config, autoscaling=address is not None)
-    except ConfigError:
-        if resume is None:  # refused before anything ran: leave no sweep directory behind
-            shutil.rmtree(sweep_dir, ignore_errors=True)
-        raise
+    # refused before anything ran: no sweep directory is left behind
+    start_checked(
+        trial_experiment,
+        algo_config,
+        address,
+        verbose,
+        discard=sweep_dir if resume is None else None,
+    )
     resources = algo_config.algo_class.default_resource_request(algo_config)
     if resume is None:
         if storage is None:

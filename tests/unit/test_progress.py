@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rl_platform import training
+from rl_platform import ray_session, training
 from rl_platform.progress import (
     IterationRow,
     RunStart,
@@ -119,7 +119,7 @@ def test_progress_true_is_the_stream_printer_and_false_silences_it():
 def fake_ray(monkeypatch):
     """training.train up to Ray: init_ray and check_resources record their turn."""
     events = []
-    monkeypatch.setattr(training, "init_ray", lambda *a, **k: events.append("init_ray"))
+    monkeypatch.setattr(ray_session, "init_ray", lambda *a, **k: events.append("init_ray"))
     return events
 
 
@@ -130,7 +130,7 @@ def test_train_announces_the_run_directory_before_ray_starts(
         fake_ray.append("check_resources")
         raise training.ConfigError("the run needs 2 CPU")
 
-    monkeypatch.setattr(training, "check_resources", no_cpus)
+    monkeypatch.setattr(ray_session, "check_resources", no_cpus)
     starts = []
 
     def on_start(start):
