@@ -190,7 +190,8 @@ def batch_bytes(sampler: str, steps: int = 400) -> dict:
 
     The runner samples ``steps`` env steps and the episodes it returns are serialized as
     Ray would put them in the object store (pickle protocol 5 of our own fresh objects,
-    never loaded back). Also the arrays' own bytes per agent step, from the first step.
+    timed both ways: what a driver spends per MB). Also the arrays' own bytes per agent
+    step, from the first step.
     """
     import pickle
 
@@ -207,7 +208,13 @@ def batch_bytes(sampler: str, steps: int = 400) -> dict:
     finally:
         runner.stop()
     sampled = sum(len(e) for e in episodes)
-    size = len(pickle.dumps(episodes, protocol=5))
+    started = time.perf_counter()
+    blob = pickle.dumps(episodes, protocol=5)
+    dumped = time.perf_counter() - started
+    started = time.perf_counter()
+    pickle.loads(blob)  # bytes this function just made from its own episodes
+    loaded = time.perf_counter() - started
+    size = len(blob)
     agent = next(iter(episodes[0].agent_episodes.values()))
     arrays = [agent.get_observations(0), agent.get_actions(0)]
     arrays += [agent.get_extra_model_outputs(k, 0) for k in agent.extra_model_outputs]
@@ -219,6 +226,10 @@ def batch_bytes(sampler: str, steps: int = 400) -> dict:
         "agents": len(episodes[0].agent_episodes),
         "serialized_bytes_per_env_step": round(size / sampled, 1),
         "array_bytes_per_agent_step": per_agent_step,
+        # What the driver spends per MB of batch: deserializing the runners' episodes,
+        # serializing the learners' shards (one process, this machine's core).
+        "serialize_s_per_mb": round(dumped / size * 1e6, 4),
+        "deserialize_s_per_mb": round(loaded / size * 1e6, 4),
         "arrays": {
             "observation": {k: list(v.shape) for k, v in agent.get_observations(0).items()}
             if isinstance(agent.get_observations(0), dict)
@@ -374,7 +385,7 @@ def main() -> None:
     trials, trial_iterations = (2, 1) if quick else (4, 3)
     name = args.out or ("scaling_smoke" if quick else "scaling")
 
-    sizes = {sampler: batch_bytes(sampler) for sampler in samplers}
+    sizes = {sampler: batch_bytes(sampler, batch) for sampler in samplers}
     print(json.dumps(sizes), flush=True)
     cluster = LocalCluster.start(cpus=[args.cpus_per_node] * args.nodes)
     results = []
