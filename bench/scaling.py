@@ -81,17 +81,22 @@ def scrub(text: str) -> str:
     return re.sub(r"\S*(/tmp|/home|/work)/\S*", "<path>", " ".join(text.split()))
 
 
+def run_rlp(
+    cluster: LocalCluster, verb: str, path: Path, items: list[str], out: str, timeout: int
+) -> tuple[subprocess.CompletedProcess, float]:
+    """``rlp VERB PATH --set ... --address <cluster> --output OUT``; the process, wall s."""
+    command = [sys.executable, "-m", "rl_platform", verb, str(path)]
+    command += [arg for item in items for arg in ("--set", item)]
+    command += ["--address", cluster.gcs, "--output", out]
+    started = time.perf_counter()
+    proc = subprocess.run(command, env=cluster.env, capture_output=True, text=True, timeout=timeout)
+    return proc, time.perf_counter() - started
+
+
 def measure(cluster: LocalCluster, items: list[str], timeout: int) -> dict:
     """Train once on the cluster; figures from the run's metrics.csv (or the error)."""
     with tempfile.TemporaryDirectory(prefix="rlp-scaling-") as out:
-        command = [sys.executable, "-m", "rl_platform", "train", str(QUICKSTART)]
-        command += [arg for item in items for arg in ("--set", item)]
-        command += ["--address", cluster.gcs, "--output", out]
-        started = time.perf_counter()
-        proc = subprocess.run(
-            command, env=cluster.env, capture_output=True, text=True, timeout=timeout
-        )
-        wall = time.perf_counter() - started
+        proc, wall = run_rlp(cluster, "train", QUICKSTART, items, out, timeout)
         metrics = list(Path(out).glob("*/*/metrics.csv"))
         if proc.returncode != 0 or not metrics:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
@@ -277,14 +282,7 @@ def run_sweep(cluster: LocalCluster, trials: int, iterations: int, timeout: int)
         f"stop.training_iteration={iterations}",
     ]
     with tempfile.TemporaryDirectory(prefix="rlp-scaling-") as out:
-        command = [sys.executable, "-m", "rl_platform", "tune", str(SWEEP)]
-        command += [arg for item in items for arg in ("--set", item)]
-        command += ["--address", cluster.gcs, "--output", out]
-        started = time.perf_counter()
-        proc = subprocess.run(
-            command, env=cluster.env, capture_output=True, text=True, timeout=timeout
-        )
-        wall = time.perf_counter() - started
+        proc, wall = run_rlp(cluster, "tune", SWEEP, items, out, timeout)
         tables = list(Path(out).glob("*/*/trials.csv"))
         done = 0
         if tables:

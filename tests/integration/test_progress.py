@@ -26,19 +26,24 @@ TINY = {
 }
 
 
-def test_rlp_train_names_the_run_directory_before_ray_starts_and_counts_k_of_n(tmp_path):
-    experiment = tmp_path / "tiny.yaml"
-    experiment.write_text(yaml.safe_dump(TINY))
-    output = tmp_path / "runs"
-    # a private Ray (no --address), stdout and stderr in one stream, in the order written
-    proc = subprocess.run(
-        [sys.executable, "-m", "rl_platform", "train", str(experiment), "--output", str(output)],
+def rlp_in_order(*args: str) -> subprocess.CompletedProcess:
+    """``rlp ARGS`` with a private Ray, stdout and stderr in one stream in the order written."""
+    return subprocess.run(
+        [sys.executable, "-m", "rl_platform", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "COLUMNS": "80", "PYTHONUNBUFFERED": "1"},
         timeout=300,
     )
+
+
+def test_rlp_train_names_the_run_directory_before_ray_starts_and_counts_k_of_n(tmp_path):
+    experiment = tmp_path / "tiny.yaml"
+    experiment.write_text(yaml.safe_dump(TINY))
+    output = tmp_path / "runs"
+    # a private Ray (no --address), stdout and stderr in one stream, in the order written
+    proc = rlp_in_order("train", str(experiment), "--output", str(output))
     assert proc.returncode == 0, proc.stdout[-3000:]
     (run_dir,) = (output / "tiny_progress").iterdir()
     lines = proc.stdout.splitlines()
@@ -83,14 +88,7 @@ def test_rlp_tune_names_the_sweep_directory_before_ray_starts_and_counts_trials(
         )
     )
     output = tmp_path / "sweeps"
-    proc = subprocess.run(
-        [sys.executable, "-m", "rl_platform", "tune", str(sweep), "--output", str(output)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "COLUMNS": "80", "PYTHONUNBUFFERED": "1"},
-        timeout=300,
-    )
+    proc = rlp_in_order("tune", str(sweep), "--output", str(output))
     assert proc.returncode == 0, proc.stdout[-3000:]
     (sweep_dir,) = (output / "tiny_tune_progress").iterdir()
     lines = proc.stdout.splitlines()
